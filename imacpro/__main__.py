@@ -1,0 +1,3 @@
+from imacpro.cli import main
+
+main()

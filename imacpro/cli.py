@@ -1,0 +1,138 @@
+"""The `imacpro` command line.
+
+Bad input (unknown option, bad value, duplicate name, damaged bundle) prints one line on stderr,
+"imacpro: error: ...", and exits with status 2. Every reporting command takes --json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from imacpro import __version__, bundle
+from imacpro.catalog import configure, data
+from imacpro.errors import UserError
+from imacpro.overview import (catalog_report, hardware_overview, list_row, render_catalog,
+                              render_overview)
+
+EXIT_USAGE = 2
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _emit(as_json: bool, report, text: str) -> None:
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imacpro")
+def cli() -> None:
+    """imacpro: a virtual Apple iMac Pro (iMacPro1,1)."""
+
+
+@cli.command()
+@json_option
+def catalog(as_json: bool) -> None:
+    """Every option Apple sold, with its dates and sources."""
+    _emit(as_json, catalog_report(), render_catalog())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--cpu", type=click.Choice([str(k) for k in data.PROCESSORS]),
+              help="Cores: 8 (W-2140B), 10 (W-2150B), 14 (W-2170B) or 18 (W-2191B).")
+@click.option("--memory", type=click.Choice([str(k) for k in data.MEMORY]),
+              help="Memory in GB (512 needs --third-party-memory).")
+@click.option("--graphics", type=click.Choice(list(data.GRAPHICS), case_sensitive=False))
+@click.option("--storage", type=click.Choice(list(data.STORAGE), case_sensitive=False))
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="Only options on sale that day; defaults are that day's stock configuration.")
+@click.option("--third-party-memory", is_flag=True,
+              help="Allow non-Apple memory modules (up to 512 GB, any date).")
+@json_option
+def create(name: str, cpu: str | None, memory: str | None, graphics: str | None,
+           storage: str | None, as_of, third_party_memory: bool, as_json: bool) -> None:
+    """Create a virtual iMac Pro named NAME."""
+    config = configure(
+        cpu=int(cpu) if cpu else None,
+        memory=int(memory) if memory else None,
+        graphics=graphics.lower() if graphics else None,
+        storage=storage.upper() if storage else None,
+        as_of=as_of.date() if as_of else None,
+        third_party_memory=third_party_memory,
+    )
+    new = bundle.create(name, config)
+    overview = hardware_overview(new.name, config, new.identity())
+    _emit(as_json, overview, f"Created {new.path}\n\n{render_overview(overview)}")
+
+
+@cli.command(name="list")
+@json_option
+def list_machines(as_json: bool) -> None:
+    """List the machines."""
+    rows = []
+    for b in bundle.list_bundles():
+        try:
+            rows.append(list_row(b.name, b.config()))
+        except UserError as exc:
+            rows.append({"name": b.name, "error": str(exc)})
+    if as_json:
+        _emit(True, rows, "")
+        return
+    if not rows:
+        click.echo(f"No machines in {bundle.machines_dir()} (create one: imacpro create NAME)")
+        return
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['name']:<20} {r['error']}")
+        else:
+            click.echo(f"{r['name']:<20} {r['cpu']}-core {r['processor']}, {r['memory_gb']} GB, "
+                       f"{r['graphics']}, {r['storage']}")
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+def info(name: str, as_json: bool) -> None:
+    """Show a machine's hardware overview."""
+    b = bundle.open_bundle(name)
+    overview = hardware_overview(b.name, b.config(), b.identity())
+    _emit(as_json, overview, render_overview(overview))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(name: str, yes: bool) -> None:
+    """Delete a machine and everything in it (its SSD too)."""
+    bundle.open_bundle(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"not deleting {name!r} without confirmation: pass --yes")
+        click.confirm(f"Delete machine {name!r} and everything on it?", abort=True)
+    bundle.delete(name)
+    click.echo(f"Deleted {name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        status = cli.main(args=argv, prog_name="imacpro", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help())
+        status = 0
+    except (click.ClickException, UserError) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        click.echo(f"imacpro: error: {' '.join(message.split())}", err=True)
+        status = EXIT_USAGE
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"imacpro: error: {exc.strerror or exc}{where}", err=True)
+        status = EXIT_USAGE
+    except click.Abort:
+        click.echo("imacpro: aborted", err=True)
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status if isinstance(status, int) else 0)

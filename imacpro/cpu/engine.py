@@ -1,0 +1,105 @@
+"""The CPU engine: Unicorn 2.1.4 with imacpro's patch (third_party/unicorn/imacpro.patch).
+
+Stock Unicorn is a user-mode emulator: it reports exceptions to a hook instead of delivering them,
+treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The patch, built by
+`tools/build-unicorn` into `_lib/libunicorn.so.2`, adds per-engine entry points:
+
+  uc_imacpro_enable(uc, intack, msr, opaque)  exceptions through the guest IDT (QEMU's own
+                                              delivery: gates, IST, CPL switch, error codes,
+                                              #DF/triple fault), SYSCALL per the SDM, and
+                                              callbacks for the INTA cycle and RDMSR/WRMSR
+  uc_imacpro_set_irq(uc, level)               the INTR pin (taken when RFLAGS.IF=1 and no
+                                              STI/MOV SS shadow)
+  uc_imacpro_nmi(uc)                          the NMI pin
+  uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
+  uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
+  uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
+                                              TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
+
+The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from imacpro.errors import UserError
+
+LIB_DIR = Path(__file__).with_name("_lib")
+
+if (LIB_DIR / "libunicorn.so.2").exists():
+    os.environ["LIBUNICORN_PATH"] = str(LIB_DIR)
+
+import unicorn  # noqa: E402  (must follow LIBUNICORN_PATH)
+from unicorn import x86_const  # noqa: E402,F401
+from unicorn.unicorn_py3.unicorn import uclib  # noqa: E402
+
+if not hasattr(uclib, "uc_imacpro_enable"):
+    raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
+                    "run 'make' (tools/build-unicorn) to build it")
+
+INTACK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+MSR_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
+                                ctypes.POINTER(ctypes.c_uint64))
+
+uclib.uc_imacpro_enable.argtypes = [ctypes.c_void_p, INTACK_CALLBACK, MSR_CALLBACK,
+                                    ctypes.c_void_p]
+uclib.uc_imacpro_enable.restype = ctypes.c_int
+uclib.uc_imacpro_set_irq.argtypes = [ctypes.c_void_p, ctypes.c_int]
+uclib.uc_imacpro_set_irq.restype = None
+uclib.uc_imacpro_nmi.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_nmi.restype = None
+uclib.uc_imacpro_sipi.argtypes = [ctypes.c_void_p, ctypes.c_int]
+uclib.uc_imacpro_sipi.restype = None
+uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_status.restype = ctypes.c_int
+uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
+                                     ctypes.c_uint64, ctypes.c_int]
+uclib.uc_imacpro_set_tsc.restype = None
+
+STATUS_HALTED = 1
+STATUS_TRIPLE_FAULT = 2
+
+
+class Engine:
+    """One logical CPU: a Unicorn x86-64 instance (`uc`) with the machine extensions on.
+
+    `intack()` returns the vector of the external interrupt the CPU is taking, OR 0x100 if
+    another is still pending, or -1 if none is deliverable any more. `msr(is_write, index,
+    value)` returns (1, value) when handled, (0, None) to let the engine handle it (EFER,
+    STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT, TSC), or (-1, None) for #GP.
+    """
+
+    def __init__(self, intack, msr):
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self._uch = self.uc._uch
+        self._intack = INTACK_CALLBACK(lambda _opaque: intack())
+        self._msr = MSR_CALLBACK(self._on_msr)
+        self._msr_handler = msr
+        err = uclib.uc_imacpro_enable(self._uch, self._intack, self._msr, None)
+        if err:
+            raise unicorn.UcError(err)
+
+    def _on_msr(self, _opaque, is_write, index, value_ptr) -> int:
+        handled, value = self._msr_handler(bool(is_write), index, value_ptr[0])
+        if handled > 0 and not is_write:
+            value_ptr[0] = value & 0xFFFF_FFFF_FFFF_FFFF
+        return handled
+
+    def set_irq(self, level: bool) -> None:
+        uclib.uc_imacpro_set_irq(self._uch, 1 if level else 0)
+
+    def nmi(self) -> None:
+        uclib.uc_imacpro_nmi(self._uch)
+
+    def sipi(self, vector: int) -> None:
+        uclib.uc_imacpro_sipi(self._uch, vector & 0xFF)
+
+    def status(self) -> int:
+        return uclib.uc_imacpro_status(self._uch)
+
+    def set_tsc(self, tsc: int, anchor_ns: int, hz: int, running: bool) -> None:
+        uclib.uc_imacpro_set_tsc(self._uch, tsc & 0xFFFF_FFFF_FFFF_FFFF, anchor_ns, hz,
+                                 1 if running else 0)

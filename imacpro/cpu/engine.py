@@ -33,7 +33,7 @@ if (LIB_DIR / "libunicorn.so.2").exists():
     os.environ["LIBUNICORN_PATH"] = str(LIB_DIR)
 
 import unicorn  # noqa: E402  (must follow LIBUNICORN_PATH)
-from unicorn import x86_const  # noqa: E402,F401
+from unicorn import x86_const  # noqa: E402
 from unicorn.unicorn_py3.unicorn import uclib  # noqa: E402
 
 if not hasattr(uclib, "uc_imacpro_enable"):
@@ -72,8 +72,9 @@ class Engine:
     STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT, TSC), or (-1, None) for #GP.
     """
 
-    def __init__(self, intack, msr):
+    def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER):
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self.uc.ctl_set_cpu_model(cpu_model)  # before the engine initialises
         self._uch = self.uc._uch
         self._intack = INTACK_CALLBACK(lambda _opaque: intack())
         self._msr = MSR_CALLBACK(self._on_msr)

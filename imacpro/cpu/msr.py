@@ -1,0 +1,117 @@
+"""Model-specific registers of the Xeon W-21xxB that the machine answers.
+
+The engine keeps the MSRs its translator depends on (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS/kernel
+GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision): `ENGINE_MSRS`. This module
+answers the platform's: the APIC base and TSC deadline (to the local APIC), machine-check banks,
+MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control. Any other MSR raises #GP, as on
+hardware, so guests that probe with rdmsr_safe see what is really there.
+"""
+
+from __future__ import annotations
+
+from imacpro.catalog.data import Processor
+
+IA32_TSC = 0x10
+IA32_PLATFORM_ID = 0x17
+IA32_APIC_BASE = 0x1B
+IA32_FEATURE_CONTROL = 0x3A
+IA32_TSC_ADJUST = 0x3B
+IA32_BIOS_SIGN_ID = 0x8B
+MSR_SMI_COUNT = 0x34
+MSR_CORE_THREAD_COUNT = 0x35
+MSR_PLATFORM_INFO = 0xCE
+IA32_MCG_CAP = 0x179
+IA32_MCG_STATUS = 0x17A
+IA32_PERF_STATUS = 0x198
+IA32_MISC_ENABLE = 0x1A0
+MSR_TURBO_RATIO_LIMIT = 0x1AD
+IA32_TSC_DEADLINE = 0x6E0
+IA32_MC0_CTL = 0x400
+
+MCA_BANKS = 20  # Skylake-SP/W
+MISC_ENABLE = (1 << 0) | (1 << 11) | (1 << 12)  # fast strings; BTS and PEBS unavailable
+FEATURE_CONTROL_LOCKED = 1  # locked, VMX off (the engine has no VMX)
+
+ENGINE_MSRS = frozenset(
+    {IA32_TSC, IA32_BIOS_SIGN_ID, 0x174, 0x175, 0x176, 0x277, 0x2FF, 0xFE,
+     *range(0x200, 0x214), 0x250, 0x258, 0x259, *range(0x268, 0x270),
+     *range(0xC0000080, 0xC0000085), *range(0xC0000100, 0xC0000104)})
+
+HANDLED, ENGINE, GP_FAULT = 1, 0, -1
+
+
+class MsrFile:
+    """The platform MSRs of one logical CPU. `access()` is the engine's MSR callback."""
+
+    def __init__(self, processor: Processor, lapic, tsc_hz: int):
+        self.lapic = lapic
+        self.tsc_hz = tsc_hz
+        base_ratio = round(processor.base_ghz * 10)
+        turbo_ratio = round(processor.turbo_ghz * 10)
+        self._fixed = {
+            IA32_PLATFORM_ID: 0,
+            IA32_FEATURE_CONTROL: FEATURE_CONTROL_LOCKED,
+            MSR_SMI_COUNT: 0,
+            MSR_CORE_THREAD_COUNT: processor.cores << 16 | processor.threads,
+            MSR_PLATFORM_INFO: base_ratio << 8 | 12 << 40,  # max efficiency ratio: 1.2 GHz
+            IA32_MCG_CAP: MCA_BANKS,
+            IA32_PERF_STATUS: base_ratio << 8,
+            MSR_TURBO_RATIO_LIMIT: int.from_bytes(bytes([turbo_ratio] * 8), "little"),
+        }
+        self.reset()
+
+    def reset(self) -> None:
+        self.misc_enable = MISC_ENABLE
+        self.tsc_adjust = 0
+        self.mcg_status = 0
+        self.mc_ctl = [0] * MCA_BANKS
+
+    def access(self, is_write: bool, index: int, value: int) -> tuple[int, int | None]:
+        if index in ENGINE_MSRS:
+            return ENGINE, None
+        try:
+            return (self._write(index, value), None) if is_write else self._read(index)
+        except Exception:  # a bug here must not take the machine down: fault the guest
+            return GP_FAULT, None
+
+    def _read(self, index: int) -> tuple[int, int | None]:
+        if index in self._fixed:
+            return HANDLED, self._fixed[index]
+        if index == IA32_APIC_BASE:
+            return HANDLED, self.lapic.apic_base
+        if index == IA32_TSC_DEADLINE:
+            return HANDLED, self.lapic.read_tsc_deadline()
+        if index == IA32_MISC_ENABLE:
+            return HANDLED, self.misc_enable
+        if index == IA32_TSC_ADJUST:
+            return HANDLED, self.tsc_adjust
+        if index == IA32_MCG_STATUS:
+            return HANDLED, self.mcg_status
+        bank, reg = divmod(index - IA32_MC0_CTL, 4)
+        if 0 <= bank < MCA_BANKS:
+            return HANDLED, self.mc_ctl[bank] if reg == 0 else 0  # no machine checks pending
+        return GP_FAULT, None
+
+    def _write(self, index: int, value: int) -> int:
+        if index == IA32_APIC_BASE:
+            self.lapic.apic_base = value
+        elif index == IA32_TSC_DEADLINE:
+            self.lapic.write_tsc_deadline(value, self.tsc_hz)
+        elif index == IA32_MISC_ENABLE:
+            # Only the fast-strings bit is the OS's to change; the rest reflect the hardware.
+            self.misc_enable = (self.misc_enable & ~1) | (value & 1)
+        elif index == IA32_TSC_ADJUST:
+            self.tsc_adjust = value
+        elif index == IA32_MCG_STATUS:
+            self.mcg_status = value
+        elif index in (IA32_FEATURE_CONTROL, IA32_BIOS_SIGN_ID):
+            return GP_FAULT if index == IA32_FEATURE_CONTROL else HANDLED  # locked
+        else:
+            bank, reg = divmod(index - IA32_MC0_CTL, 4)
+            if not 0 <= bank < MCA_BANKS:
+                return GP_FAULT
+            if reg == 0:
+                self.mc_ctl[bank] = value
+            elif reg == 1 and value != 0:
+                return GP_FAULT  # MCi_STATUS accepts only zero
+        return HANDLED

@@ -1,0 +1,187 @@
+"""One logical CPU: an engine, its local APIC, CPUID and MSRs, and its run state.
+
+The engine executes guest code and delivers exceptions and interrupts itself (see engine.py).
+The vCPU connects it to the machine:
+  - IN/OUT go to the port bus, MMIO to the devices (the local APIC page to this CPU's own APIC);
+  - the INTR pin follows "this CPU's APIC (or the PIC, in virtual-wire mode) has a deliverable
+    interrupt", re-evaluated whenever the APIC's state may have changed; the INTA cycle
+    (`_intack`) takes the vector from the APIC or the PIC at the moment the CPU takes it;
+  - INIT puts the CPU in wait-for-SIPI; a SIPI starts it in real mode at vector × 4 KiB.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+import unicorn
+from unicorn import x86_const as x
+
+from imacpro.bus.mmio import map_device
+from imacpro.cpu import cpuid
+from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
+from imacpro.cpu.msr import MsrFile
+from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
+
+log = logging.getLogger(__name__)
+
+NEVER = 0xFFFF_FFFF_FFFF_FFFF   # an `until` address the guest never reaches
+RFLAGS_IF = 1 << 9
+MORE_PENDING = 0x100            # intack: the INTR pin stays asserted
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    HALTED = "halted"                # HLT: waits for an interrupt
+    WAIT_FOR_SIPI = "wait-for-sipi"  # after INIT (application processors start here)
+    SHUTDOWN = "shutdown"            # triple fault or engine failure
+
+
+class _ApicPage:
+    """This CPU's view of the local APIC page: every access may change what is pending."""
+
+    def __init__(self, vcpu: Vcpu):
+        self.vcpu = vcpu
+
+    def read(self, offset: int, size: int) -> int:
+        return self.vcpu.lapic.read(offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.vcpu.lapic.write(offset, size, value)
+        self.vcpu.update_pins()
+
+
+class Vcpu:
+    def __init__(self, index: int, apic_id: int, processor, ram, pio, mmio, lapic, pic,
+                 clock, tsc_hz: int, bsp: bool):
+        self.index = index
+        self.apic_id = apic_id
+        self.lapic = lapic
+        self.pic = pic
+        self.clock = clock
+        self.tsc_hz = tsc_hz
+        self.pio = pio
+        self.msrs = MsrFile(processor, lapic, tsc_hz)
+        self.cpuid = cpuid.cpuid_table(processor, apic_id)
+        self.engine = Engine(self._intack, self.msrs.access)
+        self.uc = uc = self.engine.uc
+        ram.map_into(uc, unicorn.UC_PROT_ALL)
+        mmio.map_into(uc)
+        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self))
+        uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
+        uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
+        uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
+        lapic.on_event = self.update_pins
+        self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
+        self.shutdown_reason = ""
+
+    # --- the engine's callbacks (called from inside emu_start) ---------------------------
+
+    def _on_in(self, uc, port, size, _data):
+        return self.pio.read(port, size)
+
+    def _on_out(self, uc, port, size, value, _data):
+        self.pio.write(port, size, value)
+
+    def _on_cpuid(self, uc, _data):
+        leaf = uc.reg_read(x.UC_X86_REG_RAX) & 0xFFFFFFFF
+        sub = uc.reg_read(x.UC_X86_REG_RCX) & 0xFFFFFFFF
+        a, b, c, d = cpuid.lookup(self.cpuid, leaf, sub)
+        if leaf == 1:  # OSXSAVE mirrors CR4.OSXSAVE
+            c = (c & ~(1 << 27)) | ((uc.reg_read(x.UC_X86_REG_CR4) >> 18 & 1) << 27)
+        uc.reg_write(x.UC_X86_REG_RAX, a)
+        uc.reg_write(x.UC_X86_REG_RBX, b)
+        uc.reg_write(x.UC_X86_REG_RCX, c)
+        uc.reg_write(x.UC_X86_REG_RDX, d)
+        return True  # skip the engine's own CPUID
+
+    def _intack(self) -> int:
+        try:
+            if self.lapic.extint_pending and self.pic.interrupt_pending():
+                vector = self.pic.acknowledge()
+            elif self.lapic.highest_pending() is not None:
+                vector = self.lapic.acknowledge()
+            else:
+                return -1
+            return vector | (MORE_PENDING if self.interrupt_pending() else 0)
+        except Exception:
+            log.exception("cpu %d: interrupt acknowledge failed", self.index)
+            return -1
+
+    # --- pins -----------------------------------------------------------------------------
+
+    def interrupt_pending(self) -> bool:
+        return (self.lapic.highest_pending() is not None
+                or (self.lapic.extint_pending and self.pic.interrupt_pending()))
+
+    def update_pins(self) -> None:
+        """Re-evaluate INTR, NMI, INIT and SIPI after the interrupt controllers changed."""
+        if self.lapic.take_init():
+            self._init()
+        vector = self.lapic.take_sipi()
+        if vector is not None and self.state is State.WAIT_FOR_SIPI:
+            self._sipi(vector)
+        if self.lapic.take_nmi():
+            self.engine.nmi()
+            self._nmi_pending = True
+        self.engine.set_irq(self.interrupt_pending())
+
+    _nmi_pending = False
+
+    def _init(self) -> None:
+        """INIT: real mode at the reset vector's state, then wait for a start-up IPI."""
+        uc = self.uc
+        uc.reg_write(x.UC_X86_REG_CR0, 0x60000010)
+        uc.reg_write(x.UC_X86_REG_CR4, 0)
+        uc.msr_write(0xC0000080, 0)  # EFER
+        uc.reg_write(x.UC_X86_REG_CR3, 0)
+        for reg in (x.UC_X86_REG_DS, x.UC_X86_REG_ES, x.UC_X86_REG_SS, x.UC_X86_REG_FS,
+                    x.UC_X86_REG_GS):
+            uc.reg_write(reg, 0)
+        uc.reg_write(x.UC_X86_REG_RFLAGS, 0x2)
+        uc.reg_write(x.UC_X86_REG_RSP, 0)
+        uc.reg_write(x.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
+        self.lapic.init_reset()
+        self.state = State.WAIT_FOR_SIPI
+
+    def _sipi(self, vector: int) -> None:
+        self.engine.sipi(vector)
+        self.state = State.RUNNING
+
+    # --- running --------------------------------------------------------------------------
+
+    def runnable(self) -> bool:
+        if self.state is State.RUNNING:
+            return True
+        if self.state is State.HALTED:
+            if self._nmi_pending:
+                return True
+            if self.interrupt_pending() and self.uc.reg_read(x.UC_X86_REG_RFLAGS) & RFLAGS_IF:
+                return True
+        return False
+
+    def run(self, timeout_us: int) -> None:
+        """Run until HLT, shutdown or `timeout_us` of host time has passed."""
+        host_ns = time.monotonic_ns()
+        guest_ns = self.clock.now_ns()
+        self.engine.set_tsc(guest_ns * self.tsc_hz // 1_000_000_000, host_ns, self.tsc_hz,
+                            running=True)
+        self._nmi_pending = False
+        self.state = State.RUNNING
+        rip = self.uc.reg_read(x.UC_X86_REG_RIP)
+        try:
+            self.uc.emu_start(rip, NEVER, timeout=timeout_us)
+        except unicorn.UcError as exc:
+            self._shut_down(f"engine stopped: {exc} at RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
+            return
+        status = self.engine.status()
+        if status & STATUS_TRIPLE_FAULT:
+            self._shut_down("triple fault")
+        elif status & STATUS_HALTED:
+            self.state = State.HALTED
+
+    def _shut_down(self, reason: str) -> None:
+        log.warning("cpu %d: %s", self.index, reason)
+        self.state = State.SHUTDOWN
+        self.shutdown_reason = reason

@@ -1,0 +1,51 @@
+"""Guest RAM: one sparse anonymous host mapping, shared by every vCPU.
+
+MAP_NORESERVE lets a 256 GB machine run on a smaller host: the kernel commits host pages only
+when the guest first touches them. Unicorn maps the same host memory into each vCPU
+(`mem_map_ptr`), so all CPUs see one coherent RAM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+
+from imacpro.memory.layout import RamRange, ram_ranges
+
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; Python < 3.13 lacks it
+
+
+class Ram:
+    def __init__(self, size: int):
+        self.size = size
+        self.ranges: list[RamRange] = ram_ranges(size)
+        self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                              | MAP_NORESERVE)
+        self.host_address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+        self.view = memoryview(self._map)
+
+    def _host_offset(self, guest: int, length: int) -> int | None:
+        for r in self.ranges:
+            if r.guest_start <= guest and guest + length <= r.guest_start + r.size:
+                return r.host_offset + guest - r.guest_start
+        return None
+
+    def contains(self, guest: int, length: int = 1) -> bool:
+        return self._host_offset(guest, length) is not None
+
+    def read(self, guest: int, length: int) -> bytes:
+        offset = self._host_offset(guest, length)
+        if offset is None:
+            raise ValueError(f"RAM read outside RAM: {guest:#x}+{length:#x}")
+        return bytes(self.view[offset:offset + length])
+
+    def write(self, guest: int, data: bytes) -> None:
+        offset = self._host_offset(guest, len(data))
+        if offset is None:
+            raise ValueError(f"RAM write outside RAM: {guest:#x}+{len(data):#x}")
+        self.view[offset:offset + len(data)] = data
+
+    def map_into(self, uc, perms: int) -> None:
+        """Back this RAM's guest ranges in a Unicorn instance with the shared host pages."""
+        for r in self.ranges:
+            uc.mem_map_ptr(r.guest_start, r.size, perms, self.host_address + r.host_offset)

@@ -1,0 +1,135 @@
+"""CPUID: the configured Xeon W-21xxB's identity and topology, and honest feature flags."""
+
+import struct
+
+import pytest
+
+from baremetal import run_program
+from imacpro.catalog import configure
+from imacpro.cpu import cpuid
+
+# Each claimed feature flag → an instruction (or control bit) that needs it.
+FEATURE_PROBES = {
+    # name: (leaf, register, bit, asm that #UDs without the feature)
+    "sse3": (1, "ecx", 0, "addsubpd %xmm0, %xmm1"),
+    "pclmulqdq": (1, "ecx", 1, "pclmulqdq $0, %xmm0, %xmm1"),
+    "ssse3": (1, "ecx", 9, "pshufb %xmm0, %xmm1"),
+    "cx16": (1, "ecx", 13, "lea scratch(%rip), %rdi; cmpxchg16b (%rdi)"),
+    "sse41": (1, "ecx", 19, "pmaxsd %xmm0, %xmm1"),
+    "sse42": (1, "ecx", 20, "crc32 %eax, %ebx"),
+    "movbe": (1, "ecx", 22, "movbe scratch(%rip), %eax"),
+    "popcnt": (1, "ecx", 23, "popcnt %eax, %ebx"),
+    "aes": (1, "ecx", 25, "aesenc %xmm0, %xmm1"),
+    "xsave": (1, "ecx", 26, "mov %cr4, %rax; or $0x40000, %rax; mov %rax, %cr4; "
+                            "xor %ecx, %ecx; xgetbv"),
+    "rdrand": (1, "ecx", 30, "rdrand %eax"),
+    "cmov": (1, "edx", 15, "cmovz %eax, %ebx"),
+    "mmx": (1, "edx", 23, "paddb %mm0, %mm1"),
+    "fxsr": (1, "edx", 24, "lea scratch(%rip), %rdi; and $-16, %rdi; fxsave (%rdi)"),
+    "sse2": (1, "edx", 26, "paddq %xmm0, %xmm1"),
+    "clflush": (1, "edx", 19, "clflush scratch(%rip)"),
+    "fsgsbase": (7, "ebx", 0, "mov %cr4, %rax; or $0x10000, %rax; mov %rax, %cr4; "
+                              "rdfsbase %rax"),
+    "bmi1": (7, "ebx", 3, "andn %eax, %ebx, %ecx"),
+    "bmi2": (7, "ebx", 8, "pdep %eax, %ebx, %ecx"),
+    "adx": (7, "ebx", 19, "adcx %eax, %ebx"),
+    "smap": (7, "ebx", 20, "stac; clac"),
+    "clflushopt": (7, "ebx", 23, "clflushopt scratch(%rip)"),
+    "clwb": (7, "ebx", 24, "clwb scratch(%rip)"),
+    "pku": (7, "ecx", 3, "mov %cr4, %rax; or $0x400000, %rax; mov %rax, %cr4; "
+                         "xor %ecx, %ecx; rdpkru"),
+    "lahf": (0x80000001, "ecx", 0, "lahf"),
+    "rdtscp": (0x80000001, "edx", 27, "rdtscp"),
+}
+NOT_CLAIMED = {"avx": "vaddps %ymm0, %ymm1, %ymm2", "avx512": "vaddps %zmm0, %zmm1, %zmm2"}
+REGISTERS = {"eax": 0, "ebx": 1, "ecx": 2, "edx": 3}
+
+
+def test_identity_and_topology_of_each_sku():
+    for cores, brand in ((8, "Intel(R) Xeon(R) W-2140B CPU @ 3.20GHz"),
+                         (18, "Intel(R) Xeon(R) W-2191B CPU @ 2.30GHz")):
+        p = configure(cpu=cores).processor
+        t = cpuid.cpuid_table(p, apic_id=5)
+        _, ebx, ecx, edx = t[0, 0]
+        assert struct.pack("<3I", ebx, edx, ecx) == b"GenuineIntel"
+        eax = t[1, 0][0]
+        family, model, stepping = (eax >> 8) & 0xF, ((eax >> 4) & 0xF) | ((eax >> 12) & 0xF0), eax & 0xF
+        assert (family, model, stepping) == (6, 85, 4)
+        assert t[1, 0][1] >> 24 == 5                       # initial APIC ID
+        assert not t[1, 0][2] & (1 << 31)                  # no hypervisor bit
+        words = [w for leaf in (0x80000002, 0x80000003, 0x80000004) for w in t[leaf, 0]]
+        assert struct.pack("<12I", *words).rstrip(b"\0").decode() == brand
+        assert t[0xB, 0][1] == 2 and t[0xB, 1][1] == 2 * cores   # threads per core, per package
+        assert t[0xB, 1][3] == 5
+        l3 = t[4, 3]
+        size = ((l3[1] >> 22) + 1) * ((l3[1] & 0xFFF) + 1) * (l3[2] + 1)
+        assert size == p.l3_kib * 1024
+        assert t[0x16, 0][:2] == (round(p.base_ghz * 1000), round(p.turbo_ghz * 1000))
+        crystal = t[0x15, 0]
+        assert crystal[2] * crystal[1] // crystal[0] == round(p.base_ghz * 1e9)
+        assert t[0x80000007, 0][3] & (1 << 8)              # invariant TSC
+
+
+def _claimed(table, leaf, register, bit):
+    return bool(table[leaf, 0][REGISTERS[register]] >> bit & 1)
+
+
+def test_every_claimed_feature_executes_and_avx_is_not_claimed():
+    table = cpuid.cpuid_table(configure(cpu=8).processor, apic_id=0)
+    claimed = {name: probe for name, probe in FEATURE_PROBES.items() if _claimed(table, *probe[:3])}
+    missing = set(FEATURE_PROBES) - set(claimed)
+    assert not missing, f"expected the engine to provide {missing}"
+    probes = [(name, probe[3]) for name, probe in claimed.items()] + list(NOT_CLAIMED.items())
+    body = r"""
+.macro FEATURE name, insn
+    lea 1f(%rip), %rax
+    mov %rax, recover(%rip)
+    movq $0, faults(%rip)
+    \insn
+1:  mov faults(%rip), %rax
+    PRINT \name
+.endm
+main:
+    call setup_gdt
+    mov $6, %edi
+    lea ud(%rip), %rsi
+    xor %edx, %edx
+    xor %ecx, %ecx
+    mov $0xe, %r8d
+    call set_gate
+    mov %cr0, %rax              # SSE on: clear EM, set MP; CR4.OSFXSR, OSXMMEXCPT
+    and $~4, %rax
+    or $2, %rax
+    mov %rax, %cr0
+    mov %cr4, %rax
+    or $0x600, %rax
+    mov %rax, %cr4
+""" + "".join(f'    FEATURE {name}, "{insn}"\n' for name, insn in probes) + r"""
+    jmp finish
+ud:
+    incq faults(%rip)
+    push %rax
+    mov recover(%rip), %rax
+    mov %rax, 8(%rsp)
+    pop %rax
+    iretq
+.data
+.align 16
+recover: .quad 0
+faults: .quad 0
+.align 64
+scratch: .fill 64, 8, 0
+"""
+    values, output, _, result = run_program(body)
+    assert "DONE" in output, (result, output)
+    for name in claimed:
+        assert int(values[name], 16) == 0, f"{name} is claimed but raised #UD"
+    for name in NOT_CLAIMED:
+        assert int(values[name], 16) == 1, f"{name} is not claimed but executed"
+
+
+@pytest.mark.parametrize("feature", cpuid.LEFT_OUT)
+def test_left_out_features_are_documented(feature):
+    from pathlib import Path
+    doc = (Path(__file__).parents[2] / "docs" / "CPU.md").read_text()
+    assert feature in doc

@@ -93,6 +93,8 @@ class Machine:
         self.uart = Uart16550(self.irq[COM1_IRQ], output=serial_output)
         self.hpet = Hpet(self.clock, self._gsi_line, legacy_irq0=self.irq[0],
                          legacy_irq8=self.irq[RTC_IRQ])
+        # HPET legacy replacement takes IRQ 0 from the PIT (ACPI HPET spec, LEG_RT_CNF).
+        self.hpet.on_legacy_change = lambda on: self.pit.set_irq0_enabled(not on)
         self.reset_control = ResetControl(self.request_reset)
         self.kbc = KeyboardController(self.request_reset, kbd_irq=self.irq[1], aux_irq=self.irq[12])
         self.fast_a20 = FastA20Port(self.request_reset)

@@ -1,0 +1,13 @@
+"""The CPU: engine (patched Unicorn), vCPUs, CPUID and MSRs.
+
+Importing this package points Unicorn's Python binding at imacpro's build of the engine
+(`_lib/libunicorn.so.2`, see engine.py) before any module loads the library.
+"""
+
+import os
+from pathlib import Path
+
+LIB_DIR = Path(__file__).with_name("_lib")
+
+if (LIB_DIR / "libunicorn.so.2").exists():
+    os.environ["LIBUNICORN_PATH"] = str(LIB_DIR)

@@ -56,12 +56,12 @@ def engine_features() -> dict[tuple[int, int], tuple[int, int, int, int]]:
     engine = Engine(intack=lambda: -1, msr=lambda *_: (0, None))
     uc = engine.uc
     uc.mem_map(0x1000, 0x1000)
-    uc.mem_write(0x1000, b"\x0f\xa2")  # cpuid
+    uc.mem_write(0x1000, b"\x0f\xa2\xf4")  # cpuid; hlt (HLT ends emu_start)
     out = {}
     for leaf, sub in PROBED_LEAVES:
         uc.reg_write(x.UC_X86_REG_RAX, leaf)
         uc.reg_write(x.UC_X86_REG_RCX, sub)
-        uc.emu_start(0x1000, 0x1002)
+        uc.emu_start(0x1000, 0)
         out[leaf, sub] = tuple(uc.reg_read(r) & 0xFFFFFFFF for r in (
             x.UC_X86_REG_RAX, x.UC_X86_REG_RBX, x.UC_X86_REG_RCX, x.UC_X86_REG_RDX))
     del unicorn

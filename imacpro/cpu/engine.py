@@ -22,19 +22,12 @@ The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points
 from __future__ import annotations
 
 import ctypes
-import os
-from pathlib import Path
+
+import unicorn  # imacpro.cpu has pointed LIBUNICORN_PATH at our build
+from unicorn import x86_const
+from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
-
-LIB_DIR = Path(__file__).with_name("_lib")
-
-if (LIB_DIR / "libunicorn.so.2").exists():
-    os.environ["LIBUNICORN_PATH"] = str(LIB_DIR)
-
-import unicorn  # noqa: E402  (must follow LIBUNICORN_PATH)
-from unicorn import x86_const  # noqa: E402
-from unicorn.unicorn_py3.unicorn import uclib  # noqa: E402
 
 if not hasattr(uclib, "uc_imacpro_enable"):
     raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
@@ -75,6 +68,10 @@ class Engine:
     def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER):
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         self.uc.ctl_set_cpu_model(cpu_model)  # before the engine initialises
+        # Exit addresses off: with them, every stop (a time slice ending) makes Unicorn
+        # invalidate code at `until - 1` through a page walk on the guest's tables, which
+        # raises a phantom #PF there: CR2 clobbered, and the next fault becomes a #DF.
+        self.uc.ctl_exits_enabled(True)
         self._uch = self.uc._uch
         self._intack = INTACK_CALLBACK(lambda _opaque: intack())
         self._msr = MSR_CALLBACK(self._on_msr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 
-from unicorn import x86_const as x
+from imacpro.cpu.engine import x86_const as x
 
 GDT_BASE = 0x500
 PML4_BASE = 0x1000

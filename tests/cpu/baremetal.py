@@ -178,8 +178,10 @@ def assemble(body: str, base: int = PROGRAM_BASE) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, obj, out = (Path(tmp) / n for n in ("p.S", "p.o", "p.bin"))
         src.write_text(LIB + body)
-        subprocess.run(["as", "--64", "-o", str(obj), str(src)], check=True,
-                       capture_output=True, text=True)
+        built = subprocess.run(["as", "--64", "-o", str(obj), str(src)],
+                               capture_output=True, text=True)
+        if built.returncode:
+            pytest.fail(f"assembler: {built.stderr}")
         subprocess.run(["ld", "-Ttext", hex(base), "--oformat=binary", "-o", str(out),
                         str(obj)], check=True, capture_output=True, text=True)
         return out.read_bytes()

@@ -7,8 +7,15 @@ APIC_TIMER_HZ = 25_000_000
 
 APIC = r"""
 .set APIC, 0xfee00000
-.macro APIC_WRITE reg, value
-    movl \value, APIC+\reg
+.macro APIC_WRITE reg, value       # MMIO above 2 GiB: through a register, not a disp32
+    push %r11
+    mov $APIC, %r11d
+    movl \value, \reg(%r11)
+    pop %r11
+.endm
+.macro APIC_READ reg               # eax = APIC register
+    mov $APIC, %eax
+    mov \reg(%rax), %eax
 .endm
 .macro GATE vector, handler
     mov $\vector, %edi
@@ -35,7 +42,7 @@ main:
     APIC_WRITE 0x3e0, $0xb         # divide by 1
     APIC_WRITE 0x320, $0x40        # one-shot, vector 0x40
     APIC_WRITE 0x380, $250000      # 10 ms
-1:  mov APIC+0x390, %eax           # with IF=0, wait for the count to run out ...
+1:  APIC_READ 0x390                # with IF=0, wait for the count to run out ...
     test %eax, %eax
     jnz 1b
     call rdtsc64
@@ -105,11 +112,13 @@ main:
     call setup_gdt
     GATE 0x30, pit_irq
     APIC_WRITE 0xf0, $0x1ff
-    movl $0x14, IOAPIC              # redirection entry 2 (ISA IRQ 0): vector 0x30, APIC 0
-    movl $0x30, IOAPIC+0x10
-    movl $0x15, IOAPIC
-    movl $0, IOAPIC+0x10
-    movq $1, HPET+0x10              # HPET: enable the main counter
+    mov $IOAPIC, %r8d
+    movl $0x14, (%r8)               # redirection entry 2 (ISA IRQ 0): vector 0x30, APIC 0
+    movl $0x30, 0x10(%r8)
+    movl $0x15, (%r8)
+    movl $0, 0x10(%r8)
+    mov $HPET, %r9d
+    movq $1, 0x10(%r9)              # HPET: enable the main counter
 
     movb $0x34, %al                 # PIT channel 0, mode 2, count 11932 (100 Hz)
     outb %al, $0x43
@@ -123,12 +132,12 @@ main:
     jb 1b
     call rdtsc64
     mov %rax, %rbx
-    mov HPET+0xf0, %r12
+    mov 0xf0(%r9), %r12
 2:  hlt
     cmpq $11, ticks(%rip)
     jb 2b
     call rdtsc64
-    mov HPET+0xf0, %r13
+    mov 0xf0(%r9), %r13
     cli
     sub %rbx, %rax
     PRINT tsc_per_10_pit_irqs
@@ -144,14 +153,16 @@ main:
     inb $0x61, %al
     or $1, %al
     outb %al, $0x61
+    call rdtsc64                    # TSC, then the latch: the same order at both ends
+    mov %rax, %rbx
     call read_ch2
     mov %rax, %r12
-    call rdtsc64
-    mov %rax, %rbx
-3:  call rdtsc64                    # about 10 ms of TSC
+3:  call rdtsc64                    # about 40 ms of TSC
     sub %rbx, %rax
-    cmp $32000000, %rax
+    cmp $128000000, %rax
     jb 3b
+    call rdtsc64
+    sub %rbx, %rax
     mov %rax, %r14
     call read_ch2
     sub %rax, %r12

@@ -17,7 +17,7 @@ main:
     rep movsb
     lea ap_main(%rip), %rax
     mov %rax, TRAMPOLINE + (ap_entry - trampoline)
-    mov APIC+0x20, %eax
+    APIC_READ 0x20
     shr $24, %eax
     PRINT bsp_apic_id
     APIC_WRITE 0x300, $0xc4500      # INIT, all excluding self
@@ -31,7 +31,8 @@ main:
     jae 2f
     call rdtsc64
     sub %rbx, %rax
-    cmp $16000000000, %rax          # give up after 5 s of guest time
+    movabs $16000000000, %rdx       # give up after 5 s of guest time
+    cmp %rdx, %rax
     jb 1b
 2:  mov started(%rip), %rax
     PRINT started
@@ -52,7 +53,8 @@ ap_main:                            # 64-bit, on the firmware's page tables
     mov $1, %eax
     lock xadd %eax, next_slot(%rip)
     mov %eax, %r8d                  # this AP's slot
-    mov APIC+0x20, %ebx
+    APIC_READ 0x20
+    mov %eax, %ebx
     shr $24, %ebx
     lea ap_ids(%rip), %rdx
     mov %bl, (%rdx, %r8)

@@ -91,6 +91,7 @@ syscall_entry:
 
 back_to_kernel:
     mov kernel_rsp(%%rip), %%rsp
+    cld                              # the user's DF came through int $0x80
     mov calls(%%rip), %%rax
     PRINT calls
     mov %%r13, %%rax

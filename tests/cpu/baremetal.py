@@ -136,6 +136,15 @@ set_gate:                   # rdi vector, rsi handler, edx ist, ecx dpl, r8d typ
     pop %rax
     ret
 
+.macro GATE vector, handler, ist=0   # interrupt gate, DPL 0
+    mov $\vector, %edi
+    lea \handler(%rip), %rsi
+    mov $\ist, %edx
+    xor %ecx, %ecx
+    mov $0xe, %r8d
+    call set_gate
+.endm
+
 .data
 .align 16
 gdt:

@@ -150,14 +150,6 @@ FAULT_FRAMES = r"""
     mov %rax, (%rsp)
     iretq
 .endm
-.macro GATE vector, handler, ist=0
-    mov $\vector, %edi
-    lea \handler(%rip), %rsi
-    mov $\ist, %edx
-    xor %ecx, %ecx
-    mov $0xe, %r8d
-    call set_gate
-.endm
 .macro EXPECT name, insn
     lea 2f(%rip), %rax
     mov %rax, recover(%rip)

@@ -17,14 +17,6 @@ APIC = r"""
     mov $APIC, %eax
     mov \reg(%rax), %eax
 .endm
-.macro GATE vector, handler
-    mov $\vector, %edi
-    lea \handler(%rip), %rsi
-    xor %edx, %edx
-    xor %ecx, %ecx
-    mov $0xe, %r8d
-    call set_gate
-.endm
 rdtsc64:                       # rax = TSC
     push %rdx
     rdtsc

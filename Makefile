@@ -12,7 +12,7 @@ $(BIN)/imacpro: pyproject.toml tools/bootstrap-venv
 	@touch $@
 
 # Unicorn with imacpro's patch (exceptions through the IDT, SYSCALL, interrupt pins).
-$(ENGINE): third_party/unicorn/imacpro.patch tools/build-unicorn $(BIN)/imacpro
+$(ENGINE): third_party/unicorn/imacpro.patch tools/build-unicorn | $(BIN)/imacpro
 	tools/build-unicorn
 
 # Until the boot path exists: create the default machine if needed and show it.

@@ -104,8 +104,8 @@ class MsrFile:
             self.tsc_adjust = value
         elif index == IA32_MCG_STATUS:
             self.mcg_status = value
-        elif index in (IA32_FEATURE_CONTROL, IA32_BIOS_SIGN_ID):
-            return GP_FAULT if index == IA32_FEATURE_CONTROL else HANDLED  # locked
+        elif index == IA32_FEATURE_CONTROL:
+            return GP_FAULT  # locked by firmware
         else:
             bank, reg = divmod(index - IA32_MC0_CTL, 4)
             if not 0 <= bank < MCA_BANKS:

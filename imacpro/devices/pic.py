@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from imacpro.devices.lpc import ByteRegisters
+
 log = logging.getLogger(__name__)
 
-SIZES = (1, 2, 4, 8)
 CASCADE_IR = 2  # the slave's INT output drives the master's IR2
 # IRQs 0, 1, 2, 8 and 13 are edge-only on PC chipsets: their ELCR bits read 0 (PCH datasheet).
 ELCR_MASK = (0xF8, 0xDE)
@@ -114,7 +115,7 @@ class _Chip:
             self.rotate_on_aeoi = command == ROTATE_AEOI_SET
 
 
-class _Ports:
+class _Ports(ByteRegisters):
     """A port window onto one part of the pair, for the port bus to map."""
 
     def __init__(self, pair: Pic8259Pair, which: int):
@@ -124,19 +125,11 @@ class _Ports:
     def reset(self) -> None:
         """The pair resets as a whole: see Pic8259Pair.reset()."""
 
-    def read(self, offset: int, size: int) -> int:
-        if size not in SIZES:
-            log.debug("pic: read of bad size %r at %#x", size, offset)
-            return 0
-        return sum(self._pair._read_byte(self._which, offset + i) << (8 * i)
-                   for i in range(size))
+    def _read_byte(self, offset: int) -> int:
+        return self._pair._read_byte(self._which, offset)
 
-    def write(self, offset: int, size: int, value: int) -> None:
-        if size not in SIZES:
-            log.debug("pic: write of bad size %r at %#x", size, offset)
-            return
-        for i in range(size):
-            self._pair._write_byte(self._which, offset + i, (value >> (8 * i)) & 0xFF)
+    def _write_byte(self, offset: int, value: int) -> None:
+        self._pair._write_byte(self._which, offset, value)
 
 
 class Pic8259Pair:

@@ -7,9 +7,11 @@ import logging
 from imacpro.clock import NS_PER_S, Clock, Timer
 from imacpro.irq import IrqLine
 
+from imacpro.devices.lpc import ByteRegisters
+
 log = logging.getLogger(__name__)
 
-SIZES = (1, 2, 4, 8)
+from imacpro.devices.lpc import SIZES
 # The PC's PIT input clock: 14.31818 MHz / 12 = 105/88 MHz = 1,193,181.8 Hz; every PC
 # emulator and Linux (PIT_TICK_RATE) round it to this integer.
 PIT_HZ = 1_193_182
@@ -73,7 +75,7 @@ class _Channel:
         return 10_000 if self.bcd else 0x10000
 
 
-class Pit8254:
+class Pit8254(ByteRegisters):
     """Intel 8254 PIT (8254 datasheet, order no. 231164; PC wiring as in the IBM AT).
 
     Ports (offsets from 0x40):
@@ -132,18 +134,6 @@ class Pit8254:
 
     # --- guest access -----------------------------------------------------------------------
 
-    def read(self, offset: int, size: int) -> int:
-        if size not in SIZES:
-            log.debug("pit: read of bad size %r at %#x", size, offset)
-            return 0
-        return sum(self._read_byte(offset + i) << (8 * i) for i in range(size))
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        if size not in SIZES:
-            log.debug("pit: write of bad size %r at %#x", size, offset)
-            return
-        for i in range(size):
-            self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, offset: int) -> int:
         if not 0 <= offset < CONTROL:

@@ -7,29 +7,13 @@ from typing import Callable
 
 from imacpro.irq import IrqLine
 
+from imacpro.devices.lpc import ByteRegisters
+
 log = logging.getLogger(__name__)
 
-SIZES = (1, 2, 4, 8)
 
 
-def _split_read(read_byte: Callable[[int], int], offset: int, size: int, name: str) -> int:
-    """Port I/O wider than a byte reaches 8-bit devices as consecutive byte accesses (LPC)."""
-    if size not in SIZES:
-        log.debug("%s: read of bad size %r at %#x", name, size, offset)
-        return 0
-    return sum(read_byte(offset + i) << (8 * i) for i in range(size))
-
-
-def _split_write(write_byte: Callable[[int, int], None], offset: int, size: int, value: int,
-                 name: str) -> None:
-    if size not in SIZES:
-        log.debug("%s: write of bad size %r at %#x", name, size, offset)
-        return
-    for i in range(size):
-        write_byte(offset + i, (value >> (8 * i)) & 0xFF)
-
-
-class ResetControl:
+class ResetControl(ByteRegisters):
     """Reset Control Register at port 0xCF9 (Intel PCH datasheet, "RST_CNT", I/O CF9h).
 
     | bit | name     | meaning                                                          |
@@ -52,12 +36,6 @@ class ResetControl:
 
     def reset(self) -> None:
         self.value = 0
-
-    def read(self, offset: int, size: int) -> int:
-        return _split_read(self._read_byte, offset, size, "cf9")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _split_write(self._write_byte, offset, size, value, "cf9")
 
     def _read_byte(self, offset: int) -> int:
         if offset != 0:
@@ -88,7 +66,7 @@ DEVICE_TIMEOUT = 0xFE  # what the controller reports when nothing answers on a P
 QUEUE_MAX = 16
 
 
-class KeyboardController:
+class KeyboardController(ByteRegisters):
     """Intel 8042-compatible PS/2 controller with nothing plugged into either port.
 
     Ports 0x60-0x64 as one device (offset 0 = 0x60 data, offset 4 = 0x64 status/command;
@@ -141,12 +119,6 @@ class KeyboardController:
     @property
     def a20(self) -> bool:
         return bool(self.outport & OUT_A20)
-
-    def read(self, offset: int, size: int) -> int:
-        return _split_read(self._read_byte, offset, size, "i8042")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _split_write(self._write_byte, offset, size, value, "i8042")
 
     def _read_byte(self, offset: int) -> int:
         if offset == self.DATA:
@@ -240,7 +212,7 @@ class KeyboardController:
         self._aux_irq.set(head is not None and bool(head & STAT_AUX) and bool(ctr & CTR_AUXINT))
 
 
-class FastA20Port:
+class FastA20Port(ByteRegisters):
     """System Control Port A at port 0x92 (Intel PCH datasheet, "PORT92").
 
     | bit | name         | meaning                                                     |
@@ -264,12 +236,6 @@ class FastA20Port:
     @property
     def a20(self) -> bool:
         return bool(self.value & self.A20)
-
-    def read(self, offset: int, size: int) -> int:
-        return _split_read(self._read_byte, offset, size, "port92")
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        _split_write(self._write_byte, offset, size, value, "port92")
 
     def _read_byte(self, offset: int) -> int:
         if offset != 0:

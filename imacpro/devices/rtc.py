@@ -9,9 +9,10 @@ import time
 from imacpro.clock import NS_PER_S, Clock, Timer
 from imacpro.irq import IrqLine
 
+from imacpro.devices.lpc import ByteRegisters
+
 log = logging.getLogger(__name__)
 
-SIZES = (1, 2, 4, 8)
 XTAL_HZ = 32_768  # the time base the divider (register A DV = 010) expects
 UIP_NS = 244_141  # UIP rises 8 time-base cycles (244 us) before each update (datasheet, tBUC)
 DAY_S = 86_400
@@ -67,7 +68,7 @@ def _period_cycles(rate_select: int) -> int:
     return 1 << (rate_select + 6) if rate_select <= 2 else 1 << (rate_select - 1)
 
 
-class CmosRtc:
+class CmosRtc(ByteRegisters):
     """Motorola MC146818A real-time clock plus 256 bytes of CMOS RAM (PC ports 0x70-0x73).
 
     Ports (offsets from 0x70): 0 = bank-0 index (bits 6:0; bit 7 masks NMI, kept in
@@ -155,18 +156,6 @@ rolls into the next month; an invalid alarm field never matches.
 
     # -- port access -------------------------------------------------------------------------
 
-    def read(self, offset: int, size: int) -> int:
-        if size not in SIZES:
-            log.debug("rtc: read of bad size %r at %#x", size, offset)
-            return 0
-        return sum(self._read_byte(offset + i) << (8 * i) for i in range(size))
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        if size not in SIZES:
-            log.debug("rtc: write of bad size %r at %#x", size, offset)
-            return
-        for i in range(size):
-            self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, port: int) -> int:
         if port == DATA0:

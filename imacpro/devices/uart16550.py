@@ -7,9 +7,10 @@ from typing import Callable
 
 from imacpro.irq import IrqLine
 
+from imacpro.devices.lpc import ByteRegisters
+
 log = logging.getLogger(__name__)
 
-SIZES = (1, 2, 4, 8)
 FIFO_SIZE = 16
 RX_TRIGGER = (1, 4, 8, 14)  # FCR bits 7:6 -> receive FIFO trigger level (bytes)
 
@@ -40,7 +41,7 @@ MSR_DELTAS = 0x0F
 MSR_LINES_CONNECTED = MSR_DCD | MSR_DSR | MSR_CTS
 
 
-class Uart16550:
+class Uart16550(ByteRegisters):
     """National Semiconductor PC16550D (16550A) UART with 16-byte FIFOs.
 
     Follows the PC16550D datasheet (section 8, "Registers"): offsets from the base (0x3F8):
@@ -114,18 +115,6 @@ class Uart16550:
 
     # -- guest side --------------------------------------------------------------------------
 
-    def read(self, offset: int, size: int) -> int:
-        if size not in SIZES:
-            log.debug("uart: read of bad size %r at %#x", size, offset)
-            return 0
-        return sum(self._read_byte(offset + i) << (8 * i) for i in range(size))
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        if size not in SIZES:
-            log.debug("uart: write of bad size %r at %#x", size, offset)
-            return
-        for i in range(size):
-            self._write_byte(offset + i, (value >> (8 * i)) & 0xFF)
 
     def _read_byte(self, reg: int) -> int:
         dlab = self.lcr & LCR_DLAB

@@ -48,6 +48,12 @@ class Clock:
             return time.monotonic_ns() - self._host_start + self._offset_ns
         return self._virtual_ns
 
+    def at_host(self, host_monotonic_ns: int) -> int:
+        """Guest time at a given host CLOCK_MONOTONIC reading (realtime); now (virtual)."""
+        if self.realtime:
+            return host_monotonic_ns - self._host_start + self._offset_ns
+        return self._virtual_ns
+
     def advance(self, ns: int) -> None:
         """Virtual mode: let `ns` of guest time pass. Realtime mode: no effect (the host's clock
         moves by itself)."""

@@ -163,10 +163,11 @@ class Vcpu:
 
     def run(self, timeout_us: int) -> None:
         """Run until HLT, shutdown or `timeout_us` of host time has passed."""
+        # One sample anchors the engine's TSC to the machine clock, so it never steps back.
         host_ns = time.monotonic_ns()
-        guest_ns = self.clock.now_ns()
+        guest_ns = self.clock.at_host(host_ns)
         self.engine.set_tsc(guest_ns * self.tsc_hz // 1_000_000_000, host_ns, self.tsc_hz,
-                            running=True)
+                            running=self.clock.realtime)
         self._nmi_pending = False
         self.state = State.RUNNING
         rip = self.uc.reg_read(x.UC_X86_REG_RIP)

@@ -206,7 +206,7 @@ def parse(output: str) -> dict[str, str]:
 
 
 def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None = 1,
-                timeout_s: float = 30, setup=None, idle: str = "warp"):
+                timeout_s: float = 30, setup=None, idle: str = "warp", slice_us: int = 2000):
     """Assemble and run `body`; returns (values, output, machine, result)."""
     image = assemble(body)
     serial = bytearray()
@@ -216,6 +216,7 @@ def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None =
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=KERNEL_STACK)
     if setup is not None:
         setup(machine)
-    result = machine.run(timeout_s=timeout_s, stop=lambda: b"DONE\n" in serial)
+    result = machine.run(timeout_s=timeout_s, stop=lambda: b"DONE\n" in serial,
+                         slice_us=slice_us)
     output = serial.decode(errors="replace")
     return parse(output), output, machine, result

@@ -1,9 +1,11 @@
 """A machine on disk: one directory per machine under the imacpro home.
 
     $IMACPRO_HOME                    (default: $XDG_DATA_HOME/imacpro, ~/.local/share/imacpro)
+      keys/                          the installation's platform signing key (t2/signing.py)
       machines/NAME/
         config.toml                  the validated Configuration
         identity.toml                serial number, hardware UUID, T2 ECID, MAC addresses
+        t2/                          the T2's state and the encrypted SSD (t2/__init__.py)
 
 Every file is written atomically (temporary file, fsync, rename, fsync of the directory), and a new
 bundle appears whole or not at all (built in a hidden directory, then renamed into place). A file
@@ -12,23 +14,24 @@ that cannot be read or does not validate gives a UserError naming it, never a tr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomli_w
-
 from imacpro.catalog import Configuration
 from imacpro.errors import UserError
+from imacpro.files import atomic_write, fsync_dir, read_toml, write_toml  # noqa: F401
 from imacpro.identity import Identity, new_identity
+from imacpro.t2.chip import T2
+from imacpro.t2.signing import SigningServer
 
 CONFIG_FILE = "config.toml"
+T2_DIR = "t2"
+KEYS_DIR = "keys"
 IDENTITY_FILE = "identity.toml"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -40,6 +43,11 @@ def home() -> Path:
     return Path(data_home) / "imacpro"
 
 
+def signing_server() -> SigningServer:
+    """The installation's signing server (its key is made on first use)."""
+    return SigningServer.load_or_create(home() / KEYS_DIR)
+
+
 def machines_dir() -> Path:
     return home() / "machines"
 
@@ -49,44 +57,6 @@ def check_name(name: str) -> str:
         raise UserError(f"invalid machine name {name!r}: use up to 64 letters, digits, '.', '_' "
                         "or '-', starting with a letter or digit")
     return name
-
-
-def atomic_write(path: Path, content: bytes) -> None:
-    """Replace `path` with `content` so that a crash leaves the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_toml(path: Path, content: dict) -> None:
-    atomic_write(path, tomli_w.dumps(content).encode())
-
-
-def read_toml(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"damaged machine bundle: {path} is missing") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"damaged machine bundle: cannot read {path}: {exc}") from None
 
 
 @dataclass
@@ -103,6 +73,9 @@ class Bundle:
             return Configuration.from_dict(read_toml(path))
         except UserError as exc:
             raise UserError(_damaged(path, exc)) from None
+
+    def t2(self) -> T2:
+        return T2.open(self.path / T2_DIR, self.identity().t2_ecid)
 
     def identity(self) -> Identity:
         path = self.path / IDENTITY_FILE
@@ -156,12 +129,15 @@ def create(name: str, config: Configuration) -> Bundle:
         raise UserError(f"cannot create {root}: {exc.strerror}") from None
     try:
         write_toml(staging / CONFIG_FILE, config.to_dict())
-        write_toml(staging / IDENTITY_FILE, new_identity(config, _taken_identity_keys()).to_dict())
+        identity = new_identity(config, _taken_identity_keys())
+        write_toml(staging / IDENTITY_FILE, identity.to_dict())
+        T2.create(staging / T2_DIR, identity.t2_ecid, config.storage_option.capacity_bytes,
+                  signing_server())
         try:
             os.rename(staging, final)  # atomic; refuses a non-empty existing target
         except OSError:
             raise UserError(f"a machine named {name!r} already exists") from None
-        _fsync_dir(root)
+        fsync_dir(root)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -116,6 +116,111 @@ def delete(name: str, yes: bool) -> None:
     click.echo(f"Deleted {name}")
 
 
+def _password(path: str | None, prompt: str, confirm: bool = False) -> str:
+    """A password from --password-file (its first line) or the terminal, never argv."""
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UserError(f"cannot read password file {path}: {exc.strerror}") from None
+    if not sys.stdin.isatty():
+        raise UserError(f"{prompt.lower()} is needed: give it in a file with --password-file")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def _security_report(name: str, settings) -> tuple[dict, str]:
+    from imacpro.t2.secure_boot import POLICY_NAMES
+    report = {"name": name, "policy": settings.policy, "external_boot": settings.external_boot,
+              "highest_booted_version": settings.highest_version}
+    text = (f"{name}: Startup Security Utility\n"
+            f"  Secure Boot:         {POLICY_NAMES[settings.policy]}\n"
+            f"  Allowed Boot Media:  "
+            f"{'Allow' if settings.external_boot == 'allow' else 'Disallow'} booting from "
+            f"external or removable media\n"
+            f"  Anti-rollback floor: version {settings.highest_version}")
+    return report, text
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--policy", type=click.Choice(["full", "medium", "none"]))
+@click.option("--external-boot", type=click.Choice(["allow", "disallow"]))
+@click.option("--reset-nvram", is_flag=True, help="Back to the default settings.")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="The administrator password, if one is set (first line of the file).")
+@json_option
+def security(name: str, policy, external_boot, reset_nvram: bool, password_file, as_json) -> None:
+    """Show or change a machine's secure boot settings."""
+    chip = bundle.open_bundle(name).t2()
+    if policy or external_boot or reset_nvram:
+        password = None
+        if chip.sep.has_password():
+            password = _password(password_file, "Administrator password")
+        if reset_nvram:
+            chip.reset_nvram(password)
+        settings = chip.change_settings(policy, external_boot, password) \
+            if policy or external_boot else chip.settings()
+    else:
+        settings = chip.settings()
+    _emit(as_json, *_security_report(name, settings))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="The current administrator password, if one is set.")
+@click.option("--new-password-file", type=click.Path(dir_okay=False),
+              help="The new password (first line of the file).")
+@click.option("--remove", is_flag=True, help="Remove the administrator password.")
+def password(name: str, password_file, new_password_file, remove: bool) -> None:
+    """Set, change or remove a machine's administrator (firmware) password."""
+    sep = bundle.open_bundle(name).t2().sep
+    current = _password(password_file, "Current password") if sep.has_password() else None
+    new = None if remove else _password(new_password_file, "New password", confirm=True)
+    if new == "":
+        raise UserError("the new password is empty (use --remove to remove the password)")
+    sep.set_password(new, current)
+    click.echo(f"{name}: administrator password {'removed' if remove else 'set'}")
+
+
+@cli.command()
+@click.option("--kernel", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--initrd", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--append", "cmdline", default="", help="The kernel command line.")
+@click.option("--version", "image_version", type=click.IntRange(min=0), required=True,
+              help="Version number for anti-rollback.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the signed manifest.")
+@json_option
+def sign(kernel, initrd, cmdline, image_version, output, as_json) -> None:
+    """Sign a boot image with the installation's platform key (the signing server)."""
+    from pathlib import Path
+    server = bundle.signing_server()
+    with open(kernel, "rb") as k, open(initrd, "rb") as i:
+        manifest = server.sign(k.read(), i.read(), cmdline, image_version)
+    manifest.save(Path(output))
+    _emit(as_json, {"manifest": output, "version": image_version, "signer": server.fingerprint},
+          f"Signed version {image_version} with platform key {server.fingerprint[:16]}…: "
+          f"{output}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(name: str, yes: bool) -> None:
+    """Erase All Content and Settings: the SSD becomes unreadable at once."""
+    b = bundle.open_bundle(name)
+    chip = b.t2()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"not erasing {name!r} without confirmation: pass --yes")
+        click.confirm(f"Erase all content and settings of {name!r}? Its data cannot be "
+                      "recovered.", abort=True)
+    chip.erase(b.config().storage_option.capacity_bytes)
+    click.echo(f"{name}: erased (new keys; every byte on the SSD is unrecoverable)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         status = cli.main(args=argv, prog_name="imacpro", standalone_mode=False)

@@ -6,6 +6,7 @@ MACHINE ?= default
 .PHONY: run test clean
 
 ENGINE := imacpro/cpu/_lib/libunicorn.so.2
+XTS := imacpro/t2/_lib/libxts.so
 
 $(BIN)/imacpro: pyproject.toml tools/bootstrap-venv
 	tools/bootstrap-venv
@@ -15,13 +16,18 @@ $(BIN)/imacpro: pyproject.toml tools/bootstrap-venv
 $(ENGINE): third_party/unicorn/imacpro.patch tools/build-unicorn | $(BIN)/imacpro
 	tools/build-unicorn
 
+# AES-XTS over runs of sectors through OpenSSL (imacpro/t2/xts.py says why).
+$(XTS): native/xts_sectors.c
+	@mkdir -p $(dir $@)
+	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
+
 # Until the boot path exists: create the default machine if needed and show it.
-run: $(BIN)/imacpro $(ENGINE)
+run: $(BIN)/imacpro $(ENGINE) $(XTS)
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || $(BIN)/imacpro create $(MACHINE) >/dev/null
 	@$(BIN)/imacpro info $(MACHINE)
 
-test: $(BIN)/imacpro $(ENGINE)
+test: $(BIN)/imacpro $(ENGINE) $(XTS)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib
+	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib

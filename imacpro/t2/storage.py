@@ -29,13 +29,10 @@ Design reasons:
   or metadata that does not parse or authenticate is DamagedImage, never garbage data. XTS has
   no integrity check (nor has the real SSD): a sector torn by a crash before its flush reads as
   noise.
-- Speed: the crypto (OpenSSL, ~3.7 GB/s here) is cheap; the cost is the per-sector context
-  `cryptography` sets up (~6 µs in its Rust/OpenSSL layer, holding the GIL), which caps one
-  core at ~700 MB/s. Each request reads or writes with one system call into one buffer, en- or
-  decrypted in place sector by sector (`update_into`); one Cipher per thread is reused by giving
-  it a new XTS mode (tweak) per sector, which skips Cipher's validation (the algorithm and key
-  never change); the zero test is a memcmp (`startswith`); a request inside a hole (SEEK_DATA)
-  is answered without reading. An instance may be used from several threads.
+- Speed: each request is one system call into one buffer, en- or decrypted in place by
+  xts.SectorCipher (one call into OpenSSL per request when the native helper is built); a
+  request inside a hole (SEEK_DATA) is answered without reading. An instance may be used from
+  several threads.
 """
 
 from __future__ import annotations
@@ -45,15 +42,13 @@ import errno
 import operator
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Self
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from imacpro.errors import UserError
 from imacpro.files import fsync_dir, read_toml, write_toml
 from imacpro.t2.sep import KeyUnwrapError
+from imacpro.t2.xts import SectorCipher
 
 META_FILE = "ssd.meta"
 IMAGE_FILE = "ssd.img"
@@ -83,9 +78,7 @@ class EncryptedStore:
         self.capacity = capacity
         self.sectors = capacity // self.SECTOR_SIZE
         self._fd = fd
-        self._aes = algorithms.AES(media_key)
-        self._per_thread = threading.local()
-        self._zero = bytes(self.SECTOR_SIZE)
+        self._xts = SectorCipher(media_key, self.SECTOR_SIZE)
 
     def __repr__(self) -> str:
         return f"EncryptedStore({str(self.directory)!r}, {self.capacity} bytes)"
@@ -186,24 +179,16 @@ class EncryptedStore:
         size, offset = count * sector, lba * sector
         if self._hole(fd, offset, size):
             return bytearray(size)     # never written or trimmed: no I/O, no decryption
-        buf = bytearray(size + 15)     # update_into wants room for one more AES block
-        view = memoryview(buf)
-        try:
+        buf = bytearray(size)
+        with memoryview(buf) as view:
             done = 0
             while done < size:
-                got = os.preadv(fd, [view[done:size]], offset + done)
+                got = os.preadv(fd, [view[done:]], offset + done)
                 if not got:
                     raise DamagedImage(f"damaged machine bundle: {self.directory / IMAGE_FILE} "
                                        "ended early (truncated while open)")
                 done += got
-            cipher, zero = self._cipher(), self._zero
-            for index, start in enumerate(range(0, size, sector)):
-                if not buf.startswith(zero, start):   # all-zero: unwritten, already plaintext
-                    cipher.mode = modes.XTS((lba + index).to_bytes(16, "little"))
-                    cipher.decryptor().update_into(view[start:start + sector], view[start:])
-        finally:
-            view.release()
-        del buf[size:]
+        self._xts.decrypt(buf, lba)     # all-zero sectors (unwritten) stay zeros
         return buf
 
     def write(self, lba: int, data: bytes) -> None:
@@ -213,19 +198,16 @@ class EncryptedStore:
             if size % sector:
                 raise ValueError(f"write of {size} bytes: not a multiple of {sector}")
             fd, offset = self._request(lba, size // sector), lba * sector
-            buf = bytearray(size + 15)     # update_into wants room for one more AES block
-            with memoryview(buf) as out:
-                cipher = self._cipher()
-                for index, start in enumerate(range(0, size, sector)):
-                    cipher.mode = modes.XTS((lba + index).to_bytes(16, "little"))
-                    cipher.encryptor().update_into(plain[start:start + sector], out[start:])
-                done = 0
-                while done < size:
-                    written = os.pwrite(fd, out[done:size], offset + done)
-                    if not written:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
-                                      str(self.directory / IMAGE_FILE))
-                    done += written
+            buf = bytearray(plain)
+        self._xts.encrypt(buf, lba)
+        with memoryview(buf) as out:
+            done = 0
+            while done < size:
+                written = os.pwrite(fd, out[done:], offset + done)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                                  str(self.directory / IMAGE_FILE))
+                done += written
 
     def trim(self, lba: int, count: int) -> None:
         """Deallocate: the sectors read as zeros and their host blocks are freed."""
@@ -259,14 +241,6 @@ class EncryptedStore:
         if self._fd < 0:
             raise ValueError("the SSD store is closed")
         return self._fd
-
-    def _cipher(self) -> Cipher:
-        """This thread's Cipher: its mode (the tweak) is replaced for each sector."""
-        try:
-            return self._per_thread.cipher
-        except AttributeError:
-            self._per_thread.cipher = Cipher(self._aes, modes.XTS(bytes(16)))
-            return self._per_thread.cipher
 
     @staticmethod
     def _hole(fd: int, offset: int, size: int) -> bool:

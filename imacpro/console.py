@@ -113,6 +113,7 @@ class ExecSession:
         self.output = bytearray()       # everything the guest printed
         self.sent = False
         self.status: int | None = None
+        self.powering_off_since: float | None = None
 
     def line(self) -> bytes:
         return (f'echo IMAC""PRO-BEGIN; {self.command}\necho IMAC""PRO-EXIT=$?\n').encode()

@@ -48,6 +48,7 @@ IOAPIC_PINS = 24
 # The ACPI MADT carries the same interrupt source override.
 ISA_TO_GSI = {0: 2}
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
+IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 
 
 def apic_id_of(index: int) -> int:
@@ -74,10 +75,12 @@ class Machine:
         self.pio = PortIoBus()
         self.mmio = MmioBus()
         self.reset_requested = False
+        self.poweroff_requested = False
 
         # Interrupt controllers and the ISA IRQ lines that feed both.
         self.apic_bus = ApicBus()
-        self.ioapic = IoApic(self.apic_bus, apic_id=p.threads)
+        self.ioapic_id = p.threads       # the first ID after the logical CPUs'
+        self.ioapic = IoApic(self.apic_bus, apic_id=self.ioapic_id)
         self.pic = Pic8259Pair()
         self.irq = [IrqLine(f"irq{n}", self.pic.input(n), self.ioapic.input(ISA_TO_GSI.get(n, n)))
                     for n in range(ISA_IRQS)]
@@ -135,6 +138,11 @@ class Machine:
         for cpu in self.vcpus:
             cpu.uc.emu_stop()
 
+    def request_poweroff(self) -> None:
+        self.poweroff_requested = True
+        for cpu in self.vcpus:
+            cpu.uc.emu_stop()
+
     # --- running --------------------------------------------------------------------------
 
     def run(self, timeout_s: float | None = None, stop: Callable[[], bool] | None = None,
@@ -151,6 +159,8 @@ class Machine:
                 self.clock.run_due()
                 if self.reset_requested:
                     return RunResult("reset")
+                if self.poweroff_requested:
+                    return RunResult("poweroff")
             if stop is not None and stop():
                 return RunResult("stopped")
             if deadline is not None and time.monotonic() >= deadline:
@@ -159,20 +169,25 @@ class Machine:
                 continue
             if self.bsp.state is State.SHUTDOWN:
                 return RunResult("shutdown", self.bsp.shutdown_reason)
-            if not self._idle(deadline):
+            if not self._idle(deadline, poll=stop is not None):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
 
-    def _idle(self, run_deadline: float | None) -> bool:
+    def _idle(self, run_deadline: float | None, poll: bool = False) -> bool:
         """Every CPU waits: let time pass to the next timer. False if nothing can wake them."""
         next_ns = self.clock.next_deadline()
         if next_ns is None:
-            return False
+            if not poll:
+                return False
+            time.sleep(IDLE_POLL_S)   # nothing armed, but console input may still come
+            return True
         if self.idle == "warp":
             self.clock.warp_to(next_ns)
         else:
             wait_s = max(0.0, (next_ns - self.clock.now_ns()) / 1e9)
             if run_deadline is not None:
                 wait_s = min(wait_s, max(0.0, run_deadline - time.monotonic()))
+            if poll:
+                wait_s = min(wait_s, IDLE_POLL_S)
             time.sleep(wait_s)
         self.clock.run_due()
         return True

@@ -21,10 +21,12 @@ $(XTS): native/xts_sectors.c
 	@mkdir -p $(dir $@)
 	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
 
-# Until the boot path exists: create the default machine if needed and show it.
+# The default guest (Debian's kernel and busybox, signed for this installation), the default
+# machine, and a boot to its shell on this terminal (Ctrl-A X powers off).
 run: $(BIN)/imacpro $(ENGINE) $(XTS)
+	@$(BIN)/imacpro guest fetch
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || $(BIN)/imacpro create $(MACHINE) >/dev/null
-	@$(BIN)/imacpro info $(MACHINE)
+	@$(BIN)/imacpro boot $(MACHINE)
 
 test: $(BIN)/imacpro $(ENGINE) $(XTS)
 	$(BIN)/python -m pytest

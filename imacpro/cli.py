@@ -221,6 +221,112 @@ def erase(name: str, yes: bool) -> None:
     click.echo(f"{name}: erased (new keys; every byte on the SSD is unrecoverable)")
 
 
+EXIT_REFUSED = 1
+EXIT_TIMEOUT = 124
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--kernel", type=click.Path(exists=True, dir_okay=False),
+              help="Boot this bzImage instead of the default guest.")
+@click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
+@click.option("--append", "cmdline", default=None, help="The kernel command line.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+              help="The signed manifest of --kernel/--initrd/--append (imacpro sign).")
+@click.option("--external", is_flag=True, help="The image is on external media.")
+@click.option("--headless", is_flag=True, help="No console on this terminal.")
+@click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
+              help="Write everything COM1 prints to this file.")
+@click.option("--exec", "exec_command", metavar="CMD",
+              help="Run CMD in the guest's shell, print its output, power off, and exit "
+                   "with its status.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Power off after S seconds.")
+@click.option("--cpus", type=click.IntRange(min=1), hidden=True)
+def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log,
+         exec_command, timeout, cpus) -> None:
+    """Power on a machine; its serial console is this terminal (Ctrl-A X powers off)."""
+    from pathlib import Path
+
+    from imacpro.boot import BootRefused, BootSource, power_on
+    machine_bundle = bundle.open_bundle(name)
+    if kernel:
+        source = BootSource.from_files(Path(kernel), Path(initrd) if initrd else None,
+                                       cmdline or "", Path(manifest) if manifest else None,
+                                       external)
+    else:
+        if initrd or cmdline or manifest:
+            raise UserError("--initrd, --append and --manifest go with --kernel")
+        source = BootSource.default_guest()
+        if external:
+            source = BootSource(source.kernel, source.initrd, source.cmdline, source.manifest,
+                                True)
+    interactive = not headless and exec_command is None and sys.stdin.isatty()
+    log = open(serial_log, "wb") if serial_log else None
+    echo = None if headless or exec_command is not None else sys.stdout.buffer
+    try:
+        outcome = power_on(machine_bundle, source, interactive=interactive,
+                           exec_command=exec_command, timeout_s=timeout, serial_log=log,
+                           echo=echo, cpus=cpus)
+    except BootRefused as refused:
+        click.echo(refused.verdict.render(), err=True)
+        sys.exit(EXIT_REFUSED)
+    finally:
+        if log:
+            log.close()
+    if outcome.reason == "exec":
+        sys.stdout.buffer.write(outcome.exec_output)
+        sys.stdout.flush()
+        sys.exit(outcome.exec_status)
+    if outcome.reason == "timeout":
+        click.echo(f"imacpro: {name}: powered off after {timeout:g} s (--timeout)", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    if outcome.reason not in ("poweroff", "quit"):
+        click.echo(f"imacpro: {name}: stopped ({outcome.reason})", err=True)
+        sys.exit(EXIT_REFUSED)
+
+
+@cli.group(name="guest")
+def guest_group() -> None:
+    """The default guest: Debian's kernel and busybox, in the cache."""
+
+
+def _render_guest(report: dict) -> str:
+    if not report["built"]:
+        return (f"The default guest is not built (in {report['directory']}): "
+                "run 'imacpro guest fetch'")
+    mb = {name: f"{size / 1e6:.1f} MB" for name, size in report["sizes"].items()}
+    packages = ", ".join(f"{name} {version}" for name, version in report["packages"].items())
+    signer = report["signer"][:16] + "…" + ("" if report["signed_by_this_installation"]
+                                             else " (another installation's key: run "
+                                                  "'imacpro guest fetch' to sign it again)")
+    return (f"Default guest in {report['directory']}\n"
+            f"  Kernel:        {report['kernel']} ({report['kernel_release']}, {mb['vmlinuz']})\n"
+            f"  Initramfs:     {report['initrd']} ({mb['initrd.img']}; modules "
+            f"{', '.join(report['modules'])})\n"
+            f"  Command line:  {report['cmdline']}\n"
+            f"  Manifest:      {report['manifest']} (version {report['version']}, "
+            f"signed by {signer})\n"
+            f"  Packages:      {packages}")
+
+
+@guest_group.command(name="fetch")
+@click.option("--force", is_flag=True, help="Build again even if the cached guest is intact.")
+def guest_fetch(force: bool) -> None:
+    """Download Debian's kernel and busybox and build the default guest."""
+    from imacpro import guest as guests
+    guests.build(force=force, progress=lambda line: click.echo(line, err=True))
+    click.echo(_render_guest(guests.report()))
+
+
+@guest_group.command(name="info")
+@json_option
+def guest_info(as_json: bool) -> None:
+    """Show the cached default guest."""
+    from imacpro import guest as guests
+    report = guests.report()
+    _emit(as_json, report, _render_guest(report))
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         status = cli.main(args=argv, prog_name="imacpro", standalone_mode=False)

@@ -4,7 +4,8 @@
                          └──► IOAPIC pin GSI(n) ──► APIC bus ──► LAPICs ──► vCPU INTR pins
 
 Port map:  0x20/0xA0 PIC, 0x40 PIT, 0x60/0x64 i8042, 0x61 port B, 0x70-0x73 CMOS RTC,
-           0x92 fast A20/reset, 0x3F8 COM1, 0x4D0 ELCR, 0xCF8-0xCFF PCI config + reset.
+           0x92 fast A20/reset, 0x3F8 COM1, 0x4D0 ELCR, 0x600-0x60F ACPI PM (SCI: IRQ 9),
+           0xCF8-0xCFF PCI config + reset.
 MMIO map:  see memory/layout.py.
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
@@ -25,6 +26,7 @@ from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
 from imacpro.cpu.vcpu import State, Vcpu
+from imacpro.devices.acpi_pm import PM_BASE, PM_IO_SIZE, SCI_IRQ, AcpiPm
 from imacpro.devices.apic_bus import ApicBus
 from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
@@ -98,6 +100,7 @@ class Machine:
                          legacy_irq8=self.irq[RTC_IRQ])
         # HPET legacy replacement takes IRQ 0 from the PIT (ACPI HPET spec, LEG_RT_CNF).
         self.hpet.on_legacy_change = lambda on: self.pit.set_irq0_enabled(not on)
+        self.acpi_pm = AcpiPm(self.clock, self.irq[SCI_IRQ], on_poweroff=self.request_poweroff)
         self.reset_control = ResetControl(self.request_reset)
         self.kbc = KeyboardController(self.request_reset, kbd_irq=self.irq[1], aux_irq=self.irq[12])
         self.fast_a20 = FastA20Port(self.request_reset)
@@ -110,6 +113,7 @@ class Machine:
             (0x60, 1, _Window(self.kbc, 0)), (0x64, 1, _Window(self.kbc, 4)),
             (0x70, 4, self.rtc), (0x92, 1, self.fast_a20), (COM1_PORT, 8, self.uart),
             (0xCF8, 8, PciConfigPorts(self.pci, self.reset_control)),
+            (PM_BASE, PM_IO_SIZE, self.acpi_pm),
         ):
             self.pio.register(base, size, dev)
         self.mmio.register(layout.IOAPIC_BASE, layout.IOAPIC_SIZE, self.ioapic)

@@ -1,0 +1,139 @@
+"""Power on a machine: the T2 decides, the firmware loads, the machine runs with its console.
+
+Each power-on (and each guest reboot) goes through the T2 again, with a fresh boot nonce:
+    T2.check_boot(image) ─► refused: BootRefused(verdict), nothing runs
+                        └─► allowed: Machine(config) ─► firmware.install ─► run loop
+The run ends when the guest powers off (ACPI S5), the user types Ctrl-A X, an --exec command
+finishes, or the timeout passes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from imacpro import bundle as bundles
+from imacpro.console import ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.errors import UserError
+from imacpro.firmware import boot as firmware
+from imacpro.machine import Machine
+from imacpro.t2.secure_boot import BootImage, Verdict
+from imacpro.t2.signing import Manifest
+
+
+POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
+
+
+class BootRefused(Exception):
+    def __init__(self, verdict: Verdict):
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+@dataclass(frozen=True)
+class BootSource:
+    kernel: bytes
+    initrd: bytes
+    cmdline: str
+    manifest: Manifest | None = None
+    external: bool = False
+
+    @classmethod
+    def from_files(cls, kernel: Path, initrd: Path | None, cmdline: str,
+                   manifest: Path | None, external: bool = False) -> BootSource:
+        try:
+            return cls(kernel.read_bytes(), initrd.read_bytes() if initrd else b"", cmdline,
+                       Manifest.load(manifest) if manifest else None, external)
+        except OSError as exc:
+            raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+    @classmethod
+    def default_guest(cls) -> BootSource:
+        from imacpro import guest
+        built = guest.load()
+        if built is None:
+            raise UserError("the default guest is not built: run 'imacpro guest fetch' "
+                            "(or give --kernel)")
+        return cls.from_files(Path(built.kernel), Path(built.initrd), built.cmdline,
+                              Path(built.manifest))
+
+
+@dataclass
+class Outcome:
+    reason: str          # "poweroff", "quit", "exec", "timeout", "halted", "shutdown"
+    exec_status: int | None = None
+    exec_output: bytes = b""
+    verdicts: list[Verdict] | None = None
+
+
+def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive: bool,
+             exec_command: str | None = None, timeout_s: float | None = None,
+             serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
+             cpus: int | None = None) -> Outcome:
+    config = machine_bundle.config()
+    identity = machine_bundle.identity()
+    chip = machine_bundle.t2()
+    signer = bundles.signing_server()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    session = ExecSession(exec_command) if exec_command is not None else None
+    verdicts = []
+    serial_input = SerialInput()
+
+    def output(data: bytes) -> None:
+        if serial_log is not None:
+            serial_log.write(data)
+            serial_log.flush()
+        if echo is not None:
+            echo.write(data)
+            echo.flush()
+        if session is not None:
+            session.feed_output(data)
+
+    keyboard = Keyboard(sys.stdin.fileno()) if interactive else None
+    with RawTerminal() if interactive else _Nothing():
+        while True:
+            verdict = chip.check_boot(BootImage(source.kernel, source.initrd, source.cmdline,
+                                                source.manifest, source.external), signer)
+            verdicts.append(verdict)
+            if not verdict.allowed:
+                raise BootRefused(verdict)
+            machine = Machine(config, serial_output=output, cpus=cpus)
+            firmware.install(machine, identity, source.kernel, source.initrd, source.cmdline)
+
+            def between_slices() -> bool:
+                if keyboard is not None:
+                    keyboard.drain(serial_input)
+                    if keyboard.quit:
+                        return True
+                if session is not None:
+                    session.poll(serial_input)
+                    if session.status is not None:
+                        # Done: power off as the guest would, or cut power if it does not.
+                        if session.powering_off_since is None:
+                            serial_input.type(b"poweroff -f\n")
+                            session.powering_off_since = time.monotonic()
+                        elif time.monotonic() - session.powering_off_since > POWEROFF_GRACE_S:
+                            return True
+                serial_input.pump(machine.uart)
+                return False
+
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = machine.run(timeout_s=remaining, stop=between_slices)
+            if result.reason == "reset":
+                continue                      # reboot: the T2 checks the image again
+            if session is not None and session.status is not None:
+                return Outcome("exec", session.status, session.result(), verdicts)
+            if keyboard is not None and keyboard.quit:
+                return Outcome("quit", verdicts=verdicts)
+            return Outcome(result.reason, verdicts=verdicts)
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,610 @@
+"""The default guest: Debian bookworm's stock kernel and busybox, with an initramfs of our own.
+
+    imacpro guest fetch          build it (downloads ~72 MB from Debian's archive once)
+    imacpro boot NAME            boots it when no --kernel is given
+
+Where (the cache; nothing here is precious, delete it at will):
+
+    $IMACPRO_CACHE                   (default: $XDG_CACHE_HOME/imacpro, ~/.cache/imacpro)
+      guest/
+        vmlinuz        the kernel: /boot/vmlinuz-<release> of linux-image-<release>
+        initrd.img     the initramfs: newc cpio, gzip-compressed, built here (see below)
+        cmdline        the default kernel command line (one line of text)
+        boot.manifest  the boot image signed by this installation's signing server
+        guest.toml     what was built: package versions, sizes and SHA-384 of the files above
+        downloads/     the .deb files, kept (checked against the archive's SHA-256) for rebuilds
+
+The packages come with `apt-get download` (no root, nothing installed on the host) through the
+host's apt configuration, so the host must be Debian bookworm (as the project's machines are):
+`linux-image-amd64` is a metapackage whose dependency names the real kernel package
+(linux-image-6.1.0-NN-amd64), and `busybox-static` brings a static /bin/busybox. They are
+unpacked with `dpkg-deb -x` into a temporary directory under the cache. If apt has no package
+lists (or stale ones: a download fails), `apt-get update` is run once when we are root.
+
+The initramfs (built in Python, `make_initramfs`):
+    /init                  the shell script from `init_script()`, run by the kernel as PID 1
+    /bin/busybox, /bin/sh  busybox and the link that lets /init start; every other applet is
+                           linked by `busybox --install -s` at boot
+    /lib/modules/*.ko      the NVMe driver (nvme.ko) and the modules it needs, in the order
+                           /init loads them with insmod (Debian's 6.1 modules are plain .ko;
+                           .ko.xz and .ko.gz would be decompressed here)
+    /dev/console, /dev /proc /sys /tmp /root /etc (passwd, group, profile), /usr/{bin,sbin}, /sbin
+
+/init mounts proc, sysfs and devtmpfs, installs the applets, loads the modules (a failure is
+reported and boot goes on), prints the ready marker line `IMACPRO-READY` on the console, then:
+  - with `imacpro.exec=<base64>` on the kernel command line (standard base64 alphabet, as
+    Python's base64.b64encode writes it; `exec_option()` makes the option), decodes the
+    command with busybox `base64 -d`, prints `IMACPRO-BEGIN`, runs it with `sh -c` (its stdin
+    is the console), prints `IMACPRO-EXIT=<status>` and powers off (`poweroff -f`). The kernel
+    command line holds at most 2048 bytes on x86, so the command is limited to about 1.4 KB.
+  - otherwise, an interactive shell on the console (`setsid cttyhack sh`: a controlling
+    terminal, so job control and Ctrl-C work); leaving it powers the machine off.
+
+The default command line, `DEFAULT_CMDLINE`, is "console=ttyS0,115200 panic=-1 quiet loglevel=4":
+the console on COM1 (the machine's serial port), reboot at once on a panic (the T2 checks the
+image again and a scripted run ends instead of hanging), and only warnings and worse from the
+kernel so a session's output is the guest's own. The boot command appends its own options.
+
+The manifest's version (anti-rollback) comes from the kernel package version, `image_version()`:
+"6.1.192-2" → 61192002, i.e. ((major × 10 + minor) × 1000 + patch) × 1000 + Debian revision,
+so every later bookworm kernel has a larger number (it needs minor < 10, patch and revision
+< 1000: true of every 6.1 kernel; anything else is refused).
+
+Every file is written atomically; guest.toml, written last, is what says a guest is complete:
+`load()` accepts the directory only if each file is present with the size and SHA-384 that
+guest.toml records and the manifest describes those files. Two builds at once wait on a lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tomli_w
+
+from imacpro.errors import UserError
+from imacpro.files import atomic_write
+from imacpro.guest.cpio import CpioWriter
+from imacpro.t2.signing import Manifest, fingerprint, load_public_key, sha384, verify
+
+KERNEL_METAPACKAGE = "linux-image-amd64"
+BUSYBOX_PACKAGE = "busybox-static"
+KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the kernel release
+MODULES = ("nvme",)              # loaded at boot, with what they depend on (from .modinfo)
+DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 quiet loglevel=4"
+READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
+EXEC_OPTION = "imacpro.exec"
+GUEST_FORMAT = 1
+
+KERNEL_FILE = "vmlinuz"
+INITRD_FILE = "initrd.img"
+CMDLINE_FILE = "cmdline"
+MANIFEST_FILE = "boot.manifest"
+GUEST_FILE = "guest.toml"
+DOWNLOADS_DIR = "downloads"
+HASHED_FILES = (KERNEL_FILE, INITRD_FILE, CMDLINE_FILE)
+
+Progress = Callable[[str], None]
+
+
+def print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A built guest. `kernel_version` is the kernel release (`uname -r`, "6.1.0-56-amd64");
+    `package_version` its Debian package version ("6.1.192-2"); `version` the manifest's."""
+
+    directory: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    manifest: Path
+    kernel_version: str
+    package_version: str = ""
+    version: int = 0
+
+
+def cache_dir() -> Path:
+    """imacpro's cache: $IMACPRO_CACHE, else $XDG_CACHE_HOME/imacpro (~/.cache/imacpro)."""
+    if os.environ.get("IMACPRO_CACHE"):
+        return Path(os.environ["IMACPRO_CACHE"])
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(cache_home) / "imacpro"
+
+
+def guest_dir() -> Path:
+    return cache_dir() / "guest"
+
+
+# --- what goes into the initramfs -------------------------------------------------------------
+
+def image_version(package_version: str) -> int:
+    """The manifest version of a kernel package version: "6.1.192-2" → 61192002."""
+    m = re.fullmatch(r"(?:\d+:)?(\d+)\.(\d+)\.(\d+)-(\d+)\D?.*", package_version)
+    if not m:
+        raise UserError(f"cannot make a boot image version of kernel package version "
+                        f"{package_version!r} (expected like 6.1.192-2)")
+    major, minor, patch, revision = map(int, m.groups())
+    if minor >= 10 or patch >= 1000 or revision >= 1000:
+        raise UserError(f"kernel package version {package_version!r} does not fit the boot "
+                        "image version scheme (a bookworm 6.1 kernel is expected)")
+    return ((major * 10 + minor) * 1000 + patch) * 1000 + revision
+
+
+def exec_option(command: str) -> str:
+    """The kernel command line option that makes /init run `command` and power off."""
+    return f"{EXEC_OPTION}={base64.b64encode(command.encode()).decode()}"
+
+
+# The part of /init that finds and decodes the command; tests run it on the host.
+EXEC_FUNCTION = r"""
+# exec_command CMDLINE: print the command given as imacpro.exec=<base64> in CMDLINE (the
+# kernel command line), decoded; fail if there is none.
+exec_command() {
+    set -f
+    for arg in $1; do
+        case "$arg" in
+            imacpro.exec=*) set +f; printf '%s\n' "${arg#imacpro.exec=}" | base64 -d; return ;;
+        esac
+    done
+    set +f
+    return 1
+}
+"""
+
+
+def init_script(modules: list[str]) -> str:
+    """/init: the guest's PID 1 (see the module docstring). `modules`: names, in load order."""
+    return f"""#!/bin/sh
+# /init of imacpro's default guest (written by imacpro/guest/build.py), run by the kernel as
+# PID 1. It must never exit: the kernel would panic.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root TERM=vt100
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+hostname imacpro
+for module in {' '.join(modules)}; do
+    insmod /lib/modules/$module.ko 2>/dev/null || echo "init: could not load $module"
+done
+{EXEC_FUNCTION}
+echo {READY_MARKER}
+if command=$(exec_command "$(cat /proc/cmdline)"); then
+    echo IMACPRO-BEGIN
+    sh -c "$command"
+    echo "IMACPRO-EXIT=$?"
+else
+    # A shell in a session of its own with the console as its controlling terminal.
+    (exec setsid cttyhack sh -l)
+fi
+sync
+poweroff -f
+while :; do sleep 3600; done
+"""
+
+
+ETC_FILES = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+    "etc/hostname": "imacpro\n",
+    "etc/profile": "export PS1='\\u@\\h:\\w\\$ '\n"
+                   "echo \"imacpro default guest: Linux $(uname -r), busybox. "
+                   "Leave the shell (exit or Ctrl-D) to power off.\"\n",
+}
+
+
+def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) -> bytes:
+    """The gzip-compressed newc initramfs. `modules`: name ("nvme-core") → .ko bytes,
+    stored as /lib/modules/<name>.ko. Same input, same bytes (timestamps are 0)."""
+    cpio = CpioWriter()
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
+              "etc", "lib/modules"):
+        cpio.directory(d, 0o1777 if d == "tmp" else 0o700 if d == "root" else 0o755)
+    cpio.char_device("dev/console", 5, 1)
+    cpio.file("bin/busybox", busybox, 0o755)
+    cpio.symlink("bin/sh", "busybox")
+    for name, ko in modules.items():
+        cpio.file(f"lib/modules/{name}.ko", ko)
+    for path, text in ETC_FILES.items():
+        cpio.file(path, text.encode())
+    cpio.file("init", init_script.encode(), 0o755)
+    return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)
+
+
+# --- kernel modules ---------------------------------------------------------------------------
+
+def modinfo(ko: bytes) -> dict[str, str]:
+    """The key=value strings of a module's .modinfo ELF section (name, depends, vermagic…)."""
+    if ko[:4] != b"\x7fELF" or ko[4] != 2 or ko[5] != 1:
+        raise ValueError("not a little-endian ELF64 module")
+    shoff, = struct.unpack_from("<Q", ko, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", ko, 0x3A)
+
+    def section(i: int) -> tuple[int, int, int]:
+        name, _, _, _, offset, size = struct.unpack_from("<IIQQQQ", ko, shoff + i * shentsize)
+        return name, offset, size
+
+    _, strtab, _ = section(shstrndx)
+    for i in range(shnum):
+        name, offset, size = section(i)
+        if ko[strtab + name:ko.index(b"\0", strtab + name)] == b".modinfo":
+            info = {}
+            for item in ko[offset:offset + size].split(b"\0"):
+                key, sep, value = item.decode(errors="replace").partition("=")
+                if sep:
+                    info.setdefault(key, value)
+            return info
+    raise ValueError("no .modinfo section")
+
+
+def _read_module(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(data)
+    return data
+
+
+def _module_name(path: Path) -> str:
+    return path.name.split(".ko")[0]
+
+
+def collect_modules(modules_root: Path, wanted: tuple[str, ...] = MODULES) -> dict[str, bytes]:
+    """`wanted` and every module they depend on (their modinfo `depends=`), decompressed,
+    in an order insmod can follow (dependencies first). Built-in ones are skipped."""
+    index: dict[str, Path] = {}
+    for path in (modules_root / "kernel").rglob("*.ko*"):
+        if re.search(r"\.ko(\.xz|\.gz)?$", path.name):
+            index[_module_name(path).replace("-", "_")] = path
+    builtin = set()
+    with contextlib.suppress(OSError):
+        builtin = {_module_name(Path(line)).replace("-", "_")
+                   for line in (modules_root / "modules.builtin").read_text().split()}
+    ordered: dict[str, bytes] = {}
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        key = name.replace("-", "_")
+        if key in chain:
+            raise UserError(f"kernel modules depend on each other in a cycle: {chain}")
+        path = index.get(key)
+        if path is None:
+            if key in builtin:
+                return
+            raise UserError(f"the kernel package has no module {name!r} ({modules_root})")
+        if _module_name(path) in ordered:
+            return
+        ko = _read_module(path)
+        for dep in filter(None, modinfo(ko).get("depends", "").split(",")):
+            visit(dep, chain + (key,))
+        ordered[_module_name(path)] = ko
+
+    for name in wanted:
+        visit(name, ())
+    return ordered
+
+
+# --- Debian packages --------------------------------------------------------------------------
+
+def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False,
+                              env={**os.environ, "LC_ALL": "C"})
+    except FileNotFoundError:
+        raise UserError(f"'{args[0]}' is not available: the default guest is fetched from "
+                        "Debian's archive with apt (a Debian bookworm host); give the boot "
+                        "command a kernel of your own instead") from None
+
+
+def _last_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E:")]
+    return (errors or lines or [f"exit status {result.returncode}"])[-1]
+
+
+class _Apt:
+    """apt-cache and apt-get download, with one `apt-get update` when lists are missing."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.updated = False
+
+    def update(self, why: str) -> bool:
+        if self.updated:
+            return False
+        if os.geteuid() != 0:
+            raise UserError(f"{why}; run 'apt-get update' as root, then try again")
+        self.progress(f"guest: {why}: updating the package lists (apt-get update)")
+        result = _run(["apt-get", "update"])
+        if result.returncode != 0:
+            raise UserError(f"apt-get update failed: {_last_error(result)}")
+        self.updated = True
+        return True
+
+    def show(self, package: str) -> dict[str, str]:
+        """The candidate version's fields (Version, Depends, SHA256, Size…)."""
+        while True:
+            result = _run(["apt-cache", "show", "--no-all-versions", package])
+            if result.returncode == 0 and result.stdout.strip():
+                return _stanza(result.stdout)
+            if not self.update(f"apt knows no package {package} ({_last_error(result)})"):
+                raise UserError(f"apt knows no package {package}: {_last_error(result)} "
+                                "(is this host's apt set up for Debian bookworm?)")
+
+    def download(self, package: str, fields: dict[str, str], directory: Path) -> Path:
+        """The package's .deb in `directory`: reused if its SHA-256 is the archive's."""
+        version, arch, sha256 = fields["Version"], fields.get("Architecture", "amd64"), \
+            fields.get("SHA256", "")
+        path = directory / f"{package}_{version.replace(':', '%3a')}_{arch}.deb"
+        size = f"{int(fields.get('Size', 0)) / 1e6:.1f} MB"
+        if path.exists() and _sha256(path) == sha256:
+            self.progress(f"guest: using the downloaded {package} {version} ({size})")
+            return path
+        directory.mkdir(parents=True, exist_ok=True)
+        for old in directory.glob(f"{package}_*.deb"):
+            old.unlink()
+        self.progress(f"guest: downloading {package} {version} ({size}) from Debian's archive")
+        args = ["apt-get", "download", f"{package}={version}"]
+        if os.geteuid() == 0:   # apt's _apt user could not write here; it would warn
+            args[1:1] = ["-o", "APT::Sandbox::User=root"]
+        while True:
+            result = _run(args, cwd=directory)
+            if result.returncode == 0:
+                break
+            if not self.update(f"downloading {package} failed ({_last_error(result)})"):
+                raise UserError(f"cannot download {package} {version}: {_last_error(result)}")
+        if not path.exists():
+            raise UserError(f"apt-get download of {package} did not write {path}")
+        if sha256 and _sha256(path) != sha256:
+            path.unlink()
+            raise UserError(f"the downloaded {path.name} does not have the archive's SHA-256")
+        return path
+
+
+def _stanza(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    key = None
+    for line in text.split("\n\n")[0].splitlines():
+        if line[:1] in (" ", "\t") and key:
+            fields[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def kernel_package(metapackage_fields: dict[str, str]) -> str:
+    """The real kernel package a metapackage's Depends names (linux-image-6.1.0-NN-amd64)."""
+    for alternatives in metapackage_fields.get("Depends", "").split(","):
+        for dependency in alternatives.split("|"):
+            name = dependency.strip().split(" ")[0]
+            if KERNEL_PACKAGE.fullmatch(name):
+                return name
+    raise UserError(f"{KERNEL_METAPACKAGE} depends on no kernel image package "
+                    f"(Depends: {metapackage_fields.get('Depends', '')!r})")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unpack(deb: Path, into: Path) -> None:
+    result = _run(["dpkg-deb", "-x", str(deb), str(into)])
+    if result.returncode != 0:
+        raise UserError(f"cannot unpack {deb}: {_last_error(result)}")
+
+
+# --- build and load ---------------------------------------------------------------------------
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def build(force: bool = False, progress: Progress = print_to_stderr) -> Guest:
+    """Build the default guest in the cache (network: Debian's archive), or return the one
+    there. A guest already built and intact is kept unless `force`; its manifest is signed
+    again (no download) if another installation's key signed it (caches are per user,
+    signing keys per $IMACPRO_HOME). With `force`, packages already downloaded are reused
+    when their SHA-256 is still the archive's (a newer kernel in the archive is fetched)."""
+    from imacpro.bundle import signing_server
+    directory = guest_dir()
+    with _locked(directory):
+        server = signing_server()
+        existing = None if force else load()
+        if existing is not None:
+            manifest = Manifest.load(existing.manifest)
+            if manifest.signer != server.fingerprint or \
+                    not verify(server.public_key, manifest.signature, manifest.payload()):
+                progress(f"guest: signing the boot image with this installation's platform key "
+                         f"{server.fingerprint[:16]}…")
+                _sign(server, existing.kernel.read_bytes(), existing.initrd.read_bytes(),
+                      existing.cmdline, existing.version, existing.manifest)
+            return existing
+        return _build(directory, server, progress)
+
+
+def _sign(server, kernel: bytes, initrd: bytes, cmdline: str, version: int, path: Path) -> None:
+    server.sign(kernel, initrd, cmdline, version).save(path)
+
+
+def _build(directory: Path, server, progress: Progress) -> Guest:
+    with contextlib.suppress(FileNotFoundError):
+        (directory / GUEST_FILE).unlink()     # from here until the end, the guest is incomplete
+    apt = _Apt(progress)
+    meta = apt.show(KERNEL_METAPACKAGE)
+    kernel_pkg = kernel_package(meta)
+    kernel_fields = apt.show(kernel_pkg)
+    busybox_fields = apt.show(BUSYBOX_PACKAGE)
+    release = KERNEL_PACKAGE.fullmatch(kernel_pkg).group(1)
+    version = image_version(kernel_fields["Version"])
+    progress(f"guest: {KERNEL_METAPACKAGE} {meta['Version']} is {kernel_pkg} "
+             f"{kernel_fields['Version']}")
+    downloads = directory / DOWNLOADS_DIR
+    kernel_deb = apt.download(kernel_pkg, kernel_fields, downloads)
+    busybox_deb = apt.download(BUSYBOX_PACKAGE, busybox_fields, downloads)
+
+    work = Path(tempfile.mkdtemp(prefix=".unpack.", dir=directory))
+    try:
+        progress(f"guest: unpacking {kernel_deb.name} and {busybox_deb.name}")
+        _unpack(kernel_deb, work / "kernel")
+        _unpack(busybox_deb, work / "busybox")
+        vmlinuz = work / "kernel" / "boot" / f"vmlinuz-{release}"
+        busybox_path = work / "busybox" / "bin" / "busybox"
+        for path in (vmlinuz, busybox_path):
+            if not path.is_file():
+                raise UserError(f"the package has no {path.relative_to(work)}")
+        kernel = vmlinuz.read_bytes()
+        if kernel[0x202:0x206] != b"HdrS":
+            raise UserError(f"{vmlinuz.name} is not a bzImage (no HdrS signature at 0x202)")
+        busybox = busybox_path.read_bytes()
+        modules = collect_modules(work / "kernel" / "lib" / "modules" / release)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    initrd = make_initramfs(busybox, modules, init_script(list(modules)))
+    cmdline = DEFAULT_CMDLINE
+    progress(f"guest: kernel {release}: {_mb(len(kernel))}; initramfs: busybox "
+             f"{_mb(len(busybox))}, modules {', '.join(modules)}: {_mb(len(initrd))} compressed")
+    contents = {KERNEL_FILE: kernel, INITRD_FILE: initrd, CMDLINE_FILE: (cmdline + "\n").encode()}
+    for name, data in contents.items():
+        atomic_write(directory / name, data)
+    _sign(server, kernel, initrd, cmdline, version, directory / MANIFEST_FILE)
+    progress(f"guest: signed boot image version {version} with platform key "
+             f"{server.fingerprint[:16]}…")
+    record = {
+        "format": GUEST_FORMAT,
+        "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kernel_release": release,
+        "version": version,
+        "cmdline": cmdline,
+        "modules": list(modules),
+        "packages": {
+            KERNEL_METAPACKAGE: {"version": meta["Version"]},
+            kernel_pkg: {"version": kernel_fields["Version"],
+                         "sha256": kernel_fields.get("SHA256", "")},
+            BUSYBOX_PACKAGE: {"version": busybox_fields["Version"],
+                              "sha256": busybox_fields.get("SHA256", "")},
+        },
+        "files": {name: {"size": len(data), "sha384": sha384(data)}
+                  for name, data in contents.items()},
+    }
+    atomic_write(directory / GUEST_FILE, tomli_w.dumps(record).encode())
+    for old in downloads.glob("*.deb"):
+        if old not in (kernel_deb, busybox_deb):
+            old.unlink()
+    guest = load()
+    if guest is None:
+        raise UserError(f"the guest just built in {directory} does not check out")
+    progress(f"guest: built in {directory}")
+    return guest
+
+
+def record() -> dict | None:
+    """guest.toml of the cached guest, or None if there is none that can be read."""
+    try:
+        with open(guest_dir() / GUEST_FILE, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+
+
+def load() -> Guest | None:
+    """The cached guest if it is built and intact: every file present, with the size and
+    SHA-384 guest.toml records, and a manifest that describes them. Whose key signed the
+    manifest is not checked here (see `build`)."""
+    directory = guest_dir()
+    info = record()
+    try:
+        if info is None or info.get("format") != GUEST_FORMAT:
+            return None
+        digests = {}
+        for name in HASHED_FILES:
+            expected = info["files"][name]
+            data = (directory / name).read_bytes()
+            if len(data) != expected["size"] or sha384(data) != expected["sha384"]:
+                return None
+            digests[name] = expected["sha384"]
+        cmdline = (directory / CMDLINE_FILE).read_text().rstrip("\n")
+        manifest = Manifest.load(directory / MANIFEST_FILE)
+        if (manifest.kernel_sha384, manifest.initrd_sha384, manifest.cmdline_sha384,
+                manifest.version) != (digests[KERNEL_FILE], digests[INITRD_FILE],
+                                      sha384(cmdline.encode()), info["version"]):
+            return None
+        release = info["kernel_release"]
+        package_version = info["packages"][f"linux-image-{release}"]["version"]
+    except (OSError, KeyError, TypeError, UnicodeDecodeError, UserError):
+        return None
+    return Guest(directory=directory, kernel=directory / KERNEL_FILE,
+                 initrd=directory / INITRD_FILE, cmdline=cmdline,
+                 manifest=directory / MANIFEST_FILE, kernel_version=release,
+                 package_version=package_version, version=info["version"])
+
+
+def _ours(manifest: Manifest) -> bool:
+    """Whether this installation's platform key signed the manifest (no key: False)."""
+    from imacpro.bundle import KEYS_DIR, home
+    from imacpro.t2.signing import PUBLIC_KEY_FILE
+    try:
+        key = load_public_key((home() / KEYS_DIR / PUBLIC_KEY_FILE).read_bytes())
+    except (OSError, UserError):
+        return False
+    return fingerprint(key) == manifest.signer and \
+        verify(key, manifest.signature, manifest.payload())
+
+
+def report() -> dict:
+    """What `imacpro guest info` shows: the cached guest, or that there is none."""
+    directory = guest_dir()
+    guest = load()
+    if guest is None:
+        return {"built": False, "directory": str(directory)}
+    info = record() or {}
+    manifest = Manifest.load(guest.manifest)
+    return {
+        "built": True,
+        "directory": str(directory),
+        "kernel": str(guest.kernel),
+        "initrd": str(guest.initrd),
+        "manifest": str(guest.manifest),
+        "kernel_release": guest.kernel_version,
+        "kernel_package_version": guest.package_version,
+        "version": guest.version,
+        "cmdline": guest.cmdline,
+        "modules": info.get("modules", []),
+        "packages": {name: p.get("version") for name, p in info.get("packages", {}).items()},
+        "sizes": {name: f["size"] for name, f in info.get("files", {}).items()},
+        "signer": manifest.signer,
+        "signed_by_this_installation": _ours(manifest),
+        "built_at": info.get("built"),
+    }

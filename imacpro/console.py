@@ -116,7 +116,9 @@ class ExecSession:
         self.powering_off_since: float | None = None
 
     def line(self) -> bytes:
-        return (f'echo IMAC""PRO-BEGIN; {self.command}\necho IMAC""PRO-EXIT=$?\n').encode()
+        # A subshell, so that `exit N` ends the command, not the guest's shell.
+        return (f'echo IMAC""PRO-BEGIN; (\n{self.command}\n); echo IMAC""PRO-EXIT=$?\n'
+                ).encode()
 
     def feed_output(self, data: bytes) -> None:
         self.output.extend(data)

@@ -32,8 +32,14 @@ MCA_BANKS = 20  # Skylake-SP/W
 MISC_ENABLE = (1 << 0) | (1 << 11) | (1 << 12)  # fast strings; BTS and PEBS unavailable
 FEATURE_CONTROL_LOCKED = 1  # locked, VMX off (the engine has no VMX)
 
+# Microcode revision for CPUID 0x50654 (Skylake-SP/W H0), in IA32_BIOS_SIGN_ID[63:32]: the
+# revision of Intel's 2021-06 microcode release, the generation Apple's last iMac Pro firmware
+# (IMP11.88Z...2107050205, 2021-07) would carry (an assumption; Apple does not publish it).
+# Linux needs at least 0x2000014 on this stepping before it trusts the TSC-deadline timer.
+MICROCODE_REVISION = 0x0200_6B06
+
 ENGINE_MSRS = frozenset(
-    {IA32_TSC, IA32_BIOS_SIGN_ID, 0x174, 0x175, 0x176, 0x277, 0x2FF, 0xFE,
+    {IA32_TSC, 0x174, 0x175, 0x176, 0x277, 0x2FF, 0xFE,
      *range(0x200, 0x214), 0x250, 0x258, 0x259, *range(0x268, 0x270),
      *range(0xC0000080, 0xC0000085), *range(0xC0000100, 0xC0000104)})
 
@@ -57,6 +63,7 @@ class MsrFile:
             IA32_MCG_CAP: MCA_BANKS,
             IA32_PERF_STATUS: base_ratio << 8,
             MSR_TURBO_RATIO_LIMIT: int.from_bytes(bytes([turbo_ratio] * 8), "little"),
+            IA32_BIOS_SIGN_ID: MICROCODE_REVISION << 32,
         }
         self.reset()
 
@@ -106,6 +113,8 @@ class MsrFile:
             self.mcg_status = value
         elif index == IA32_FEATURE_CONTROL:
             return GP_FAULT  # locked by firmware
+        elif index == IA32_BIOS_SIGN_ID:
+            pass             # software writes 0 before CPUID to latch the revision
         else:
             bank, reg = divmod(index - IA32_MC0_CTL, 4)
             if not 0 <= bank < MCA_BANKS:

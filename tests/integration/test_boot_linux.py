@@ -23,7 +23,7 @@ PROBE = ("grep -m1 'model name' /proc/cpuinfo; nproc; grep MemTotal /proc/meminf
          "exit 7")
 
 
-def tests_cache() -> Path:
+def _cache_dir() -> Path:
     if os.environ.get("IMACPRO_TEST_CACHE"):
         return Path(os.environ["IMACPRO_TEST_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imacpro-tests"
@@ -31,7 +31,7 @@ def tests_cache() -> Path:
 
 @pytest.fixture
 def signed_guest(monkeypatch):
-    monkeypatch.setenv("IMACPRO_CACHE", str(tests_cache()))
+    monkeypatch.setenv("IMACPRO_CACHE", str(_cache_dir()))
     return guest.build(progress=lambda line: None)
 
 

@@ -52,13 +52,13 @@ class BootSource:
 
     @classmethod
     def default_guest(cls) -> BootSource:
-        from imacpro import guest
-        built = guest.load()
+        from imacpro.guest.build import ensure_signed, load
+        built = load()
         if built is None:
             raise UserError("the default guest is not built: run 'imacpro guest fetch' "
                             "(or give --kernel)")
-        return cls.from_files(Path(built.kernel), Path(built.initrd), built.cmdline,
-                              Path(built.manifest))
+        manifest = ensure_signed(built, progress=lambda line: None)
+        return cls.from_files(Path(built.kernel), Path(built.initrd), built.cmdline, manifest)
 
 
 @dataclass

@@ -296,9 +296,11 @@ def _render_guest(report: dict) -> str:
                 "run 'imacpro guest fetch'")
     mb = {name: f"{size / 1e6:.1f} MB" for name, size in report["sizes"].items()}
     packages = ", ".join(f"{name} {version}" for name, version in report["packages"].items())
-    signer = report["signer"][:16] + "…" + ("" if report["signed_by_this_installation"]
-                                             else " (another installation's key: run "
-                                                  "'imacpro guest fetch' to sign it again)")
+    if report["signer"] is None:
+        signer = "nobody yet (this installation signs it at its first boot)"
+    else:
+        signer = report["signer"][:16] + "…" + ("" if report["signed_by_this_installation"]
+                                                 else " (stale: signed again at the next boot)")
     return (f"Default guest in {report['directory']}\n"
             f"  Kernel:        {report['kernel']} ({report['kernel_release']}, {mb['vmlinuz']})\n"
             f"  Initramfs:     {report['initrd']} ({mb['initrd.img']}; modules "

@@ -443,15 +443,39 @@ def build(force: bool = False, progress: Progress = print_to_stderr) -> Guest:
         server = signing_server()
         existing = None if force else load()
         if existing is not None:
-            manifest = Manifest.load(existing.manifest)
-            if manifest.signer != server.fingerprint or \
-                    not verify(server.public_key, manifest.signature, manifest.payload()):
-                progress(f"guest: signing the boot image with this installation's platform key "
-                         f"{server.fingerprint[:16]}…")
-                _sign(server, existing.kernel.read_bytes(), existing.initrd.read_bytes(),
-                      existing.cmdline, existing.version, existing.manifest)
+            ensure_signed(existing, progress)
             return existing
         return _build(directory, server, progress)
+
+
+def manifest_path() -> Path:
+    """The guest's signed manifest belongs to the installation ($IMACPRO_HOME), not to the
+    cache: several installations share one user's cache, each signing with its own key."""
+    from imacpro.bundle import home
+    return home() / "guest" / MANIFEST_FILE
+
+
+def ensure_signed(guest: Guest, progress: Progress = print_to_stderr) -> Path:
+    """This installation's manifest for the cached guest, signed now if missing or stale
+    (no download: the files are in the cache)."""
+    from imacpro.bundle import signing_server
+    server = signing_server()
+    kernel, initrd = guest.kernel.read_bytes(), guest.initrd.read_bytes()
+    try:
+        manifest = Manifest.load(guest.manifest)
+        current = (manifest.signer == server.fingerprint
+                   and verify(server.public_key, manifest.signature, manifest.payload())
+                   and (manifest.kernel_sha384, manifest.initrd_sha384, manifest.cmdline_sha384,
+                        manifest.version) == (sha384(kernel), sha384(initrd),
+                                              sha384(guest.cmdline.encode()), guest.version))
+    except (OSError, UserError):
+        current = False
+    if not current:
+        progress(f"guest: signing the boot image with this installation's platform key "
+                 f"{server.fingerprint[:16]}…")
+        guest.manifest.parent.mkdir(parents=True, exist_ok=True)
+        _sign(server, kernel, initrd, guest.cmdline, guest.version, guest.manifest)
+    return guest.manifest
 
 
 def _sign(server, kernel: bytes, initrd: bytes, cmdline: str, version: int, path: Path) -> None:
@@ -499,7 +523,7 @@ def _build(directory: Path, server, progress: Progress) -> Guest:
     contents = {KERNEL_FILE: kernel, INITRD_FILE: initrd, CMDLINE_FILE: (cmdline + "\n").encode()}
     for name, data in contents.items():
         atomic_write(directory / name, data)
-    _sign(server, kernel, initrd, cmdline, version, directory / MANIFEST_FILE)
+    _sign(server, kernel, initrd, cmdline, version, manifest_path())
     progress(f"guest: signed boot image version {version} with platform key "
              f"{server.fingerprint[:16]}…")
     record = {
@@ -556,18 +580,13 @@ def load() -> Guest | None:
                 return None
             digests[name] = expected["sha384"]
         cmdline = (directory / CMDLINE_FILE).read_text().rstrip("\n")
-        manifest = Manifest.load(directory / MANIFEST_FILE)
-        if (manifest.kernel_sha384, manifest.initrd_sha384, manifest.cmdline_sha384,
-                manifest.version) != (digests[KERNEL_FILE], digests[INITRD_FILE],
-                                      sha384(cmdline.encode()), info["version"]):
-            return None
         release = info["kernel_release"]
         package_version = info["packages"][f"linux-image-{release}"]["version"]
     except (OSError, KeyError, TypeError, UnicodeDecodeError, UserError):
         return None
     return Guest(directory=directory, kernel=directory / KERNEL_FILE,
                  initrd=directory / INITRD_FILE, cmdline=cmdline,
-                 manifest=directory / MANIFEST_FILE, kernel_version=release,
+                 manifest=manifest_path(), kernel_version=release,
                  package_version=package_version, version=info["version"])
 
 
@@ -590,7 +609,10 @@ def report() -> dict:
     if guest is None:
         return {"built": False, "directory": str(directory)}
     info = record() or {}
-    manifest = Manifest.load(guest.manifest)
+    try:
+        manifest = Manifest.load(guest.manifest)
+    except UserError:
+        manifest = None    # signed for this installation at its first boot
     return {
         "built": True,
         "directory": str(directory),
@@ -604,7 +626,7 @@ def report() -> dict:
         "modules": info.get("modules", []),
         "packages": {name: p.get("version") for name, p in info.get("packages", {}).items()},
         "sizes": {name: f["size"] for name, f in info.get("files", {}).items()},
-        "signer": manifest.signer,
-        "signed_by_this_installation": _ours(manifest),
+        "signer": manifest.signer if manifest else None,
+        "signed_by_this_installation": bool(manifest) and _ours(manifest),
         "built_at": info.get("built"),
     }

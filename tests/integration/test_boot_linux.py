@@ -76,3 +76,14 @@ def test_full_security_refuses_a_tampered_kernel_before_it_runs(signed_guest, tm
     assert log.read_bytes() == b""                          # not one instruction ran
     unsigned = imacpro("boot", "pro", "--kernel", str(tampered), "--exec", "true")
     assert unsigned.returncode == 1 and "not signed" in unsigned.stderr
+
+
+def test_no_security_boots_an_image_nobody_signed(signed_guest):
+    assert imacpro("create", "pro").returncode == 0
+    assert imacpro("security", "pro", "--policy", "none").returncode == 0
+    result = imacpro("boot", "pro", "--kernel", str(signed_guest.kernel), "--initrd",
+                     str(signed_guest.initrd), "--append",
+                     signed_guest.cmdline + " imacpro.unsigned=1",
+                     "--exec", "cat /proc/cmdline", "--timeout", "600")
+    assert result.returncode == 0, result.stderr
+    assert "imacpro.unsigned=1" in result.stdout

@@ -51,6 +51,7 @@ IOAPIC_PINS = 24
 ISA_TO_GSI = {0: 2}
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
+MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
 
 
 def apic_id_of(index: int) -> int:
@@ -158,7 +159,7 @@ class Machine:
             ran = False
             for cpu in self.vcpus:
                 if cpu.runnable():
-                    cpu.run(slice_us)
+                    cpu.run(self._slice(slice_us))
                     ran = True
                 self.clock.run_due()
                 if self.reset_requested:
@@ -175,6 +176,15 @@ class Machine:
                 return RunResult("shutdown", self.bsp.shutdown_reason)
             if not self._idle(deadline, poll=stop is not None):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
+
+    def _slice(self, slice_us: int) -> int:
+        """A slice ends at the next timer, so its interrupt arrives on time (Linux's
+        timer check spins for ticks and panics if they come late)."""
+        next_ns = self.clock.next_deadline()
+        if next_ns is None or not self.clock.realtime:
+            return slice_us
+        until_us = (next_ns - self.clock.now_ns()) // 1000
+        return max(MIN_SLICE_US, min(slice_us, until_us))
 
     def _idle(self, run_deadline: float | None, poll: bool = False) -> bool:
         """Every CPU waits: let time pass to the next timer. False if nothing can wake them."""

@@ -9,6 +9,7 @@ finishes, or the timeout passes.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive:
             session.feed_output(data)
 
     keyboard = Keyboard(sys.stdin.fileno()) if interactive else None
-    with RawTerminal() if interactive else _Nothing():
+    with RawTerminal() if interactive else contextlib.nullcontext():
         while True:
             verdict = chip.check_boot(BootImage(source.kernel, source.initrd, source.cmdline,
                                                 source.manifest, source.external), signer)
@@ -130,10 +131,3 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive:
                 return Outcome("quit", verdicts=verdicts)
             return Outcome(result.reason, verdicts=verdicts)
 
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

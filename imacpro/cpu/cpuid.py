@@ -48,7 +48,6 @@ PROBED_LEAVES = ((0, 0), (1, 0), (7, 0), (0xD, 1), (0x80000001, 0))
 @functools.cache
 def engine_features() -> dict[tuple[int, int], tuple[int, int, int, int]]:
     """The engine's own CPUID answers for the feature leaves (run without any hook)."""
-    import unicorn
     from unicorn import x86_const as x
 
     from imacpro.cpu.engine import Engine
@@ -64,7 +63,6 @@ def engine_features() -> dict[tuple[int, int], tuple[int, int, int, int]]:
         uc.emu_start(0x1000, 0)
         out[leaf, sub] = tuple(uc.reg_read(r) & 0xFFFFFFFF for r in (
             x.UC_X86_REG_RAX, x.UC_X86_REG_RBX, x.UC_X86_REG_RCX, x.UC_X86_REG_RDX))
-    del unicorn
     return out
 
 

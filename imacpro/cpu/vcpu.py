@@ -77,6 +77,7 @@ class Vcpu:
         lapic.on_event = self.update_pins
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
+        self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
 
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 
@@ -142,7 +143,6 @@ class Vcpu:
             self._nmi_pending = True
         self.engine.set_irq(self.interrupt_pending())
 
-    _nmi_pending = False
 
     def _init(self) -> None:
         """INIT: real mode at the reset vector's state, then wait for a start-up IPI."""

@@ -71,7 +71,7 @@ class Outcome:
 
 
 def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive: bool,
-             exec_command: str | None = None, timeout_s: float | None = None,
+             exec_command: str | list[str] | None = None, timeout_s: float | None = None,
              serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
              cpus: int | None = None) -> Outcome:
     config = machine_bundle.config()
@@ -114,7 +114,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive:
                     if session.status is not None:
                         # Done: power off as the guest would, or cut power if it does not.
                         if session.powering_off_since is None:
-                            serial_input.type(b"poweroff -f\n")
+                            serial_input.type(b"poweroff\n")
                             session.powering_off_since = time.monotonic()
                         elif time.monotonic() - session.powering_off_since > POWEROFF_GRACE_S:
                             return True
@@ -123,8 +123,15 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive:
 
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             result = machine.run(timeout_s=remaining, stop=between_slices)
-            if result.reason == "reset":
-                continue                      # reboot: the T2 checks the image again
+            if result.reason == "reset" and (session is None or session.status is None):
+                # Reboot: the T2 checks the image again; typing meant for the old boot is lost,
+                # as it would be on a real serial line.
+                serial_input.buffer.clear()
+                if session is not None:
+                    session.rebooted()
+                continue
+            if session is not None and result.reason == "poweroff":
+                session.powered_off()
             if session is not None and session.status is not None:
                 return Outcome("exec", session.status, session.result(), verdicts)
             if keyboard is not None and keyboard.quit:

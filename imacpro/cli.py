@@ -237,9 +237,10 @@ EXIT_TIMEOUT = 124
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
-@click.option("--exec", "exec_command", metavar="CMD",
+@click.option("--exec", "exec_command", metavar="CMD", multiple=True,
               help="Run CMD in the guest's shell, print its output, power off, and exit "
-                   "with its status.")
+                   "with its status. Repeat it to run several commands in turn; a command "
+                   "that reboots the guest ends when the guest is ready again.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Power off after S seconds.")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log,
@@ -260,6 +261,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log
         if external:
             source = BootSource(source.kernel, source.initrd, source.cmdline, source.manifest,
                                 True)
+    exec_command = list(exec_command) or None
     interactive = not headless and exec_command is None and sys.stdin.isatty()
     log = open(serial_log, "wb") if serial_log else None
     echo = None if headless or exec_command is not None else sys.stdout.buffer
@@ -280,6 +282,10 @@ def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log
     if outcome.reason == "timeout":
         click.echo(f"imacpro: {name}: powered off after {timeout:g} s (--timeout)", err=True)
         sys.exit(EXIT_TIMEOUT)
+    if outcome.reason == "poweroff" and exec_command:
+        click.echo(f"imacpro: {name}: the guest powered off before every --exec command ran",
+                   err=True)
+        sys.exit(EXIT_REFUSED)
     if outcome.reason not in ("poweroff", "quit"):
         click.echo(f"imacpro: {name}: stopped ({outcome.reason})", err=True)
         sys.exit(EXIT_REFUSED)

@@ -106,44 +106,87 @@ class RawTerminal:
 
 
 class ExecSession:
-    """Types one command into the guest's shell and collects its output and exit status."""
+    """Types commands into the guest's shell, one after another, and collects their output and
+    exit statuses.
 
-    def __init__(self, command: str):
-        self.command = command
-        self.output = bytearray()       # everything the guest printed
-        self.sent = False
-        self.status: int | None = None
+    A command during which the guest reboots (`reboot`) completes, with status 0, once the
+    rebooted guest is ready again; the next command then runs in the new boot. A command
+    during which the guest powers off (`poweroff`) completes with status 0. `status` is the
+    last command's status once every command has completed.
+    """
+
+    def __init__(self, commands: str | list[str]):
+        self.commands = [commands] if isinstance(commands, str) else list(commands)
+        self.output = bytearray()       # everything the guest printed, across reboots
+        self.results: list[bytes] = []
+        self.statuses: list[int] = []
+        self.sent = False               # the current command is typed
+        self._ready = False             # the shell waits for a command
+        self._start = 0                 # where the current command's output begins
+        self._rebooting: bytes | None = None   # what the command printed before its reboot
         self.powering_off_since: float | None = None
 
-    def line(self) -> bytes:
+    @property
+    def status(self) -> int | None:
+        return self.statuses[-1] if len(self.statuses) == len(self.commands) else None
+
+    @staticmethod
+    def line(command: str) -> bytes:
         # A subshell, so that `exit N` ends the command, not the guest's shell.
-        return (f'echo IMAC""PRO-BEGIN; (\n{self.command}\n); echo IMAC""PRO-EXIT=$?\n'
-                ).encode()
+        return f'echo IMAC""PRO-BEGIN; (\n{command}\n); echo IMAC""PRO-EXIT=$?\n'.encode()
 
     def feed_output(self, data: bytes) -> None:
         self.output.extend(data)
-        if self.status is None:
-            match = EXIT_MARKER.search(self.output, self._begin())
-            if match and self._begin() >= 0:
-                self.status = int(match.group(1))
+        if not self._ready and self.output.find(READY_MARKER, self._start) >= 0:
+            self._ready = True
+            if self._rebooting is not None:
+                self._complete(self._rebooting, 0)
+        if self.sent and self.status is None:
+            begin = self._begin()
+            match = EXIT_MARKER.search(self.output, begin) if begin >= 0 else None
+            if match:
+                body = self.output[self.output.index(b"\n", begin) + 1:match.start()]
+                self._complete(bytes(body), int(match.group(1)))
 
     def _begin(self) -> int:
-        at = self.output.find(BEGIN_MARKER + b"\r\n")
-        if at < 0:
-            at = self.output.find(BEGIN_MARKER + b"\n")
-        return -1 if at < 0 else at
+        for ending in (b"\r\n", b"\n"):
+            at = self.output.find(BEGIN_MARKER + ending, self._start)
+            if at >= 0:
+                return at
+        return -1
+
+    def _complete(self, body: bytes, status: int) -> None:
+        self.results.append(body.replace(b"\r\n", b"\n"))
+        self.statuses.append(status)
+        self.sent, self._rebooting = False, None
+        self._start = len(self.output)
+
+    def rebooted(self) -> None:
+        """The machine reset: wait for the new boot's ready marker before typing again."""
+        if self.sent:
+            self._rebooting = self._so_far()
+        self._ready = False
+        self._start = len(self.output)
+
+    def powered_off(self) -> None:
+        """The machine powered off: a command running completes; none after it can run."""
+        if self.sent and self.status is None:
+            self._complete(self._so_far(), 0)
 
     def poll(self, serial_input: SerialInput) -> None:
-        if not self.sent and READY_MARKER in self.output:
-            serial_input.type(self.line())
+        if self._ready and not self.sent and self.status is None:
+            serial_input.type(self.line(self.commands[len(self.statuses)]))
             self.sent = True
 
     def result(self) -> bytes:
-        """What the command printed, without the markers and the shell's echo."""
+        """What the commands printed, without the markers and the shell's echo (a command cut
+        short by a timeout contributes what it printed so far)."""
+        done = b"".join(self.results)
+        if self.sent and self.status is None:
+            done += self._so_far().replace(b"\r\n", b"\n")
+        return done
+
+    def _so_far(self) -> bytes:
+        """The running command's output until now."""
         begin = self._begin()
-        if begin < 0:
-            return b""
-        start = self.output.index(b"\n", begin) + 1
-        match = EXIT_MARKER.search(self.output, start)
-        end = match.start() if match else len(self.output)
-        return bytes(self.output[start:end]).replace(b"\r\n", b"\n")
+        return b"" if begin < 0 else bytes(self.output[self.output.index(b"\n", begin) + 1:])

@@ -49,3 +49,54 @@ def test_ctrl_a_x_quits_and_ctrl_a_ctrl_a_sends_one():
     keyboard.drain(serial)
     assert bytes(serial.buffer) == b"ls\x01\r" and keyboard.quit
     os.close(write_fd)
+
+
+def run_command(session, serial, output: bytes) -> None:
+    """The guest echoes what was typed, then prints `output`."""
+    session.poll(serial)
+    typed = bytes(serial.buffer)
+    serial.buffer.clear()
+    session.feed_output(typed.replace(b"\n", b"\r\n") + output)
+
+
+def test_commands_run_in_turn_and_the_last_status_counts():
+    session, serial = ExecSession(["echo a", "false"]), SerialInput()
+    session.feed_output(b"IMACPRO-READY\r\n/ # ")
+    run_command(session, serial, b"IMACPRO-BEGIN\r\na\r\nIMACPRO-EXIT=0\r\n/ # ")
+    assert session.status is None and session.statuses == [0]
+    run_command(session, serial, b"IMACPRO-BEGIN\r\nIMACPRO-EXIT=1\r\n/ # ")
+    assert session.status == 1 and session.result() == b"a\n"
+    session.poll(serial)
+    assert not serial.buffer                      # nothing more to type
+
+
+def test_a_command_that_reboots_ends_when_the_guest_is_ready_again():
+    session, serial = ExecSession(["reboot", "uptime"]), SerialInput()
+    session.feed_output(b"IMACPRO-READY\r\n/ # ")
+    run_command(session, serial, b"IMACPRO-BEGIN\r\nThe system is going down NOW!\r\n")
+    session.rebooted()
+    session.poll(serial)
+    assert not serial.buffer                      # the new boot is not ready yet
+    session.feed_output(b"[    0.000000] Linux version 6.1\r\nIMACPRO-READY\r\n/ # ")
+    assert session.statuses == [0] and session.status is None
+    assert session.results[0] == b"The system is going down NOW!\n"
+    run_command(session, serial, b"IMACPRO-BEGIN\r\nup 0:01\r\nIMACPRO-EXIT=0\r\n")
+    assert session.status == 0
+    assert session.result() == b"The system is going down NOW!\nup 0:01\n"
+
+
+def test_a_reboot_before_the_command_was_typed_types_it_in_the_next_boot():
+    session, serial = ExecSession("true"), SerialInput()
+    session.feed_output(b"booting...\r\n")
+    session.rebooted()
+    session.feed_output(b"IMACPRO-READY\r\n")
+    session.poll(serial)
+    assert b"true" in bytes(serial.buffer) and session.statuses == []
+
+
+def test_a_command_that_powers_off_completes():
+    session, serial = ExecSession(["poweroff; sleep 9"]), SerialInput()
+    session.feed_output(b"IMACPRO-READY\r\n")
+    run_command(session, serial, b"IMACPRO-BEGIN\r\nThe system is going down NOW!\r\n")
+    session.powered_off()
+    assert session.status == 0 and session.result() == b"The system is going down NOW!\n"

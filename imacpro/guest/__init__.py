@@ -13,6 +13,7 @@ from imacpro.guest.build import (
     Guest,
     build,
     cache_dir,
+    console_script,
     exec_option,
     guest_dir,
     image_version,
@@ -23,6 +24,7 @@ from imacpro.guest.build import (
     report,
 )
 
-__all__ = ["DEFAULT_CMDLINE", "READY_MARKER", "Guest", "build", "cache_dir", "exec_option",
+__all__ = ["DEFAULT_CMDLINE", "READY_MARKER", "Guest", "build", "cache_dir", "console_script",
+           "exec_option",
            "guest_dir", "image_version", "init_script", "load", "make_initramfs",
            "print_to_stderr", "report"]

@@ -25,13 +25,18 @@ The initramfs (built in Python, `make_initramfs`):
     /init                  the shell script from `init_script()`, run by the kernel as PID 1
     /bin/busybox, /bin/sh  busybox and the link that lets /init start; every other applet is
                            linked by `busybox --install -s` at boot
+    /etc/inittab           busybox init's table: the console script once, unmount at shutdown
+    /etc/imacpro/console   the script from `console_script()`
     /lib/modules/*.ko      the NVMe driver (nvme.ko) and the modules it needs, in the order
                            /init loads them with insmod (Debian's 6.1 modules are plain .ko;
                            .ko.xz and .ko.gz would be decompressed here)
     /dev/console, /dev /proc /sys /tmp /root /etc (passwd, group, profile), /usr/{bin,sbin}, /sbin
 
 /init mounts proc, sysfs and devtmpfs, installs the applets, loads the modules (a failure is
-reported and boot goes on), prints the ready marker line `IMACPRO-READY` on the console, then:
+reported and boot goes on) and becomes busybox init (`exec busybox init`), so that `poweroff`
+and `reboot` in the guest work as on any Linux system: they signal PID 1, which stops the
+processes, unmounts, and asks the kernel to power off (ACPI S5) or restart. Init runs the
+console script once; it prints the ready marker line `IMACPRO-READY`, then:
   - with `imacpro.exec=<base64>` on the kernel command line (standard base64 alphabet, as
     Python's base64.b64encode writes it; `exec_option()` makes the option), decodes the
     command with busybox `base64 -d`, prints `IMACPRO-BEGIN`, runs it with `sh -c` (its stdin
@@ -90,6 +95,7 @@ MODULES = ("nvme",)              # loaded at boot, with what they depend on (fro
 DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 quiet loglevel=4"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"
+CONSOLE_SCRIPT = "/etc/imacpro/console"
 GUEST_FORMAT = 1
 
 KERNEL_FILE = "vmlinuz"
@@ -172,10 +178,12 @@ exec_command() {
 
 
 def init_script(modules: list[str]) -> str:
-    """/init: the guest's PID 1 (see the module docstring). `modules`: names, in load order."""
+    """/init: the guest's PID 1 until it hands over to busybox init (see the module docstring).
+    `modules`: names, in load order."""
     return f"""#!/bin/sh
 # /init of imacpro's default guest (written by imacpro/guest/build.py), run by the kernel as
-# PID 1. It must never exit: the kernel would panic.
+# PID 1: prepare the system, then become busybox init, which runs {CONSOLE_SCRIPT} on the
+# console and carries out poweroff and reboot.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root TERM=vt100
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
@@ -186,30 +194,57 @@ hostname imacpro
 for module in {' '.join(modules)}; do
     insmod /lib/modules/$module.ko 2>/dev/null || echo "init: could not load $module"
 done
+exec /bin/busybox init
+"""
+
+
+def console_script() -> str:
+    """What busybox init runs once on the console: the ready marker, then the command given on
+    the kernel command line or an interactive shell; either way the machine powers off after."""
+    return f"""#!/bin/sh
 {EXEC_FUNCTION}
 echo {READY_MARKER}
 if command=$(exec_command "$(cat /proc/cmdline)"); then
     echo IMACPRO-BEGIN
     sh -c "$command"
     echo "IMACPRO-EXIT=$?"
+    poweroff -f
 else
     # A shell in a session of its own with the console as its controlling terminal.
-    (exec setsid cttyhack sh -l)
+    setsid cttyhack sh -l
+    poweroff
 fi
-sync
-poweroff -f
-while :; do sleep 3600; done
 """
 
+
+# busybox init's table (busybox's examples/inittab): the console script once, and on poweroff
+# or reboot (`poweroff`, `reboot`: signals to PID 1) unmount, or at least make read-only, what
+# the guest mounted, before the kernel's power-off or restart (the initramfs root and devtmpfs
+# cannot be unmounted: their complaints go nowhere).
+INITTAB = f"""::once:{CONSOLE_SCRIPT}
+::shutdown:/bin/umount -a -r 2>/dev/null
+"""
 
 ETC_FILES = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
     "etc/group": "root:x:0:\n",
     "etc/hostname": "imacpro\n",
+    "etc/inittab": INITTAB,
+    # An interactive shell ignores SIGTERM; this one ends when init stops every process for a
+    # poweroff or reboot, like a login shell whose terminal goes away.
     "etc/profile": "export PS1='\\u@\\h:\\w\\$ '\n"
+                   "trap 'exit 143' TERM\n"
                    "echo \"imacpro default guest: Linux $(uname -r), busybox. "
                    "Leave the shell (exit or Ctrl-D) to power off.\"\n",
 }
+
+
+def recipe() -> str:
+    """A digest of how this code builds the guest: a cached guest built by other code (another
+    /init, other modules or command line) is rebuilt, from the downloaded packages."""
+    parts = [init_script(["MODULES"]), console_script(), repr(sorted(ETC_FILES.items())),
+             repr(MODULES), DEFAULT_CMDLINE, str(GUEST_FORMAT)]
+    return sha384("\0".join(parts).encode())
 
 
 def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) -> bytes:
@@ -217,7 +252,7 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) 
     stored as /lib/modules/<name>.ko. Same input, same bytes (timestamps are 0)."""
     cpio = CpioWriter()
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
-              "etc", "lib/modules"):
+              "etc", "etc/imacpro", "lib/modules"):
         cpio.directory(d, 0o1777 if d == "tmp" else 0o700 if d == "root" else 0o755)
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
@@ -227,6 +262,7 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) 
     for path, text in ETC_FILES.items():
         cpio.file(path, text.encode())
     cpio.file("init", init_script.encode(), 0o755)
+    cpio.file(CONSOLE_SCRIPT.lstrip("/"), console_script().encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)
 
 
@@ -473,12 +509,12 @@ def ensure_signed(guest: Guest, progress: Progress = print_to_stderr) -> Path:
     if not current:
         progress(f"guest: signing the boot image with this installation's platform key "
                  f"{server.fingerprint[:16]}…")
-        guest.manifest.parent.mkdir(parents=True, exist_ok=True)
         _sign(server, kernel, initrd, guest.cmdline, guest.version, guest.manifest)
     return guest.manifest
 
 
 def _sign(server, kernel: bytes, initrd: bytes, cmdline: str, version: int, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     server.sign(kernel, initrd, cmdline, version).save(path)
 
 
@@ -528,6 +564,7 @@ def _build(directory: Path, server, progress: Progress) -> Guest:
              f"{server.fingerprint[:16]}…")
     record = {
         "format": GUEST_FORMAT,
+        "recipe": recipe(),
         "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kernel_release": release,
         "version": version,
@@ -570,7 +607,7 @@ def load() -> Guest | None:
     directory = guest_dir()
     info = record()
     try:
-        if info is None or info.get("format") != GUEST_FORMAT:
+        if info is None or info.get("format") != GUEST_FORMAT or info.get("recipe") != recipe():
             return None
         digests = {}
         for name in HASHED_FILES:

@@ -16,7 +16,7 @@ import pytest
 from imacpro import bundle, guest
 from imacpro.cli import main
 from imacpro.errors import UserError
-from imacpro.guest.build import EXEC_FUNCTION, collect_modules, kernel_package, modinfo
+from imacpro.guest.build import CONSOLE_SCRIPT, ETC_FILES, EXEC_FUNCTION, collect_modules, kernel_package, modinfo
 from imacpro.guest.cpio import CpioWriter
 from imacpro.t2.signing import Manifest, sha384, verify
 
@@ -115,6 +115,8 @@ def test_make_initramfs():
     assert stat.S_ISLNK(e["bin/sh"]["mode"]) and e["bin/sh"]["data"] == b"busybox"
     assert e["init"]["mode"] == stat.S_IFREG | 0o755
     assert e["init"]["data"].decode() == script and script.startswith("#!/bin/sh\n")
+    assert e["etc/imacpro/console"]["data"].decode() == guest.console_script()
+    assert e["etc/imacpro/console"]["mode"] == stat.S_IFREG | 0o755
     assert e["lib/modules/nvme-core.ko"]["data"] == b"core"
     assert e["lib/modules/nvme.ko"]["data"] == b"nvme!"
     for d in ("dev", "proc", "sys", "tmp", "root", "etc", "sbin", "usr/bin", "usr/sbin"):
@@ -129,12 +131,20 @@ def test_init_script():
                  "mount -t devtmpfs devtmpfs /dev", "/bin/busybox --install -s",
                  "for module in crc64 nvme-core nvme; do",
                  'insmod /lib/modules/$module.ko 2>/dev/null || echo "init: could not load',
-                 "export PATH=", "\necho IMACPRO-READY\n", 'exec_command "$(cat /proc/cmdline)"',
-                 "base64 -d", 'sh -c "$command"', 'echo "IMACPRO-EXIT=$?"',
-                 "setsid cttyhack sh", "poweroff -f"):
+                 "export PATH=", "\nexec /bin/busybox init\n"):
         assert text in script, text
-    # the order of events: modules, then the marker, then the command or the shell
-    assert script.index("insmod") < script.index("IMACPRO-READY") < script.index("sh -c")
+    assert script.index("insmod") < script.index("exec /bin/busybox init")
+    console = guest.console_script()
+    for text in ("\necho IMACPRO-READY\n", 'exec_command "$(cat /proc/cmdline)"', "base64 -d",
+                 'sh -c "$command"', 'echo "IMACPRO-EXIT=$?"', "setsid cttyhack sh",
+                 "poweroff -f", "\n    poweroff\n"):
+        assert text in console, text
+    # the order of events: the marker, then the command or the shell
+    assert console.index("IMACPRO-READY") < console.index("sh -c")
+    # busybox init runs the console script once and unmounts at poweroff/reboot
+    inittab = ETC_FILES["etc/inittab"]
+    assert f"::once:{CONSOLE_SCRIPT}\n" in inittab
+    assert "::shutdown:/bin/umount -a -r 2>/dev/null\n" in inittab
     assert guest.DEFAULT_CMDLINE == "console=ttyS0,115200 panic=-1 quiet loglevel=4"
 
 

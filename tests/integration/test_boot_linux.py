@@ -39,13 +39,18 @@ def imacpro(*args, timeout=900):
                           text=True, timeout=timeout, env=os.environ.copy())
 
 
-def test_debian_boots_and_sees_an_imac_pro(signed_guest, tmp_path):
+def test_debian_boots_reboots_and_sees_an_imac_pro(signed_guest, tmp_path):
+    """`reboot` in the guest restarts the machine (through the T2 again: tests/test_boot.py);
+    the probe runs in the second boot."""
     assert imacpro("create", "pro", "--cpu", "8").returncode == 0
     log = tmp_path / "serial.log"
-    result = imacpro("boot", "pro", "--exec", PROBE, "--serial-log", str(log), "--timeout", "600")
+    result = imacpro("boot", "pro", "--exec", "reboot; sleep 60", "--exec", PROBE,
+                     "--serial-log", str(log), "--timeout", "900")
     host_now = time.time()
     assert result.returncode == 7, (result.stderr, log.read_text(errors="replace")[-3000:])
-    lines = result.stdout.splitlines()
+    console = log.read_text(errors="replace")
+    assert console.count("IMACPRO-READY") == 2 and "reboot: Restarting system" in console
+    lines = result.stdout.split("reboot: Restarting system\n")[-1].splitlines()
     assert lines[0].split(":", 1)[1].strip() == "Intel(R) Xeon(R) W-2140B CPU @ 3.20GHz"
     assert lines[1] == "16"
     mem_kib = int(re.search(r"(\d+) kB", lines[2]).group(1))
@@ -53,7 +58,6 @@ def test_debian_boots_and_sees_an_imac_pro(signed_guest, tmp_path):
     assert lines[3:6] == ["iMacPro1,1", "Mac-7BA5B2D9E42DDD94", "Apple Inc."]
     assert lines[6] in ("tsc", "hpet")
     assert abs(int(lines[7]) - host_now) < 120            # the guest's clock is the host's
-    console = log.read_text(errors="replace")
     for bad in ("Oops", "Kernel panic", "BUG:", "soft lockup"):
         assert bad not in console, bad
     assert "reboot: Power down" in console                  # powered off through ACPI S5
@@ -83,6 +87,7 @@ def test_no_security_boots_an_image_nobody_signed(signed_guest):
     result = imacpro("boot", "pro", "--kernel", str(signed_guest.kernel), "--initrd",
                      str(signed_guest.initrd), "--append",
                      signed_guest.cmdline + " imacpro.unsigned=1",
-                     "--exec", "cat /proc/cmdline", "--timeout", "600")
-    assert result.returncode == 0, result.stderr
+                     "--exec", "cat /proc/cmdline; poweroff; sleep 60", "--timeout", "600")
+    assert result.returncode == 0, result.stderr          # `poweroff` in the guest: exit 0
     assert "imacpro.unsigned=1" in result.stdout
+    assert "reboot: Power down" in result.stdout            # through ACPI S5

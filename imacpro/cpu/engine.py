@@ -15,6 +15,11 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
+  uc_imacpro_codemap_new(host_base, size)     a code map for the engines sharing that RAM
+  uc_imacpro_codemap_join(uc, map)            this engine's translations join the map: a write
+                                              by any member to a page another member has
+                                              code from invalidates that code, and pages
+                                              without code are written at full speed
 
 The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
 """
@@ -51,6 +56,10 @@ uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
                                      ctypes.c_uint64, ctypes.c_int]
 uclib.uc_imacpro_set_tsc.restype = None
+uclib.uc_imacpro_codemap_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+uclib.uc_imacpro_codemap_new.restype = ctypes.c_void_p
+uclib.uc_imacpro_codemap_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+uclib.uc_imacpro_codemap_join.restype = ctypes.c_int
 
 STATUS_HALTED = 1
 STATUS_TRIPLE_FAULT = 2
@@ -97,6 +106,19 @@ class Engine:
 
     def status(self) -> int:
         return uclib.uc_imacpro_status(self._uch)
+
+    def join_code_map(self, ram) -> None:
+        """Share code tracking with the other engines on `ram` (one map per RAM, freed by
+        the engine when its last member closes)."""
+        code_map = getattr(ram, "_code_map", None)
+        if code_map is None:
+            code_map = uclib.uc_imacpro_codemap_new(ram.host_address, ram.size)
+            if not code_map:
+                raise MemoryError("no memory for the engine's code map")
+            ram._code_map = code_map
+        err = uclib.uc_imacpro_codemap_join(self._uch, code_map)
+        if err:
+            raise unicorn.UcError(err)
 
     def set_tsc(self, tsc: int, anchor_ns: int, hz: int, running: bool) -> None:
         uclib.uc_imacpro_set_tsc(self._uch, tsc & 0xFFFF_FFFF_FFFF_FFFF, anchor_ns, hz,

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 NEVER = 0xFFFF_FFFF_FFFF_FFFF   # an `until` address the guest never reaches
 RFLAGS_IF = 1 << 9
 MORE_PENDING = 0x100            # intack: the INTR pin stays asserted
-BREAKPOINT_VECTOR = 3
 
 
 class State(enum.Enum):
@@ -68,12 +67,12 @@ class Vcpu:
         self.engine = Engine(self._intack, self.msrs.access)
         self.uc = uc = self.engine.uc
         ram.map_into(uc, unicorn.UC_PROT_ALL)
+        self.engine.join_code_map(ram)
         mmio.map_into(uc)
         map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self))
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
-        uc.hook_add(unicorn.UC_HOOK_INTR, self._on_exception)
         lapic.on_event = self.update_pins
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
@@ -98,19 +97,6 @@ class Vcpu:
         uc.reg_write(x.UC_X86_REG_RCX, c)
         uc.reg_write(x.UC_X86_REG_RDX, d)
         return True  # skip the engine's own CPUID
-
-    def _on_exception(self, uc, vector, _data):
-        """Observe exceptions (the engine delivers them). A breakpoint in code another CPU
-        is patching (Linux's text_poke_bp) may come from this CPU's stale translation of the
-        page: each engine caches its own translations, and another engine's write does not
-        invalidate them. Dropping this page's translations makes the retry see the new code."""
-        if vector == BREAKPOINT_VECTOR:
-            rip = uc.reg_read(x.UC_X86_REG_RIP)
-            page = rip & ~0xFFF
-            try:
-                uc.ctl_remove_cache(page, page + 0x1000)
-            except unicorn.UcError:
-                pass
 
     def _intack(self) -> int:
         try:

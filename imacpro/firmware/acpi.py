@@ -31,8 +31,10 @@ What the namespace holds and why (Linux 6.1 is the reference OS):
                     then keeps the platform's PCIe features off (ASPM etc.), which is right for
                     a model with no PCIe links.
   \\_SB.PCI0.LPCB    the PCH's LPC bridge (0:1F.0 by _ADR; its PCI function is not modelled yet)
-                    with COM1 (PNP0501), the CMOS RTC (PNP0B00), the HPET (PNP0103) and the
-                    i8042 keyboard controller (PNP0303; no PS/2 mouse, like the controller).
+                    with COM1 (PNP0501), the CMOS RTC (PNP0B00) and the HPET (PNP0103). No
+                    PS/2 controller: the iMac Pro has none (its keyboard is USB or Bluetooth),
+                    so neither the DSDT nor the FADT's 8042 flag offers one and Linux does not
+                    probe ports 0x60/0x64 (they still decode, for the i8042 reset pulse).
   \\_SB.MBRD         motherboard resources (PNP0C02): the ACPI PM ports and the ECAM window, so
                     Linux accepts MMCONFIG and never hands those ranges to a PCI BAR.
   \\_SB.Cnnn         one processor device (ACPI0007) per logical CPU, _UID = the MADT's ACPI
@@ -100,9 +102,9 @@ FADT_FLAGS = (FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_FIX_RTC | FADT
               | (FADT_TMR_VAL_EXT if acpi_pm.TMR_VAL_EXT else 0))
 # IA-PC boot architecture flags (Table 5.11).
 BOOT_LEGACY_DEVICES = 1 << 0      # ISA devices the OS may probe (COM1, RTC, PIT, PIC)
-BOOT_8042 = 1 << 1                # there is an i8042 (devices/reset.py KeyboardController)
+BOOT_8042 = 1 << 1                # an i8042 to probe: clear, the iMac Pro has no PS/2 ports
 BOOT_VGA_NOT_PRESENT = 1 << 2     # no VGA at 0xA0000/0x3C0 (the legacy hole is plain RAM)
-IAPC_BOOT_ARCH = BOOT_LEGACY_DEVICES | BOOT_8042 | BOOT_VGA_NOT_PRESENT
+IAPC_BOOT_ARCH = BOOT_LEGACY_DEVICES | BOOT_VGA_NOT_PRESENT
 
 # --- MADT (§5.2.12) -------------------------------------------------------------------------
 MADT_PCAT_COMPAT = 1 << 0         # there are 8259s too (Linux masks them)
@@ -142,7 +144,6 @@ STA_PRESENT = 0x0F                # present, enabled, shown in UI, functioning
 LPC_ADR = 0x001F_0000             # device 31, function 0: the PCH's LPC bridge
 COM1_PORT, COM1_IRQ = 0x3F8, 4
 RTC_PORT, RTC_PORTS, RTC_IRQ = 0x70, 4, 8
-KBC_DATA_PORT, KBC_STATUS_PORT, KBC_IRQ = 0x60, 0x64, 1
 PROCESSOR_HID = "ACPI0007"        # §8.4: processor device (the Processor op is deprecated)
 
 
@@ -490,12 +491,7 @@ def _legacy_devices() -> bytes:
                           aml_name("_STA", aml_integer(STA_PRESENT)),
                           aml_name("_CRS", resource_template(
                               res_memory32_fixed(layout.HPET_BASE, layout.HPET_SIZE, False))))
-    kbc = aml_device("PS2K",
-                     aml_name("_HID", aml_integer(eisa_id("PNP0303"))),
-                     aml_name("_CRS", resource_template(res_io(KBC_DATA_PORT, 1),
-                                                        res_io(KBC_STATUS_PORT, 1),
-                                                        res_irq(KBC_IRQ))))
-    return aml_device("LPCB", aml_name("_ADR", aml_integer(LPC_ADR)), com1, rtc, hpet_dev, kbc)
+    return aml_device("LPCB", aml_name("_ADR", aml_integer(LPC_ADR)), com1, rtc, hpet_dev)
 
 
 def _motherboard_resources() -> bytes:

@@ -91,13 +91,17 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        raw = read_toml(path)
+        return cls.from_fields(read_toml(path), str(path))
+
+    @classmethod
+    def from_fields(cls, raw: dict, source: str) -> Manifest:
+        """A manifest from its parsed TOML (as `save` writes it); `source` names it in errors."""
         try:
             return cls(**{k: raw[k] for k in ("version", "kernel_sha384", "initrd_sha384",
                                                "cmdline_sha384", "signer", "signature",
                                                "format")})
         except (KeyError, TypeError) as exc:
-            raise UserError(f"{path} is not a boot image manifest ({exc!r})") from None
+            raise UserError(f"{source} is not a boot image manifest ({exc!r})") from None
 
 
 @dataclass(frozen=True)

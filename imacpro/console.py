@@ -21,7 +21,8 @@ import threading
 
 READY_MARKER = b"IMACPRO-READY"
 BEGIN_MARKER = b"IMACPRO-BEGIN"
-EXIT_MARKER = re.compile(rb"IMACPRO-EXIT=(\d+)")
+EXIT_MARKER = re.compile(rb"IMACPRO-EXIT=(\d+)\r?\n")
+MARKER_OVERLAP = 32     # longer than any marker with its line ending and status
 CTRL_A = 0x01
 
 
@@ -124,6 +125,7 @@ class ExecSession:
         self._ready = False             # the shell waits for a command
         self._start = 0                 # where the current command's output begins
         self._rebooting: bytes | None = None   # what the command printed before its reboot
+        self._begin_at = -1             # where the running command's BEGIN marker is
         self.powering_off_since: float | None = None
 
     @property
@@ -136,21 +138,28 @@ class ExecSession:
         return f'echo IMAC""PRO-BEGIN; (\n{command}\n); echo IMAC""PRO-EXIT=$?\n'.encode()
 
     def feed_output(self, data: bytes) -> None:
+        # Markers are looked for only in the new bytes (and a marker's length before them):
+        # a command may print megabytes, a few bytes at a time.
+        scan = max(self._start, len(self.output) - MARKER_OVERLAP)
         self.output.extend(data)
-        if not self._ready and self.output.find(READY_MARKER, self._start) >= 0:
+        if not self._ready and self.output.find(READY_MARKER, scan) >= 0:
             self._ready = True
             if self._rebooting is not None:
                 self._complete(self._rebooting, 0)
+                scan = self._start
         if self.sent and self.status is None:
-            begin = self._begin()
-            match = EXIT_MARKER.search(self.output, begin) if begin >= 0 else None
-            if match:
-                body = self.output[self.output.index(b"\n", begin) + 1:match.start()]
-                self._complete(bytes(body), int(match.group(1)))
+            if self._begin_at < 0:
+                self._begin_at = self._begin(scan)
+                scan = max(scan, self._begin_at)
+            if self._begin_at >= 0:
+                match = EXIT_MARKER.search(self.output, scan)
+                if match:
+                    start = self.output.index(b"\n", self._begin_at) + 1
+                    self._complete(bytes(self.output[start:match.start()]), int(match.group(1)))
 
-    def _begin(self) -> int:
+    def _begin(self, scan: int) -> int:
         for ending in (b"\r\n", b"\n"):
-            at = self.output.find(BEGIN_MARKER + ending, self._start)
+            at = self.output.find(BEGIN_MARKER + ending, scan)
             if at >= 0:
                 return at
         return -1
@@ -158,13 +167,14 @@ class ExecSession:
     def _complete(self, body: bytes, status: int) -> None:
         self.results.append(body.replace(b"\r\n", b"\n"))
         self.statuses.append(status)
-        self.sent, self._rebooting = False, None
+        self.sent, self._rebooting, self._begin_at = False, None, -1
         self._start = len(self.output)
 
     def rebooted(self) -> None:
         """The machine reset: wait for the new boot's ready marker before typing again."""
         if self.sent:
             self._rebooting = self._so_far()
+            self._begin_at = -1
         self._ready = False
         self._start = len(self.output)
 
@@ -188,5 +198,6 @@ class ExecSession:
 
     def _so_far(self) -> bytes:
         """The running command's output until now."""
-        begin = self._begin()
-        return b"" if begin < 0 else bytes(self.output[self.output.index(b"\n", begin) + 1:])
+        if self._begin_at < 0:
+            return b""
+        return bytes(self.output[self.output.index(b"\n", self._begin_at) + 1:])

@@ -100,3 +100,15 @@ def test_a_command_that_powers_off_completes():
     run_command(session, serial, b"IMACPRO-BEGIN\r\nThe system is going down NOW!\r\n")
     session.powered_off()
     assert session.status == 0 and session.result() == b"The system is going down NOW!\n"
+
+
+def test_output_arriving_in_small_pieces():
+    session, serial = ExecSession("seq 100000"), SerialInput()
+    session.feed_output(b"IMACPRO-READY\r\n")
+    session.poll(serial)
+    body = b"".join(b"%d\r\n" % n for n in range(100000))
+    stream = b"IMACPRO-BEGIN\r\n" + body + b"IMACPRO-EXIT=12\r\n"
+    for at in range(0, len(stream), 7):           # the status's digits arrive split, too
+        session.feed_output(stream[at:at + 7])
+    assert session.status == 12
+    assert session.result() == body.replace(b"\r\n", b"\n")

@@ -22,10 +22,11 @@ $(XTS): native/xts_sectors.c
 	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
 
 # The default guest (Debian's kernel and busybox, signed for this installation), the default
-# machine, and a boot to its shell on this terminal (Ctrl-A X powers off).
+# machine with the guest installed on its SSD, and a boot to its shell on this terminal (Ctrl-A X powers off).
 run: $(BIN)/imacpro $(ENGINE) $(XTS)
 	@$(BIN)/imacpro guest fetch
-	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || $(BIN)/imacpro create $(MACHINE) >/dev/null
+	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || { $(BIN)/imacpro create $(MACHINE) \
+	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
 test: $(BIN)/imacpro $(ENGINE) $(XTS)

@@ -1,6 +1,8 @@
 """Power on a machine: the T2 decides, the firmware loads, the machine runs with its console.
 
-Each power-on (and each guest reboot) goes through the T2 again, with a fresh boot nonce:
+Each power-on (and each guest reboot) reads the boot image again (from the internal SSD's EFI
+System Partition, an external disk image's, or files given on the command line) and goes
+through the T2 again, with a fresh boot nonce:
     T2.check_boot(image) ─► refused: BootRefused(verdict), nothing runs
                         └─► allowed: Machine(config) ─► firmware.install ─► run loop
 The run ends when the guest powers off (ACPI S5), the user types Ctrl-A X, an --exec command
@@ -14,15 +16,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
 from imacpro.console import ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.disk import DiskError
+from imacpro.disk.block import RawDiskImage
+from imacpro.disk.esp import find_boot_image
 from imacpro.errors import UserError
 from imacpro.firmware import boot as firmware
 from imacpro.machine import Machine
 from imacpro.t2.secure_boot import BootImage, Verdict
 from imacpro.t2.signing import Manifest
+from imacpro.t2.storage import DamagedImage, PairingError
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
@@ -51,6 +57,9 @@ class BootSource:
         except OSError as exc:
             raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
 
+    def read(self, store) -> BootSource:
+        return self
+
     @classmethod
     def default_guest(cls) -> BootSource:
         from imacpro.guest.build import ensure_signed, load
@@ -62,6 +71,38 @@ class BootSource:
         return cls.from_files(Path(built.kernel), Path(built.initrd), built.cmdline, manifest)
 
 
+@dataclass(frozen=True)
+class DiskSource:
+    """The boot image in a disk's EFI System Partition (imacpro/disk/esp.py): the internal SSD
+    (`path` None) or a raw disk image attached as external media. The firmware reads it again
+    at every power-on and reboot, so the T2 judges what is on the disk now."""
+    path: Path | None = None
+
+    def read(self, store) -> BootSource:
+        if self.path is None:
+            if store is None:
+                raise UserError("the internal SSD cannot be read: there is nothing to boot")
+            try:
+                found = find_boot_image(store)
+            except DiskError as exc:
+                raise DiskError(f"{exc}: nothing to boot ('imacpro install' writes a system "
+                                "onto the SSD)") from None
+            return BootSource(found.kernel, found.initrd, found.cmdline, found.manifest)
+        with RawDiskImage(self.path) as disk:
+            found = find_boot_image(disk)
+        return BootSource(found.kernel, found.initrd, found.cmdline, found.manifest, True)
+
+
+def open_ssd(chip, notice: Callable[[str], None]):
+    """The machine's SSD, or None with a notice when this T2 cannot read it (moved from
+    another machine, or damaged): the machine then runs without it."""
+    try:
+        return chip.open_storage()
+    except (PairingError, DamagedImage) as exc:
+        notice(f"{exc}: the machine has no readable internal SSD")
+        return None
+
+
 @dataclass
 class Outcome:
     reason: str          # "poweroff", "quit", "exec", "timeout", "halted", "shutdown"
@@ -70,10 +111,11 @@ class Outcome:
     verdicts: list[Verdict] | None = None
 
 
-def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive: bool,
+def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *, interactive: bool,
              exec_command: str | list[str] | None = None, timeout_s: float | None = None,
              serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
-             cpus: int | None = None) -> Outcome:
+             cpus: int | None = None,
+             notice: Callable[[str], None] = lambda line: None) -> Outcome:
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -93,16 +135,22 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource, *, interactive:
         if session is not None:
             session.feed_output(data)
 
+    ssd = open_ssd(chip, notice)
     keyboard = Keyboard(sys.stdin.fileno()) if interactive else None
-    with RawTerminal() if interactive else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if ssd is not None:
+            stack.callback(ssd.close)
+        if interactive:
+            stack.enter_context(RawTerminal())
         while True:
-            verdict = chip.check_boot(BootImage(source.kernel, source.initrd, source.cmdline,
-                                                source.manifest, source.external), signer)
+            image = source.read(ssd)
+            verdict = chip.check_boot(BootImage(image.kernel, image.initrd, image.cmdline,
+                                                image.manifest, image.external), signer)
             verdicts.append(verdict)
             if not verdict.allowed:
                 raise BootRefused(verdict)
             machine = Machine(config, serial_output=output, cpus=cpus)
-            firmware.install(machine, identity, source.kernel, source.initrd, source.cmdline)
+            firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
 
             def between_slices() -> bool:
                 if keyboard is not None:

@@ -225,15 +225,85 @@ EXIT_REFUSED = 1
 EXIT_TIMEOUT = 124
 
 
+def _image_options(verb: str):
+    """--kernel/--initrd/--append/--manifest: a boot image given as files."""
+    def add(command):
+        for option in reversed((
+            click.option("--kernel", type=click.Path(exists=True, dir_okay=False),
+                         help=f"{verb} this bzImage instead of the default guest."),
+            click.option("--initrd", type=click.Path(exists=True, dir_okay=False)),
+            click.option("--append", "cmdline", default=None,
+                         help="The kernel command line."),
+            click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+                         help="The signed manifest of --kernel/--initrd/--append "
+                              "(imacpro sign)."),
+        )):
+            command = option(command)
+        return command
+    return add
+
+
 @cli.command()
 @click.argument("name")
-@click.option("--kernel", type=click.Path(exists=True, dir_okay=False),
-              help="Boot this bzImage instead of the default guest.")
-@click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
-@click.option("--append", "cmdline", default=None, help="The kernel command line.")
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
-              help="The signed manifest of --kernel/--initrd/--append (imacpro sign).")
-@click.option("--external", is_flag=True, help="The image is on external media.")
+@_image_options("Install")
+@click.option("--disk", type=click.Path(dir_okay=False),
+              help="Write a raw disk image (external media) instead of the internal SSD.")
+@click.option("--size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --disk: the new image's size in GB.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
+    """Write a system onto the SSD: a GPT, an EFI System Partition holding the boot image
+    (the default guest unless --kernel), and a Linux root partition. Everything on the disk
+    is replaced."""
+    from pathlib import Path
+
+    from imacpro.disk.block import RawDiskImage
+    from imacpro.disk.install import install as write_system
+    from imacpro.guest.build import ensure_signed, print_to_stderr
+    machine_bundle = bundle.open_bundle(name)
+    if kernel:
+        files = (Path(kernel), Path(initrd) if initrd else None, cmdline or "",
+                 Path(manifest) if manifest else None)
+    else:
+        if initrd or cmdline or manifest:
+            raise UserError("--initrd, --append and --manifest go with --kernel")
+        from imacpro.guest.build import load
+        built = load()
+        if built is None:
+            raise UserError("the default guest is not built: run 'imacpro guest fetch' "
+                            "(or give --kernel)")
+        files = (built.kernel, built.initrd, built.cmdline, ensure_signed(built))
+    kernel_path, initrd_path, command_line, manifest_path = files
+    what = f"the disk image {disk}" if disk else f"the SSD of {name!r}"
+    if not yes and not (disk and not Path(disk).exists()):
+        if not sys.stdin.isatty():
+            raise UserError(f"not replacing everything on {what} without confirmation: "
+                            "pass --yes")
+        click.confirm(f"Replace everything on {what}?", abort=True)
+    try:
+        kernel_bytes = kernel_path.read_bytes()
+        initrd_bytes = initrd_path.read_bytes() if initrd_path else b""
+    except OSError as exc:
+        raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if disk:
+        path = Path(disk)
+        target = RawDiskImage(path, writable=True) if path.exists() else \
+            RawDiskImage.create(path, size * 1000**3 // 4096 * 4096)
+    else:
+        target = machine_bundle.t2().open_storage()
+    with target:
+        write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,
+                     progress=print_to_stderr)
+    click.echo(f"{name}: installed {kernel_path.name} on {what}")
+
+
+@cli.command()
+@click.argument("name")
+@_image_options("Boot")
+@click.option("--external", is_flag=True, help="The --kernel image is on external media.")
+@click.option("--disk", type=click.Path(exists=True, dir_okay=False),
+              help="Boot from this raw disk image (external media: its EFI System "
+                   "Partition holds the boot image, as 'imacpro install --disk' writes it).")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -243,24 +313,27 @@ EXIT_TIMEOUT = 124
                    "that reboots the guest ends when the guest is ready again.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Power off after S seconds.")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
-def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log,
+def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, serial_log,
          exec_command, timeout, cpus) -> None:
-    """Power on a machine; its serial console is this terminal (Ctrl-A X powers off)."""
+    """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
+
+    It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel."""
     from pathlib import Path
 
-    from imacpro.boot import BootRefused, BootSource, power_on
+    from imacpro.boot import BootRefused, BootSource, DiskSource, power_on
     machine_bundle = bundle.open_bundle(name)
     if kernel:
+        if disk:
+            raise UserError("give --kernel or --disk, not both")
         source = BootSource.from_files(Path(kernel), Path(initrd) if initrd else None,
                                        cmdline or "", Path(manifest) if manifest else None,
                                        external)
     else:
         if initrd or cmdline or manifest:
             raise UserError("--initrd, --append and --manifest go with --kernel")
-        source = BootSource.default_guest()
-        if external:
-            source = BootSource(source.kernel, source.initrd, source.cmdline, source.manifest,
-                                True)
+        if external and not disk:
+            raise UserError("--external goes with --kernel or --disk")
+        source = DiskSource(Path(disk) if disk else None)
     exec_command = list(exec_command) or None
     interactive = not headless and exec_command is None and sys.stdin.isatty()
     log = open(serial_log, "wb") if serial_log else None
@@ -268,7 +341,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, headless, serial_log
     try:
         outcome = power_on(machine_bundle, source, interactive=interactive,
                            exec_command=exec_command, timeout_s=timeout, serial_log=log,
-                           echo=echo, cpus=cpus)
+                           echo=echo, cpus=cpus,
+                           notice=lambda line: click.echo(f"imacpro: {name}: {line}", err=True))
     except BootRefused as refused:
         click.echo(refused.verdict.render(), err=True)
         sys.exit(EXIT_REFUSED)

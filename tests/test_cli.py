@@ -139,3 +139,30 @@ def test_installed_entry_point(imacpro_home):
     result = subprocess.run([sys.executable, "-m", "imacpro", "--version"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "imacpro" in result.stdout
+
+
+def test_a_blank_ssd_has_nothing_to_boot(capsys):
+    assert run(capsys, "create", "pro")[0] == 0
+    assert_usage_error(capsys, "boot", "pro", "--exec", "true",
+                       match="the internal SSD has no GPT (no partition table): nothing to boot")
+
+
+def test_install_needs_confirmation_and_the_t2_judges_what_the_ssd_holds(capsys, tmp_path):
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"not signed by anyone" * 100)
+    assert run(capsys, "create", "pro")[0] == 0
+    assert_usage_error(capsys, "install", "pro", "--kernel", str(kernel),
+                       match="without confirmation: pass --yes")
+    code, out, err = run(capsys, "install", "pro", "--kernel", str(kernel), "--yes")
+    assert code == 0 and "installed vmlinuz" in out, err
+    code, out, err = run(capsys, "boot", "pro", "--exec", "true")
+    assert code == 1 and "REFUSED" in err and "not signed" in err
+
+
+def test_boot_options_that_do_not_go_together(capsys, tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(4096))
+    assert run(capsys, "create", "pro")[0] == 0
+    assert_usage_error(capsys, "boot", "pro", "--kernel", str(disk), "--disk", str(disk),
+                       match="not both")
+    assert_usage_error(capsys, "boot", "pro", "--external", match="--external goes with")

@@ -282,7 +282,9 @@ def test_build_the_default_guest(capsys, tmp_path, monkeypatch):
     busybox = entries["bin/busybox"]["data"]
     assert busybox[:4] == b"\x7fELF" and entries["bin/busybox"]["mode"] == stat.S_IFREG | 0o755
     assert entries["init"]["mode"] == stat.S_IFREG | 0o755
-    assert b"IMACPRO-READY" in entries["init"]["data"]
+    assert b"exec /bin/busybox init" in entries["init"]["data"]
+    assert b"IMACPRO-READY" in entries["etc/imacpro/console"]["data"]
+    assert entries["etc/inittab"]["data"].startswith(b"::once:/etc/imacpro/console\n")
     assert entries["lib/modules/nvme.ko"]["data"][:4] == b"\x7fELF"
     assert entries["lib/modules/nvme-core.ko"]["data"][:4] == b"\x7fELF"
     assert built.cmdline == guest.DEFAULT_CMDLINE

@@ -46,6 +46,13 @@ def signed_guest(monkeypatch):
     return guest.build(progress=lambda line: None)
 
 
+def create(name, *options):
+    """A new machine with the default guest installed on its SSD."""
+    assert imacpro("create", name, *options).returncode == 0
+    installed = imacpro("install", name, "--yes")
+    assert installed.returncode == 0, installed.stderr
+
+
 def imacpro(*args, timeout=900):
     return subprocess.run([sys.executable, "-m", "imacpro", *args], capture_output=True,
                           text=True, timeout=timeout, env=os.environ.copy())
@@ -54,7 +61,7 @@ def imacpro(*args, timeout=900):
 def test_debian_boots_reboots_and_sees_an_imac_pro(signed_guest, tmp_path):
     """`reboot` in the guest restarts the machine (through the T2 again: tests/test_boot.py);
     the probe runs in the second boot."""
-    assert imacpro("create", "pro", "--cpu", "8").returncode == 0
+    create("pro", "--cpu", "8")
     log = tmp_path / "serial.log"
     result = imacpro("boot", "pro", "--exec", "reboot; sleep 60", "--exec", PROBE,
                      "--serial-log", str(log), "--timeout", "900")
@@ -112,7 +119,7 @@ def test_no_security_boots_an_image_nobody_signed(signed_guest):
 def test_the_largest_imac_pro_boots(signed_guest):
     """18 cores (36 logical CPUs) and 256 GB, on a host with less memory than that: guest RAM
     is committed only as the guest touches it."""
-    assert imacpro("create", "max", "--cpu", "18", "--memory", "256").returncode == 0
+    create("max", "--cpu", "18", "--memory", "256")
     result = imacpro("boot", "max", "--exec", "nproc; grep MemTotal /proc/meminfo",
                      "--timeout", "1500", timeout=1800)
     assert result.returncode == 0, result.stderr
@@ -120,3 +127,16 @@ def test_the_largest_imac_pro_boots(signed_guest):
     assert lines[0] == "36"
     mem_kib = int(re.search(r"(\d+) kB", lines[1]).group(1))
     assert abs(mem_kib * 1024 - 256 * 2**30) / (256 * 2**30) < 0.03
+
+
+def test_an_external_disk_boots_only_when_the_policy_allows(signed_guest, tmp_path):
+    assert imacpro("create", "pro").returncode == 0
+    disk = tmp_path / "external.img"
+    assert imacpro("install", "pro", "--disk", str(disk), "--size", "2").returncode == 0
+    refused = imacpro("boot", "pro", "--disk", str(disk), "--exec", "true")
+    assert refused.returncode == 1 and "external boot" in refused.stderr
+    assert imacpro("security", "pro", "--external-boot", "allow").returncode == 0
+    result = imacpro("boot", "pro", "--disk", str(disk), "--exec", "cat /proc/cmdline",
+                     "--timeout", "600")
+    assert result.returncode == 0, result.stderr
+    assert signed_guest.cmdline in result.stdout

@@ -4,7 +4,9 @@ Each power-on (and each guest reboot) reads the boot image again (from the inter
 System Partition, an external disk image's, or files given on the command line) and goes
 through the T2 again, with a fresh boot nonce:
     T2.check_boot(image) ─► refused: BootRefused(verdict), nothing runs
-                        └─► allowed: Machine(config) ─► firmware.install ─► run loop
+                        └─► allowed: Machine(config, ssd) ─► firmware.install ─► run loop
+The SSD's store is opened once per power-on and serves every boot of it (the guest's NVMe
+driver reaches it through the machine's controller).
 The run ends when the guest powers off (ACPI S5), the user types Ctrl-A X, an --exec command
 finishes, or the timeout passes.
 """
@@ -22,6 +24,7 @@ from imacpro import bundle as bundles
 from imacpro.console import ExecSession, Keyboard, RawTerminal, SerialInput
 from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
+from imacpro.devices.nvme import ssd_serial
 from imacpro.disk.esp import find_boot_image
 from imacpro.errors import UserError
 from imacpro.firmware import boot as firmware
@@ -149,7 +152,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             verdicts.append(verdict)
             if not verdict.allowed:
                 raise BootRefused(verdict)
-            machine = Machine(config, serial_output=output, cpus=cpus)
+            machine = Machine(config, serial_output=output, cpus=cpus, ssd=ssd,
+                              ssd_serial=ssd_serial(identity.serial_number))
             firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
 
             def between_slices() -> bool:

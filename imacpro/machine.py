@@ -6,7 +6,10 @@
 Port map:  0x20/0xA0 PIC, 0x40 PIT, 0x60/0x64 i8042, 0x61 port B, 0x70-0x73 CMOS RTC,
            0x92 fast A20/reset, 0x3F8 COM1, 0x4D0 ELCR, 0x600-0x60F ACPI PM (SCI: IRQ 9),
            0xCF8-0xCFF PCI config + reset.
-MMIO map:  see memory/layout.py.
+MMIO map:  see memory/layout.py (PCI BARs decode inside the PCI memory windows).
+
+    SSD: NVMe controller (PCI 00:04.0) ──► T2 encrypted store; its interrupts: MSI-X/MSI as
+         APIC bus messages (or memory writes), INTA# ──► IOAPIC pin 16 (active low)
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
 machine clock fire between slices, and when every CPU is halted the loop sleeps until the next
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from imacpro.bus.mmio import MmioBus
-from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, host_bridge
+from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciMemoryWindow, host_bridge
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
@@ -31,6 +34,7 @@ from imacpro.devices.apic_bus import ApicBus
 from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
+from imacpro.devices.nvme import NvmeController
 from imacpro.devices.pic import Pic8259Pair
 from imacpro.devices.pit import Pit8254, SystemControlPortB
 from imacpro.devices.reset import FastA20Port, KeyboardController, ResetControl
@@ -68,7 +72,10 @@ class RunResult:
 
 class Machine:
     def __init__(self, config: Configuration, *, serial_output: Callable[[bytes], None] = None,
-                 clock: Clock | None = None, idle: str = "sleep", cpus: int | None = None):
+                 clock: Clock | None = None, idle: str = "sleep", cpus: int | None = None,
+                 ssd=None, ssd_serial: str = ""):
+        """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
+        for a machine without a readable SSD; `ssd_serial`: the controller's serial number."""
         self.config = config
         self.processor = p = config.processor
         self.clock = clock or Clock(realtime=True)
@@ -107,6 +114,14 @@ class Machine:
         self.fast_a20 = FastA20Port(self.request_reset)
         self.pci = PciBus()
         self.pci.attach(0, 0, host_bridge())
+        self.nvme = None
+        if ssd is not None:
+            gsi = layout.PCI_INTA_GSI[layout.NVME_DEVICE]
+            self.ioapic.set_irq(gsi, True)     # PCI interrupt wires idle high
+            inta = IrqLine("nvme-inta", lambda asserted: self.ioapic.set_irq(gsi, not asserted))
+            self.nvme = NvmeController(self.ram, ssd, ssd_serial, intx=inta)
+            self.nvme.send_msi = self.message_interrupt
+            self.pci.attach(layout.NVME_DEVICE, 0, self.nvme.pci)
 
         for base, size, dev in (
             (0x20, 2, self.pic.master_ports), (0xA0, 2, self.pic.slave_ports),
@@ -120,6 +135,10 @@ class Machine:
         self.mmio.register(layout.IOAPIC_BASE, layout.IOAPIC_SIZE, self.ioapic)
         self.mmio.register(layout.HPET_BASE, layout.HPET_SIZE, self.hpet)
         self.mmio.register(layout.ECAM_BASE, layout.ECAM_SIZE, Ecam(self.pci))
+        pci64_start, pci64_last = layout.pci64_window(self.ram.size)
+        for start, end in ((layout.PCI_MMIO_START, layout.PCI_MMIO_END),
+                           (pci64_start, pci64_last + 1)):
+            self.mmio.register(start, end - start, PciMemoryWindow(self.pci, start))
 
         # Logical CPUs, each with its local APIC; the PIC's INTR reaches the BSP's LINT0.
         count = cpus or p.threads
@@ -137,6 +156,14 @@ class Machine:
         if gsi < ISA_IRQS:
             return self.irq[gsi]
         return self.gsi[gsi]
+
+    def message_interrupt(self, address: int, data: int) -> None:
+        """A PCI function's MSI: a write of `data` to `address`. At 0xFEEx_xxxx it is an
+        interrupt message (SDM 10.11); anywhere else, an ordinary memory write."""
+        if not self.apic_bus.deliver_msi(address, data):
+            window = self.ram.window(address, 4)
+            if window is not None:
+                window[:] = (data & 0xFFFF_FFFF).to_bytes(4, "little")
 
     def request_reset(self) -> None:
         self.reset_requested = True

@@ -14,7 +14,7 @@ class FakeMachine:
     script: list = []
     built = 0
 
-    def __init__(self, config, serial_output=None, cpus=None):
+    def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial=""):
         FakeMachine.built += 1
         self.uart = None
 

@@ -7,20 +7,60 @@ Configuration space is reached two ways (PCI Local Bus 3.0 §3.2.2.3.2; PCIe Bas
     | register (4 KiB per function).
 Port 0xCF9 shares the CF8 dword; byte accesses to it go to the chipset's reset control.
 Absent functions read as all ones (vendor ID 0xFFFF), the way software detects them.
+
+A function's header (type 0) as modelled here:
+
+    | off | register                                                                        |
+    |-----|---------------------------------------------------------------------------------|
+    | 00  | vendor ID, device ID (RO)                                                       |
+    | 04  | command: I/O 0, memory 1, bus master 2, SERR 8, INTx disable 10 (RW)             |
+    | 06  | status: interrupt 3 (RO, the INTx state), capabilities list 4 (RO)              |
+    | 08  | revision, class code (RO)                                                       |
+    | 0C  | cache line size, latency timer (RW, no effect), header type (RO)                |
+    | 10  | BARs: 64-bit memory BARs take two slots; the low bits (type, prefetchable) are  |
+    |     | RO, address bits below the BAR's size read 0 (how software sizes them)          |
+    | 2C  | subsystem vendor, subsystem (RO)                                                |
+    | 34  | capabilities pointer (RO)                                                       |
+    | 3C  | interrupt line (RW, for software), interrupt pin (RO: 1 = INTA#)                |
+
+Memory BARs decode while the command register's memory bit is set: `PciMemoryWindow` (one per
+PCI memory window of memory/layout.py) looks up the BAR holding each access, so the guest may
+move BARs at will. A function masters DMA (its device reads and writes guest memory, sends MSIs)
+only while the bus master bit is set.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
 
 CONFIG_SPACE = 4096
+COMMAND, STATUS, BAR0, CAP_POINTER, INTERRUPT_LINE, INTERRUPT_PIN = 0x04, 0x06, 0x10, 0x34, \
+    0x3C, 0x3D
+BAR_END = 0x28
+CMD_IO, CMD_MEMORY, CMD_BUS_MASTER, CMD_INTX_DISABLE = 1 << 0, 1 << 1, 1 << 2, 1 << 10
+COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | 1 << 6 | 1 << 8 | CMD_INTX_DISABLE
+STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
+BAR_MEM64, BAR_PREFETCHABLE = 0b100, 0b1000
+FIRST_CAPABILITY = 0x40
+
+
+@dataclass
+class MemoryBar:
+    index: int       # BAR slot (a 64-bit BAR also takes index + 1)
+    size: int        # a power of two, at least 4 KiB (so it maps whole pages)
+    device: object   # read(offset, size) / write(offset, size, value)
+    is64: bool = True
 
 
 class PciFunction:
-    """A function's configuration space. Subclasses add BARs and capabilities."""
+    """A function's configuration space; devices add BARs, capabilities and an INTx pin."""
 
     def __init__(self, vendor: int, device: int, class_code: int, revision: int = 0,
                  subsystem_vendor: int = 0, subsystem: int = 0, header_type: int = 0):
@@ -29,14 +69,97 @@ class PciFunction:
         struct.pack_into("<I", self.config, 0x08, (class_code << 8) | revision)
         self.config[0x0E] = header_type
         struct.pack_into("<HH", self.config, 0x2C, subsystem_vendor, subsystem)
-        self._initial = bytes(self.config)
         # Writable bits: command register, cache line size, latency timer, interrupt line.
         self.writable = bytearray(CONFIG_SPACE)
-        struct.pack_into("<H", self.writable, 0x04, 0x0547)
-        self.writable[0x0C] = self.writable[0x0D] = self.writable[0x3C] = 0xFF
+        struct.pack_into("<H", self.writable, COMMAND, COMMAND_WRITABLE)
+        self.writable[0x0C] = self.writable[0x0D] = self.writable[INTERRUPT_LINE] = 0xFF
+        self.bars: list[MemoryBar] = []
+        self._next_capability = FIRST_CAPABILITY
+        self._last_capability_link = CAP_POINTER
+        self.intx: IrqLine | None = None      # INTA#, as the platform routes it
+        self._intx_asserted = False
+        self.on_decode_change: Callable[[], None] = lambda: None
+        self._initial = bytes(self.config)
+
+    # --- building -------------------------------------------------------------------------
+
+    def add_memory_bar(self, bar: MemoryBar) -> None:
+        if bar.size < 4096 or bar.size & (bar.size - 1):
+            raise ValueError(f"BAR size {bar.size:#x} is not a power of two >= 4 KiB")
+        slots = 2 if bar.is64 else 1
+        if not 0 <= bar.index <= 6 - slots:
+            raise ValueError(f"no room for BAR {bar.index}")
+        offset = BAR0 + 4 * bar.index
+        struct.pack_into("<I", self.config, offset, BAR_MEM64 if bar.is64 else 0)
+        struct.pack_into("<I", self.writable, offset, ~(bar.size - 1) & 0xFFFF_FFF0)
+        if bar.is64:
+            struct.pack_into("<I", self.writable, offset + 4, 0xFFFF_FFFF)
+        self.bars.append(bar)
+        self._initial = bytes(self.config)
+
+    def add_capability(self, cap_id: int, body: bytes, writable: bytes = b"") -> int:
+        """Append a capability (ID, next pointer, then `body`); returns its offset.
+        `writable` masks the body's bytes that software may write."""
+        offset = self._next_capability
+        end = offset + 2 + len(body)
+        if end > 0x100:
+            raise ValueError("capabilities outgrew the 256-byte header space")
+        self.config[offset] = cap_id
+        self.config[offset + 2:end] = body
+        self.writable[offset + 2:offset + 2 + len(writable)] = writable
+        self.config[self._last_capability_link] = offset
+        self._last_capability_link = offset + 1
+        struct.pack_into("<H", self.config, STATUS,
+                         struct.unpack_from("<H", self.config, STATUS)[0] | STATUS_CAP_LIST)
+        self._next_capability = (end + 3) & ~3
+        self._initial = bytes(self.config)
+        return offset
+
+    def set_interrupt_pin(self, line: IrqLine) -> None:
+        """INTA#: the device asserts it with `set_intx`; the command register can mask it."""
+        self.config[INTERRUPT_PIN] = 1
+        self.intx = line
+        self._initial = bytes(self.config)
+
+    # --- state ----------------------------------------------------------------------------
 
     def reset(self) -> None:
         self.config[:] = self._initial
+        self._intx_asserted = False
+        self._drive_intx()
+        self.on_decode_change()
+
+    @property
+    def command(self) -> int:
+        return struct.unpack_from("<H", self.config, COMMAND)[0]
+
+    @property
+    def bus_master(self) -> bool:
+        return bool(self.command & CMD_BUS_MASTER)
+
+    def bar_address(self, bar: MemoryBar) -> int:
+        low, high = struct.unpack_from("<II", self.config, BAR0 + 4 * bar.index)
+        return (low & ~0xF) | ((high << 32) if bar.is64 else 0)
+
+    def decoded_bars(self) -> list[tuple[int, MemoryBar]]:
+        """(address, BAR) for the BARs the function decodes now."""
+        if not self.command & CMD_MEMORY:
+            return []
+        return [(self.bar_address(bar), bar) for bar in self.bars]
+
+    def set_intx(self, asserted: bool) -> None:
+        self._intx_asserted = bool(asserted)
+        self._drive_intx()
+
+    def _drive_intx(self) -> None:
+        status = struct.unpack_from("<H", self.config, STATUS)[0] & ~STATUS_INTERRUPT
+        if self._intx_asserted:
+            status |= STATUS_INTERRUPT
+        struct.pack_into("<H", self.config, STATUS, status)
+        if self.intx is not None:
+            self.intx.set(self._intx_asserted and not self.command & CMD_INTX_DISABLE)
+
+    # --- configuration access -------------------------------------------------------------
 
     def read_config(self, offset: int, size: int) -> int:
         return int.from_bytes(self.config[offset:offset + size], "little")
@@ -46,6 +169,15 @@ class PciFunction:
             mask = self.writable[offset + i]
             byte = (value >> (8 * i)) & 0xFF
             self.config[offset + i] = (self.config[offset + i] & ~mask) | (byte & mask)
+        if offset < COMMAND + 2 and offset + size > COMMAND:
+            self._drive_intx()
+        if (offset < COMMAND + 2 and offset + size > COMMAND) or \
+                (offset < BAR_END and offset + size > BAR0):
+            self.on_decode_change()
+        self.config_written(offset, size)
+
+    def config_written(self, offset: int, size: int) -> None:
+        """For devices whose capabilities act on writes (MSI-X masks)."""
 
 
 class PciBus:
@@ -53,9 +185,24 @@ class PciBus:
 
     def __init__(self):
         self.functions: dict[tuple[int, int], PciFunction] = {}
+        self._decoders: list[tuple[int, int, MemoryBar]] | None = None
 
     def attach(self, device: int, function: int, fn: PciFunction) -> None:
         self.functions[device, function] = fn
+        fn.on_decode_change = self._decode_changed
+        self._decoders = None
+
+    def _decode_changed(self) -> None:
+        self._decoders = None
+
+    def decoders(self) -> list[tuple[int, int, MemoryBar]]:
+        """(start, end, BAR) of every decoded memory BAR: cached until a command or BAR
+        register changes."""
+        if self._decoders is None:
+            self._decoders = [(address, address + bar.size, bar)
+                              for fn in self.functions.values()
+                              for address, bar in fn.decoded_bars()]
+        return self._decoders
 
     def reset(self) -> None:
         for fn in self.functions.values():
@@ -126,6 +273,39 @@ class Ecam:
     def write(self, offset: int, size: int, value: int) -> None:
         self.bus.write(offset >> 20, (offset >> 15) & 0x1F, (offset >> 12) & 0x7,
                        offset & 0xFFF, size, value)
+
+
+class PciMemoryWindow:
+    """A PCI memory window (MMIO at `base`): each access goes to the BAR that decodes it.
+    Addresses no BAR decodes read as all ones (a master abort), writes there are dropped;
+    an access straddling a BAR's end is dropped the same way."""
+
+    def __init__(self, bus: PciBus, base: int):
+        self.bus = bus
+        self.base = base
+
+    def reset(self) -> None:
+        pass
+
+    def _find(self, offset: int, size: int) -> tuple[MemoryBar, int] | None:
+        address = self.base + offset
+        for start, end, bar in self.bus.decoders():
+            if start <= address and address + size <= end:
+                return bar, address - start
+        return None
+
+    def read(self, offset: int, size: int) -> int:
+        found = self._find(offset, size)
+        if found is None:
+            return (1 << (8 * size)) - 1
+        bar, inside = found
+        return bar.device.read(inside, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        found = self._find(offset, size)
+        if found is not None:
+            bar, inside = found
+            bar.device.write(inside, size, value)
 
 
 def host_bridge() -> PciFunction:

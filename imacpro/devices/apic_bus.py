@@ -22,6 +22,7 @@ FIXED, LOWEST_PRIORITY, SMI, REMOTE_READ, NMI, INIT, STARTUP, EXTINT = range(8)
 NO_SHORTHAND, SELF, ALL_INCLUDING_SELF, ALL_EXCLUDING_SELF = range(4)
 BROADCAST = 0xFF  # xAPIC destination that every local APIC accepts
 DFR_FLAT, DFR_CLUSTER = 0xF, 0x0  # DFR bits 31:28 (model)
+MSI_ADDRESS_BASE = 0xFEE0_0000
 
 
 class ApicBus:
@@ -77,6 +78,17 @@ class ApicBus:
             targets = [min(candidates, key=lambda l: (l.arbitration_priority(), l.apic_id))]
             delivery_mode = FIXED
         return sum(lapic.receive(delivery_mode, vector, level_triggered) for lapic in targets)
+
+    def deliver_msi(self, address: int, data: int) -> bool:
+        """A message signalled interrupt (SDM 10.11): address 0xFEEx_xxxx with the destination
+        in bits 19:12 and the destination mode in bit 2; data with the vector in 7:0, the
+        delivery mode in 10:8 and the trigger mode in 15. False if `address` is not in the
+        interrupt range (the write is then an ordinary memory write)."""
+        if address >> 20 != MSI_ADDRESS_BASE >> 20:
+            return False
+        self.deliver((address >> 12) & 0xFF, bool(address & 0x4), (data >> 8) & 7, data & 0xFF,
+                     bool(data & 0x8000))
+        return True
 
     def _targets(self, dest: int, logical: bool, shorthand: int,
                  source: LocalApic | None) -> list[LocalApic]:

@@ -26,8 +26,8 @@ What the namespace holds and why (Linux 6.1 is the reference OS):
                     \\_S3/\\_S4: we cannot sleep, so the OS is not offered it.
   \\_SB.PCI0         PCIe host bridge (PNP0A08/PNP0A03), segment 0, buses 0-255, the I/O windows
                     around 0xCF8-0xCFF, the 32-bit memory window of memory/layout.py and a
-                    64-bit window above RAM. No _PRT: nothing on bus 0 uses INTx yet (the host
-                    bridge has no interrupt pin); devices that do must add one. No _OSC: Linux
+                    64-bit window above RAM. _PRT routes each device's INTA# to its I/O APIC
+                    pin (memory/layout.py: PCI_INTA_GSI; no PCI link devices). No _OSC: Linux
                     then keeps the platform's PCIe features off (ASPM etc.), which is right for
                     a model with no PCIe links.
   \\_SB.PCI0.LPCB    the PCH's LPC bridge (0:1F.0 by _ADR; its PCI function is not modelled yet)
@@ -136,8 +136,6 @@ PCI_BUS_FIRST, PCI_BUS_LAST = 0, 255
 # --- PCI host bridge windows (DSDT) ------------------------------------------------------------
 PCI_CONFIG_PORT, PCI_CONFIG_PORTS = 0xCF8, 8
 PCI_IO_WINDOWS = ((0x0000, 0x0CF7), (0x0D00, 0xFFFF))
-PCI64_ALIGN = 1 << 30             # the 64-bit window starts at the first GiB above RAM
-PCI64_SIZE = 64 << 30             # 64 GiB of 64-bit BAR space (well inside 46 physical bits)
 
 # --- DSDT values -------------------------------------------------------------------------------
 STA_PRESENT = 0x0F                # present, enabled, shown in UI, functioning
@@ -451,21 +449,13 @@ def resource_template(*descriptors: bytes) -> bytes:
 
 # === DSDT =====================================================================================
 
-def pci64_window(ram_bytes: int) -> tuple[int, int]:
-    """The 64-bit PCI memory window: from the first GiB boundary above RAM, PCI64_SIZE long."""
-    ranges = layout.ram_ranges(ram_bytes)
-    top = max(layout.HIGH_RAM_START, max(r.guest_start + r.size for r in ranges))
-    start = _align(top, PCI64_ALIGN)
-    return start, start + PCI64_SIZE - 1
-
-
 def _sleep_package(slp_typ: int) -> bytes:
     """\\_Sx: {SLP_TYPa, SLP_TYPb, reserved, reserved} (§7.4.2)."""
     return aml_package(aml_integer(slp_typ), aml_integer(slp_typ), aml_integer(0), aml_integer(0))
 
 
 def _host_bridge_crs(ram_bytes: int) -> bytes:
-    low64, high64 = pci64_window(ram_bytes)
+    low64, high64 = layout.pci64_window(ram_bytes)
     return resource_template(
         res_word_space(SPACE_BUS, PCI_BUS_FIRST, PCI_BUS_LAST),
         res_io(PCI_CONFIG_PORT, PCI_CONFIG_PORTS),
@@ -473,6 +463,13 @@ def _host_bridge_crs(ram_bytes: int) -> bytes:
         res_dword_memory(layout.PCI_MMIO_START, layout.PCI_MMIO_END - 1),
         res_qword_memory(low64, high64),
     )
+
+
+def _routing_table() -> bytes:
+    """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin 0 = INTA#, source 0, GSI}."""
+    return aml_package(*(aml_package(aml_integer(device << 16 | 0xFFFF), aml_integer(0),
+                                     aml_integer(0), aml_integer(gsi))
+                         for device, gsi in sorted(layout.PCI_INTA_GSI.items())))
 
 
 def _legacy_devices() -> bytes:
@@ -522,6 +519,7 @@ def dsdt_aml(ram_bytes: int, cpus: int) -> bytes:
                       aml_name("_SEG", aml_integer(PCI_SEGMENT)),
                       aml_name("_BBN", aml_integer(PCI_BUS_FIRST)),
                       aml_name("_CRS", _host_bridge_crs(ram_bytes)),
+                      aml_name("_PRT", _routing_table()),
                       _legacy_devices())
     return (aml_name("\\_S0", _sleep_package(acpi_pm.SLP_TYP_S0))
             + aml_name("\\_S5", _sleep_package(acpi_pm.SLP_TYP_S5))

@@ -1,4 +1,5 @@
-"""The firmware's part of a boot: tables in memory, Linux loaded, the boot CPU at its entry.
+"""The firmware's part of a boot: PCI set up, tables in memory, Linux loaded, the boot CPU at
+its entry.
 
     0x000E_0000  ACPI tables (RSDP first), in the BIOS area Linux may also scan
     0x000F_0000  SMBIOS 3.0 entry point, found by Linux's scan of 0xF0000-0xFFFFF
@@ -9,7 +10,7 @@ Application processors wait for the kernel's INIT/SIPI.
 
 from __future__ import annotations
 
-from imacpro.firmware import acpi, linux, long_mode, smbios
+from imacpro.firmware import acpi, linux, long_mode, pci, smbios
 from imacpro.machine import Machine, apic_id_of
 
 ACPI_BASE = 0xE0000
@@ -27,6 +28,7 @@ def install(machine: Machine, identity, kernel: bytes, initrd: bytes, cmdline: s
     entry, structures = smbios.build(config, identity, SMBIOS_TABLE)
     if ACPI_BASE + len(tables) > ACPI_LIMIT or SMBIOS_TABLE + len(structures) > SMBIOS_LIMIT:
         raise RuntimeError("firmware tables outgrew the BIOS area")
+    pci.assign_resources(machine.pci)
     machine.ram.write(ACPI_BASE, tables)
     machine.ram.write(SMBIOS_ENTRY, entry)
     machine.ram.write(SMBIOS_TABLE, structures)

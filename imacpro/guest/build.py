@@ -17,7 +17,8 @@ Where (the cache; nothing here is precious, delete it at will):
 The packages come with `apt-get download` (no root, nothing installed on the host) through the
 host's apt configuration, so the host must be Debian bookworm (as the project's machines are):
 `linux-image-amd64` is a metapackage whose dependency names the real kernel package
-(linux-image-6.1.0-NN-amd64), and `busybox-static` brings a static /bin/busybox. They are
+(linux-image-6.1.0-NN-amd64), `busybox-static` brings a static /bin/busybox and
+`e2fsck-static` a static e2fsck (busybox makes ext2 file systems but cannot check them). They are
 unpacked with `dpkg-deb -x` into a temporary directory under the cache. If apt has no package
 lists (or stale ones: a download fails), `apt-get update` is run once when we are root.
 
@@ -25,6 +26,7 @@ The initramfs (built in Python, `make_initramfs`):
     /init                  the shell script from `init_script()`, run by the kernel as PID 1
     /bin/busybox, /bin/sh  busybox and the link that lets /init start; every other applet is
                            linked by `busybox --install -s` at boot
+    /sbin/e2fsck           e2fsck.static, also as fsck.ext2, fsck.ext3 and fsck.ext4
     /etc/inittab           busybox init's table: the console script once, unmount at shutdown
     /etc/imacpro/console   the script from `console_script()`
     /lib/modules/*.ko      the NVMe driver (nvme.ko) and the modules it needs, in the order
@@ -90,8 +92,11 @@ from imacpro.t2.signing import Manifest, fingerprint, load_public_key, sha384, v
 
 KERNEL_METAPACKAGE = "linux-image-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
+E2FSCK_PACKAGE = "e2fsck-static"  # busybox has mke2fs but no checker
 KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the kernel release
-MODULES = ("nvme",)              # loaded at boot, with what they depend on (from .modinfo)
+# Loaded at boot, with what they depend on (from .modinfo): the SSD's driver, and ext4 (which
+# mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named).
+MODULES = ("nvme", "crc32c_generic", "ext4")
 DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 quiet loglevel=4"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"
@@ -243,11 +248,12 @@ def recipe() -> str:
     """A digest of how this code builds the guest: a cached guest built by other code (another
     /init, other modules or command line) is rebuilt, from the downloaded packages."""
     parts = [init_script(["MODULES"]), console_script(), repr(sorted(ETC_FILES.items())),
-             repr(MODULES), DEFAULT_CMDLINE, str(GUEST_FORMAT)]
+             repr(MODULES), DEFAULT_CMDLINE, str(GUEST_FORMAT), E2FSCK_PACKAGE]
     return sha384("\0".join(parts).encode())
 
 
-def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) -> bytes:
+def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str,
+                   e2fsck: bytes | None = None) -> bytes:
     """The gzip-compressed newc initramfs. `modules`: name ("nvme-core") → .ko bytes,
     stored as /lib/modules/<name>.ko. Same input, same bytes (timestamps are 0)."""
     cpio = CpioWriter()
@@ -257,6 +263,10 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str) 
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
     cpio.symlink("bin/sh", "busybox")
+    if e2fsck is not None:
+        cpio.file("sbin/e2fsck", e2fsck, 0o755)
+        for name in ("fsck.ext2", "fsck.ext3", "fsck.ext4"):
+            cpio.symlink(f"sbin/{name}", "e2fsck")
     for name, ko in modules.items():
         cpio.file(f"lib/modules/{name}.ko", ko)
     for path, text in ETC_FILES.items():
@@ -526,6 +536,7 @@ def _build(directory: Path, server, progress: Progress) -> Guest:
     kernel_pkg = kernel_package(meta)
     kernel_fields = apt.show(kernel_pkg)
     busybox_fields = apt.show(BUSYBOX_PACKAGE)
+    e2fsck_fields = apt.show(E2FSCK_PACKAGE)
     release = KERNEL_PACKAGE.fullmatch(kernel_pkg).group(1)
     version = image_version(kernel_fields["Version"])
     progress(f"guest: {KERNEL_METAPACKAGE} {meta['Version']} is {kernel_pkg} "
@@ -533,26 +544,31 @@ def _build(directory: Path, server, progress: Progress) -> Guest:
     downloads = directory / DOWNLOADS_DIR
     kernel_deb = apt.download(kernel_pkg, kernel_fields, downloads)
     busybox_deb = apt.download(BUSYBOX_PACKAGE, busybox_fields, downloads)
+    e2fsck_deb = apt.download(E2FSCK_PACKAGE, e2fsck_fields, downloads)
 
     work = Path(tempfile.mkdtemp(prefix=".unpack.", dir=directory))
     try:
-        progress(f"guest: unpacking {kernel_deb.name} and {busybox_deb.name}")
+        progress(f"guest: unpacking {kernel_deb.name}, {busybox_deb.name} and "
+                 f"{e2fsck_deb.name}")
         _unpack(kernel_deb, work / "kernel")
         _unpack(busybox_deb, work / "busybox")
+        _unpack(e2fsck_deb, work / "e2fsck")
         vmlinuz = work / "kernel" / "boot" / f"vmlinuz-{release}"
         busybox_path = work / "busybox" / "bin" / "busybox"
-        for path in (vmlinuz, busybox_path):
+        e2fsck_path = work / "e2fsck" / "sbin" / "e2fsck.static"
+        for path in (vmlinuz, busybox_path, e2fsck_path):
             if not path.is_file():
                 raise UserError(f"the package has no {path.relative_to(work)}")
         kernel = vmlinuz.read_bytes()
         if kernel[0x202:0x206] != b"HdrS":
             raise UserError(f"{vmlinuz.name} is not a bzImage (no HdrS signature at 0x202)")
         busybox = busybox_path.read_bytes()
+        e2fsck = e2fsck_path.read_bytes()
         modules = collect_modules(work / "kernel" / "lib" / "modules" / release)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    initrd = make_initramfs(busybox, modules, init_script(list(modules)))
+    initrd = make_initramfs(busybox, modules, init_script(list(modules)), e2fsck)
     cmdline = DEFAULT_CMDLINE
     progress(f"guest: kernel {release}: {_mb(len(kernel))}; initramfs: busybox "
              f"{_mb(len(busybox))}, modules {', '.join(modules)}: {_mb(len(initrd))} compressed")
@@ -576,13 +592,15 @@ def _build(directory: Path, server, progress: Progress) -> Guest:
                          "sha256": kernel_fields.get("SHA256", "")},
             BUSYBOX_PACKAGE: {"version": busybox_fields["Version"],
                               "sha256": busybox_fields.get("SHA256", "")},
+            E2FSCK_PACKAGE: {"version": e2fsck_fields["Version"],
+                             "sha256": e2fsck_fields.get("SHA256", "")},
         },
         "files": {name: {"size": len(data), "sha384": sha384(data)}
                   for name, data in contents.items()},
     }
     atomic_write(directory / GUEST_FILE, tomli_w.dumps(record).encode())
     for old in downloads.glob("*.deb"):
-        if old not in (kernel_deb, busybox_deb):
+        if old not in (kernel_deb, busybox_deb, e2fsck_deb):
             old.unlink()
     guest = load()
     if guest is None:

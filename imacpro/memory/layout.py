@@ -5,13 +5,20 @@
                                 backed by RAM so firmware can place the SMBIOS/ACPI entry
                                 points in the 0xE0000-0xFFFFF window where Linux scans)
     0x0010_0000 ─ 0x7FFF_FFFF   RAM below 4 GiB (2 GiB minus the first MiB)
-    0x8000_0000 ─ 0xDFFF_FFFF   PCI memory window (BARs)
+    0x8000_0000 ─ 0xDFFF_FFFF   PCI memory window (BARs; the firmware assigns them from the
+                                bottom up)
     0xE000_0000 ─ 0xEFFF_FFFF   PCI Express ECAM (buses 0-255)
     0xFEC0_0000 ─ 0xFEC0_0FFF   I/O APIC
     0xFED0_0000 ─ 0xFED0_03FF   HPET
     0xFEE0_0000 ─ 0xFEE0_0FFF   local APIC (each CPU sees its own)
     0x1_0000_0000 ─             RAM above 4 GiB: the rest of the configured memory, so that
                                 all of it (32-256 GB, or 512 GB) is usable
+    next GiB above RAM          the 64-bit PCI memory window, 64 GiB (pci64_window)
+
+PCI bus 0 (device numbers) and the I/O APIC pins of their INTA# (the DSDT's _PRT says the same;
+PCI interrupts are level triggered, active low):
+    00:00.0  host bridge
+    00:04.0  the SSD: Apple ANS2 NVMe controller behind the T2   INTA# → GSI 16
 
 The same sparse host mapping backs both RAM ranges; host memory grows only with pages the guest
 touches.
@@ -42,6 +49,11 @@ HPET_SIZE = 0x400
 LAPIC_BASE = 0xFEE0_0000
 LAPIC_SIZE = 0x1000
 HIGH_RAM_START = 0x1_0000_0000
+PCI64_ALIGN = 1 << 30             # the 64-bit window starts at the first GiB above RAM
+PCI64_SIZE = 64 << 30             # 64 GiB of 64-bit BAR space (well inside 46 physical bits)
+
+NVME_DEVICE = 4
+PCI_INTA_GSI = {NVME_DEVICE: 16}
 
 
 @dataclass(frozen=True)
@@ -58,3 +70,11 @@ def ram_ranges(ram_bytes: int) -> list[RamRange]:
     if ram_bytes > below:
         ranges.append(RamRange(HIGH_RAM_START, ram_bytes - below, below))
     return ranges
+
+
+def pci64_window(ram_bytes: int) -> tuple[int, int]:
+    """The 64-bit PCI memory window (first, last address): from the first GiB boundary above
+    RAM, PCI64_SIZE long."""
+    top = max(HIGH_RAM_START, max(r.guest_start + r.size for r in ram_ranges(ram_bytes)))
+    start = (top + PCI64_ALIGN - 1) // PCI64_ALIGN * PCI64_ALIGN
+    return start, start + PCI64_SIZE - 1

@@ -33,6 +33,12 @@ class Ram:
     def contains(self, guest: int, length: int = 1) -> bool:
         return self._host_offset(guest, length) is not None
 
+    def window(self, guest: int, length: int) -> memoryview | None:
+        """A writable view of [guest, guest + length), or None if any of it is not RAM (how
+        devices reach memory by DMA: no copy, and nothing outside RAM)."""
+        offset = self._host_offset(guest, length)
+        return None if offset is None else self.view[offset:offset + length]
+
     def read(self, guest: int, length: int) -> bytes:
         offset = self._host_offset(guest, length)
         if offset is None:

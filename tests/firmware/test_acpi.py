@@ -282,8 +282,8 @@ def test_dsdt_contents():
 def test_pci64_window_is_above_ram():
     config = configure(cpu=18, memory=256)
     top = layout.HIGH_RAM_START + config.memory_option.size_bytes - layout.RAM_BELOW_4G_END
-    low, high = acpi.pci64_window(config.memory_option.size_bytes)
-    assert low >= top and low % GiB == 0 and high - low + 1 == acpi.PCI64_SIZE
+    low, high = layout.pci64_window(config.memory_option.size_bytes)
+    assert low >= top and low % GiB == 0 and high - low + 1 == layout.PCI64_SIZE
     assert high < 1 << 46
     t = build(memory=256)
     assert acpi.res_qword_memory(low, high) in t.dsdt

@@ -106,10 +106,11 @@ def test_gnu_cpio_lists_our_archive(tmp_path):
 def test_make_initramfs():
     modules = {"nvme-core": b"core", "nvme": b"nvme!"}
     script = guest.init_script(list(modules))
-    image = guest.make_initramfs(b"BUSYBOX", modules, script)
+    image = guest.make_initramfs(b"BUSYBOX", modules, script, b"E2FSCK")
     assert image[:2] == b"\x1f\x8b"
-    assert guest.make_initramfs(b"BUSYBOX", modules, script) == image   # reproducible
+    assert guest.make_initramfs(b"BUSYBOX", modules, script, b"E2FSCK") == image  # reproducible
     e = by_name(parse_cpio(gzip.decompress(image)))
+    assert e["sbin/e2fsck"]["data"] == b"E2FSCK" and e["sbin/fsck.ext4"]["data"] == b"e2fsck"
     assert e["bin/busybox"]["data"] == b"BUSYBOX"
     assert e["bin/busybox"]["mode"] == stat.S_IFREG | 0o755
     assert stat.S_ISLNK(e["bin/sh"]["mode"]) and e["bin/sh"]["data"] == b"busybox"
@@ -222,7 +223,7 @@ def test_collect_modules_in_load_order(tmp_path):
         (root / "kernel" / path).parent.mkdir(parents=True, exist_ok=True)
         (root / "kernel" / path).write_bytes(data)
     (root / "modules.builtin").write_text("kernel/lib/crc_builtin.ko\n")
-    modules = collect_modules(root)
+    modules = collect_modules(root, ("nvme",))
     assert list(modules) == ["crc64", "t10-pi", "nvme-core", "nvme"]
     assert modules["crc64"] == fake_ko("crc64", "")      # decompressed
     with pytest.raises(UserError):
@@ -287,6 +288,12 @@ def test_build_the_default_guest(capsys, tmp_path, monkeypatch):
     assert entries["etc/inittab"]["data"].startswith(b"::once:/etc/imacpro/console\n")
     assert entries["lib/modules/nvme.ko"]["data"][:4] == b"\x7fELF"
     assert entries["lib/modules/nvme-core.ko"]["data"][:4] == b"\x7fELF"
+    for module in ("ext4", "jbd2", "mbcache", "crc16", "crc32c_generic"):
+        assert entries[f"lib/modules/{module}.ko"]["data"][:4] == b"\x7fELF", module
+    init = entries["init"]["data"].decode()
+    assert init.index(" jbd2 ") < init.index(" ext4")           # dependencies first
+    assert entries["sbin/e2fsck"]["data"][:4] == b"\x7fELF"
+    assert entries["sbin/fsck.ext2"]["data"] == b"e2fsck"
     assert built.cmdline == guest.DEFAULT_CMDLINE
     assert built.kernel_version.endswith("-amd64") and built.kernel_version.startswith("6.1.")
     assert built.version == guest.image_version(built.package_version)

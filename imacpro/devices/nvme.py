@@ -1,0 +1,773 @@
+"""Apple's ANS2 NVMe controller (PCI 106b:2005), the iMac Pro's SSD behind the T2.
+
+An NVMe 1.1 controller as Linux's nvme driver uses it (NVM Express Base 1.4 for the register
+and queue formats), over the T2's encrypted store (t2/storage.py): what the guest writes is
+encrypted there, by this machine's media key.
+
+BAR0, 64-bit, 16 KiB:
+
+    | off   | register                                                                    |
+    |-------|-----------------------------------------------------------------------------|
+    | 00    | CAP (RO, 8): MQES 127, CQR 1, TO 20 (10 s), DSTRD 0, CSS NVM, MPSMIN/MAX 4 KiB|
+    | 08    | VS (RO): 1.1.0                                                              |
+    | 0C/10 | INTMS / INTMC: mask / unmask pin and MSI vectors (write 1s; read the mask)  |
+    | 14    | CC: EN 0, CSS 6:4, MPS 10:7 (only 0), AMS 13:11, SHN 15:14, IOSQES, IOCQES  |
+    | 1C    | CSTS (RO): RDY 0, CFS 1, SHST 3:2                                           |
+    | 20    | NSSR: subsystem reset not supported (reads 0, writes ignored)               |
+    | 24    | AQA: ASQS 11:0, ACQS 27:16 (entries - 1)                                    |
+    | 28/30 | ASQ / ACQ (8, 4 KiB aligned)                                                |
+    | 1000  | doorbells: SQ y tail at 1000 + 8y, CQ y head at 1004 + 8y (y = 0..16)       |
+    | 2000  | MSI-X table (16 vectors);  3000: MSI-X PBA                                  |
+Registers take 4- and 8-byte accesses (8-byte ones on CAP, ASQ, ACQ); other widths and
+offsets read 0 and ignore writes.
+
+Apple's quirks, and Linux's answers to them (drivers/nvme/host/pci.c, entry for 106b:2005):
+  - 128_BYTES_SQES: I/O submission queue entries are 128 bytes (the command in the first 64),
+    whatever CC.IOSQES says; the admin queue's are 64. Modelled: the driver sizes its I/O
+    queues for 128-byte entries and this controller reads them so.
+  - SINGLE_VECTOR: the real controller delivers only interrupt vector 0 correctly; Linux uses
+    one vector for every queue. This model delivers any vector; Linux asks for one.
+  - SHARED_TAGS / SKIP_CID_GEN: command IDs must be unique across the admin and I/O queues
+    and below the queue depth. Every command here completes before the doorbell write returns,
+    so IDs cannot collide; nothing to model.
+  - Identify: CNS 0 (namespace), 1 (controller) and 2 (active namespace list); others are
+    Invalid Field. One namespace (NSID 1), 4096-byte LBAs, capacity = the store's.
+
+Commands. Admin: Delete/Create I/O SQ and CQ, Get Log Page (error, SMART/health, firmware
+slot), Identify, Abort, Set/Get Features, Asynchronous Event Request (error events for invalid
+doorbell writes). NVM: Flush, Write (FUA), Read, Write Zeroes, Dataset Management (deallocate).
+Data moves by PRPs (no SGLs); queues must be physically contiguous (CAP.CQR).
+
+Timing: commands run when their doorbell is written, completions are posted and the interrupt
+sent before the write returns: the guest sees a very fast device (no modelled latency).
+Flush is fsync of the store (with the volatile write cache off, every write is flushed).
+
+A hostile guest: every field of every entry is checked; a bad queue entry, PRP, LBA or
+doorbell gets an NVMe status (or an asynchronous error event), never an exception out of
+the device. DMA goes only to RAM, only while bus mastering is on. A full completion queue
+stops the submission queues that feed it until the host frees a slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from dataclasses import dataclass, field
+
+from imacpro.bus.msi import Msi, MsiX
+from imacpro.bus.pci import MemoryBar, PciFunction
+from imacpro.irq import IrqLine
+
+log = logging.getLogger(__name__)
+
+# --- identity -----------------------------------------------------------------------------
+VENDOR_APPLE, DEVICE_ANS2 = 0x106B, 0x2005
+CLASS_MASS_STORAGE_OTHER = 0x018002    # what ANS2 reports: not the NVMe class 010802h
+REVISION = 0x01
+FIRMWARE_REVISION = "1711.80."         # bridgeOS-era ANS2 firmware numbering; our value
+IEEE_OUI = 0x000393                    # Apple's first OUI
+MAX_POWER_CENTIWATTS = 800
+
+# --- geometry -----------------------------------------------------------------------------
+BAR_SIZE = 16 * 1024
+DOORBELLS, DOORBELLS_END = 0x1000, 0x2000
+MSIX_TABLE, MSIX_PBA, MSIX_VECTORS = 0x2000, 0x3000, 16
+PAGE = 4096
+LBA_SIZE = 4096
+LBA_SHIFT = 12
+MQES = 127                 # 128 entries per queue, as Apple's (Linux: "tags ... 128")
+MAX_IO_QUEUES = 16
+MDTS = 8                   # 2^8 pages: 1 MiB per command
+MAX_TRANSFER = PAGE << MDTS
+ADMIN_SQE, IO_SQE, CQE = 64, 128, 16
+AERL = 3                   # four outstanding Asynchronous Event Requests
+NSID = 1
+VERSION = 0x0001_0100      # 1.1.0
+TIMEOUT_500MS = 20
+
+# --- registers ----------------------------------------------------------------------------
+CAP, VS, INTMS, INTMC, CC, CSTS, NSSR, AQA, ASQ, ACQ = (0x00, 0x08, 0x0C, 0x10, 0x14, 0x1C,
+                                                          0x20, 0x24, 0x28, 0x30)
+CC_EN, CSTS_RDY, CSTS_CFS = 1, 1, 2
+SHST_COMPLETE = 2 << 2
+CC_WRITABLE = 0x00FF_FFF1
+
+# --- status codes (type << 8 | code) ------------------------------------------------------
+SUCCESS = 0x000
+INVALID_OPCODE, INVALID_FIELD, DATA_TRANSFER_ERROR, INTERNAL_ERROR = 0x001, 0x002, 0x004, 0x006
+INVALID_NAMESPACE, SEQUENCE_ERROR, PRP_OFFSET_INVALID = 0x00B, 0x00C, 0x013
+LBA_OUT_OF_RANGE = 0x080
+CQ_INVALID, INVALID_QID, INVALID_QSIZE, AER_LIMIT = 0x100, 0x101, 0x102, 0x105
+INVALID_VECTOR, INVALID_LOG_PAGE, INVALID_QUEUE_DELETION = 0x108, 0x109, 0x10C
+NOT_SAVEABLE = 0x10D
+WRITE_FAULT, UNRECOVERED_READ = 0x280, 0x281
+DNR = 0x4000
+
+# --- opcodes ------------------------------------------------------------------------------
+(ADM_DELETE_SQ, ADM_CREATE_SQ, ADM_GET_LOG, ADM_DELETE_CQ, ADM_CREATE_CQ, ADM_IDENTIFY,
+ ADM_ABORT, ADM_SET_FEATURES, ADM_GET_FEATURES, ADM_ASYNC_EVENT) = (0x00, 0x01, 0x02, 0x04,
+                                                                   0x05, 0x06, 0x08, 0x09,
+                                                                   0x0A, 0x0C)
+IO_FLUSH, IO_WRITE, IO_READ, IO_WRITE_ZEROES, IO_DSM = 0x00, 0x01, 0x02, 0x08, 0x09
+
+# Features: ID → default value. Number of queues (7) is handled apart.
+FEATURE_DEFAULTS = {0x01: 0, 0x02: 0, 0x04: 0x0157, 0x05: 0, 0x06: 1, 0x08: 0, 0x09: 0,
+                    0x0A: 0, 0x0B: 0}
+FEATURE_NUM_QUEUES, FEATURE_WRITE_CACHE, FEATURE_VECTOR_CONFIG = 0x07, 0x06, 0x09
+# Async events: type error (0), info: 0 = invalid doorbell register, 1 = invalid value.
+EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE = 0x00, 0x01
+LOG_ERROR, LOG_SMART, LOG_FIRMWARE = 0x01, 0x02, 0x03
+TEMPERATURE_K = 308        # no thermal model: a steady 35 °C
+
+_COMMAND = struct.Struct("<BBHI8x8xQQIIIIII")
+
+
+class CommandError(Exception):
+    """Ends a command with an NVMe status."""
+
+    def __init__(self, status: int):
+        super().__init__(f"status {status:#x}")
+        self.status = status
+
+
+@dataclass
+class Command:
+    opcode: int
+    flags: int
+    cid: int
+    nsid: int
+    prp1: int
+    prp2: int
+    cdw: tuple[int, ...]          # dwords 10-15
+
+    @classmethod
+    def parse(cls, entry: bytes) -> Command:
+        opcode, flags, cid, nsid, prp1, prp2, *cdw = _COMMAND.unpack_from(entry)
+        return cls(opcode, flags, cid, nsid, prp1, prp2, tuple(cdw))
+
+
+@dataclass
+class CompletionQueue:
+    qid: int
+    base: int
+    size: int
+    vector: int = 0
+    interrupts: bool = True
+    head: int = 0
+    tail: int = 0
+    phase: int = 1
+    submission_queues: set = field(default_factory=set)   # SQ IDs posting here
+
+    def full(self) -> bool:
+        return (self.tail + 1) % self.size == self.head
+
+
+@dataclass
+class SubmissionQueue:
+    qid: int
+    base: int
+    size: int
+    cqid: int
+    entry_size: int
+    head: int = 0
+    tail: int = 0
+
+
+class NvmeController:
+    """Registers, queues and commands of the controller; `pci` is its PCI function."""
+
+    def __init__(self, ram, store, serial: str, intx: IrqLine | None = None):
+        self.ram = ram
+        self.store = store
+        self.serial = serial
+        self.model = apple_model(store.capacity)
+        self.sectors = store.capacity // LBA_SIZE
+
+        self.pci = _AnsFunction(self)
+        self.msi = Msi(self.pci)
+        self.msix = MsiX(self.pci, MSIX_VECTORS, bir=0, table_offset=MSIX_TABLE,
+                         pba_offset=MSIX_PBA)
+        self.pci.add_capability(0x10, _pcie_capability())
+        self.pci.add_memory_bar(MemoryBar(0, BAR_SIZE, self))
+        if intx is not None:
+            self.pci.set_interrupt_pin(intx)
+        self.stats = {"read_units": 0, "write_units": 0, "reads": 0, "writes": 0}
+        self.aqa = self.asq = self.acq = 0
+        self.cc = self.csts = 0
+        self._reset_controller()
+
+    @property
+    def send_msi(self):
+        return self.msix.send
+
+    @send_msi.setter
+    def send_msi(self, send) -> None:
+        """Where message interrupts go: (address, data) → the platform."""
+        self.msix.send = send
+
+    # --- controller reset -----------------------------------------------------------------
+
+    def _reset_controller(self) -> None:
+        """CC.EN 1→0 (and power-on): queues, features and masks go; AQA/ASQ/ACQ stay."""
+        self.sqs: dict[int, SubmissionQueue] = {}
+        self.cqs: dict[int, CompletionQueue] = {}
+        self.features = dict(FEATURE_DEFAULTS)
+        self.io_queues = 0            # granted by Set Features (Number of Queues)
+        self.pending_events: list[int] = []       # async event results waiting for an AER
+        self.aer_cids: list[int] = []
+        self.intms = 0
+        self.msi_pending = False
+        self.csts &= ~CSTS_RDY
+        self._update_intx()
+
+    # --- registers (BAR0) ----------------------------------------------------------------
+
+    def read(self, offset: int, size: int) -> int:
+        if self.msix.holds(offset):
+            return self.msix.read(offset, size)
+        if size not in (4, 8) or offset % 4 or offset >= DOORBELLS:
+            return 0
+        if size == 8:
+            return self.read(offset, 4) | self.read(offset + 4, 4) << 32
+        regs = {CAP: self._cap() & 0xFFFF_FFFF, CAP + 4: self._cap() >> 32, VS: VERSION,
+                INTMS: self.intms, INTMC: self.intms, CC: self.cc, CSTS: self.csts,
+                AQA: self.aqa, ASQ: self.asq & 0xFFFF_FFFF, ASQ + 4: self.asq >> 32,
+                ACQ: self.acq & 0xFFFF_FFFF, ACQ + 4: self.acq >> 32}
+        return regs.get(offset, 0)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        try:
+            self._write(offset, size, value)
+        except Exception:                  # a device bug must not take the machine down
+            log.exception("NVMe: register write %#x failed; controller fatal status", offset)
+            self.csts |= CSTS_CFS
+
+    def _write(self, offset: int, size: int, value: int) -> None:
+        if self.msix.holds(offset):
+            self.msix.write(offset, size, value)
+            return
+        if size not in (4, 8) or offset % 4:
+            return
+        if size == 8:
+            self._write(offset, 4, value & 0xFFFF_FFFF)
+            self._write(offset + 4, 4, value >> 32)
+            return
+        if DOORBELLS <= offset < DOORBELLS_END:
+            self._doorbell((offset - DOORBELLS) // 4, value & 0xFFFF_FFFF)
+        elif offset == INTMS:
+            self.intms |= value
+            self._update_intx()
+        elif offset == INTMC:
+            self.intms &= ~value
+            self._unmasked()
+        elif offset == CC:
+            self._write_cc(value & CC_WRITABLE)
+        elif offset == AQA:
+            self.aqa = value & 0x0FFF_0FFF
+        elif offset in (ASQ, ASQ + 4, ACQ, ACQ + 4):
+            reg = "asq" if offset < ACQ else "acq"
+            old = getattr(self, reg)
+            new = (old & 0xFFFF_FFFF | value << 32) if offset % 8 else \
+                (old & ~0xFFFF_FFFF | value & 0xFFFF_F000)
+            setattr(self, reg, new)
+
+    def _cap(self) -> int:
+        return MQES | 1 << 16 | TIMEOUT_500MS << 24 | 1 << 37     # MQES, CQR, TO, CSS NVM
+
+    def _write_cc(self, value: int) -> None:
+        was_enabled = self.cc & CC_EN
+        self.cc = value
+        if not value & CC_EN:
+            if was_enabled:
+                self._reset_controller()
+            self.csts &= ~(CSTS_CFS | 0xC)
+            return
+        if (value >> 14) & 3:              # shutdown notification: make writes durable
+            self._flush_store()
+            self.csts = (self.csts & ~0xC) | SHST_COMPLETE
+        if not was_enabled:
+            self._enable()
+
+    def _enable(self) -> None:
+        """CC.EN 0→1: the admin queues from AQA/ASQ/ACQ. A bad setup never reaches ready."""
+        sq_size, cq_size = (self.aqa & 0xFFF) + 1, ((self.aqa >> 16) & 0xFFF) + 1
+        mps, css = (self.cc >> 7) & 0xF, (self.cc >> 4) & 7
+        if mps != 0 or css != 0 or sq_size < 2 or cq_size < 2 \
+                or not self._queue_in_ram(self.asq, sq_size * ADMIN_SQE) \
+                or not self._queue_in_ram(self.acq, cq_size * CQE):
+            log.info("NVMe: enable refused (AQA %#x ASQ %#x ACQ %#x CC %#x)", self.aqa,
+                     self.asq, self.acq, self.cc)
+            self.csts |= CSTS_CFS
+            return
+        self.cqs[0] = CompletionQueue(0, self.acq, cq_size, submission_queues={0})
+        self.sqs[0] = SubmissionQueue(0, self.asq, sq_size, 0, ADMIN_SQE)
+        self.csts = (self.csts & ~CSTS_CFS) | CSTS_RDY
+
+    def _queue_in_ram(self, base: int, length: int) -> bool:
+        return base % PAGE == 0 and self.ram.window(base, length) is not None
+
+    # --- doorbells --------------------------------------------------------------------------
+
+    def _doorbell(self, index: int, value: int) -> None:
+        if not self.csts & CSTS_RDY:
+            return
+        qid, is_cq = divmod(index, 2)
+        queue = self.cqs.get(qid) if is_cq else self.sqs.get(qid)
+        if queue is None:
+            self._async_error(EVENT_INVALID_DOORBELL)
+            return
+        if value >= queue.size:
+            self._async_error(EVENT_INVALID_DOORBELL_VALUE)
+            return
+        if is_cq:
+            queue.head = value
+            self._update_intx()
+            for sqid in sorted(queue.submission_queues):
+                if sqid in self.sqs:
+                    self._process(self.sqs[sqid])
+        else:
+            queue.tail = value
+            self._process(queue)
+
+    def _process(self, sq: SubmissionQueue) -> None:
+        """Run the commands between head and tail while their completion queue has room."""
+        if not self.pci.bus_master:
+            return                         # the device cannot fetch: they wait
+        cq = self.cqs[sq.cqid]
+        posted = False
+        while sq.head != sq.tail and sq.qid in self.sqs and not cq.full():
+            window = self.ram.window(sq.base + sq.head * sq.entry_size, ADMIN_SQE)
+            command = Command.parse(window)
+            sq.head = (sq.head + 1) % sq.size
+            outcome = self._run(sq.qid, command)
+            if outcome is None:
+                continue                   # an AER: completes when an event happens
+            status, result = outcome
+            self._post(cq, sq, command.cid, status, result)
+            posted = True
+        if posted:
+            self._interrupt(cq)
+
+    def _run(self, qid: int, command: Command) -> tuple[int, int] | None:
+        try:
+            if command.flags & 0xC3:       # fused operations, SGLs: not supported
+                raise CommandError(INVALID_FIELD | DNR)
+            if qid == 0:
+                return self._admin(command)
+            return self._io(command), 0
+        except CommandError as exc:
+            return exc.status, 0
+        except Exception:
+            log.exception("NVMe: command %#x failed inside the device", command.opcode)
+            return INTERNAL_ERROR, 0
+
+    def _post(self, cq: CompletionQueue, sq: SubmissionQueue | None, cid: int, status: int,
+              result: int) -> None:
+        entry = struct.pack("<IIHHHH", result & 0xFFFF_FFFF, 0, sq.head if sq else 0,
+                            sq.qid if sq else 0, cid, cq.phase | status << 1)
+        self.ram.window(cq.base + cq.tail * CQE, CQE)[:] = entry
+        cq.tail = (cq.tail + 1) % cq.size
+        if cq.tail == 0:
+            cq.phase ^= 1
+
+    # --- interrupts ------------------------------------------------------------------------
+
+    def _interrupt(self, cq: CompletionQueue) -> None:
+        if not cq.interrupts:
+            return
+        if self.msix.enabled:
+            self.msix.signal(cq.vector)
+        elif self.msi.enabled:
+            if self.intms & 1:
+                self.msi_pending = True
+            else:
+                self.msix.send(*self.msi.message())
+        else:
+            self._update_intx()
+
+    def _unmasked(self) -> None:
+        if self.msi_pending and not self.intms & 1 and self.msi.enabled \
+                and not self.msix.enabled:
+            self.msi_pending = False
+            self.msix.send(*self.msi.message())
+        self._update_intx()
+
+    def _update_intx(self) -> None:
+        """INTA# is asserted while an interrupt-enabled CQ holds entries the host has not
+        consumed (and its vector is not masked); only when neither MSI-X nor MSI is on."""
+        asserted = False
+        if not self.msix.enabled and not self.msi.enabled:
+            asserted = any(cq.interrupts and cq.head != cq.tail
+                           and not self.intms >> cq.vector & 1
+                           for cq in self.cqs.values())
+        self.pci.set_intx(asserted)
+
+    def _async_error(self, info: int) -> None:
+        event = info << 8 | LOG_ERROR << 16         # type 0: error status
+        if event not in self.pending_events:        # one of each: a guest cannot pile them up
+            self.pending_events.append(event)
+        self._deliver_events()
+
+    def _deliver_events(self) -> None:
+        cq = self.cqs.get(0)
+        while self.pending_events and self.aer_cids and cq is not None and not cq.full():
+            self._post(cq, self.sqs.get(0), self.aer_cids.pop(0), SUCCESS,
+                       self.pending_events.pop(0))
+            self._interrupt(cq)
+
+    # --- admin commands --------------------------------------------------------------------
+
+    def _admin(self, c: Command) -> tuple[int, int] | None:
+        op = c.opcode
+        if op == ADM_CREATE_CQ:
+            return self._create_cq(c), 0
+        if op == ADM_CREATE_SQ:
+            return self._create_sq(c), 0
+        if op == ADM_DELETE_SQ:
+            return self._delete_sq(c.cdw[0] & 0xFFFF), 0
+        if op == ADM_DELETE_CQ:
+            return self._delete_cq(c.cdw[0] & 0xFFFF), 0
+        if op == ADM_IDENTIFY:
+            self._write_data(c, self._identify(c))
+            return SUCCESS, 0
+        if op == ADM_GET_LOG:
+            return self._get_log(c), 0
+        if op == ADM_SET_FEATURES:
+            return self._set_features(c)
+        if op == ADM_GET_FEATURES:
+            return self._get_features(c)
+        if op == ADM_ABORT:
+            return SUCCESS, 1               # bit 0: not aborted (nothing is ever in flight)
+        if op == ADM_ASYNC_EVENT:
+            if len(self.aer_cids) > AERL:
+                raise CommandError(AER_LIMIT | DNR)
+            self.aer_cids.append(c.cid)
+            self._deliver_events()
+            return None
+        raise CommandError(INVALID_OPCODE | DNR)
+
+    def _create_cq(self, c: Command) -> int:
+        qid, size = c.cdw[0] & 0xFFFF, (c.cdw[0] >> 16) + 1
+        contiguous, interrupts, vector = c.cdw[1] & 1, bool(c.cdw[1] & 2), c.cdw[1] >> 16
+        if not 1 <= qid <= self.io_queues or qid in self.cqs:
+            return INVALID_QID | DNR
+        if not 2 <= size <= MQES + 1:
+            return INVALID_QSIZE | DNR
+        if not contiguous or not self._queue_in_ram(c.prp1, size * CQE):
+            return INVALID_FIELD | DNR
+        if vector >= MSIX_VECTORS:
+            return INVALID_VECTOR | DNR
+        if (self.cc >> 20) & 0xF != 4:      # CC.IOCQES must say 16-byte entries
+            return INVALID_FIELD | DNR
+        self.cqs[qid] = CompletionQueue(qid, c.prp1, size, vector, interrupts)
+        return SUCCESS
+
+    def _create_sq(self, c: Command) -> int:
+        qid, size = c.cdw[0] & 0xFFFF, (c.cdw[0] >> 16) + 1
+        contiguous, cqid = c.cdw[1] & 1, c.cdw[1] >> 16
+        if not 1 <= qid <= self.io_queues or qid in self.sqs:
+            return INVALID_QID | DNR
+        if cqid == 0 or cqid not in self.cqs:
+            return CQ_INVALID | DNR
+        if not 2 <= size <= MQES + 1:
+            return INVALID_QSIZE | DNR
+        # Apple: 128-byte I/O submission entries whatever CC.IOSQES says.
+        if not contiguous or not self._queue_in_ram(c.prp1, size * IO_SQE):
+            return INVALID_FIELD | DNR
+        self.sqs[qid] = SubmissionQueue(qid, c.prp1, size, cqid, IO_SQE)
+        self.cqs[cqid].submission_queues.add(qid)
+        return SUCCESS
+
+    def _delete_sq(self, qid: int) -> int:
+        sq = self.sqs.get(qid) if qid else None
+        if sq is None:
+            return INVALID_QID | DNR
+        del self.sqs[qid]
+        self.cqs[sq.cqid].submission_queues.discard(qid)
+        return SUCCESS
+
+    def _delete_cq(self, qid: int) -> int:
+        cq = self.cqs.get(qid) if qid else None
+        if cq is None:
+            return INVALID_QID | DNR
+        if cq.submission_queues:
+            return INVALID_QUEUE_DELETION | DNR
+        del self.cqs[qid]
+        self._update_intx()
+        return SUCCESS
+
+    def _identify(self, c: Command) -> bytes:
+        cns = c.cdw[0] & 0xFF
+        if cns == 1:
+            return identify_controller(self.serial, self.model)
+        if cns == 0:
+            if c.nsid != NSID:
+                raise CommandError(INVALID_NAMESPACE | DNR)
+            return identify_namespace(self.sectors)
+        if cns == 2:
+            if c.nsid >= 0xFFFF_FFFE:
+                raise CommandError(INVALID_NAMESPACE | DNR)
+            return struct.pack("<I", NSID).ljust(PAGE, b"\0") if c.nsid < NSID else bytes(PAGE)
+        raise CommandError(INVALID_FIELD | DNR)
+
+    def _get_log(self, c: Command) -> int:
+        page = c.cdw[0] & 0xFF
+        dwords = ((c.cdw[0] >> 16) | (c.cdw[1] & 0xFFFF) << 16) + 1
+        offset = c.cdw[2] | c.cdw[3] << 32
+        if page == LOG_ERROR:
+            data = bytes(64)               # no errors are logged
+        elif page == LOG_SMART:
+            data = self._smart_log()
+        elif page == LOG_FIRMWARE:
+            data = bytes([1]).ljust(8, b"\0") + FIRMWARE_REVISION.encode().ljust(8)
+            data = data.ljust(512, b"\0")
+        else:
+            return INVALID_LOG_PAGE | DNR
+        if offset % 4 or offset >= len(data) or dwords * 4 > MAX_TRANSFER:
+            return INVALID_FIELD | DNR
+        self._write_data(c, data[offset:offset + dwords * 4].ljust(dwords * 4, b"\0"))
+        return SUCCESS
+
+    def _smart_log(self) -> bytes:
+        log_page = bytearray(512)
+        struct.pack_into("<BHBB", log_page, 0, 0, TEMPERATURE_K, 100, 10)
+        units = 1000 * 512
+        for offset, value in ((32, -(-self.stats["read_units"] // units)),
+                              (48, -(-self.stats["write_units"] // units)),
+                              (64, self.stats["reads"]), (80, self.stats["writes"])):
+            log_page[offset:offset + 16] = value.to_bytes(16, "little")
+        return bytes(log_page)
+
+    def _set_features(self, c: Command) -> tuple[int, int]:
+        fid, value = c.cdw[0] & 0xFF, c.cdw[1]
+        if c.cdw[0] >> 31:
+            raise CommandError(NOT_SAVEABLE | DNR)
+        if fid == FEATURE_NUM_QUEUES:
+            if len(self.sqs) > 1 or len(self.cqs) > 1:
+                raise CommandError(SEQUENCE_ERROR | DNR)   # only before I/O queues exist
+            if value & 0xFFFF == 0xFFFF or value >> 16 == 0xFFFF:
+                raise CommandError(INVALID_FIELD | DNR)
+            self.io_queues = min(MAX_IO_QUEUES, (value & 0xFFFF) + 1, (value >> 16) + 1)
+            return SUCCESS, self._queues_result()
+        if fid not in self.features:
+            raise CommandError(INVALID_FIELD | DNR)
+        if fid == 0x02 and value & 0x1F:    # power state: only PS0 exists
+            raise CommandError(INVALID_FIELD | DNR)
+        if fid == FEATURE_VECTOR_CONFIG and value & 0xFFFF >= MSIX_VECTORS:
+            raise CommandError(INVALID_FIELD | DNR)
+        self.features[fid] = value
+        return SUCCESS, 0
+
+    def _get_features(self, c: Command) -> tuple[int, int]:
+        fid, select = c.cdw[0] & 0xFF, (c.cdw[0] >> 8) & 7
+        if select == 3:                     # capabilities: changeable, not saveable
+            if fid != FEATURE_NUM_QUEUES and fid not in self.features:
+                raise CommandError(INVALID_FIELD | DNR)
+            return SUCCESS, 0b100
+        if select > 3:
+            raise CommandError(INVALID_FIELD | DNR)
+        if fid == FEATURE_NUM_QUEUES:
+            return SUCCESS, self._queues_result() if select == 0 else \
+                (MAX_IO_QUEUES - 1) * 0x10001
+        if fid not in self.features:
+            raise CommandError(INVALID_FIELD | DNR)
+        return SUCCESS, self.features[fid] if select == 0 else FEATURE_DEFAULTS[fid]
+
+    def _queues_result(self) -> int:
+        granted = max(self.io_queues, 1) - 1
+        return granted << 16 | granted
+
+    # --- NVM commands ----------------------------------------------------------------------
+
+    def _io(self, c: Command) -> int:
+        op = c.opcode
+        if op == IO_FLUSH:
+            if c.nsid not in (NSID, 0xFFFF_FFFF):
+                raise CommandError(INVALID_NAMESPACE | DNR)
+            self._flush_store()
+            return SUCCESS
+        if op not in (IO_READ, IO_WRITE, IO_WRITE_ZEROES, IO_DSM):
+            raise CommandError(INVALID_OPCODE | DNR)
+        if c.nsid != NSID:
+            raise CommandError(INVALID_NAMESPACE | DNR)
+        if op == IO_DSM:
+            return self._dataset_management(c)
+        lba, count = c.cdw[0] | c.cdw[1] << 32, (c.cdw[2] & 0xFFFF) + 1
+        self._check_range(lba, count)
+        if op == IO_WRITE_ZEROES:
+            self._store_call(WRITE_FAULT, self.store.trim, lba, count)
+            return SUCCESS
+        length = count * LBA_SIZE
+        if length > MAX_TRANSFER:
+            raise CommandError(INVALID_FIELD | DNR)
+        pieces = self._prp_windows(c.prp1, c.prp2, length)
+        if op == IO_READ:
+            data = self._store_call(UNRECOVERED_READ, self.store.read, lba, count)
+            at = 0
+            with memoryview(data) as view:
+                for piece in pieces:
+                    piece[:] = view[at:at + len(piece)]
+                    at += len(piece)
+            self.stats["reads"] += 1
+            self.stats["read_units"] += length
+            return SUCCESS
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._store_call(WRITE_FAULT, self.store.write, lba, data)
+        if c.cdw[2] >> 30 & 1 or not self.features[FEATURE_WRITE_CACHE] & 1:
+            self._flush_store()             # FUA, or no volatile write cache
+        self.stats["writes"] += 1
+        self.stats["write_units"] += length
+        return SUCCESS
+
+    def _dataset_management(self, c: Command) -> int:
+        ranges = (c.cdw[0] & 0xFF) + 1
+        listing = b"".join(self._prp_windows(c.prp1, c.prp2, ranges * 16))
+        if not c.cdw[1] & 4:                # only deallocate does anything
+            return SUCCESS
+        extents = [(lba, count) for _, count, lba in struct.iter_unpack("<IIQ", listing)]
+        for lba, count in extents:
+            self._check_range(lba, count)
+        for lba, count in extents:
+            if count:
+                self._store_call(WRITE_FAULT, self.store.trim, lba, count)
+        return SUCCESS
+
+    def _check_range(self, lba: int, count: int) -> None:
+        if lba + count > self.sectors:
+            raise CommandError(LBA_OUT_OF_RANGE | DNR)
+
+    def _store_call(self, failure: int, call, *args):
+        try:
+            return call(*args)
+        except (OSError, ValueError) as exc:
+            log.error("NVMe: the SSD store failed: %s", exc)
+            raise CommandError(failure) from None
+
+    def _flush_store(self) -> None:
+        self._store_call(WRITE_FAULT, self.store.flush)
+
+    # --- PRPs ------------------------------------------------------------------------------
+
+    def _write_data(self, c: Command, data: bytes) -> None:
+        at = 0
+        for piece in self._prp_windows(c.prp1, c.prp2, len(data)):
+            piece[:] = data[at:at + len(piece)]
+            at += len(piece)
+
+    def _prp_windows(self, prp1: int, prp2: int, length: int) -> list[memoryview]:
+        """The RAM views `length` bytes at PRP1/PRP2 cover (NVMe 1.4 §4.3), adjacent pages
+        merged. PRP1 may start inside a page (dword aligned); every later entry is a page;
+        PRP2 is the second page, or a PRP list (the last entry of a full list page points to
+        the next list page)."""
+        if prp1 & 3:
+            raise CommandError(PRP_OFFSET_INVALID | DNR)
+        first = min(length, PAGE - prp1 % PAGE)
+        pages = [(prp1, first)]
+        remaining = length - first
+        if 0 < remaining <= PAGE:
+            pages.append((prp2, remaining))
+        elif remaining > PAGE:
+            pages += self._prp_list(prp2, remaining)
+        merged: list[list[int]] = []
+        for address, size in pages:
+            if address % PAGE and merged:
+                raise CommandError(PRP_OFFSET_INVALID | DNR)
+            if merged and merged[-1][0] + merged[-1][1] == address:
+                merged[-1][1] += size
+            else:
+                merged.append([address, size])
+        views = [self.ram.window(address, size) for address, size in merged]
+        if any(view is None for view in views):
+            raise CommandError(DATA_TRANSFER_ERROR | DNR)
+        return views
+
+    def _prp_list(self, pointer: int, remaining: int) -> list[tuple[int, int]]:
+        pages: list[tuple[int, int]] = []
+        lists = 0
+        while remaining > 0:
+            if pointer & 7:
+                raise CommandError(PRP_OFFSET_INVALID | DNR)
+            lists += 1
+            if lists > MAX_TRANSFER // PAGE + 1:
+                raise CommandError(INVALID_FIELD | DNR)        # a list that loops
+            slots = (PAGE - pointer % PAGE) // 8
+            window = self.ram.window(pointer, slots * 8)
+            if window is None:
+                raise CommandError(DATA_TRANSFER_ERROR | DNR)
+            entries = struct.unpack(f"<{slots}Q", window)
+            needed = -(-remaining // PAGE)
+            if needed <= slots:
+                take, pointer = entries[:needed], 0
+            else:
+                take, pointer = entries[:slots - 1], entries[slots - 1]
+            for entry in take:
+                pages.append((entry, min(PAGE, remaining)))
+                remaining -= PAGE
+        return pages
+
+
+class _AnsFunction(PciFunction):
+    """The controller's PCI function: config writes to the MSI-X control may unmask."""
+
+    def __init__(self, controller: NvmeController):
+        super().__init__(VENDOR_APPLE, DEVICE_ANS2, CLASS_MASS_STORAGE_OTHER, REVISION,
+                         subsystem_vendor=VENDOR_APPLE, subsystem=DEVICE_ANS2)
+        self.controller = controller
+
+    def config_written(self, offset: int, size: int) -> None:
+        self.controller.msix.unmasked()
+        self.controller._update_intx()
+
+    def reset(self) -> None:
+        super().reset()
+        self.controller.msix.reset()
+
+
+# --- data structures ------------------------------------------------------------------------
+
+def apple_model(capacity: int) -> str:
+    """Apple's model string by capacity: 1 TB → "APPLE SSD AP1024M" (decimal TB × 1024)."""
+    terabytes = max(1, round(capacity / 10**12))
+    return f"APPLE SSD AP{terabytes * 1024:04d}M"
+
+
+def ssd_serial(machine_serial: str) -> str:
+    """The SSD's own serial, fixed for a machine (derived from its serial number)."""
+    digest = hashlib.sha256(f"ans2-serial:{machine_serial}".encode()).digest()
+    alphabet = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    return "C0" + "".join(alphabet[b % len(alphabet)] for b in digest[:14])
+
+
+def identify_controller(serial: str, model: str) -> bytes:
+    data = bytearray(PAGE)
+    struct.pack_into("<HH20s40s8sB", data, 0, VENDOR_APPLE, VENDOR_APPLE,
+                     serial.encode().ljust(20), model.encode().ljust(40),
+                     FIRMWARE_REVISION.encode().ljust(8), 6)
+    data[73:76] = IEEE_OUI.to_bytes(3, "little")
+    data[77] = MDTS
+    struct.pack_into("<I", data, 80, VERSION)
+    data[258], data[259], data[260], data[263] = 3, AERL, 0b011, 0   # ACL, AERL, FRMW, NPSS
+    struct.pack_into("<HH", data, 266, 0x0157, 0x0175)              # WCTEMP, CCTEMP (K)
+    data[512], data[513] = 0x66, 0x44                                # SQES, CQES
+    struct.pack_into("<I", data, 516, 1)                             # NN
+    struct.pack_into("<H", data, 520, 0b1100)                        # ONCS: DSM, Write Zeroes
+    data[525] = 1                                                    # VWC
+    struct.pack_into("<H", data, 2048, MAX_POWER_CENTIWATTS)         # PSD0: max power
+    return bytes(data)
+
+
+def identify_namespace(sectors: int) -> bytes:
+    data = bytearray(PAGE)
+    struct.pack_into("<QQQ", data, 0, sectors, sectors, sectors)    # NSZE, NCAP, NUSE
+    data[33] = 0b001                                                  # DLFEAT: reads zeros
+    struct.pack_into("<HBB", data, 128, 0, LBA_SHIFT, 0)             # LBAF0: 4096 bytes
+    return bytes(data)
+
+
+def _pcie_capability() -> bytes:
+    """PCI Express capability v2 of a root-complex integrated endpoint (type 9): no link to
+    describe, 128-byte payloads, no function-level reset."""
+    body = bytearray(58)
+    struct.pack_into("<H", body, 0, 2 | 9 << 4)
+    return bytes(body)

@@ -1,4 +1,4 @@
-"""Install a boot image onto a disk: the GPT, a FAT32 ESP holding it, an ext2 root partition.
+"""Install a boot image onto a disk: the GPT, a FAT32 ESP holding it, an ext4 root partition.
 
     install(store, kernel, initrd, cmdline, manifest_path, progress)
 
@@ -8,9 +8,12 @@ partition from there to the last whole MiB before the backup GPT. Sizes and why:
 - 300 MiB ESP, as Apple's 4K-native Macs have (diskutil shows 314.6 MB; 512-byte-sector Macs
   have 209.7 MB). FAT32 needs at least 65525 clusters (fatgen103 §3.5); with 4096-byte
   sectors and clusters that is 256 MiB before the FATs, so the usual 200 MiB cannot be FAT32.
-- Root: the rest. ext2, 4 KiB blocks, one inode per 4 MiB (`-i 4194304`): a 4 TB partition
-  gets a million inodes, and its metadata written (bitmaps, superblocks, group descriptors:
-  ~64 MiB a TB; mke2fs leaves the inode tables as holes) is all that reaches the disk. It is
+- Root: the rest. ext4 as Debian makes it, with a 64 MiB journal (so a machine killed while
+  the guest writes comes back with a consistent file system after the journal's replay),
+  4 KiB blocks, one inode per 4 MiB (`-i 4194304`): a 4 TB partition gets a million inodes.
+  Inode tables and journal are zeroed here (`lazy_itable_init=0`: the guest's kernel then has
+  no background initialisation to do) and zeros never reach the disk, so its metadata
+  (bitmaps, superblocks, group descriptors: ~64 MiB a TB) is all that is written. It is
   empty, labelled "imacpro-root": the default guest runs from its initramfs and mounts no root
   disk, and copying its tree there as a non-root user would give every file the user's owner
   and lose the device nodes (mke2fs -d copies owners as it finds them).
@@ -43,7 +46,8 @@ ESP_NAME, ROOT_NAME = "EFI System Partition", "Linux root"
 ESP_LABEL = "EFI"                           # the volume label Apple's ESPs have
 ROOT_LABEL = "imacpro-root"
 BYTES_PER_INODE = 4 * MiB
-EXT2_BLOCK = 4096
+ROOT_BLOCK = 4096
+JOURNAL_MIB = 64
 
 Progress = Callable[[str], None]
 
@@ -94,7 +98,7 @@ def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: s
         image.unlink()
 
         size_gb = root_part.sectors * SECTOR_SIZE / 1e9
-        progress(f"Linux root partition: ext2, {size_gb:.1f} GB")
+        progress(f"Linux root partition: ext4, {size_gb:.1f} GB")
         image = tmp / "root.img"
         make_root(image, root_part)
         copy_sparse(image, store, root_part.first_lba, root_part.sectors)
@@ -128,8 +132,9 @@ def make_esp(image: Path, part: gpt.Partition, files: dict[str, bytes], tmp: Pat
 
 
 def make_root(image: Path, part: gpt.Partition) -> None:
-    """An empty ext2 image of the partition's size, labelled ROOT_LABEL, owned by root."""
+    """An empty ext4 image of the partition's size, labelled ROOT_LABEL, owned by root."""
     with open(image, "wb") as f:
         f.truncate(part.sectors * SECTOR_SIZE)
-    run("mke2fs", "-q", "-F", "-t", "ext2", "-b", str(EXT2_BLOCK), "-i", str(BYTES_PER_INODE),
-        "-L", ROOT_LABEL, "-E", "root_owner=0:0", str(image))
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-b", str(ROOT_BLOCK), "-i", str(BYTES_PER_INODE),
+        "-J", f"size={JOURNAL_MIB}", "-L", ROOT_LABEL,
+        "-E", "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0", str(image))

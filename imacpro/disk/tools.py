@@ -20,7 +20,8 @@ from imacpro.errors import UserError
 
 PACKAGES = {"mkfs.fat": "dosfstools", "fsck.fat": "dosfstools", "mmd": "mtools",
             "mcopy": "mtools", "mdir": "mtools", "mtype": "mtools", "mke2fs": "e2fsprogs",
-            "e2fsck": "e2fsprogs", "e2label": "e2fsprogs", "fdisk": "fdisk"}
+            "e2fsck": "e2fsprogs", "e2label": "e2fsprogs", "dumpe2fs": "e2fsprogs",
+            "fdisk": "fdisk"}
 SBIN = ("/usr/sbin", "/sbin")
 
 

@@ -120,6 +120,8 @@ def test_the_root_partition_passes_e2fsck(installed, tmp_path):
     image = decrypt(store, part.first_lba, part.sectors, tmp_path / "root.img")
     tools.run("e2fsck", "-fn", str(image))
     assert tools.run("e2label", str(image)).strip() == ROOT_LABEL
+    features = tools.run("dumpe2fs", "-h", str(image))
+    assert "has_journal" in features and "extent" in features     # ext4, journalled
 
 
 def test_fdisk_reads_the_gpt(installed, tmp_path):

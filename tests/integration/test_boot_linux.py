@@ -4,16 +4,10 @@ Boots take a minute or two each; the guest comes from the tests' own cache (buil
 from Debian's archive, ~72 MB) and is signed again for each test's installation key.
 """
 
-import os
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
-
-from imacpro import guest
+from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
 PROBE = ("grep -m1 'model name' /proc/cpuinfo; nproc; grep MemTotal /proc/meminfo; "
          "cat /sys/class/dmi/id/product_name /sys/class/dmi/id/board_name "
@@ -32,30 +26,6 @@ EXPECTED_WARNINGS = (
     "hrtimer: interrupt took ",
     "integrity: Reading UEFI Secure Boot Certs is not supported on T2 Macs.",
 )
-
-
-def _cache_dir() -> Path:
-    if os.environ.get("IMACPRO_TEST_CACHE"):
-        return Path(os.environ["IMACPRO_TEST_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imacpro-tests"
-
-
-@pytest.fixture
-def signed_guest(monkeypatch):
-    monkeypatch.setenv("IMACPRO_CACHE", str(_cache_dir()))
-    return guest.build(progress=lambda line: None)
-
-
-def create(name, *options):
-    """A new machine with the default guest installed on its SSD."""
-    assert imacpro("create", name, *options).returncode == 0
-    installed = imacpro("install", name, "--yes")
-    assert installed.returncode == 0, installed.stderr
-
-
-def imacpro(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "imacpro", *args], capture_output=True,
-                          text=True, timeout=timeout, env=os.environ.copy())
 
 
 def test_debian_boots_reboots_and_sees_an_imac_pro(signed_guest, tmp_path):

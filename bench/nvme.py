@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""SSD throughput as the guest sees it: sequential direct-I/O dd, imacpro beside QEMU's NVMe.
+
+Both boot the default guest's kernel and initramfs (build it first: `imacpro guest fetch`) with
+the same logical CPU count and RAM, and run the same command in it: `dd` with O_DIRECT,
+1 MiB blocks, writing then reading the start of the NVMe namespace, timed by the guest's
+busybox `time`. imacpro's SSD is its real one: the Apple ANS2 controller over the T2's
+encrypted store (AES-XTS per 4 KiB sector, a sparse file). QEMU's is its `nvme` device with
+4 KiB logical blocks on a sparse raw file, host page cache on (as imacpro's store uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from imacpro.catalog import configure  # noqa: E402
+from imacpro.devices.nvme import ssd_serial  # noqa: E402
+from imacpro.firmware import boot as firmware  # noqa: E402
+from imacpro.guest.build import exec_option, load  # noqa: E402
+from imacpro.identity import new_identity  # noqa: E402
+from imacpro.machine import Machine  # noqa: E402
+from imacpro.t2.sep import SecureEnclave  # noqa: E402
+from imacpro.t2.storage import EncryptedStore  # noqa: E402
+
+MEMORY_GIB = 32
+DISK_BYTES = 4 * 2**30
+DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
+
+
+def command(device: str, mib: int) -> str:
+    write = f"dd if=/dev/zero of={device} bs=1M count={mib} oflag=direct"
+    read = f"dd if={device} of=/dev/null bs=1M count={mib} iflag=direct"
+    # busybox time reports on stderr: "real\t0m 2.57s"
+    return (f"for i in 1 2 3; do echo WRITE; time {write}; echo READ; time {read}; done 2>&1")
+
+
+def throughput(console: str, mib: int) -> tuple[float, float]:
+    """Best of the runs, MB/s (10^6 bytes), for write and read."""
+    best = {"WRITE": 0.0, "READ": 0.0}
+    for kind, minutes, seconds in re.findall(r"(WRITE|READ)\s.*?real\s+(\d+)m ?([\d.]+)s",
+                                             console, re.S):
+        elapsed = int(minutes) * 60 + float(seconds)
+        best[kind] = max(best[kind], mib * 2**20 / 1e6 / max(elapsed, 1e-3))
+    if not best["WRITE"] or not best["READ"]:
+        raise SystemExit(f"no dd timings in the guest's output:\n{console[-2000:]}")
+    return best["WRITE"], best["READ"]
+
+
+def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
+    config = configure(cpu=8, memory=MEMORY_GIB)
+    identity = new_identity(config)
+    sep = SecureEnclave.create(work / "t2", identity.t2_ecid)
+    with EncryptedStore.create(work / "t2", DISK_BYTES, sep) as store:
+        serial = bytearray()
+        machine = Machine(config, serial_output=serial.extend, cpus=cpus, ssd=store,
+                          ssd_serial=ssd_serial(identity.serial_number))
+        firmware.install(machine, identity, guest.kernel.read_bytes(), guest.initrd.read_bytes(),
+                         f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}")
+        machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+    return serial.decode(errors="replace")
+
+
+def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
+    disk = work / "qemu-disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(DISK_BYTES)
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-smp", str(cpus),
+            "-object", f"memory-backend-ram,id=ram,size={MEMORY_GIB}G,reserve=off",
+            "-machine", "q35,memory-backend=ram", "-m", f"{MEMORY_GIB}G",
+            "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
+            "-append", f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}",
+            "-drive", f"file={disk},if=none,id=ssd,format=raw",
+            "-device", "nvme,drive=ssd,serial=bench,logical_block_size=4096,"
+                       "physical_block_size=4096",
+            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL)
+    seen = bytearray()
+    start = time.monotonic()
+    try:
+        while DONE.search(seen) is None:
+            chunk = process.stdout.read1(4096)
+            if not chunk or time.monotonic() - start > timeout_s:
+                raise SystemExit(f"QEMU did not finish:\n{seen[-2000:].decode(errors='replace')}")
+            seen.extend(chunk)
+    finally:
+        process.kill()
+        process.wait()
+    return seen.decode(errors="replace")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpus", type=int, default=16)
+    parser.add_argument("--mib", type=int, default=256, help="MiB per dd run")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("qemu-system-x86_64") is None:
+        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
+    guest = load()
+    if guest is None:
+        sys.exit("the default guest is not built: imacpro guest fetch")
+    with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
+        work = Path(tmp)
+        qemu_write, qemu_read = throughput(run_qemu(guest, args.cpus, args.mib, work,
+                                                    args.timeout), args.mib)
+        ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
+                                                       args.timeout), args.mib)
+    rows = (("sequential write", qemu_write, ours_write), ("sequential read", qemu_read, ours_read))
+    for name, qemu, ours in rows:
+        if args.markdown:
+            print(f"| {name} | {qemu:.0f} MB/s | {ours:.0f} MB/s | {ours / qemu:.2f}× |")
+        else:
+            print(f"{name:17} QEMU {qemu:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "
+                  f"{ours / qemu:5.2f}× QEMU")
+
+
+if __name__ == "__main__":
+    main()

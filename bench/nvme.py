@@ -2,7 +2,7 @@
 """SSD throughput as the guest sees it: sequential direct-I/O dd, imacpro beside QEMU's NVMe.
 
 Both boot the default guest's kernel and initramfs (build it first: `imacpro guest fetch`) with
-the same logical CPU count and RAM, and run the same command in it: `dd` with O_DIRECT,
+the same logical CPU count, RAM and CPU family, and run the same command in it: `dd` with O_DIRECT,
 1 MiB blocks, writing then reading the start of the NVMe namespace, timed by the guest's
 busybox `time`. imacpro's SSD is its real one: the Apple ANS2 controller over the T2's
 encrypted store (AES-XTS per 4 KiB sector, a sparse file). QEMU's is its `nvme` device with
@@ -33,6 +33,7 @@ from imacpro.t2.storage import EncryptedStore  # noqa: E402
 
 MEMORY_GIB = 32
 DISK_BYTES = 4 * 2**30
+QEMU_CPU = "Skylake-Server"      # the same CPU family for both: see bench/boot.py
 DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
 
 
@@ -73,7 +74,7 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
     disk = work / "qemu-disk.raw"
     with open(disk, "wb") as f:
         f.truncate(DISK_BYTES)
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-smp", str(cpus),
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU, "-smp", str(cpus),
             "-object", f"memory-backend-ram,id=ram,size={MEMORY_GIB}G,reserve=off",
             "-machine", "q35,memory-backend=ram", "-m", f"{MEMORY_GIB}G",
             "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),

@@ -13,27 +13,24 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import qemu  # noqa: E402
 from imacpro.catalog import configure  # noqa: E402
 from imacpro.devices.nvme import ssd_serial  # noqa: E402
 from imacpro.firmware import boot as firmware  # noqa: E402
-from imacpro.guest.build import exec_option, load  # noqa: E402
+from imacpro.guest.build import exec_option  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
 from imacpro.t2.sep import SecureEnclave  # noqa: E402
 from imacpro.t2.storage import EncryptedStore  # noqa: E402
 
-MEMORY_GIB = 32
 DISK_BYTES = 4 * 2**30
-QEMU_CPU = "Skylake-Server"      # the same CPU family for both: see bench/boot.py
 DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
 
 
@@ -57,7 +54,7 @@ def throughput(console: str, mib: int) -> tuple[float, float]:
 
 
 def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
-    config = configure(cpu=8, memory=MEMORY_GIB)
+    config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     identity = new_identity(config)
     sep = SecureEnclave.create(work / "t2", identity.t2_ecid)
     with EncryptedStore.create(work / "t2", DISK_BYTES, sep) as store:
@@ -74,28 +71,12 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
     disk = work / "qemu-disk.raw"
     with open(disk, "wb") as f:
         f.truncate(DISK_BYTES)
-    argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU, "-smp", str(cpus),
-            "-object", f"memory-backend-ram,id=ram,size={MEMORY_GIB}G,reserve=off",
-            "-machine", "q35,memory-backend=ram", "-m", f"{MEMORY_GIB}G",
-            "-kernel", str(guest.kernel), "-initrd", str(guest.initrd),
-            "-append", f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}",
-            "-drive", f"file={disk},if=none,id=ssd,format=raw",
-            "-device", "nvme,drive=ssd,serial=bench,logical_block_size=4096,"
-                       "physical_block_size=4096",
-            "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               stdin=subprocess.DEVNULL)
-    seen = bytearray()
-    start = time.monotonic()
-    try:
-        while DONE.search(seen) is None:
-            chunk = process.stdout.read1(4096)
-            if not chunk or time.monotonic() - start > timeout_s:
-                raise SystemExit(f"QEMU did not finish:\n{seen[-2000:].decode(errors='replace')}")
-            seen.extend(chunk)
-    finally:
-        process.kill()
-        process.wait()
+    append = f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}"
+    argv = qemu.command(guest, cpus, append,
+                        "-drive", f"file={disk},if=none,id=ssd,format=raw",
+                        "-device", "nvme,drive=ssd,serial=bench,logical_block_size=4096,"
+                                   "physical_block_size=4096")
+    seen = qemu.run_until(argv, lambda seen: DONE.search(seen) is not None, timeout_s)
     return seen.decode(errors="replace")
 
 
@@ -106,11 +87,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    if shutil.which("qemu-system-x86_64") is None:
-        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
-    guest = load()
-    if guest is None:
-        sys.exit("the default guest is not built: imacpro guest fetch")
+    guest = qemu.guest_or_exit()
     with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
         work = Path(tmp)
         qemu_write, qemu_read = throughput(run_qemu(guest, args.cpus, args.mib, work,
@@ -118,12 +95,12 @@ def main() -> None:
         ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
                                                        args.timeout), args.mib)
     rows = (("sequential write", qemu_write, ours_write), ("sequential read", qemu_read, ours_read))
-    for name, qemu, ours in rows:
+    for name, theirs, ours in rows:
         if args.markdown:
-            print(f"| {name} | {qemu:.0f} MB/s | {ours:.0f} MB/s | {ours / qemu:.2f}× |")
+            print(f"| {name} | {theirs:.0f} MB/s | {ours:.0f} MB/s | {ours / theirs:.2f}× |")
         else:
-            print(f"{name:17} QEMU {qemu:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "
-                  f"{ours / qemu:5.2f}× QEMU")
+            print(f"{name:17} QEMU {theirs:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "
+                  f"{ours / theirs:5.2f}× QEMU")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""QEMU beside imacpro in the benches: the same guest files, CPU family, CPU count and RAM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from typing import Callable
+
+MEMORY_GIB = 32
+# QEMU emulates the same CPU family (an Intel Skylake server part, as the Xeon W-2100B is), so
+# the guest kernel takes the same paths on both: with QEMU's default qemu64 (an AMD-vendor CPU
+# without SMAP or ERMS) Linux skips page-table isolation and the MDS buffer clearing, and its
+# syscalls and copies to user memory cost a tenth of what they cost on an iMac Pro's CPU.
+QEMU_CPU = "Skylake-Server"
+
+
+def command(guest, cpus: int, append: str, *devices: str) -> list[str]:
+    """qemu-system-x86_64 booting the guest's kernel and initramfs, COM1 on stdout."""
+    return ["qemu-system-x86_64", "-accel", "tcg", "-cpu", QEMU_CPU, "-smp", str(cpus),
+            "-object", f"memory-backend-ram,id=ram,size={MEMORY_GIB}G,reserve=off",
+            "-machine", "q35,memory-backend=ram", "-m", f"{MEMORY_GIB}G",
+            "-kernel", str(guest.kernel), "-initrd", str(guest.initrd), "-append", append,
+            *devices, "-display", "none", "-serial", "stdio", "-monitor", "none",
+            "-no-reboot"]
+
+
+def run_until(argv: list[str], done: Callable[[bytes], bool], timeout_s: float) -> bytes:
+    """Run QEMU until `done(console output)`; the output. Exits the bench if it never is."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL)
+    seen = bytearray()
+    start = time.monotonic()
+    try:
+        while not done(bytes(seen)):
+            chunk = process.stdout.read1(4096)
+            if not chunk or time.monotonic() - start > timeout_s:
+                raise SystemExit("QEMU did not finish: "
+                                 + seen[-2000:].decode(errors="replace"))
+            seen.extend(chunk)
+    finally:
+        process.kill()
+        process.wait()
+    return bytes(seen)
+
+
+def guest_or_exit():
+    """The default guest to boot on both, once QEMU is known to be there."""
+    from imacpro.guest.build import load
+    if shutil.which("qemu-system-x86_64") is None:
+        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
+    guest = load()
+    if guest is None:
+        sys.exit("the default guest is not built: imacpro guest fetch")
+    return guest

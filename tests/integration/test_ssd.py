@@ -155,3 +155,18 @@ def test_kill_9_while_the_guest_writes_loses_nothing_that_was_synced(signed_gues
     for path, digest in sums.items():
         assert f"{digest}  {path}" in out, (path, out)
     assert writer.returncode == -signal.SIGKILL
+
+
+def test_without_msi_linux_uses_the_ssd_through_its_pci_interrupt_pin(signed_guest):
+    """`pci=nomsi`: the nvme driver falls back to INTA#, routed by the DSDT's _PRT to I/O APIC
+    pin 16 (level, active low). No Security, since the command line is not the signed one."""
+    create("pro")
+    assert imacpro("security", "pro", "--policy", "none").returncode == 0
+    result = imacpro("boot", "pro", "--kernel", str(signed_guest.kernel), "--initrd",
+                     str(signed_guest.initrd), "--append", signed_guest.cmdline + " pci=nomsi",
+                     "--exec", "dd if=/dev/nvme0n1 of=/dev/null bs=1M count=16 iflag=direct "
+                     "2>/dev/null; grep nvme0q /proc/interrupts", "--timeout", "600")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[-1]
+    assert "IO-APIC" in line and "16-fasteoi" in line
+    assert sum(int(n) for n in line.split()[1:] if n.isdigit()) >= 16   # one a read at least

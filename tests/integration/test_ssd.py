@@ -169,4 +169,4 @@ def test_without_msi_linux_uses_the_ssd_through_its_pci_interrupt_pin(signed_gue
     assert result.returncode == 0, result.stderr
     line = result.stdout.splitlines()[-1]
     assert "IO-APIC" in line and "16-fasteoi" in line
-    assert sum(int(n) for n in line.split()[1:] if n.isdigit()) >= 16   # one a read at least
+    assert sum(int(n) for n in line.split()[1:] if n.isdigit()) >= 16   # at least one per read

@@ -371,6 +371,19 @@ class NvmeController:
         if cq.tail == 0:
             cq.phase ^= 1
 
+    def config_changed(self) -> None:
+        """A PCI configuration write: MSI-X may be unmasked, bus mastering turned back on
+        (commands that waited for it run now), the interrupt mode changed."""
+        try:
+            self.msix.unmasked()
+            if self.pci.bus_master and self.csts & CSTS_RDY:
+                for sq in list(self.sqs.values()):
+                    self._process(sq)
+            self._update_intx()
+        except Exception:                  # as for register writes: never out of the device
+            log.exception("NVMe: configuration change failed; controller fatal status")
+            self.csts |= CSTS_CFS
+
     # --- interrupts ------------------------------------------------------------------------
 
     def _interrupt(self, cq: CompletionQueue) -> None:
@@ -716,8 +729,7 @@ class _AnsFunction(PciFunction):
         self.controller = controller
 
     def config_written(self, offset: int, size: int) -> None:
-        self.controller.msix.unmasked()
-        self.controller._update_intx()
+        self.controller.config_changed()
 
     def reset(self) -> None:
         super().reset()

@@ -6,6 +6,8 @@
         config.toml                  the validated Configuration
         identity.toml                serial number, hardware UUID, T2 ECID, MAC addresses
         t2/                          the T2's state and the encrypted SSD (t2/__init__.py)
+        .in-use                      locked (flock) while a process boots, installs, erases
+                                     or deletes the machine
 
 Every file is written atomically (temporary file, fsync, rename, fsync of the directory), and a new
 bundle appears whole or not at all (built in a hidden directory, then renamed into place). A file
@@ -14,6 +16,8 @@ that cannot be read or does not validate gives a UserError naming it, never a tr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -33,6 +37,7 @@ CONFIG_FILE = "config.toml"
 T2_DIR = "t2"
 KEYS_DIR = "keys"
 IDENTITY_FILE = "identity.toml"
+POWER_LOCK = ".in-use"             # flock: one process drives a machine at a time
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -76,6 +81,27 @@ class Bundle:
 
     def t2(self) -> T2:
         return T2.open(self.path / T2_DIR, self.identity().t2_ecid)
+
+    @contextlib.contextmanager
+    def in_use(self, doing: str):
+        """Hold the machine for `doing` (powered on, installing, erasing, deleting): one
+        process at a time, as a real machine cannot boot while its disk is being erased. The
+        lock (flock on the bundle's POWER_LOCK file) goes with the process, so a killed
+        emulator leaves none behind."""
+        try:
+            fd = os.open(self.path / POWER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot open {self.path / POWER_LOCK}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"machine {self.name!r} is in use by another imacpro process "
+                                f"(powered on, or being installed or erased): not {doing}") \
+                    from None
+            yield self
+        finally:
+            os.close(fd)
 
     def identity(self) -> Identity:
         path = self.path / IDENTITY_FILE

@@ -6,6 +6,7 @@ Bad input (unknown option, bad value, duplicate name, damaged bundle) prints one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -107,12 +108,13 @@ def info(name: str, as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(name: str, yes: bool) -> None:
     """Delete a machine and everything in it (its SSD too)."""
-    bundle.open_bundle(name)
+    machine_bundle = bundle.open_bundle(name)
     if not yes:
         if not sys.stdin.isatty():
             raise UserError(f"not deleting {name!r} without confirmation: pass --yes")
         click.confirm(f"Delete machine {name!r} and everything on it?", abort=True)
-    bundle.delete(name)
+    with machine_bundle.in_use("deleting it"):
+        bundle.delete(name)
     click.echo(f"Deleted {name}")
 
 
@@ -217,7 +219,8 @@ def erase(name: str, yes: bool) -> None:
             raise UserError(f"not erasing {name!r} without confirmation: pass --yes")
         click.confirm(f"Erase all content and settings of {name!r}? Its data cannot be "
                       "recovered.", abort=True)
-    chip.erase(b.config().storage_option.capacity_bytes)
+    with b.in_use("erasing it"):
+        chip.erase(b.config().storage_option.capacity_bytes)
     click.echo(f"{name}: erased (new keys; every byte on the SSD is unrecoverable)")
 
 
@@ -289,11 +292,13 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
         path = Path(disk)
         target = RawDiskImage(path, writable=True) if path.exists() else \
             RawDiskImage.create(path, size * 1000**3 // 4096 * 4096)
-    else:
-        target = machine_bundle.t2().open_storage()
-    with target:
-        write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,
-                     progress=print_to_stderr)
+    with contextlib.ExitStack() as stack:
+        if not disk:
+            stack.enter_context(machine_bundle.in_use("installing onto its SSD"))
+            target = machine_bundle.t2().open_storage()
+        with target:
+            write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,
+                         progress=print_to_stderr)
     click.echo(f"{name}: installed {kernel_path.name} on {what}")
 
 
@@ -336,9 +341,11 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         source = DiskSource(Path(disk) if disk else None)
     exec_command = list(exec_command) or None
     interactive = not headless and exec_command is None and sys.stdin.isatty()
+    stack = contextlib.ExitStack()
     log = open(serial_log, "wb") if serial_log else None
     echo = None if headless or exec_command is not None else sys.stdout.buffer
     try:
+        stack.enter_context(machine_bundle.in_use("powering it on"))
         outcome = power_on(machine_bundle, source, interactive=interactive,
                            exec_command=exec_command, timeout_s=timeout, serial_log=log,
                            echo=echo, cpus=cpus,
@@ -347,6 +354,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         click.echo(refused.verdict.render(), err=True)
         sys.exit(EXIT_REFUSED)
     finally:
+        stack.close()
         if log:
             log.close()
     if outcome.reason == "exec":

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from imacpro import bundle
 from imacpro.cli import main
 
 
@@ -166,3 +167,16 @@ def test_boot_options_that_do_not_go_together(capsys, tmp_path):
     assert_usage_error(capsys, "boot", "pro", "--kernel", str(disk), "--disk", str(disk),
                        match="not both")
     assert_usage_error(capsys, "boot", "pro", "--external", match="--external goes with")
+
+
+def test_a_machine_in_use_cannot_be_booted_erased_installed_or_deleted(capsys):
+    assert run(capsys, "create", "pro")[0] == 0
+    held = bundle.open_bundle("pro")
+    with held.in_use("testing"):
+        for args in (("erase", "pro", "--yes"), ("delete", "pro", "--yes"),
+                     ("install", "pro", "--yes", "--kernel", __file__),
+                     ("boot", "pro", "--kernel", __file__, "--exec", "true")):
+            code, _, err = run(capsys, *args)
+            assert code == 2 and "is in use by another imacpro process" in err, (args, err)
+    code, _, _ = run(capsys, "erase", "pro", "--yes")        # free again
+    assert code == 0

@@ -7,6 +7,7 @@ System Information "Hardware Overview".
 from __future__ import annotations
 
 from imacpro.catalog import Configuration, data
+from imacpro.devices.nvme import apple_model, ssd_serial
 from imacpro.identity import Identity
 
 
@@ -45,6 +46,8 @@ def hardware_overview(name: str, config: Configuration, ident: Identity) -> dict
         "graphics_memory_type": gfx.vram_type,
         "storage_tb": config.storage_option.capacity_tb,
         "storage_bytes": config.storage_option.capacity_bytes,
+        "storage_model": apple_model(config.storage_option.capacity_bytes),
+        "storage_serial": ssd_serial(ident.serial_number),
         "display": data.MODEL["display"].value,
         "boot_rom_version": data.MODEL["boot_rom_version"].value,
         "board_id": data.MODEL["board_id"].value,
@@ -74,7 +77,8 @@ def render_overview(o: dict) -> str:
         ("Memory", memory),
         ("Graphics", f"{o['graphics']}, {o['graphics_memory_gb']} GB "
                      f"{o['graphics_memory_type']}"),
-        ("Storage", f"{o['storage_tb']} TB SSD"),
+        ("Storage", f"{o['storage_tb']} TB SSD, {o['storage_model']} (NVMe, serial "
+                    f"{o['storage_serial']})"),
         ("Display", o["display"]),
         ("Boot ROM Version", o["boot_rom_version"]),
         ("Board ID", o["board_id"]),

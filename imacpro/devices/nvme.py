@@ -676,29 +676,38 @@ class NvmeController:
         if prp1 & 3:
             raise CommandError(PRP_OFFSET_INVALID | DNR)
         first = min(length, PAGE - prp1 % PAGE)
-        pages = [(prp1, first)]
         remaining = length - first
-        if 0 < remaining <= PAGE:
-            pages.append((prp2, remaining))
-        elif remaining > PAGE:
-            pages += self._prp_list(prp2, remaining)
-        merged: list[list[int]] = []
-        for address, size in pages:
-            if address % PAGE and merged:
+        if remaining <= 0:
+            pages = []
+        elif remaining <= PAGE:
+            pages = [prp2]
+        else:
+            pages = self._prp_list(prp2, -(-remaining // PAGE))
+        segments = []
+        start, end = prp1, prp1 + first
+        for address in pages:
+            if address % PAGE:
                 raise CommandError(PRP_OFFSET_INVALID | DNR)
-            if merged and merged[-1][0] + merged[-1][1] == address:
-                merged[-1][1] += size
-            else:
-                merged.append([address, size])
-        views = [self.ram.window(address, size) for address, size in merged]
-        if any(view is None for view in views):
-            raise CommandError(DATA_TRANSFER_ERROR | DNR)
+            if address != end:
+                segments.append((start, end - start))
+                start, end = address, address
+            end += PAGE
+        end -= first + PAGE * len(pages) - length        # the last page may be partial
+        segments.append((start, end - start))
+        views = []
+        for address, size in segments:
+            view = self.ram.window(address, size)
+            if view is None:
+                raise CommandError(DATA_TRANSFER_ERROR | DNR)
+            views.append(view)
         return views
 
-    def _prp_list(self, pointer: int, remaining: int) -> list[tuple[int, int]]:
-        pages: list[tuple[int, int]] = []
+    def _prp_list(self, pointer: int, count: int) -> list[int]:
+        """`count` page addresses from the PRP list at `pointer` (host byte order is the
+        guest's: both are x86)."""
+        pages: list[int] = []
         lists = 0
-        while remaining > 0:
+        while True:
             if pointer & 7:
                 raise CommandError(PRP_OFFSET_INVALID | DNR)
             lists += 1
@@ -708,16 +717,13 @@ class NvmeController:
             window = self.ram.window(pointer, slots * 8)
             if window is None:
                 raise CommandError(DATA_TRANSFER_ERROR | DNR)
-            entries = struct.unpack(f"<{slots}Q", window)
-            needed = -(-remaining // PAGE)
+            entries = window.cast("Q")
+            needed = count - len(pages)
             if needed <= slots:
-                take, pointer = entries[:needed], 0
-            else:
-                take, pointer = entries[:slots - 1], entries[slots - 1]
-            for entry in take:
-                pages.append((entry, min(PAGE, remaining)))
-                remaining -= PAGE
-        return pages
+                pages += entries[:needed].tolist()
+                return pages
+            pages += entries[:slots - 1].tolist()
+            pointer = entries[slots - 1]
 
 
 class _AnsFunction(PciFunction):

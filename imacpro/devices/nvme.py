@@ -63,7 +63,10 @@ log = logging.getLogger(__name__)
 
 # --- identity -----------------------------------------------------------------------------
 VENDOR_APPLE, DEVICE_ANS2 = 0x106B, 0x2005
-CLASS_MASS_STORAGE_OTHER = 0x018002    # what ANS2 reports: not the NVMe class 010802h
+# Apple's controllers report class 018002h, not NVMe's 010802h (Linux matches them by ID for
+# that reason; kernel bugzilla 105621 shows "[106b:2001] ... class 0x018002"), and NVMe 1.1
+# (macOS's I/O Registry: "NVMe Revision Supported" = "1.10").
+CLASS_MASS_STORAGE_OTHER = 0x018002
 REVISION = 0x01
 FIRMWARE_REVISION = "1711.80."         # bridgeOS-era ANS2 firmware numbering; our value
 IEEE_OUI = 0x000393                    # Apple's first OUI

@@ -22,9 +22,9 @@ from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
 from imacpro.console import ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.devices.nvme import ssd_serial
 from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
-from imacpro.devices.nvme import ssd_serial
 from imacpro.disk.esp import find_boot_image
 from imacpro.errors import UserError
 from imacpro.firmware import boot as firmware

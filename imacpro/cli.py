@@ -341,20 +341,19 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         source = DiskSource(Path(disk) if disk else None)
     exec_command = list(exec_command) or None
     interactive = not headless and exec_command is None and sys.stdin.isatty()
-    stack = contextlib.ExitStack()
     log = open(serial_log, "wb") if serial_log else None
     echo = None if headless or exec_command is not None else sys.stdout.buffer
     try:
-        stack.enter_context(machine_bundle.in_use("powering it on"))
-        outcome = power_on(machine_bundle, source, interactive=interactive,
-                           exec_command=exec_command, timeout_s=timeout, serial_log=log,
-                           echo=echo, cpus=cpus,
-                           notice=lambda line: click.echo(f"imacpro: {name}: {line}", err=True))
+        with machine_bundle.in_use("powering it on"):
+            outcome = power_on(machine_bundle, source, interactive=interactive,
+                               exec_command=exec_command, timeout_s=timeout, serial_log=log,
+                               echo=echo, cpus=cpus,
+                               notice=lambda line: click.echo(f"imacpro: {name}: {line}",
+                                                              err=True))
     except BootRefused as refused:
         click.echo(refused.verdict.render(), err=True)
         sys.exit(EXIT_REFUSED)
     finally:
-        stack.close()
         if log:
             log.close()
     if outcome.reason == "exec":

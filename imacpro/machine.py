@@ -112,15 +112,14 @@ class Machine:
         self.reset_control = ResetControl(self.request_reset)
         self.kbc = KeyboardController(self.request_reset, kbd_irq=self.irq[1], aux_irq=self.irq[12])
         self.fast_a20 = FastA20Port(self.request_reset)
-        self.pci = PciBus()
+        self.pci = PciBus(send_msi=self.message_interrupt)
         self.pci.attach(0, 0, host_bridge())
         self.nvme = None
         if ssd is not None:
-            gsi = layout.PCI_INTA_GSI[layout.NVME_DEVICE]
-            self.ioapic.set_irq(gsi, True)     # PCI interrupt wires idle high
-            inta = IrqLine("nvme-inta", lambda asserted: self.ioapic.set_irq(gsi, not asserted))
+            wire = self.gsi[layout.PCI_INTA_GSI[layout.NVME_DEVICE]]
+            wire.set(True)                     # PCI interrupt wires are active low: idle high
+            inta = IrqLine("nvme-inta", lambda asserted: wire.set(not asserted))
             self.nvme = NvmeController(self.ram, ssd, ssd_serial, intx=inta)
-            self.nvme.send_msi = self.message_interrupt
             self.pci.attach(layout.NVME_DEVICE, 0, self.nvme.pci)
 
         for base, size, dev in (

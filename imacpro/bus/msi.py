@@ -1,7 +1,7 @@
 """Message signalled interrupts: the MSI and MSI-X capabilities of a PCI function.
 
 An MSI is a DMA write of `data` to `address` (PCI Local Bus 3.0 §6.8). The function hands
-(address, data) to the bus's `send` callable; the machine turns writes to 0xFEEx_xxxx into
+(address, data) to its `send_msi` (bus/pci.py); the machine turns writes to 0xFEEx_xxxx into
 interrupt messages on the APIC bus (Intel SDM vol. 3A 10.11) and lets any other address be an
 ordinary memory write, as a real bus would.
 
@@ -32,7 +32,6 @@ the message and clears it. MSI-X takes precedence over MSI, MSI over INTx (§6.8
 from __future__ import annotations
 
 import struct
-from typing import Callable
 
 from imacpro.bus.pci import PciFunction
 
@@ -40,8 +39,6 @@ MSI_ID, MSIX_ID = 0x05, 0x11
 MSI_ENABLE, MSI_64BIT = 1 << 0, 1 << 7
 MSIX_FUNCTION_MASK, MSIX_ENABLE = 1 << 14, 1 << 15
 MSIX_ENTRY, VECTOR_MASKED = 16, 1
-
-Send = Callable[[int, int], None]
 
 
 class Msi:
@@ -55,9 +52,10 @@ class Msi:
     def enabled(self) -> bool:
         return bool(self.fn.config[self.offset + 2] & MSI_ENABLE)
 
-    def message(self) -> tuple[int, int]:
+    def send(self) -> None:
+        """The (one) vector's message."""
         low, high, data = struct.unpack_from("<IIH", self.fn.config, self.offset + 4)
-        return high << 32 | low, data
+        self.fn.send_msi(high << 32 | low, data)
 
 
 class MsiX:
@@ -75,7 +73,6 @@ class MsiX:
         body = struct.pack("<HII", vectors - 1, table_offset | bir, pba_offset | bir)
         writable = struct.pack("<H", MSIX_FUNCTION_MASK | MSIX_ENABLE)
         self.offset = fn.add_capability(MSIX_ID, body, writable)
-        self.send: Send = lambda address, data: None
         self.reset()
 
     def reset(self) -> None:
@@ -107,7 +104,7 @@ class MsiX:
 
     def _send(self, vector: int) -> None:
         low, high, data = struct.unpack_from("<III", self.table, vector * MSIX_ENTRY)
-        self.send(high << 32 | low, data)
+        self.fn.send_msi(high << 32 | low, data)
 
     def unmasked(self) -> None:
         """After a write that may have unmasked vectors: send what is pending."""

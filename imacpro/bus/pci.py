@@ -25,8 +25,9 @@ A function's header (type 0) as modelled here:
 
 Memory BARs decode while the command register's memory bit is set: `PciMemoryWindow` (one per
 PCI memory window of memory/layout.py) looks up the BAR holding each access, so the guest may
-move BARs at will. A function masters DMA (its device reads and writes guest memory, sends MSIs)
-only while the bus master bit is set.
+move BARs at will. A function masters DMA (its device reads and writes guest memory) only while
+the bus master bit is set. Its message interrupts (bus/msi.py) leave through `send_msi`, which
+the bus connects to the platform's (the machine's `message_interrupt`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ BAR_END = 0x28
 CMD_IO, CMD_MEMORY, CMD_BUS_MASTER, CMD_INTX_DISABLE = 1 << 0, 1 << 1, 1 << 2, 1 << 10
 COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | 1 << 6 | 1 << 8 | CMD_INTX_DISABLE
 STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
-BAR_MEM64, BAR_PREFETCHABLE = 0b100, 0b1000
+BAR_MEM64 = 0b100
 FIRST_CAPABILITY = 0x40
 
 
@@ -77,6 +78,7 @@ class PciFunction:
         self._next_capability = FIRST_CAPABILITY
         self._last_capability_link = CAP_POINTER
         self.intx: IrqLine | None = None      # INTA#, as the platform routes it
+        self.send_msi: Callable[[int, int], None] = lambda address, data: None
         self._intx_asserted = False
         self.on_decode_change: Callable[[], None] = lambda: None
         self._initial = bytes(self.config)
@@ -183,13 +185,16 @@ class PciFunction:
 class PciBus:
     """Bus 0: functions by (device, function)."""
 
-    def __init__(self):
+    def __init__(self, send_msi: Callable[[int, int], None] = lambda address, data: None):
+        """`send_msi(address, data)`: where the functions' message interrupts go."""
         self.functions: dict[tuple[int, int], PciFunction] = {}
+        self.send_msi = send_msi
         self._decoders: list[tuple[int, int, MemoryBar]] | None = None
 
     def attach(self, device: int, function: int, fn: PciFunction) -> None:
         self.functions[device, function] = fn
         fn.on_decode_change = self._decode_changed
+        fn.send_msi = self.send_msi
         self._decoders = None
 
     def _decode_changed(self) -> None:

@@ -200,15 +200,6 @@ class NvmeController:
         self.cc = self.csts = 0
         self._reset_controller()
 
-    @property
-    def send_msi(self):
-        return self.msix.send
-
-    @send_msi.setter
-    def send_msi(self, send) -> None:
-        """Where message interrupts go: (address, data) → the platform."""
-        self.msix.send = send
-
     # --- controller reset -----------------------------------------------------------------
 
     def _reset_controller(self) -> None:
@@ -398,7 +389,7 @@ class NvmeController:
             if self.intms & 1:
                 self.msi_pending = True
             else:
-                self.msix.send(*self.msi.message())
+                self.msi.send()
         else:
             self._update_intx()
 
@@ -406,7 +397,7 @@ class NvmeController:
         if self.msi_pending and not self.intms & 1 and self.msi.enabled \
                 and not self.msix.enabled:
             self.msi_pending = False
-            self.msix.send(*self.msi.message())
+            self.msi.send()
         self._update_intx()
 
     def _update_intx(self) -> None:
@@ -628,8 +619,7 @@ class NvmeController:
             self.stats["reads"] += 1
             self.stats["read_units"] += length
             return SUCCESS
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self._store_call(WRITE_FAULT, self.store.write, lba, data)
+        self._store_call(WRITE_FAULT, self.store.write, lba, pieces)
         if c.cdw[2] >> 30 & 1 or not self.features[FEATURE_WRITE_CACHE] & 1:
             self._flush_store()             # FUA, or no volatile write cache
         self.stats["writes"] += 1

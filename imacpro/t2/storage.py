@@ -191,14 +191,19 @@ class EncryptedStore:
         self._xts.decrypt(buf, lba)     # all-zero sectors (unwritten) stay zeros
         return buf
 
-    def write(self, lba: int, data: bytes) -> None:
+    def write(self, lba: int, data: bytes | list) -> None:
+        """`data`: one buffer, or a list of buffers written one after another (a device's
+        scattered DMA pages: gathered in the one copy encryption needs anyway)."""
         sector = self.SECTOR_SIZE
-        with memoryview(data) as source, source.cast("B") as plain:
-            size = plain.nbytes
-            if size % sector:
-                raise ValueError(f"write of {size} bytes: not a multiple of {sector}")
-            fd, offset = self._request(lba, size // sector), lba * sector
-            buf = bytearray(plain)
+        if isinstance(data, list):
+            buf = bytearray().join(data)
+        else:
+            with memoryview(data) as source, source.cast("B") as plain:
+                buf = bytearray(plain)
+        size = len(buf)
+        if size % sector:
+            raise ValueError(f"write of {size} bytes: not a multiple of {sector}")
+        fd, offset = self._request(lba, size // sector), lba * sector
         self._xts.encrypt(buf, lba)
         with memoryview(buf) as out:
             done = 0

@@ -34,8 +34,7 @@ class Host:
         self.messages = []
         self.intx = IrqLine("inta")
         self.ctrl = nvme.NvmeController(self.ram, store, "C0TESTSERIAL0001", intx=self.intx)
-        self.ctrl.send_msi = lambda address, data: self.messages.append((address, data))
-        self.bus = PciBus()
+        self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)))
         self.bus.attach(4, 0, self.ctrl.pci)
         self.window = PciMemoryWindow(self.bus, BAR)
         fn = self.ctrl.pci

@@ -9,7 +9,10 @@ from `now_ns()`, so they agree with each other. Two sources:
 - `Clock(realtime=True)`: follows the host's monotonic clock, so guest time matches the host's
   wall clock; an idle machine sleeps until its next timer instead of spinning.
 
-Timers are one-shot callbacks run by `run_due()` from the run loop (never from another thread).
+A device owns its timers: `clock.timer(callback)` gives a handle the device arms at a deadline,
+re-arms and cancels; the handle's `deadline_ns` is plain state (None when idle), so a device
+saves it and re-arms it on load. Callbacks run from `run_due()` in the run loop (never from
+another thread).
 """
 
 from __future__ import annotations
@@ -20,18 +23,43 @@ import time
 from typing import Callable
 
 NS_PER_S = 1_000_000_000
+COMPACT_MIN = 256   # the timer heap drops stale entries when it grows past this (and doubles)
 
 
 class Timer:
-    __slots__ = ("deadline_ns", "callback", "cancelled")
+    """A one-shot timer owned by a device: armed at one deadline at a time."""
 
-    def __init__(self, deadline_ns: int, callback: Callable[[], None]):
-        self.deadline_ns = deadline_ns
+    __slots__ = ("_clock", "callback", "deadline_ns", "_generation")
+
+    def __init__(self, clock: Clock, callback: Callable[[], None]):
+        self._clock = clock
         self.callback = callback
-        self.cancelled = False
+        self.deadline_ns: int | None = None
+        self._generation = 0    # heap entries of an earlier arming are stale
+
+    @property
+    def armed(self) -> bool:
+        return self.deadline_ns is not None
+
+    def arm(self, deadline_ns: int) -> None:
+        """Fire at `deadline_ns` (replacing any earlier deadline); a past deadline fires at the
+        next `run_due()`."""
+        if deadline_ns == self.deadline_ns:
+            return              # already armed there (devices re-arm on every register write)
+        self._generation += 1
+        self.deadline_ns = deadline_ns
+        self._clock._push(deadline_ns, self, self._generation)
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self._generation += 1
+        self.deadline_ns = None
+
+    def arm_from(self, deadline_ns: int | None) -> None:
+        """Load: armed at a saved deadline, or idle."""
+        if deadline_ns is None:
+            self.cancel()
+        else:
+            self.arm(deadline_ns)
 
 
 class Clock:
@@ -40,8 +68,9 @@ class Clock:
         self._virtual_ns = 0
         self._host_start = time.monotonic_ns()
         self._offset_ns = 0  # realtime: time skipped forward by warp()
-        self._timers: list[tuple[int, int, Timer]] = []
+        self._timers: list[tuple[int, int, int, Timer]] = []
         self._seq = itertools.count()
+        self._compact_at = COMPACT_MIN
 
     def now_ns(self) -> int:
         if self.realtime:
@@ -70,24 +99,57 @@ class Clock:
         else:
             self._virtual_ns = deadline_ns
 
+    def set_now(self, now_ns: int) -> None:
+        """Load: the clock reads `now_ns` from here on (it goes on from a saved machine's time)."""
+        if self.realtime:
+            self._offset_ns = now_ns - (time.monotonic_ns() - self._host_start)
+        else:
+            self._virtual_ns = now_ns
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def timer(self, callback: Callable[[], None]) -> Timer:
+        """A new idle timer that runs `callback` when it fires."""
+        return Timer(self, callback)
+
     def add_timer(self, deadline_ns: int, callback: Callable[[], None]) -> Timer:
-        timer = Timer(deadline_ns, callback)
-        heapq.heappush(self._timers, (deadline_ns, next(self._seq), timer))
+        """A timer armed at once (for owners that need no handle to save)."""
+        timer = Timer(self, callback)
+        timer.arm(deadline_ns)
         return timer
 
+    def _push(self, deadline_ns: int, timer: Timer, generation: int) -> None:
+        heapq.heappush(self._timers, (deadline_ns, next(self._seq), generation, timer))
+        if len(self._timers) > self._compact_at:
+            # Re-armed and cancelled timers leave entries behind; drop them in one pass.
+            self._timers = [entry for entry in self._timers if self._live(entry)]
+            heapq.heapify(self._timers)
+            self._compact_at = max(COMPACT_MIN, 2 * len(self._timers))
+
+    @staticmethod
+    def _live(entry) -> bool:
+        _, _, generation, timer = entry
+        return generation == timer._generation and timer.deadline_ns is not None
+
     def next_deadline(self) -> int | None:
-        while self._timers and self._timers[0][2].cancelled:
+        while self._timers and not self._live(self._timers[0]):
             heapq.heappop(self._timers)
         return self._timers[0][0] if self._timers else None
+
+    def pending(self) -> int:
+        """How many timers are armed (stale heap entries are not counted)."""
+        return sum(1 for entry in self._timers if self._live(entry))
 
     def run_due(self) -> int:
         """Run every timer whose deadline has passed, in deadline order; returns how many ran."""
         ran = 0
         now = self.now_ns()
         while self._timers and self._timers[0][0] <= now:
-            _, _, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.cancelled = True
+            entry = heapq.heappop(self._timers)
+            if self._live(entry):
+                timer = entry[3]
+                timer.deadline_ns = None
+                timer._generation += 1
                 timer.callback()
                 ran += 1
         return ran

@@ -427,7 +427,7 @@ def test_repeated_writes_do_not_pile_up_timers():
     pm.write(acpi_pm.PM1_EN, 2, acpi_pm.TMR_EN)
     for _ in range(1000):
         pm.write(acpi_pm.PM1_EN, 2, acpi_pm.TMR_EN)
-    assert len(clock._timers) == 1
+    assert clock.pending() == 1 and len(clock._timers) <= 2
 
 
 def test_s5_powers_off():

@@ -1,15 +1,14 @@
-"""The builder: wires an iMac Pro from a validated Configuration, and runs it.
+"""The builder: makes an iMac Pro from its board (board.py) and a Configuration, and runs it.
 
     ISA IRQ n ──► IrqLine ──► 8259 PIC input n ──► (INTR) ──► BSP LAPIC LINT0 (virtual wire)
-                         └──► IOAPIC pin GSI(n) ──► APIC bus ──► LAPICs ──► vCPU INTR pins
+                         └──► IOAPIC pin (the board's) ──► APIC bus ──► LAPICs ──► vCPU INTR pins
+    PCI INTA# ──► (active low) ──► IOAPIC pin (the board's)
+    MSI/MSI-X ──► PCI bus send_msi ──► APIC bus messages (or memory writes)
 
-Port map:  0x20/0xA0 PIC, 0x40 PIT, 0x60/0x64 i8042, 0x61 port B, 0x70-0x73 CMOS RTC,
-           0x92 fast A20/reset, 0x3F8 COM1, 0x4D0 ELCR, 0x600-0x60F ACPI PM (SCI: IRQ 9),
-           0xCF8-0xCFF PCI config + reset.
-MMIO map:  see memory/layout.py (PCI BARs decode inside the PCI memory windows).
-
-    SSD: NVMe controller (PCI 00:04.0) ──► T2 encrypted store; its interrupts: MSI-X/MSI as
-         APIC bus messages (or memory writes), INTA# ──► IOAPIC pin 16 (active low)
+Every device is a row of the board: the builder constructs it (`_make_<name>`), registers its
+ports and MMIO range, attaches its PCI function and wires its interrupts from the row. The
+devices are `machine.devices` (name → device, in board order) and attributes of the same
+names. `reset()` puts the board and every CPU back to power-on in place (a guest reboot).
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
 machine clock fire between slices, and when every CPU is halted the loop sleeps until the next
@@ -23,13 +22,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
 from imacpro.bus.mmio import MmioBus
 from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciMemoryWindow, host_bridge
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
 from imacpro.cpu.vcpu import State, Vcpu
-from imacpro.devices.acpi_pm import PM_BASE, PM_IO_SIZE, SCI_IRQ, AcpiPm
+from imacpro.devices.acpi_pm import AcpiPm
 from imacpro.devices.apic_bus import ApicBus
 from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
@@ -46,13 +46,6 @@ from imacpro.memory.ram import Ram
 
 log = logging.getLogger(__name__)
 
-COM1_PORT, COM1_IRQ = 0x3F8, 4
-RTC_IRQ = 8
-ISA_IRQS = 16
-IOAPIC_PINS = 24
-# ISA IRQ 0 (PIT / HPET legacy timer 0) reaches IOAPIC pin 2; the rest are identity mapped.
-# The ACPI MADT carries the same interrupt source override.
-ISA_TO_GSI = {0: 2}
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
@@ -73,10 +66,11 @@ class RunResult:
 class Machine:
     def __init__(self, config: Configuration, *, serial_output: Callable[[bytes], None] = None,
                  clock: Clock | None = None, idle: str = "sleep", cpus: int | None = None,
-                 ssd=None, ssd_serial: str = ""):
+                 ssd=None, ssd_serial: str = "", board: Board = IMAC_PRO):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number."""
         self.config = config
+        self.board = board
         self.processor = p = config.processor
         self.clock = clock or Clock(realtime=True)
         self.idle = idle
@@ -86,54 +80,32 @@ class Machine:
         self.mmio = MmioBus()
         self.reset_requested = False
         self.poweroff_requested = False
+        self._serial_output = serial_output
+        self._ssd, self._ssd_serial = ssd, ssd_serial
 
-        # Interrupt controllers and the ISA IRQ lines that feed both.
+        # Interrupt controllers and the lines that feed them: ISA IRQs to the 8259 input of
+        # the same number and to the I/O APIC pin the board names; the other pins alone.
         self.apic_bus = ApicBus()
         self.ioapic_id = p.threads       # the first ID after the logical CPUs'
-        self.ioapic = IoApic(self.apic_bus, apic_id=self.ioapic_id)
         self.pic = Pic8259Pair()
-        self.irq = [IrqLine(f"irq{n}", self.pic.input(n), self.ioapic.input(ISA_TO_GSI.get(n, n)))
+        self.ioapic = IoApic(self.apic_bus, apic_id=self.ioapic_id)
+        self.irq = [IrqLine(f"irq{n}", self.pic.input(n), self.ioapic.input(board.isa_pin(n)))
                     for n in range(ISA_IRQS)]
         self.gsi = {n: IrqLine(f"gsi{n}", self.ioapic.input(n))
                     for n in range(ISA_IRQS, IOAPIC_PINS)}
+        self.pci = PciBus(send_msi=self.message_interrupt)
+        self.reset_control = ResetControl(self.request_reset)
 
-        # Legacy platform devices.
-        self.pit = Pit8254(self.clock, self.irq[0])
-        self.port_b = SystemControlPortB(self.pit)
-        self.rtc = CmosRtc(self.clock, self.irq[RTC_IRQ])
-        below = min(self.ram.size, layout.RAM_BELOW_4G_END)
-        self.rtc.set_memory_size(below, self.ram.size - below)
-        self.uart = Uart16550(self.irq[COM1_IRQ], output=serial_output)
-        self.hpet = Hpet(self.clock, self._gsi_line, legacy_irq0=self.irq[0],
-                         legacy_irq8=self.irq[RTC_IRQ])
+        # The board's devices, in its order.
+        self.devices: dict[str, object] = {}
+        for row in board.rows:
+            device = self._build(row)
+            setattr(self, row.name, device)
+            if device is not None:
+                self.devices[row.name] = device
+                self._attach(row, device)
         # HPET legacy replacement takes IRQ 0 from the PIT (ACPI HPET spec, LEG_RT_CNF).
         self.hpet.on_legacy_change = lambda on: self.pit.set_irq0_enabled(not on)
-        self.acpi_pm = AcpiPm(self.clock, self.irq[SCI_IRQ], on_poweroff=self.request_poweroff)
-        self.reset_control = ResetControl(self.request_reset)
-        self.kbc = KeyboardController(self.request_reset, kbd_irq=self.irq[1], aux_irq=self.irq[12])
-        self.fast_a20 = FastA20Port(self.request_reset)
-        self.pci = PciBus(send_msi=self.message_interrupt)
-        self.pci.attach(0, 0, host_bridge())
-        self.nvme = None
-        if ssd is not None:
-            wire = self.gsi[layout.PCI_INTA_GSI[layout.NVME_DEVICE]]
-            wire.set(True)                     # PCI interrupt wires are active low: idle high
-            inta = IrqLine("nvme-inta", lambda asserted: wire.set(not asserted))
-            self.nvme = NvmeController(self.ram, ssd, ssd_serial, intx=inta)
-            self.pci.attach(layout.NVME_DEVICE, 0, self.nvme.pci)
-
-        for base, size, dev in (
-            (0x20, 2, self.pic.master_ports), (0xA0, 2, self.pic.slave_ports),
-            (0x4D0, 2, self.pic.elcr_ports), (0x40, 4, self.pit), (0x61, 1, self.port_b),
-            (0x60, 1, _Window(self.kbc, 0)), (0x64, 1, _Window(self.kbc, 4)),
-            (0x70, 4, self.rtc), (0x92, 1, self.fast_a20), (COM1_PORT, 8, self.uart),
-            (0xCF8, 8, PciConfigPorts(self.pci, self.reset_control)),
-            (PM_BASE, PM_IO_SIZE, self.acpi_pm),
-        ):
-            self.pio.register(base, size, dev)
-        self.mmio.register(layout.IOAPIC_BASE, layout.IOAPIC_SIZE, self.ioapic)
-        self.mmio.register(layout.HPET_BASE, layout.HPET_SIZE, self.hpet)
-        self.mmio.register(layout.ECAM_BASE, layout.ECAM_SIZE, Ecam(self.pci))
         pci64_start, pci64_last = layout.pci64_window(self.ram.size)
         for start, end in ((layout.PCI_MMIO_START, layout.PCI_MMIO_END),
                            (pci64_start, pci64_last + 1)):
@@ -150,6 +122,86 @@ class Machine:
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0))
                       for i in range(count)]
         self.bsp = self.vcpus[0]
+
+    # --- building from the board ------------------------------------------------------------
+
+    def _build(self, row: Row):
+        make = getattr(self, f"_make_{row.name}", None)
+        if make is None:
+            if row.mmio is not None and row.mmio.per_cpu:
+                return None                    # built with its CPU (the local APIC)
+            raise ValueError(f"the builder cannot make board row {row.name!r}")
+        return make(row)
+
+    def _attach(self, row: Row, device) -> None:
+        for ports in row.ports:
+            target = getattr(device, ports.view) if ports.view else device
+            if ports.offset:
+                target = _Window(target, ports.offset)
+            self.pio.register(ports.base, ports.count, target)
+        if row.mmio is not None and not row.mmio.per_cpu:
+            self.mmio.register(row.mmio.base, row.mmio.size, device)
+        if row.pci is not None:
+            self.pci.attach(row.pci.device, row.pci.function, getattr(device, "pci", device))
+
+    def _isa(self, row: Row, index: int = 0) -> IrqLine:
+        return self.irq[row.irqs[index].irq]
+
+    def _inta(self, row: Row) -> IrqLine:
+        """A PCI function's INTA#: asserted drives its I/O APIC pin low (PCI wires are active
+        low, idle high)."""
+        wire = self._gsi_line(row.pci.gsi)
+        wire.set(True)
+        return IrqLine(f"{row.name}-inta", lambda asserted: wire.set(not asserted))
+
+    def _make_pic(self, row):
+        return self.pic
+
+    def _make_pit(self, row):
+        return Pit8254(self.clock, self._isa(row))
+
+    def _make_port_b(self, row):
+        return SystemControlPortB(self.pit)
+
+    def _make_kbc(self, row):
+        return KeyboardController(self.request_reset, kbd_irq=self._isa(row, 0),
+                                  aux_irq=self._isa(row, 1))
+
+    def _make_rtc(self, row):
+        rtc = CmosRtc(self.clock, self._isa(row))
+        below = min(self.ram.size, layout.RAM_BELOW_4G_END)
+        rtc.set_memory_size(below, self.ram.size - below)
+        return rtc
+
+    def _make_fast_a20(self, row):
+        return FastA20Port(self.request_reset)
+
+    def _make_uart(self, row):
+        return Uart16550(self._isa(row), output=self._serial_output)
+
+    def _make_pci_config(self, row):
+        return PciConfigPorts(self.pci, self.reset_control)
+
+    def _make_acpi_pm(self, row):
+        return AcpiPm(self.clock, self._isa(row), on_poweroff=self.request_poweroff)
+
+    def _make_ioapic(self, row):
+        return self.ioapic
+
+    def _make_hpet(self, row):
+        return Hpet(self.clock, self._gsi_line, legacy_irq0=self.irq[0],
+                    legacy_irq8=self.irq[self.board.isa_irq("rtc")])
+
+    def _make_ecam(self, row):
+        return Ecam(self.pci)
+
+    def _make_host_bridge(self, row):
+        return host_bridge()
+
+    def _make_nvme(self, row):
+        if self._ssd is None:
+            return None
+        return NvmeController(self.ram, self._ssd, self._ssd_serial, intx=self._inta(row))
 
     def _gsi_line(self, gsi: int) -> IrqLine:
         if gsi < ISA_IRQS:

@@ -27,15 +27,17 @@ What the namespace holds and why (Linux 6.1 is the reference OS):
   \\_SB.PCI0         PCIe host bridge (PNP0A08/PNP0A03), segment 0, buses 0-255, the I/O windows
                     around 0xCF8-0xCFF, the 32-bit memory window of memory/layout.py and a
                     64-bit window above RAM. _PRT routes each device's INTA# to its I/O APIC
-                    pin (memory/layout.py: PCI_INTA_GSI; no PCI link devices). No _OSC: Linux
+                    pin (the board's PCI rows; no PCI link devices). No _OSC: Linux
                     then keeps the platform's PCIe features off (ASPM etc.), which is right for
                     a model with no PCIe links.
   \\_SB.PCI0.LPCB    the PCH's LPC bridge (0:1F.0 by _ADR; its PCI function is not modelled yet)
-                    with COM1 (PNP0501), the CMOS RTC (PNP0B00) and the HPET (PNP0103). No
+                    with the board's rows under "LPCB": COM1 (PNP0501), the CMOS RTC
+                    (PNP0B00) and the HPET (PNP0103), each with the row's resources. No
                     PS/2 controller: the iMac Pro has none (its keyboard is USB or Bluetooth),
                     so neither the DSDT nor the FADT's 8042 flag offers one and Linux does not
                     probe ports 0x60/0x64 (they still decode, for the i8042 reset pulse).
-  \\_SB.MBRD         motherboard resources (PNP0C02): the ACPI PM ports and the ECAM window, so
+  \\_SB.MBRD         motherboard resources (PNP0C02): the board's rows under "MBRD" (the ACPI PM
+                    ports and the ECAM window), so
                     Linux accepts MMCONFIG and never hands those ranges to a PCI BAR.
   \\_SB.Cnnn         one processor device (ACPI0007) per logical CPU, _UID = the MADT's ACPI
                     processor UID (the CPU's index).
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import struct
 
+from imacpro.board import HIGH, IMAC_PRO, LEVEL, LOW, Board, IsaIrq, Row
 from imacpro.devices import acpi_pm
 from imacpro.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
 from imacpro.memory import layout
@@ -84,11 +87,10 @@ ACCESS_UNDEFINED, ACCESS_BYTE, ACCESS_WORD, ACCESS_DWORD, ACCESS_QWORD = range(5
 
 # --- FADT fields (§5.2.9, Tables 5.9-5.11) ----------------------------------------------------
 PM_PROFILE_DESKTOP = 1            # Preferred_PM_Profile: the iMac is a desktop
-SCI_INT = acpi_pm.SCI_IRQ         # 9
 P_LVL2_LAT_NONE = 101             # > 100: no C2 through the P_LVL2 register
 P_LVL3_LAT_NONE = 1001            # > 1000: no C3
 RTC_CENTURY_INDEX = 0x32          # CMOS byte holding the century (devices/rtc.py)
-RESET_PORT = 0xCF9                # the PCH's reset control register (devices/reset.py)
+RESET_OFFSET = 1                  # the reset control register: the byte after CONFIG_ADDRESS
 RESET_VALUE = 0x06                # SYS_RST | RST_CPU: a platform reset
 # Fixed feature flags (Table 5.10).
 FADT_WBINVD = 1 << 0
@@ -115,10 +117,8 @@ LAPIC_ENABLED = 1 << 0            # Table 5.23
 POLARITY_CONFORMS, POLARITY_HIGH, POLARITY_LOW = 0b00, 0b01, 0b11
 TRIGGER_CONFORMS, TRIGGER_EDGE, TRIGGER_LEVEL = 0b00 << 2, 0b01 << 2, 0b11 << 2
 ISA_BUS = 0
-# ISA IRQ 0 (PIT, HPET legacy timer 0) is wired to I/O APIC pin 2 (machine.py ISA_TO_GSI).
-IRQ0_OVERRIDE = (0, 2, POLARITY_CONFORMS | TRIGGER_CONFORMS)
-# The SCI is level-triggered, driven active-high into pin 9 (devices/acpi_pm.py).
-SCI_OVERRIDE = (SCI_INT, SCI_INT, POLARITY_HIGH | TRIGGER_LEVEL)
+POLARITY_FLAGS = {HIGH: POLARITY_HIGH, LOW: POLARITY_LOW}
+TRIGGER_FLAGS = {LEVEL: TRIGGER_LEVEL}
 ALL_PROCESSORS = 0xFF
 NMI_LINT = 1                      # LINT1 is wired to NMI on PCs
 NMI_FLAGS = POLARITY_HIGH | TRIGGER_EDGE
@@ -134,14 +134,10 @@ PCI_SEGMENT = 0
 PCI_BUS_FIRST, PCI_BUS_LAST = 0, 255
 
 # --- PCI host bridge windows (DSDT) ------------------------------------------------------------
-PCI_CONFIG_PORT, PCI_CONFIG_PORTS = 0xCF8, 8
 PCI_IO_WINDOWS = ((0x0000, 0x0CF7), (0x0D00, 0xFFFF))
 
 # --- DSDT values -------------------------------------------------------------------------------
 STA_PRESENT = 0x0F                # present, enabled, shown in UI, functioning
-LPC_ADR = 0x001F_0000             # device 31, function 0: the PCH's LPC bridge
-COM1_PORT, COM1_IRQ = 0x3F8, 4
-RTC_PORT, RTC_PORTS, RTC_IRQ = 0x70, 4, 8
 PROCESSOR_HID = "ACPI0007"        # §8.4: processor device (the Processor op is deprecated)
 
 
@@ -210,10 +206,13 @@ def _low32(address: int) -> int:
     return address if address < 1 << 32 else 0
 
 
-def fadt(facs_address: int, dsdt_address: int) -> bytes:
+def fadt(facs_address: int, dsdt_address: int, board: Board = IMAC_PRO) -> bytes:
     """Fixed ACPI Description Table, revision 6 (§5.2.9, Table 5.9), 276 bytes: legacy PM
-    hardware (not hardware-reduced), the PM blocks of devices/acpi_pm.py, reset via 0xCF9."""
+    hardware (not hardware-reduced), the PM blocks of devices/acpi_pm.py where the board puts
+    them, the SCI's IRQ, reset through the reset control register (0xCF9)."""
     pm = acpi_pm
+    pm_base = board["acpi_pm"].ports[0].base
+    pm1a_evt, pm1a_cnt, pm_tmr = pm_base + pm.PM1_STS, pm_base + pm.PM1_CNT, pm_base + pm.PM_TMR
     body = bytearray(FADT_LENGTH - HEADER_SIZE)
 
     def put(offset: int, fmt: str, *values) -> None:
@@ -221,21 +220,22 @@ def fadt(facs_address: int, dsdt_address: int) -> bytes:
 
     put(36, "II", _low32(facs_address), _low32(dsdt_address))   # FIRMWARE_CTRL, DSDT
     put(45, "B", PM_PROFILE_DESKTOP)
-    put(46, "H", SCI_INT)
+    put(46, "H", board.isa_irq("acpi_pm"))
     put(48, "IBBBB", 0, 0, 0, 0, 0)       # SMI_CMD 0: always in ACPI mode; no S4BIOS, no PSTATE_CNT
-    put(56, "IIIIIIII", pm.PM1A_EVT_BLK, 0, pm.PM1A_CNT_BLK, 0, 0, pm.PM_TMR_BLK, 0, 0)
+    put(56, "IIIIIIII", pm1a_evt, 0, pm1a_cnt, 0, 0, pm_tmr, 0, 0)
     put(88, "BBBBBBBB", pm.PM1_EVT_LEN, pm.PM1_CNT_LEN, 0, pm.PM_TMR_LEN, 0, 0, 0, 0)
     put(96, "HHHH", P_LVL2_LAT_NONE, P_LVL3_LAT_NONE, 0, 0)  # FLUSH_SIZE/STRIDE: WBINVD works
     put(104, "BBBBB", 0, 0, 0, 0, RTC_CENTURY_INDEX)           # no duty cycle, no RTC alarms
     put(109, "H", IAPC_BOOT_ARCH)
     put(112, "I", FADT_FLAGS)
-    body[116 - HEADER_SIZE:128 - HEADER_SIZE] = gas(GAS_SYSTEM_IO, 8, RESET_PORT, ACCESS_BYTE)
+    body[116 - HEADER_SIZE:128 - HEADER_SIZE] = gas(GAS_SYSTEM_IO, 8, reset_port(board),
+                                                           ACCESS_BYTE)
     put(128, "BHB", RESET_VALUE, 0, FADT_MINOR_REVISION)     # ARM_BOOT_ARCH 0
     put(132, "QQ", facs_address, dsdt_address)                 # X_FIRMWARE_CTRL, X_DSDT
     blocks = (
-        (148, pm.PM1A_EVT_BLK, pm.PM1_EVT_LEN, ACCESS_WORD),    # X_PM1a_EVT_BLK
-        (172, pm.PM1A_CNT_BLK, pm.PM1_CNT_LEN, ACCESS_WORD),    # X_PM1a_CNT_BLK
-        (208, pm.PM_TMR_BLK, pm.PM_TMR_LEN, ACCESS_DWORD),      # X_PM_TMR_BLK
+        (148, pm1a_evt, pm.PM1_EVT_LEN, ACCESS_WORD),    # X_PM1a_EVT_BLK
+        (172, pm1a_cnt, pm.PM1_CNT_LEN, ACCESS_WORD),    # X_PM1a_CNT_BLK
+        (208, pm_tmr, pm.PM_TMR_LEN, ACCESS_DWORD),      # X_PM_TMR_BLK
     )
     for offset, port, length, access in blocks:
         body[offset - HEADER_SIZE:offset - HEADER_SIZE + 12] = gas(GAS_SYSTEM_IO, 8 * length,
@@ -243,6 +243,11 @@ def fadt(facs_address: int, dsdt_address: int) -> bytes:
     # X_PM1b_*, X_PM2_CNT, X_GPE0/1, SLEEP_CONTROL/STATUS (hardware-reduced only) and the
     # hypervisor vendor identity stay zero.
     return sdt(b"FACP", FADT_REVISION, bytes(body))
+
+
+def reset_port(board: Board = IMAC_PRO) -> int:
+    """The PCH's reset control register (devices/reset.py), beside CONFIG_ADDRESS."""
+    return board["pci_config"].ports[0].base + RESET_OFFSET
 
 
 # === MADT =====================================================================================
@@ -265,36 +270,44 @@ def madt_override(irq: int, gsi: int, flags: int) -> bytes:
     return struct.pack("<BBBBIH", MADT_INTERRUPT_OVERRIDE, 10, ISA_BUS, irq, gsi, flags)
 
 
+def override_flags(line: IsaIrq) -> int:
+    """MPS INTI flags of an ISA interrupt line (conforming unless the board says otherwise)."""
+    return (POLARITY_FLAGS.get(line.polarity, POLARITY_CONFORMS)
+            | TRIGGER_FLAGS.get(line.trigger, TRIGGER_CONFORMS))
+
+
 def madt_lapic_nmi(uid: int = ALL_PROCESSORS, lint: int = NMI_LINT,
                    flags: int = NMI_FLAGS) -> bytes:
     """Local APIC NMI (§5.2.12.7)."""
     return struct.pack("<BBBHB", MADT_LOCAL_APIC_NMI, 6, uid, flags, lint)
 
 
-def madt(apic_ids: list[int], ioapic_id: int) -> bytes:
+def madt(apic_ids: list[int], ioapic_id: int, board: Board = IMAC_PRO) -> bytes:
     """Multiple APIC Description Table (§5.2.12): a LAPIC per logical CPU (UID = index), the
-    I/O APIC at GSI 0, the IRQ 0 and SCI overrides, NMI on every CPU's LINT1."""
+    I/O APIC at GSI 0, an override for each ISA IRQ the board wires otherwise than the ISA
+    default (IRQ 0 to pin 2, the SCI level and active high), NMI on every CPU's LINT1."""
     entries = [madt_local_apic(uid, apic_id) for uid, apic_id in enumerate(apic_ids)]
-    entries.append(madt_io_apic(ioapic_id))
-    entries += [madt_override(*IRQ0_OVERRIDE), madt_override(*SCI_OVERRIDE)]
+    entries.append(madt_io_apic(ioapic_id, board["ioapic"].mmio.base))
+    entries += [madt_override(line.irq, line.pin, override_flags(line))
+                for line in board.interrupt_overrides()]
     entries.append(madt_lapic_nmi())
-    body = struct.pack("<II", layout.LAPIC_BASE, MADT_PCAT_COMPAT) + b"".join(entries)
+    body = struct.pack("<II", board["lapic"].mmio.base, MADT_PCAT_COMPAT) + b"".join(entries)
     return sdt(b"APIC", MADT_REVISION, body)
 
 
 # === HPET, MCFG ===============================================================================
 
-def hpet() -> bytes:
+def hpet(board: Board = IMAC_PRO) -> bytes:
     """IA-PC HPET Description Table (HPET spec 1.0a §3.2.4, Table 3), 56 bytes."""
     body = (struct.pack("<I", HPET_BLOCK_ID)
-            + gas(GAS_SYSTEM_MEMORY, 64, layout.HPET_BASE)
+            + gas(GAS_SYSTEM_MEMORY, 64, board["hpet"].mmio.base)
             + struct.pack("<BHB", HPET_NUMBER, HPET_MIN_TICK, HPET_PAGE_PROTECTION))
     return sdt(b"HPET", HPET_REVISION, body)
 
 
-def mcfg() -> bytes:
+def mcfg(board: Board = IMAC_PRO) -> bytes:
     """PCI Express memory-mapped configuration space (PCI Firmware 3.2 §4.1.2), 60 bytes."""
-    body = bytes(8) + struct.pack("<QHBBI", layout.ECAM_BASE, PCI_SEGMENT, PCI_BUS_FIRST,
+    body = bytes(8) + struct.pack("<QHBBI", board["ecam"].mmio.base, PCI_SEGMENT, PCI_BUS_FIRST,
                                   PCI_BUS_LAST, 0)
     return sdt(b"MCFG", MCFG_REVISION, body)
 
@@ -454,50 +467,63 @@ def _sleep_package(slp_typ: int) -> bytes:
     return aml_package(aml_integer(slp_typ), aml_integer(slp_typ), aml_integer(0), aml_integer(0))
 
 
-def _host_bridge_crs(ram_bytes: int) -> bytes:
+def _host_bridge_crs(ram_bytes: int, board: Board) -> bytes:
     low64, high64 = layout.pci64_window(ram_bytes)
+    config = board["pci_config"].ports[0]
     return resource_template(
         res_word_space(SPACE_BUS, PCI_BUS_FIRST, PCI_BUS_LAST),
-        res_io(PCI_CONFIG_PORT, PCI_CONFIG_PORTS),
+        res_io(config.base, config.count),
         *(res_word_space(SPACE_IO, lo, hi, IO_ENTIRE_RANGE) for lo, hi in PCI_IO_WINDOWS),
         res_dword_memory(layout.PCI_MMIO_START, layout.PCI_MMIO_END - 1),
         res_qword_memory(low64, high64),
     )
 
 
-def _routing_table() -> bytes:
-    """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin 0 = INTA#, source 0, GSI}."""
+def _routing_table(board: Board) -> bytes:
+    """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin 0 = INTA#, source 0, GSI} for
+    every bus-0 function of the board with an interrupt pin."""
     return aml_package(*(aml_package(aml_integer(device << 16 | 0xFFFF), aml_integer(0),
                                      aml_integer(0), aml_integer(gsi))
-                         for device, gsi in sorted(layout.PCI_INTA_GSI.items())))
+                         for (bus, device), gsi in sorted(board.pci_interrupt_routes().items())
+                         if bus == 0))
 
 
-def _legacy_devices() -> bytes:
+def _resources(row: Row) -> list[bytes]:
+    """A row's ports, MMIO range and ISA IRQs as resource descriptors."""
+    out = [res_io(p.base, p.count) for p in row.ports]
+    if row.mmio is not None:
+        out.append(res_memory32_fixed(row.mmio.base, row.mmio.size, not row.mmio.read_only))
+    if row.irqs:
+        out.append(res_irq(*(line.irq for line in row.irqs)))
+    return out
+
+
+def _acpi_device(row: Row) -> bytes:
+    node = row.acpi
+    terms = [aml_name("_HID", aml_integer(eisa_id(node.hid)))]
+    if node.uid is not None:
+        terms.append(aml_name("_UID", aml_integer(node.uid)))
+    if node.status:
+        terms.append(aml_name("_STA", aml_integer(STA_PRESENT)))
+    terms.append(aml_name("_CRS", resource_template(*_resources(row))))
+    return aml_device(node.name, *terms)
+
+
+def _legacy_devices(board: Board) -> bytes:
     """The LPC bridge and the ISA devices behind it."""
-    com1 = aml_device("COM1",
-                      aml_name("_HID", aml_integer(eisa_id("PNP0501"))),
-                      aml_name("_UID", aml_integer(1)),
-                      aml_name("_CRS", resource_template(res_io(COM1_PORT, 8), res_irq(COM1_IRQ))))
-    rtc = aml_device("RTC",
-                     aml_name("_HID", aml_integer(eisa_id("PNP0B00"))),
-                     aml_name("_CRS", resource_template(res_io(RTC_PORT, RTC_PORTS),
-                                                        res_irq(RTC_IRQ))))
-    hpet_dev = aml_device("HPET",
-                          aml_name("_HID", aml_integer(eisa_id("PNP0103"))),
-                          aml_name("_UID", aml_integer(0)),
-                          aml_name("_STA", aml_integer(STA_PRESENT)),
-                          aml_name("_CRS", resource_template(
-                              res_memory32_fixed(layout.HPET_BASE, layout.HPET_SIZE, False))))
-    return aml_device("LPCB", aml_name("_ADR", aml_integer(LPC_ADR)), com1, rtc, hpet_dev)
+    return aml_device("LPCB", aml_name("_ADR", aml_integer(board.lpc_bridge.address)),
+                      *(_acpi_device(row) for row in board.acpi_rows("LPCB")))
 
 
-def _motherboard_resources() -> bytes:
+def _motherboard_resources(board: Board) -> bytes:
+    """The resources of the board's MBRD rows (reserved: the OS assigns nothing there). The
+    SCI's IRQ is the FADT's, not a resource."""
+    resources = [descriptor for row in board.acpi_rows("MBRD")
+                 for descriptor in _resources(row) if descriptor[0] != RES_IRQ_NO_FLAGS]
     return aml_device("MBRD",
                       aml_name("_HID", aml_integer(eisa_id("PNP0C02"))),
                       aml_name("_UID", aml_integer(0)),
-                      aml_name("_CRS", resource_template(
-                          res_io(acpi_pm.PM_BASE, acpi_pm.PM_IO_SIZE),
-                          res_memory32_fixed(layout.ECAM_BASE, layout.ECAM_SIZE))))
+                      aml_name("_CRS", resource_template(*resources)))
 
 
 def processor_name(index: int) -> str:
@@ -510,7 +536,7 @@ def _processors(cpus: int) -> list[bytes]:
             for n in range(cpus)]
 
 
-def dsdt_aml(ram_bytes: int, cpus: int) -> bytes:
+def dsdt_aml(ram_bytes: int, cpus: int, board: Board = IMAC_PRO) -> bytes:
     """The DSDT's AML (the definition block's contents)."""
     pci0 = aml_device("PCI0",
                       aml_name("_HID", aml_integer(eisa_id("PNP0A08"))),
@@ -518,17 +544,17 @@ def dsdt_aml(ram_bytes: int, cpus: int) -> bytes:
                       aml_name("_UID", aml_integer(0)),
                       aml_name("_SEG", aml_integer(PCI_SEGMENT)),
                       aml_name("_BBN", aml_integer(PCI_BUS_FIRST)),
-                      aml_name("_CRS", _host_bridge_crs(ram_bytes)),
-                      aml_name("_PRT", _routing_table()),
-                      _legacy_devices())
+                      aml_name("_CRS", _host_bridge_crs(ram_bytes, board)),
+                      aml_name("_PRT", _routing_table(board)),
+                      _legacy_devices(board))
     return (aml_name("\\_S0", _sleep_package(acpi_pm.SLP_TYP_S0))
             + aml_name("\\_S5", _sleep_package(acpi_pm.SLP_TYP_S5))
-            + aml_scope("\\_SB", pci0, _motherboard_resources(), *_processors(cpus)))
+            + aml_scope("\\_SB", pci0, _motherboard_resources(board), *_processors(cpus)))
 
 
-def dsdt(ram_bytes: int, cpus: int) -> bytes:
+def dsdt(ram_bytes: int, cpus: int, board: Board = IMAC_PRO) -> bytes:
     """Differentiated System Description Table (§5.2.11.1)."""
-    return sdt(b"DSDT", DSDT_REVISION, dsdt_aml(ram_bytes, cpus))
+    return sdt(b"DSDT", DSDT_REVISION, dsdt_aml(ram_bytes, cpus, board))
 
 
 # === the blob =================================================================================
@@ -550,7 +576,8 @@ class _Blob:
         self.data[offset:offset + len(data)] = data
 
 
-def build(config, cpus: int, base: int, apic_ids: list[int], ioapic_id: int) -> tuple[int, bytes]:
+def build(config, cpus: int, base: int, apic_ids: list[int], ioapic_id: int,
+          board: Board = IMAC_PRO) -> tuple[int, bytes]:
     """Every ACPI table in one blob for guest-physical `base`: returns (RSDP address, blob).
 
     `config` is the machine's Configuration (its memory size places the 64-bit PCI window);
@@ -563,11 +590,11 @@ def build(config, cpus: int, base: int, apic_ids: list[int], ioapic_id: int) -> 
     blob = _Blob(base)
     rsdp_address = blob.place(bytes(RSDP_LENGTH))        # filled in last
     facs_address = blob.place(facs(), FACS_ALIGN)
-    dsdt_address = blob.place(dsdt(ram_bytes, cpus))
-    tables = [blob.place(fadt(facs_address, dsdt_address)),
-              blob.place(madt(apic_ids, ioapic_id)),
-              blob.place(hpet()),
-              blob.place(mcfg())]
+    dsdt_address = blob.place(dsdt(ram_bytes, cpus, board))
+    tables = [blob.place(fadt(facs_address, dsdt_address, board)),
+              blob.place(madt(apic_ids, ioapic_id, board)),
+              blob.place(hpet(board)),
+              blob.place(mcfg(board))]
     rsdt_address = 0
     if base + len(blob.data) + HEADER_SIZE + 4 * len(tables) + TABLE_ALIGN <= 1 << 32:
         rsdt_address = blob.place(rsdt(tables))

@@ -24,11 +24,11 @@ def install(machine: Machine, identity, kernel: bytes, initrd: bytes, cmdline: s
     config = machine.config
     cpus = len(machine.vcpus)
     rsdp, tables = acpi.build(config, cpus, ACPI_BASE, [apic_id_of(i) for i in range(cpus)],
-                              machine.ioapic_id)
+                              machine.ioapic_id, machine.board)
     entry, structures = smbios.build(config, identity, SMBIOS_TABLE)
     if ACPI_BASE + len(tables) > ACPI_LIMIT or SMBIOS_TABLE + len(structures) > SMBIOS_LIMIT:
         raise RuntimeError("firmware tables outgrew the BIOS area")
-    pci.assign_resources(machine.pci)
+    pci.assign_resources(machine.pci, machine.board)
     machine.ram.write(ACPI_BASE, tables)
     machine.ram.write(SMBIOS_ENTRY, entry)
     machine.ram.write(SMBIOS_TABLE, structures)

@@ -15,10 +15,7 @@
                                 all of it (32-256 GB, or 512 GB) is usable
     next GiB above RAM          the 64-bit PCI memory window, 64 GiB (pci64_window)
 
-PCI bus 0 (device numbers) and the I/O APIC pins of their INTA# (the DSDT's _PRT says the same;
-PCI interrupts are level triggered, active low):
-    00:00.0  host bridge
-    00:04.0  the SSD: Apple ANS2 NVMe controller behind the T2   INTA# → GSI 16
+Which device sits where, in ports, MMIO and PCI functions, is the board's (board.py).
 
 The same sparse host mapping backs both RAM ranges; host memory grows only with pages the guest
 touches.
@@ -51,9 +48,6 @@ LAPIC_SIZE = 0x1000
 HIGH_RAM_START = 0x1_0000_0000
 PCI64_ALIGN = 1 << 30             # the 64-bit window starts at the first GiB above RAM
 PCI64_SIZE = 64 << 30             # 64 GiB of 64-bit BAR space (well inside 46 physical bits)
-
-NVME_DEVICE = 4
-PCI_INTA_GSI = {NVME_DEVICE: 16}
 
 
 @dataclass(frozen=True)

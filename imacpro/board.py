@@ -1,0 +1,224 @@
+"""The board: every device of the iMac Pro's platform, as one table.
+
+A row says where a device answers (I/O ports, an MMIO range, a PCI function), which interrupt it
+raises (an ISA IRQ and the I/O APIC pin it reaches, or a PCI interrupt pin and its GSI) and how
+ACPI describes it. The builder (machine.py) makes the machine from the rows; the firmware makes
+the MADT's interrupt source overrides, the DSDT's devices, resources and `_PRT`, the FADT's
+SCI and reset register, and the PCI set-up from the same rows. A platform constant lives here,
+or in memory/layout.py for addresses, and nowhere else.
+
+    | device      | ports / MMIO               | interrupt                | ACPI               |
+    |-------------|----------------------------|--------------------------|--------------------|
+    | pic         | 0x20, 0xA0, ELCR 0x4D0     | (the 8259 pair)          |                    |
+    | pit         | 0x40-0x43                  | IRQ 0 → GSI 2            |                    |
+    | port_b      | 0x61                       |                          |                    |
+    | kbc         | 0x60, 0x64 (reset only)    | IRQ 1, 12 (never raised) | none: no PS/2      |
+    | uart        | 0x3F8-0x3FF (COM1)         | IRQ 4                    | LPCB.COM1 PNP0501  |
+    | rtc         | 0x70-0x73                  | IRQ 8                    | LPCB.RTC  PNP0B00  |
+    | fast_a20    | 0x92                       |                          |                    |
+    | pci_config  | 0xCF8-0xCFF (0xCF9 reset)  |                          | PCI0 _CRS          |
+    | acpi_pm     | 0x600-0x60F                | IRQ 9 (SCI, level, high) | MBRD _CRS          |
+    | ioapic      | 0xFEC0_0000                |                          | (MADT)             |
+    | hpet        | 0xFED0_0000                | IRQ 0/8 (legacy), GSIs   | LPCB.HPET PNP0103  |
+    | ecam        | 0xE000_0000, 256 MiB       |                          | MBRD _CRS, MCFG    |
+    | lapic       | 0xFEE0_0000 (each CPU)     |                          | (MADT)             |
+    | host_bridge | PCI 00:00.0                |                          |                    |
+    | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
+
+ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
+unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imacpro.memory import layout
+
+ISA_IRQS = 16            # 8259 inputs (two cascaded chips)
+IOAPIC_PINS = 24         # the PCH's I/O APIC: GSIs 0-23
+PIN_INTA = 1             # PCI interrupt pin register values (PCI 3.0 §6.2.4)
+
+# Polarity and trigger of an ISA interrupt as the MADT says them (ACPI 6.4 Table 5.26).
+CONFORMS, HIGH, LOW = "conforms", "high", "low"
+EDGE, LEVEL = "edge", "level"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """I/O ports [base, base + count) answered by the device's `view` attribute (the device
+    itself when empty), whose register `offset` the first port is."""
+    base: int
+    count: int
+    view: str = ""
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Mmio:
+    base: int
+    size: int
+    per_cpu: bool = False     # each CPU sees its own (the local APIC): the vCPU maps it
+    read_only: bool = False   # what ACPI's resource descriptor says
+
+
+@dataclass(frozen=True)
+class IsaIrq:
+    irq: int                  # the ISA IRQ (8259 input)
+    gsi: int | None = None    # the I/O APIC pin, when not `irq`
+    polarity: str = CONFORMS  # as wired into the I/O APIC; CONFORMS: the ISA default
+    trigger: str = CONFORMS
+
+    @property
+    def pin(self) -> int:
+        return self.irq if self.gsi is None else self.gsi
+
+    @property
+    def needs_override(self) -> bool:
+        """An ISA IRQ the MADT must describe (ACPI 6.4 §5.2.12.5)."""
+        return self.pin != self.irq or self.polarity != CONFORMS or self.trigger != CONFORMS
+
+
+@dataclass(frozen=True)
+class PciSlot:
+    device: int
+    function: int = 0
+    bus: int = 0
+    pin: int = 0              # interrupt pin: 0 none, PIN_INTA
+    gsi: int | None = None    # the I/O APIC pin INTA# is wired to
+
+    @property
+    def address(self) -> int:
+        """_ADR / _PRT address: device in the high word, function in the low."""
+        return self.device << 16 | self.function
+
+
+@dataclass(frozen=True)
+class Acpi:
+    """How the DSDT shows a device: a node `name` (a NameSeg) with `hid` under `parent`
+    ("LPCB": the ISA devices behind the LPC bridge), or, with no name, its resources listed by
+    the motherboard-resources device ("MBRD") so the OS leaves them alone."""
+    parent: str
+    name: str = ""
+    hid: str = ""
+    uid: int | None = None
+    status: bool = False      # give a _STA (present, enabled, shown, functioning)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str                         # the machine's attribute that holds the device
+    what: str                         # what it is, for people
+    ports: tuple[Ports, ...] = ()
+    mmio: Mmio | None = None
+    irqs: tuple[IsaIrq, ...] = ()
+    pci: PciSlot | None = None
+    acpi: Acpi | None = None
+    optional: bool = False            # absent on some machines (the SSD when unreadable)
+
+
+class Board:
+    def __init__(self, name: str, rows: tuple[Row, ...], lpc_bridge: PciSlot):
+        self.name = name
+        self.rows = rows
+        self.lpc_bridge = lpc_bridge  # where the DSDT's LPCB sits (_ADR)
+        self._by_name = {row.name: row for row in rows}
+        if len(self._by_name) != len(rows):
+            raise ValueError("two board rows share a name")
+        self._check()
+
+    def __getitem__(self, name: str) -> Row:
+        return self._by_name[name]
+
+    def _check(self) -> None:
+        """No two rows claim one port, MMIO byte, PCI function or ISA IRQ."""
+        ports: dict[int, str] = {}
+        functions: dict[tuple[int, int, int], str] = {}
+        ranges: list[tuple[int, int, str]] = []
+        for row in self.rows:
+            for p in row.ports:
+                for port in range(p.base, p.base + p.count):
+                    if port in ports:
+                        raise ValueError(f"port {port:#x}: {ports[port]} and {row.name}")
+                    ports[port] = row.name
+            if row.mmio is not None:
+                start, end = row.mmio.base, row.mmio.base + row.mmio.size
+                for other_start, other_end, other in ranges:
+                    if start < other_end and other_start < end:
+                        raise ValueError(f"MMIO {start:#x}: {other} and {row.name}")
+                ranges.append((start, end, row.name))
+            if row.pci is not None:
+                key = (row.pci.bus, row.pci.device, row.pci.function)
+                if key in functions:
+                    raise ValueError(f"PCI {key}: {functions[key]} and {row.name}")
+                functions[key] = row.name
+
+    # --- what the builder and the firmware ask ---------------------------------------------
+
+    def isa_pin(self, irq: int) -> int:
+        """The I/O APIC pin ISA IRQ `irq` reaches."""
+        for row in self.rows:
+            for line in row.irqs:
+                if line.irq == irq:
+                    return line.pin
+        return irq
+
+    def isa_irq(self, name: str, index: int = 0) -> int:
+        return self[name].irqs[index].irq
+
+    def interrupt_overrides(self) -> list[IsaIrq]:
+        """The ISA IRQs whose wiring differs from the ISA default, by IRQ."""
+        seen: dict[int, IsaIrq] = {}
+        for row in self.rows:
+            for line in row.irqs:
+                if line.needs_override:
+                    seen.setdefault(line.irq, line)
+        return [seen[irq] for irq in sorted(seen)]
+
+    def pci_rows(self) -> list[Row]:
+        return [row for row in self.rows if row.pci is not None]
+
+    def pci_interrupt_routes(self) -> dict[tuple[int, int], int]:
+        """{(bus, device): GSI} for every function with an interrupt pin (the _PRT's rows)."""
+        return {(row.pci.bus, row.pci.device): row.pci.gsi for row in self.pci_rows()
+                if row.pci.pin and row.pci.gsi is not None}
+
+    def acpi_rows(self, parent: str) -> list[Row]:
+        return [row for row in self.rows if row.acpi is not None and row.acpi.parent == parent]
+
+
+# The iMac Pro's platform as modelled today (docs/LINUX.md says what the real one has more of).
+IMAC_PRO = Board("iMacPro1,1", rows=(
+    Row("pic", "8259A interrupt controllers, master and slave, and the ELCR",
+        ports=(Ports(0x20, 2, "master_ports"), Ports(0xA0, 2, "slave_ports"),
+               Ports(0x4D0, 2, "elcr_ports"))),
+    # ISA IRQ 0 (the PIT, and the HPET's legacy timer 0) is wired to I/O APIC pin 2, as on
+    # every PC chipset: pin 0 carries the 8259's INTR.
+    Row("pit", "8254 interval timer", ports=(Ports(0x40, 4),), irqs=(IsaIrq(0, gsi=2),)),
+    Row("port_b", "system control port B (PIT channel 2 gate, speaker)", ports=(Ports(0x61, 1),)),
+    # No PS/2: the ports decode only for the i8042's reset pulse, so ACPI shows no node.
+    Row("kbc", "i8042 keyboard controller (reset line only)",
+        ports=(Ports(0x60, 1, offset=0), Ports(0x64, 1, offset=4)),
+        irqs=(IsaIrq(1), IsaIrq(12))),
+    Row("uart", "16550A UART, COM1", ports=(Ports(0x3F8, 8),), irqs=(IsaIrq(4),),
+        acpi=Acpi("LPCB", "COM1", "PNP0501", uid=1)),
+    Row("rtc", "CMOS real-time clock", ports=(Ports(0x70, 4),), irqs=(IsaIrq(8),),
+        acpi=Acpi("LPCB", "RTC", "PNP0B00")),
+    Row("fast_a20", "fast A20 and reset (port 0x92)", ports=(Ports(0x92, 1),)),
+    # The PCH's reset control register shares the CONFIG_ADDRESS dword (0xCF9).
+    Row("pci_config", "PCI configuration ports and the reset control", ports=(Ports(0xCF8, 8),)),
+    # The SCI is level triggered and driven active high into pin 9 (devices/acpi_pm.py).
+    Row("acpi_pm", "ACPI PM1 event/control and PM timer",
+        ports=(Ports(0x600, 0x10),), irqs=(IsaIrq(9, polarity=HIGH, trigger=LEVEL),),
+        acpi=Acpi("MBRD")),
+    Row("ioapic", "I/O APIC", mmio=Mmio(layout.IOAPIC_BASE, layout.IOAPIC_SIZE)),
+    Row("hpet", "HPET", mmio=Mmio(layout.HPET_BASE, layout.HPET_SIZE, read_only=True),
+        acpi=Acpi("LPCB", "HPET", "PNP0103", uid=0, status=True)),
+    Row("ecam", "PCI Express configuration space (ECAM)",
+        mmio=Mmio(layout.ECAM_BASE, layout.ECAM_SIZE), acpi=Acpi("MBRD")),
+    Row("lapic", "local APIC (one per logical CPU)",
+        mmio=Mmio(layout.LAPIC_BASE, layout.LAPIC_SIZE, per_cpu=True)),
+    Row("host_bridge", "Xeon W host bridge (8086:2020)", pci=PciSlot(0)),
+    Row("nvme", "the SSD: Apple ANS2 NVMe controller behind the T2 (106b:2005)",
+        pci=PciSlot(4, pin=PIN_INTA, gsi=16), optional=True),
+), lpc_bridge=PciSlot(0x1F))

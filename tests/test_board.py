@@ -1,0 +1,77 @@
+"""The board is the one description of the platform: the machine and the firmware follow it."""
+
+import pytest
+
+from imacpro.board import IMAC_PRO, Acpi, Board, IsaIrq, Mmio, PciSlot, Ports, Row
+from imacpro.catalog import configure
+from imacpro.clock import Clock
+from imacpro.firmware import acpi
+from imacpro.machine import Machine
+
+
+def test_two_rows_cannot_claim_one_port_mmio_range_or_function():
+    with pytest.raises(ValueError, match="port 0x61"):
+        Board("b", (Row("a", "", ports=(Ports(0x60, 4),)), Row("b", "", ports=(Ports(0x61, 1),))),
+              PciSlot(0x1F))
+    with pytest.raises(ValueError, match="MMIO"):
+        Board("b", (Row("a", "", mmio=Mmio(0x1000, 0x2000)),
+                    Row("b", "", mmio=Mmio(0x2000, 0x1000))), PciSlot(0x1F))
+    with pytest.raises(ValueError, match="PCI"):
+        Board("b", (Row("a", "", pci=PciSlot(4)), Row("b", "", pci=PciSlot(4))), PciSlot(0x1F))
+
+
+def test_the_machine_answers_where_the_board_says():
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1, ssd=None)
+    for row in IMAC_PRO.rows:
+        device = machine.devices.get(row.name)
+        if row.mmio is not None and row.mmio.per_cpu or row.optional:
+            continue
+        assert device is getattr(machine, row.name)
+        for ports in row.ports:
+            for port in range(ports.base, ports.base + ports.count):
+                owner, base = machine.pio._owner[port]
+                assert base == ports.base
+                target = getattr(owner, "device", owner)
+                assert target is (getattr(device, ports.view) if ports.view else device)
+        if row.mmio is not None:
+            assert any(r.base == row.mmio.base and r.device is device
+                       for r in machine.mmio.regions)
+    assert machine.nvme is None and "nvme" not in machine.devices
+    # Nothing answers that the board does not list (the PCI windows are the host bridge's).
+    listed = {p for row in IMAC_PRO.rows for ports in row.ports
+              for p in range(ports.base, ports.base + ports.count)}
+    assert {p for p, owner in enumerate(machine.pio._owner) if owner} == listed
+
+
+def test_isa_interrupts_reach_the_pins_the_board_names():
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1)
+    for irq, pin in ((0, 2), (4, 4), (8, 8), (9, 9)):
+        assert IMAC_PRO.isa_pin(irq) == pin
+        machine.irq[irq].set(True)
+        assert [n for n, level in enumerate(machine.ioapic.levels) if level] == [pin]
+        machine.irq[irq].set(False)
+    assert [(line.irq, line.pin) for line in IMAC_PRO.interrupt_overrides()] == [(0, 2), (9, 9)]
+
+
+def _madt_overrides(board):
+    table = acpi.madt([0], 1, board)
+    entries, at = [], 44
+    while at < len(table):
+        kind, length = table[at], table[at + 1]
+        if kind == acpi.MADT_INTERRUPT_OVERRIDE:
+            entries.append((table[at + 3], int.from_bytes(table[at + 4:at + 8], "little")))
+        at += length
+    return entries
+
+
+def test_firmware_tables_follow_a_changed_board():
+    """Move COM1 and rewire its IRQ on a board of our own: the DSDT and MADT follow."""
+    rows = tuple(Row("uart", "COM1 elsewhere", ports=(Ports(0x2F8, 8),),
+                     irqs=(IsaIrq(3, gsi=20),), acpi=Acpi("LPCB", "COM1", "PNP0501", uid=1))
+                 if row.name == "uart" else row for row in IMAC_PRO.rows)
+    board = Board("test", rows, IMAC_PRO.lpc_bridge)
+    assert (3, 20) in _madt_overrides(board) and (3, 20) not in _madt_overrides(IMAC_PRO)
+    moved = acpi.dsdt_aml(32 << 30, 1, board)
+    stock = acpi.dsdt_aml(32 << 30, 1, IMAC_PRO)
+    assert acpi.res_io(0x2F8, 8) in moved and acpi.res_io(0x2F8, 8) not in stock
+    assert acpi.res_irq(3) in moved and acpi.res_irq(4) in stock

@@ -71,6 +71,9 @@ class Clock:
         self._timers: list[tuple[int, int, int, Timer]] = []
         self._seq = itertools.count()
         self._compact_at = COMPACT_MIN
+        # Called, inside the `except`, when a timer's callback raises (the machine's guard
+        # logs it and goes on); None: the exception propagates.
+        self.on_error: Callable[[Timer], None] | None = None
 
     def now_ns(self) -> int:
         if self.realtime:
@@ -150,6 +153,11 @@ class Clock:
                 timer = entry[3]
                 timer.deadline_ns = None
                 timer._generation += 1
-                timer.callback()
+                try:
+                    timer.callback()
+                except Exception:
+                    if self.on_error is None:
+                        raise
+                    self.on_error(timer)
                 ran += 1
         return ran

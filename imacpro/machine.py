@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
+from imacpro.bus.guest_errors import GuestErrors
 from imacpro.bus.mmio import MmioBus
 from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciMemoryWindow, host_bridge
 from imacpro.bus.pio import PortIoBus
@@ -66,9 +67,11 @@ class RunResult:
 class Machine:
     def __init__(self, config: Configuration, *, serial_output: Callable[[bytes], None] = None,
                  clock: Clock | None = None, idle: str = "sleep", cpus: int | None = None,
-                 ssd=None, ssd_serial: str = "", board: Board = IMAC_PRO):
+                 ssd=None, ssd_serial: str = "", board: Board = IMAC_PRO,
+                 guest_error_log: Callable[[str], None] | None = None):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
-        for a machine without a readable SSD; `ssd_serial`: the controller's serial number."""
+        for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
+        `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py)."""
         self.config = config
         self.board = board
         self.processor = p = config.processor
@@ -76,8 +79,11 @@ class Machine:
         self.idle = idle
         self.tsc_hz = round(p.base_ghz * 1000) * 1_000_000
         self.ram = Ram(config.memory_option.size_bytes)
-        self.pio = PortIoBus()
-        self.mmio = MmioBus()
+        self.guest_errors = GuestErrors(guest_error_log)
+        self.clock.on_error = lambda timer: self.guest_errors.record(
+            getattr(timer.callback, "__self__", timer), "timer", 0)
+        self.pio = PortIoBus(self.guest_errors)
+        self.mmio = MmioBus(self.guest_errors)
         self.reset_requested = False
         self.poweroff_requested = False
         self._serial_output = serial_output

@@ -75,3 +75,31 @@ def test_firmware_tables_follow_a_changed_board():
     stock = acpi.dsdt_aml(32 << 30, 1, IMAC_PRO)
     assert acpi.res_io(0x2F8, 8) in moved and acpi.res_io(0x2F8, 8) not in stock
     assert acpi.res_irq(3) in moved and acpi.res_irq(4) in stock
+
+
+class _Broken:
+    def read(self, offset, size):
+        raise ZeroDivisionError("a bug in a device model")
+
+    def write(self, offset, size, value):
+        raise KeyError(offset)
+
+
+def test_a_device_that_raises_costs_the_guest_one_access_not_the_machine(tmp_path):
+    """The guard at the buses: reads give all ones, writes are dropped, each distinct error
+    is logged once, and every one is counted."""
+    lines = []
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1, guest_error_log=lines.append)
+    machine.pio._owner[0x3F8] = (_Broken(), 0x3F8)
+    assert machine.pio.read(0x3F8, 1) == 0xFF and machine.pio.read(0x3F8, 2) == 0xFFFF
+    machine.pio.write(0x3F8, 1, 0x41)
+    machine.pio.write(0x3F8, 1, 0x42)
+    assert machine.guest_errors.count == 4
+    assert len(lines) == 2                          # one "in" at the port, one "out"
+    assert "ZeroDivisionError" in lines[0] and "_Broken in at 0x3f8" in lines[0]
+    # A timer whose callback raises: counted, and the clock goes on with the others.
+    fired = []
+    machine.clock.add_timer(5, lambda: 1 / 0)
+    machine.clock.add_timer(6, lambda: fired.append(True))
+    machine.clock.warp_to(10)
+    assert machine.clock.run_due() == 2 and fired == [True] and machine.guest_errors.count == 5

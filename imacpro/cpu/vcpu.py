@@ -69,7 +69,7 @@ class Vcpu:
         ram.map_into(uc, unicorn.UC_PROT_ALL)
         self.engine.join_code_map(ram)
         mmio.map_into(uc)
-        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self))
+        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self), mmio.errors)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)

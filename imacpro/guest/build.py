@@ -27,7 +27,10 @@ The initramfs (built in Python, `make_initramfs`):
     /bin/busybox, /bin/sh  busybox and the link that lets /init start; every other applet is
                            linked by `busybox --install -s` at boot
     /sbin/e2fsck           e2fsck.static, also as fsck.ext2, fsck.ext3 and fsck.ext4
-    /etc/inittab           busybox init's table: the console script once, unmount at shutdown
+    /etc/inittab           busybox init's table: acpid, the console script once, unmount at
+                           shutdown
+    /etc/acpi/PWRF/00000080  what busybox acpid runs when the power button is pressed
+                           (`imacpro stop`): poweroff, a clean shutdown
     /etc/imacpro/console   the script from `console_script()`
     /lib/modules/*.ko      the NVMe driver (nvme.ko) and the modules it needs, in the order
                            /init loads them with insmod (Debian's 6.1 modules are plain .ko;
@@ -95,8 +98,9 @@ BUSYBOX_PACKAGE = "busybox-static"
 E2FSCK_PACKAGE = "e2fsck-static"  # busybox has mke2fs but no checker
 KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the kernel release
 # Loaded at boot, with what they depend on (from .modinfo): the SSD's driver, and ext4 (which
-# mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named).
-MODULES = ("nvme", "crc32c_generic", "ext4")
+# mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named);
+# the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff.
+MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev")
 DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 quiet loglevel=4"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"
@@ -226,9 +230,14 @@ fi
 # or reboot (`poweroff`, `reboot`: signals to PID 1) unmount, or at least make read-only, what
 # the guest mounted, before the kernel's power-off or restart (the initramfs root and devtmpfs
 # cannot be unmounted: their complaints go nowhere).
-INITTAB = f"""::once:{CONSOLE_SCRIPT}
+INITTAB = f"""::sysinit:/bin/busybox acpid -l /tmp/acpid.log
+::once:{CONSOLE_SCRIPT}
 ::shutdown:/bin/umount -a -r 2>/dev/null
 """
+# busybox acpid maps the power button's KEY_POWER event to the action PWRF/00000080 and runs
+# /etc/acpi/PWRF/00000080: a clean shutdown through init, as a desktop's power button does.
+POWER_BUTTON_ACTION = "etc/acpi/PWRF/00000080"
+POWER_BUTTON_SCRIPT = "#!/bin/sh\nexec /bin/busybox poweroff\n"
 
 ETC_FILES = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
@@ -248,6 +257,7 @@ def recipe() -> str:
     """A digest of how this code builds the guest: a cached guest built by other code (another
     /init, other modules or command line) is rebuilt, from the downloaded packages."""
     parts = [init_script(["MODULES"]), console_script(), repr(sorted(ETC_FILES.items())),
+             POWER_BUTTON_SCRIPT,
              repr(MODULES), DEFAULT_CMDLINE, str(GUEST_FORMAT), E2FSCK_PACKAGE]
     return sha384("\0".join(parts).encode())
 
@@ -258,7 +268,7 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str,
     stored as /lib/modules/<name>.ko. Same input, same bytes (timestamps are 0)."""
     cpio = CpioWriter()
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
-              "etc", "etc/imacpro", "lib/modules"):
+              "etc", "etc/imacpro", "etc/acpi", "etc/acpi/PWRF", "lib/modules"):
         cpio.directory(d, 0o1777 if d == "tmp" else 0o700 if d == "root" else 0o755)
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
@@ -271,6 +281,7 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str,
         cpio.file(f"lib/modules/{name}.ko", ko)
     for path, text in ETC_FILES.items():
         cpio.file(path, text.encode())
+    cpio.file(POWER_BUTTON_ACTION, POWER_BUTTON_SCRIPT.encode(), 0o755)
     cpio.file("init", init_script.encode(), 0o755)
     cpio.file(CONSOLE_SCRIPT.lstrip("/"), console_script().encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)

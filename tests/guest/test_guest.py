@@ -285,7 +285,8 @@ def test_build_the_default_guest(capsys, tmp_path, monkeypatch):
     assert entries["init"]["mode"] == stat.S_IFREG | 0o755
     assert b"exec /bin/busybox init" in entries["init"]["data"]
     assert b"IMACPRO-READY" in entries["etc/imacpro/console"]["data"]
-    assert entries["etc/inittab"]["data"].startswith(b"::once:/etc/imacpro/console\n")
+    assert b"::once:/etc/imacpro/console\n" in entries["etc/inittab"]["data"]
+    assert entries["etc/acpi/PWRF/00000080"]["data"].endswith(b"poweroff\n")
     assert entries["lib/modules/nvme.ko"]["data"][:4] == b"\x7fELF"
     assert entries["lib/modules/nvme-core.ko"]["data"][:4] == b"\x7fELF"
     for module in ("ext4", "jbd2", "mbcache", "crc16", "crc32c_generic"):

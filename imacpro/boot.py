@@ -8,26 +8,37 @@ through the T2 again, with a fresh boot nonce:
 The SSD's store is opened once per power-on and serves every boot of it (the guest's NVMe
 driver reaches it through the machine's controller).
 The run ends when the guest powers off (ACPI S5), the user types Ctrl-A X, an --exec command
-finishes, or the timeout passes.
+finishes, `imacpro stop --force` comes over the control socket, or the timeout passes.
+
+While it runs, the process serves the machine's control socket (control/server.py) from the
+run loop, writes COM1's output to console.log in the bundle, and the bus guard's findings to
+guest-errors.log.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
-from imacpro.console import ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.console import READY_MARKER, ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.control.protocol import socket_path
+from imacpro.control.server import ControlServer
 from imacpro.devices.nvme import ssd_serial
 from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
 from imacpro.disk.esp import find_boot_image
 from imacpro.errors import UserError
 from imacpro.firmware import boot as firmware
+from imacpro.host_events import HostEvents
 from imacpro.machine import Machine
 from imacpro.t2.secure_boot import BootImage, Verdict
 from imacpro.t2.signing import Manifest
@@ -35,6 +46,8 @@ from imacpro.t2.storage import DamagedImage, PairingError
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
+CONSOLE_LOG = "console.log"            # in the bundle: what COM1 printed since power-on
+GUEST_ERRORS_LOG = "guest-errors.log"  # in the bundle: the bus guard's log (bus/guest_errors.py)
 
 
 class BootRefused(Exception):
@@ -108,43 +121,180 @@ def open_ssd(chip, notice: Callable[[str], None]):
 
 @dataclass
 class Outcome:
-    reason: str          # "poweroff", "quit", "exec", "timeout", "halted", "shutdown"
+    reason: str          # "poweroff", "quit", "exec", "timeout", "halted", "shutdown", "stop"
     exec_status: int | None = None
     exec_output: bytes = b""
     verdicts: list[Verdict] | None = None
+
+
+@dataclass
+class _ExecJob:
+    session: ExecSession
+    done: Callable[[ExecSession], None]
+
+
+class RunningMachine:
+    """A powered-on machine as the host sees it: COM1's output fanned out (the console log,
+    the terminal, attached consoles, the running exec), COM1's input gathered (the terminal,
+    attached consoles, execs), the execs one after another, and the control socket's
+    commands (control/server.py calls `status`, `exec`, `stop` and the console's methods)."""
+
+    def __init__(self, name: str, console_log: BinaryIO | None, serial_log: BinaryIO | None,
+                 echo: BinaryIO | None, events: HostEvents, log_path: Path | None = None):
+        self.name = name
+        self.console_log = console_log
+        self.serial_log = serial_log
+        self.echo = echo
+        self.events = events
+        self.log_path = log_path
+        self.serial_input = SerialInput()
+        self.consoles: set = set()
+        self.jobs: deque[_ExecJob] = deque()
+        self.machine: Machine | None = None
+        self.ready = False                # the guest printed its ready marker in this boot
+        self._tail = b""                  # the end of the output, for a marker split in two
+        self.powered_on = time.time()
+        self.boots = 0
+        self.guest_errors = 0             # of earlier boots
+        self.stop_pressed: float | None = None
+
+    # --- COM1 -----------------------------------------------------------------------------
+
+    def output(self, data: bytes) -> None:
+        for sink in (self.console_log, self.serial_log, self.echo):
+            if sink is not None:
+                sink.write(data)
+                sink.flush()
+        for console in list(self.consoles):
+            console.send(data)
+        if not self.ready:
+            self.ready = READY_MARKER in self._tail + data
+        self._tail = (self._tail + data)[-len(READY_MARKER):]
+        if self.jobs:
+            self.jobs[0].session.feed_output(data)
+
+    def pump(self) -> None:
+        """Between slices: the running exec types when the shell is ready; input to COM1."""
+        if self.jobs:
+            job = self.jobs[0]
+            job.session.poll(self.serial_input)
+            if job.session.status is not None:
+                self.jobs.popleft()
+                job.done(job.session)
+                self._start_next()
+        if self.machine is not None:
+            self.serial_input.pump(self.machine.uart)
+
+    def _start_next(self) -> None:
+        if self.jobs and self.ready:
+            self.jobs[0].session.mark_ready()
+
+    def add_exec(self, session: ExecSession, done: Callable[[ExecSession], None]) -> None:
+        self.jobs.append(_ExecJob(session, done))
+        if len(self.jobs) == 1:
+            self._start_next()
+
+    def rebooted(self) -> None:
+        """The guest reset: its shell is gone until the new boot's ready marker; typing meant
+        for the old boot is lost, as on a real serial line."""
+        self.ready = False
+        self._tail = b""
+        self.serial_input.buffer.clear()
+        if self.jobs:
+            self.jobs[0].session.rebooted()
+
+    def powered_off(self) -> None:
+        """Every exec still waiting completes: the running one with what it printed."""
+        while self.jobs:
+            job = self.jobs.popleft()
+            job.session.powered_off()
+            job.done(job.session)
+
+    def attach(self, machine: Machine) -> None:
+        if self.machine is not None:
+            self.guest_errors += self.machine.guest_errors.count
+        self.machine = machine
+        self.boots += 1
+
+    # --- the control socket's commands ------------------------------------------------------
+
+    def status(self) -> dict:
+        machine = self.machine
+        return {"name": self.name, "state": "running", "pid": os.getpid(),
+                "uptime_s": round(time.time() - self.powered_on, 3),
+                "powered_on_at": datetime.fromtimestamp(self.powered_on, UTC).isoformat(),
+                "boots": self.boots, "vcpus": len(machine.vcpus) if machine else 0,
+                "guest_ready": self.ready,
+                "guest_errors": self.guest_errors + (machine.guest_errors.count if machine else 0),
+                "console_log": str(self.log_path) if self.log_path else None,
+                "execs_waiting": len(self.jobs)}
+
+    def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
+        def done(session: ExecSession) -> None:
+            if session.status is None:
+                reply({"status": None, "output": base64.b64encode(session.result()).decode(),
+                       "error": "the machine powered off before the command ended"})
+            else:
+                reply({"status": session.status,
+                       "output": base64.b64encode(session.result()).decode()})
+        self.add_exec(ExecSession(command_line), done)
+
+    def stop(self, force: bool) -> dict:
+        if force or self.machine is None:
+            self.events.request_stop("stop")
+            return {"pressed": False, "powered_off": True}
+        self.machine.acpi_pm.press_power_button()
+        self.stop_pressed = time.monotonic()
+        return {"pressed": True, "powered_off": False}
+
+    def attach_console(self, connection) -> None:
+        self.consoles.add(connection)
+
+    def detach_console(self, connection) -> None:
+        self.consoles.discard(connection)
+
+    def console_input(self, data: bytes) -> None:
+        self.serial_input.type(data)
 
 
 def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *, interactive: bool,
              exec_command: str | list[str] | None = None, timeout_s: float | None = None,
              serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
              cpus: int | None = None,
-             notice: Callable[[str], None] = lambda line: None) -> Outcome:
+             notice: Callable[[str], None] = lambda line: None,
+             on_started: Callable[[], None] | None = None,
+             control: bool = True) -> Outcome:
+    """Power the machine on and run it until it powers off. The machine's process serves
+    its control socket meanwhile (`control`); `on_started()` runs once, when the firmware
+    has handed over to the first boot's kernel."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
     signer = bundles.signing_server()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    session = ExecSession(exec_command) if exec_command is not None else None
     verdicts = []
-    serial_input = SerialInput()
-
-    def output(data: bytes) -> None:
-        if serial_log is not None:
-            serial_log.write(data)
-            serial_log.flush()
-        if echo is not None:
-            echo.write(data)
-            echo.flush()
-        if session is not None:
-            session.feed_output(data)
+    session = ExecSession(exec_command) if exec_command is not None else None
+    finished: list[ExecSession] = []
 
     ssd = open_ssd(chip, notice)
-    keyboard = Keyboard(sys.stdin.fileno()) if interactive else None
     with contextlib.ExitStack() as stack:
         if ssd is not None:
             stack.callback(ssd.close)
+        events = HostEvents()
+        stack.callback(events.close)
+        log_path = machine_bundle.path / CONSOLE_LOG
+        console_log = stack.enter_context(open(log_path, "wb"))
+        running = RunningMachine(machine_bundle.name, console_log, serial_log, echo, events,
+                                 log_path)
+        errors_log = stack.enter_context(open(machine_bundle.path / GUEST_ERRORS_LOG, "w"))
+        if control:
+            server = ControlServer(socket_path(machine_bundle.path), events, running)
+            stack.callback(server.close)
+        keyboard = Keyboard(sys.stdin.fileno(), on_input=events.wake) if interactive else None
         if interactive:
             stack.enter_context(RawTerminal())
+        if session is not None:
+            running.add_exec(session, finished.append)
         while True:
             image = source.read(ssd)
             verdict = chip.check_boot(BootImage(image.kernel, image.initrd, image.cmdline,
@@ -152,41 +302,47 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             verdicts.append(verdict)
             if not verdict.allowed:
                 raise BootRefused(verdict)
-            machine = Machine(config, serial_output=output, cpus=cpus, ssd=ssd,
-                              ssd_serial=ssd_serial(identity.serial_number))
+            machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
+                              ssd_serial=ssd_serial(identity.serial_number),
+                              guest_error_log=_log_writer(errors_log))
             firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
+            running.attach(machine)
+            if on_started is not None:
+                on_started()
+                on_started = None
 
             def between_slices() -> bool:
                 if keyboard is not None:
-                    keyboard.drain(serial_input)
+                    keyboard.drain(running.serial_input)
                     if keyboard.quit:
                         return True
-                if session is not None:
-                    session.poll(serial_input)
-                    if session.status is not None:
-                        # Done: power off as the guest would, or cut power if it does not.
-                        if session.powering_off_since is None:
-                            serial_input.type(b"poweroff\n")
-                            session.powering_off_since = time.monotonic()
-                        elif time.monotonic() - session.powering_off_since > POWEROFF_GRACE_S:
-                            return True
-                serial_input.pump(machine.uart)
+                if session is not None and finished:
+                    # --exec is done: power off as the guest would, or cut power if it does not.
+                    if session.powering_off_since is None:
+                        running.serial_input.type(b"poweroff\n")
+                        session.powering_off_since = time.monotonic()
+                    elif time.monotonic() - session.powering_off_since > POWEROFF_GRACE_S:
+                        return True
+                running.pump()
                 return False
 
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            result = machine.run(timeout_s=remaining, stop=between_slices)
-            if result.reason == "reset" and (session is None or session.status is None):
-                # Reboot: the T2 checks the image again; typing meant for the old boot is lost,
-                # as it would be on a real serial line.
-                serial_input.buffer.clear()
-                if session is not None:
-                    session.rebooted()
+            result = machine.run(timeout_s=remaining, stop=between_slices, events=events)
+            if result.reason == "reset" and not finished:
+                running.rebooted()
                 continue
-            if session is not None and result.reason == "poweroff":
-                session.powered_off()
+            running.powered_off()
             if session is not None and session.status is not None:
                 return Outcome("exec", session.status, session.result(), verdicts)
             if keyboard is not None and keyboard.quit:
                 return Outcome("quit", verdicts=verdicts)
+            if events.stop_reason is not None:
+                return Outcome(events.stop_reason, verdicts=verdicts)
             return Outcome(result.reason, verdicts=verdicts)
 
+
+def _log_writer(stream) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+    return write

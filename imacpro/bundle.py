@@ -103,6 +103,20 @@ class Bundle:
         finally:
             os.close(fd)
 
+    def held(self) -> bool:
+        """Whether a process holds the machine now (see in_use)."""
+        try:
+            fd = os.open(self.path / POWER_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def identity(self) -> Identity:
         path = self.path / IDENTITY_FILE
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 
 import click
@@ -317,9 +318,13 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
                    "with its status. Repeat it to run several commands in turn; a command "
                    "that reboots the guest ends when the guest is ready again.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Power off after S seconds.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background: return once the firmware has handed over to the "
+                   "kernel ('imacpro status|exec|console|stop NAME' reach it).")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
+@click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, serial_log,
-         exec_command, timeout, cpus) -> None:
+         exec_command, timeout, detach, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel."""
@@ -340,19 +345,41 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
             raise UserError("--external goes with --kernel or --disk")
         source = DiskSource(Path(disk) if disk else None)
     exec_command = list(exec_command) or None
+    if detach:
+        if exec_command:
+            raise UserError("--exec waits for its commands; with --detach use 'imacpro exec'")
+        from imacpro.control.detach import detach as start_detached
+        pid = start_detached(machine_bundle, kernel=kernel, initrd=initrd, cmdline=cmdline,
+                             manifest=manifest, external=external, disk=disk,
+                             serial_log=serial_log, timeout=timeout, cpus=cpus)
+        click.echo(f"{name}: running in the background (pid {pid}); "
+                   f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
+        return
     interactive = not headless and exec_command is None and sys.stdin.isatty()
     log = open(serial_log, "wb") if serial_log else None
     echo = None if headless or exec_command is not None else sys.stdout.buffer
+    ready = os.fdopen(ready_fd, "w") if ready_fd is not None else None
+
+    def started() -> None:
+        if ready is not None:
+            ready.write("ready\n")
+            ready.close()
+
     try:
         with machine_bundle.in_use("powering it on"):
             outcome = power_on(machine_bundle, source, interactive=interactive,
                                exec_command=exec_command, timeout_s=timeout, serial_log=log,
-                               echo=echo, cpus=cpus,
+                               echo=echo, cpus=cpus, on_started=started,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:
+        _tell_parent(ready, f"the T2 refused to boot: {refused.verdict.reason}")
         click.echo(refused.verdict.render(), err=True)
         sys.exit(EXIT_REFUSED)
+    except (UserError, OSError) as exc:
+        _tell_parent(ready, str(exc) if isinstance(exc, UserError) else
+                     f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
+        raise
     finally:
         if log:
             log.close()
@@ -367,9 +394,110 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         click.echo(f"imacpro: {name}: the guest powered off before every --exec command ran",
                    err=True)
         sys.exit(EXIT_REFUSED)
-    if outcome.reason not in ("poweroff", "quit"):
+    if outcome.reason not in ("poweroff", "quit", "stop"):
         click.echo(f"imacpro: {name}: stopped ({outcome.reason})", err=True)
         sys.exit(EXIT_REFUSED)
+
+
+def _tell_parent(ready, message: str) -> None:
+    """A detached machine's process that fails before its kernel starts tells `boot
+    --detach`, which prints it (control/detach.py)."""
+    if ready is not None and not ready.closed:
+        with contextlib.suppress(OSError):
+            ready.write(f"error: {message}\n")
+            ready.close()
+
+
+def _client(name: str):
+    from imacpro.control.client import ControlClient
+    return ControlClient(bundle.open_bundle(name).path, name)
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+def status(name: str, as_json: bool) -> None:
+    """Whether a machine runs, and what it is doing."""
+    from imacpro.control.client import NotRunning
+    try:
+        with _client(name) as client:
+            report = client.request("status")
+        report.pop("version", None)
+        report.pop("ok", None)
+    except NotRunning:
+        report = {"name": name, "state": "powered off"}
+    if report["state"] != "running":
+        text = f"{name}: {report['state']}"
+    else:
+        text = (f"{name}: running (pid {report['pid']}), up {_duration(report['uptime_s'])}, "
+                f"{report['vcpus']} vCPUs, boot {report['boots']}"
+                f"{'' if report['guest_ready'] else ' (starting)'}\n"
+                f"  console log:  {report['console_log']}\n"
+                f"  guest errors: {report['guest_errors']}")
+    _emit(as_json, report, text)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND in a running machine's shell; print its output and exit with its status.
+
+    The words of COMMAND are joined by spaces and run by the guest's shell, as ssh does.
+    Several execs at once run one after another."""
+    import base64
+    with _client(name) as client:
+        reply = client.request("exec", command_line=" ".join(command))
+    sys.stdout.buffer.write(base64.b64decode(reply.get("output", "")))
+    sys.stdout.flush()
+    if reply.get("status") is None:
+        raise UserError(f"machine {name!r}: {reply.get('error', 'the command did not end')}")
+    sys.exit(int(reply["status"]))
+
+
+@cli.command()
+@click.argument("name")
+def console(name: str) -> None:
+    """Attach this terminal to a running machine's COM1 (Ctrl-A D detaches, Ctrl-A X powers
+    off)."""
+    from imacpro.console import attach_terminal
+    with _client(name) as client:
+        client.request("console")
+        outcome = attach_terminal(client, stop=lambda: _stop(name, force=True))
+    click.echo(f"\r\nimacpro: {name}: {outcome}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Hold the power button: power off at once.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="How long the guest gets to shut down.")
+def stop(name: str, force: bool, timeout: float) -> None:
+    """Press a running machine's power button: the guest shuts down cleanly."""
+    if not _stop(name, force, timeout):
+        click.echo(f"imacpro: {name}: still running after {timeout:g} s "
+                   f"('imacpro stop --force {name}' cuts the power)", err=True)
+        sys.exit(EXIT_REFUSED)
+
+
+def _stop(name: str, force: bool, timeout: float = 30.0) -> bool:
+    """Stop the machine and wait until its process has ended; False if it had not by then."""
+    import time
+    machine_bundle = bundle.open_bundle(name)
+    with _client(name) as client:
+        client.request("stop", force=force)
+    deadline = time.monotonic() + timeout
+    while machine_bundle.held():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @cli.group(name="guest")

@@ -5,7 +5,10 @@ terminal. Ctrl-A X powers the machine off, Ctrl-A Ctrl-A sends a Ctrl-A (as QEMU
 mon:stdio does). Input is read on a thread into a queue that the run loop drains between
 slices, because devices belong to the run loop's thread.
 
-Scripted (`--exec CMD`): once the guest prints its ready marker, type the command into its
+Attached (`imacpro console NAME`): the same, through a running machine's control socket
+(`attach_terminal`); Ctrl-A D detaches and leaves the machine running.
+
+Scripted (`--exec CMD`, `imacpro exec`): once the guest prints its ready marker, type the command into its
 shell between two markers and collect what it prints until the exit marker, whose value is the
 command's exit status. The markers are typed split (IMAC""PRO-…) so the shell's echo of the
 typed line never matches them; only the guest's own output does.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import select
 import sys
 import threading
 
@@ -47,8 +51,10 @@ class SerialInput:
 class Keyboard:
     """Terminal input on a thread; `drain()` passes it on from the run loop's thread."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, on_input=lambda: None):
+        """`on_input()`: called from the reading thread when keys arrive (wakes the run loop)."""
         self.fd = fd
+        self.on_input = on_input
         self.pending: queue.Queue[bytes] = queue.Queue()
         self.quit = False
         self._escape = False
@@ -63,6 +69,7 @@ class Keyboard:
             if not data:
                 return
             self.pending.put(data)
+            self.on_input()
 
     def drain(self, serial_input: SerialInput) -> None:
         while True:
@@ -86,6 +93,52 @@ class Keyboard:
                 out.append(byte)
             if out:
                 serial_input.type(bytes(out))
+
+
+def attach_terminal(client, stop) -> str:
+    """`imacpro console`: this terminal on a running machine's COM1 through its control
+    socket (already switched to the console). Ctrl-A D detaches, Ctrl-A X calls `stop()`
+    (power off), Ctrl-A Ctrl-A sends a Ctrl-A. Returns how it ended, for one line."""
+    sock = client.sock
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.buffer
+    first = client.take_buffered()
+    escape = False
+    with RawTerminal():
+        if first:
+            stdout.write(first)
+            stdout.flush()
+        while True:
+            readable, _, _ = select.select([stdin, sock], [], [])
+            if sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    return "the machine powered off"
+                stdout.write(data)
+                stdout.flush()
+            if stdin in readable:
+                data = os.read(stdin, 1024)
+                if not data:
+                    return "detached (end of input)"
+                out = bytearray()
+                for byte in data:
+                    if escape:
+                        escape = False
+                        if byte in (ord("d"), ord("D")):
+                            sock.sendall(bytes(out))
+                            return "detached; the machine runs on"
+                        if byte in (ord("x"), ord("X")):
+                            sock.sendall(bytes(out))
+                            stop()
+                            return "powered off"
+                        if byte == CTRL_A:
+                            out.append(CTRL_A)
+                        continue
+                    if byte == CTRL_A:
+                        escape = True
+                        continue
+                    out.append(byte)
+                if out:
+                    sock.sendall(bytes(out))
 
 
 class RawTerminal:
@@ -169,6 +222,11 @@ class ExecSession:
         self.statuses.append(status)
         self.sent, self._rebooting, self._begin_at = False, None, -1
         self._start = len(self.output)
+
+    def mark_ready(self) -> None:
+        """The guest's shell already waits for a command (its ready marker came before this
+        session began: a machine already running)."""
+        self._ready = True
 
     def rebooted(self) -> None:
         """The machine reset: wait for the new boot's ready marker before typing again."""

@@ -41,6 +41,7 @@ from imacpro.devices.pit import Pit8254, SystemControlPortB
 from imacpro.devices.reset import FastA20Port, KeyboardController, ResetControl
 from imacpro.devices.rtc import CmosRtc
 from imacpro.devices.uart16550 import Uart16550
+from imacpro.host_events import HostEvents
 from imacpro.irq import IrqLine
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
@@ -235,9 +236,10 @@ class Machine:
     # --- running --------------------------------------------------------------------------
 
     def run(self, timeout_s: float | None = None, stop: Callable[[], bool] | None = None,
-            slice_us: int = SLICE_US) -> RunResult:
+            slice_us: int = SLICE_US, events: HostEvents | None = None) -> RunResult:
         """Run until the guest resets or powers off, every CPU stops for good, `stop()` says
-        so, or `timeout_s` of host time passes."""
+        so, a host event handler asks (`events.stop_reason`), or `timeout_s` of host time
+        passes. `events`' readers are served after each round of slices and while idle."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             ran = False
@@ -250,6 +252,10 @@ class Machine:
                     return RunResult("reset")
                 if self.poweroff_requested:
                     return RunResult("poweroff")
+            if events is not None:
+                events.poll(0)
+                if events.stop_reason is not None:
+                    return RunResult("stopped", events.stop_reason)
             if stop is not None and stop():
                 return RunResult("stopped")
             if deadline is not None and time.monotonic() >= deadline:
@@ -258,7 +264,8 @@ class Machine:
                 continue
             if self.bsp.state is State.SHUTDOWN:
                 return RunResult("shutdown", self.bsp.shutdown_reason)
-            if not self._idle(deadline, poll=stop is not None):
+            if not self._idle(deadline, poll=stop is not None or events is not None,
+                              events=events):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
 
     def _slice(self, slice_us: int) -> int:
@@ -270,13 +277,16 @@ class Machine:
         until_us = (next_ns - self.clock.now_ns()) // 1000
         return max(MIN_SLICE_US, min(slice_us, until_us))
 
-    def _idle(self, run_deadline: float | None, poll: bool = False) -> bool:
-        """Every CPU waits: let time pass to the next timer. False if nothing can wake them."""
+    def _idle(self, run_deadline: float | None, poll: bool = False,
+              events: HostEvents | None = None) -> bool:
+        """Every CPU waits: let time pass to the next timer, or until host input comes.
+        False if nothing can wake them."""
+        wait = events.poll if events is not None else time.sleep
         next_ns = self.clock.next_deadline()
         if next_ns is None:
             if not poll:
                 return False
-            time.sleep(IDLE_POLL_S)   # nothing armed, but console input may still come
+            wait(IDLE_POLL_S)         # nothing armed, but console input may still come
             return True
         if self.idle == "warp":
             self.clock.warp_to(next_ns)
@@ -286,7 +296,7 @@ class Machine:
                 wait_s = min(wait_s, max(0.0, run_deadline - time.monotonic()))
             if poll:
                 wait_s = min(wait_s, IDLE_POLL_S)
-            time.sleep(wait_s)
+            wait(wait_s)
         self.clock.run_due()
         return True
 

@@ -4,6 +4,7 @@ import pytest
 
 from imacpro import boot, bundle
 from imacpro.catalog import configure
+from imacpro.bus.guest_errors import GuestErrors
 from imacpro.machine import RunResult
 
 KERNEL, INITRD, CMDLINE, VERSION = b"kernel image", b"initramfs", "console=ttyS0", 61192002
@@ -14,11 +15,14 @@ class FakeMachine:
     script: list = []
     built = 0
 
-    def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial=""):
+    def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial="",
+                 guest_error_log=None):
         FakeMachine.built += 1
         self.uart = None
+        self.vcpus = []
+        self.guest_errors = GuestErrors()
 
-    def run(self, timeout_s=None, stop=None):
+    def run(self, timeout_s=None, stop=None, events=None):
         during, reason = FakeMachine.script.pop(0)
         during()
         return RunResult(reason)

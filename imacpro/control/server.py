@@ -1,0 +1,209 @@
+"""The control socket, served by the machine's process from its run loop (host_events.py).
+
+Owner-only (mode 0600, in the owner's bundle). Each connection is a `Connection`: requests are
+handled one at a time in the order they came (a request waits while an `exec` before it runs);
+replies that do not fit the socket buffer wait in the connection, never in the machine. A
+connection that sends something other than the protocol gets an error reply and is closed; a
+client that goes away mid-command loses its reply and nothing else (an `exec` it started
+still runs to its end in the guest, and the next one waits for it).
+
+What the commands do is the handler's (boot.py's running machine):
+    status() -> dict                       exec(command, reply)     stop(force) -> dict
+    attach_console(connection)             detach_console(connection)
+    console_input(bytes)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+from pathlib import Path
+
+from imacpro.control.protocol import MAX_LINE, ProtocolError, address, decode, encode
+from imacpro.host_events import HostEvents
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 65536
+CONSOLE_BACKLOG = 4 << 20   # console output a slow client may fall behind by; older is dropped
+
+
+class Connection:
+    def __init__(self, server: ControlServer, sock: socket.socket):
+        self.server = server
+        self.sock = sock
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.requests: deque[bytes] = deque()
+        self.busy = False            # an exec of this connection is running
+        self.console = False         # the connection is the guest's COM1 now
+        self.closed = False
+        self.closing = False         # close once the outbox is sent
+        server.events.add_reader(sock, self._readable)
+
+    # --- input ------------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        if self.console:
+            self.server.handler.console_input(data)
+            return
+        self.inbox += data
+        while b"\n" in self.inbox:
+            line, _, rest = self.inbox.partition(b"\n")
+            self.inbox = bytearray(rest)
+            self.requests.append(bytes(line))
+        if len(self.inbox) > MAX_LINE:
+            self.inbox.clear()
+            self.fail(f"a request is longer than {MAX_LINE} bytes")
+            return
+        self._next()
+
+    def _next(self) -> None:
+        while self.requests and not self.busy and not self.closed and not self.closing:
+            self._handle(self.requests.popleft())
+
+    def _handle(self, line: bytes) -> None:
+        handler = self.server.handler
+        try:
+            request = decode(line)
+            command = request.get("command")
+            if command == "status":
+                self.reply({"ok": True, **handler.status()})
+            elif command == "exec":
+                text = request.get("command_line")
+                if not isinstance(text, str) or not text.strip():
+                    raise ProtocolError("exec needs a non-empty \"command_line\" string")
+                self.busy = True
+                handler.exec(text, self._exec_done)
+            elif command == "stop":
+                force = request.get("force", False)
+                if not isinstance(force, bool):
+                    raise ProtocolError("\"force\" is true or false")
+                self.reply({"ok": True, **handler.stop(force)})
+            elif command == "console":
+                self.reply({"ok": True})
+                self.console = True
+                self.inbox.clear()
+                handler.attach_console(self)
+            else:
+                raise ProtocolError(f"unknown command {command!r}")
+        except ProtocolError as exc:
+            self.fail(str(exc))
+        except Exception as exc:      # a bug of ours: the client hears of it, the machine runs
+            log.exception("control request failed")
+            self.reply({"ok": False, "error": f"internal error: {exc}"})
+
+    def _exec_done(self, result: dict) -> None:
+        self.busy = False
+        if not self.closed:
+            self.reply({"ok": True, **result})
+            self._next()
+
+    # --- output -----------------------------------------------------------------------------
+
+    def reply(self, message: dict) -> None:
+        self.send(encode(message))
+
+    def fail(self, error: str) -> None:
+        """A request that is not of the protocol: say why, then close the connection."""
+        self.reply({"ok": False, "error": error})
+        self.closing = True
+        self.requests.clear()
+        if not self.outbox:
+            self.close()
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.console and len(self.outbox) + len(data) > CONSOLE_BACKLOG:
+            del self.outbox[:len(self.outbox) + len(data) - CONSOLE_BACKLOG]
+        self.outbox += data
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.outbox:
+            try:
+                sent = self.sock.send(self.outbox)
+            except (BlockingIOError, InterruptedError):
+                self.server.events.want_write(self.sock, self._flush)
+                return
+            except OSError:
+                self.close()
+                return
+            del self.outbox[:sent]
+        self.server.events.want_write(self.sock, None)
+        if self.closing:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.console:
+            self.server.handler.detach_console(self)
+        self.server.events.remove(self.sock)
+        self.server.connections.discard(self)
+        self.sock.close()
+
+
+class ControlServer:
+    def __init__(self, path: Path, events: HostEvents, handler):
+        self.path = path
+        self.events = events
+        self.handler = handler
+        self.connections: set[Connection] = set()
+        target, dir_fd = address(path)
+        try:
+            try:
+                os.unlink(target)          # a socket left by a killed process
+            except FileNotFoundError:
+                pass
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            old_umask = os.umask(0o177)    # created owner-only, never briefly open to others
+            try:
+                self.sock.bind(target)
+            finally:
+                os.umask(old_umask)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        events.add_reader(self.sock, self._accept)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.warning("control socket: accept failed: %s", exc)
+            return
+        sock.setblocking(False)
+        self.connections.add(Connection(self, sock))
+
+    def close(self) -> None:
+        for connection in list(self.connections):
+            connection._flush()
+            connection.close()
+        self.events.remove(self.sock)
+        self.sock.close()
+        target, dir_fd = address(self.path)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            pass
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)

@@ -1,0 +1,71 @@
+"""The host side of a running machine: file descriptors the run loop serves between slices.
+
+The run loop owns the devices, so everything that reaches them from the host (the control
+socket and its clients, the terminal, later the display viewer, USB input and the network
+backend) is a reader registered here. The loop calls `poll(0)` after each round of slices and,
+when every vCPU is idle, `poll(wait)` instead of sleeping: host input then wakes an idle
+machine at once. Another thread that has work for the loop calls `wake()`.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+from typing import Callable
+
+
+class HostEvents:
+    def __init__(self):
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wake, None))
+        self.stop_reason: str | None = None     # set by a handler: the run loop ends
+
+    def add_reader(self, fileobj, callback: Callable[[], None]) -> None:
+        """`callback()` runs in the run loop's thread whenever `fileobj` is readable."""
+        self._selector.register(fileobj, selectors.EVENT_READ, (callback, None))
+
+    def want_write(self, fileobj, callback: Callable[[], None] | None) -> None:
+        """While `callback` is set, it runs whenever the reader `fileobj` is also writable
+        (a client's replies that did not fit its socket buffer)."""
+        key = self._selector.get_key(fileobj)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if callback else 0)
+        self._selector.modify(fileobj, events, (key.data[0], callback))
+
+    def remove(self, fileobj) -> None:
+        try:
+            self._selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def wake(self) -> None:
+        """From any thread: an idle run loop looks at its readers now."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass            # a wake is already pending
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.wake()
+
+    def poll(self, timeout: float) -> None:
+        """Run the callbacks of what is readable, waiting at most `timeout` seconds."""
+        for key, mask in self._selector.select(max(0.0, timeout)):
+            on_read, on_write = key.data
+            if mask & selectors.EVENT_WRITE and on_write is not None:
+                on_write()
+            if mask & selectors.EVENT_READ and self._selector.get_map().get(key.fd) is key:
+                on_read()
+
+    def close(self) -> None:
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

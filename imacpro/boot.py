@@ -46,6 +46,7 @@ from imacpro.t2.storage import DamagedImage, PairingError
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
+CONSOLE_REPLAY = 4096      # what an attaching console sees first: the screen it joins
 CONSOLE_LOG = "console.log"            # in the bundle: what COM1 printed since power-on
 GUEST_ERRORS_LOG = "guest-errors.log"  # in the bundle: the bus guard's log (bus/guest_errors.py)
 
@@ -153,6 +154,7 @@ class RunningMachine:
         self.machine: Machine | None = None
         self.ready = False                # the guest printed its ready marker in this boot
         self._tail = b""                  # the end of the output, for a marker split in two
+        self._recent = bytearray()        # the last CONSOLE_REPLAY bytes, for a new console
         self.powered_on = time.time()
         self.boots = 0
         self.guest_errors = 0             # of earlier boots
@@ -167,6 +169,8 @@ class RunningMachine:
                 sink.flush()
         for console in list(self.consoles):
             console.send(data)
+        self._recent += data
+        del self._recent[:-CONSOLE_REPLAY]
         if not self.ready:
             self.ready = READY_MARKER in self._tail + data
         self._tail = (self._tail + data)[-len(READY_MARKER):]
@@ -248,6 +252,7 @@ class RunningMachine:
         return {"pressed": True, "powered_off": False}
 
     def attach_console(self, connection) -> None:
+        connection.send(bytes(self._recent))
         self.consoles.add(connection)
 
     def detach_console(self, connection) -> None:

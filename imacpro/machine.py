@@ -210,6 +210,18 @@ class Machine:
             return None
         return NvmeController(self.ram, self._ssd, self._ssd_serial, intx=self._inta(row))
 
+    def reset(self) -> None:
+        """Platform reset, in place (a guest reboot): every device of the board, every PCI
+        function, every CPU back to power-on; RAM zero. The clock runs on."""
+        self.reset_requested = self.poweroff_requested = False
+        for device in self.devices.values():
+            device.reset()
+        self.reset_control.reset()
+        self.pci.reset()
+        for vcpu in self.vcpus:
+            vcpu.reset()
+        self.ram.clear()
+
     def _gsi_line(self, gsi: int) -> IrqLine:
         if gsi < ISA_IRQS:
             return self.irq[gsi]

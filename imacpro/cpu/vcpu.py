@@ -74,9 +74,27 @@ class Vcpu:
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
         lapic.on_event = self.update_pins
+        self.bsp = bsp
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
+        # The engine's state as it came up: what a platform reset goes back to.
+        self._power_on = uc.context_save()
+
+    def reset(self) -> None:
+        """Platform reset (a guest reboot): the engine's power-on state, no translations or
+        TLB entries from before, pins low; the BSP runs (the firmware sets it up), the
+        others wait for a SIPI."""
+        self.uc.context_restore(self._power_on)
+        self.uc.ctl(unicorn.UC_CTL_TB_FLUSH, unicorn.UC_CTL_IO_WRITE)
+        self.uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
+        self.engine.set_irq(False)
+        self.engine.status()            # reading clears a triple fault
+        self.msrs.reset()
+        self.lapic.reset()
+        self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI
+        self.shutdown_reason = ""
+        self._nmi_pending = False
 
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 

@@ -27,6 +27,11 @@ MSI-X capability (ID 11h, PCI 3.0 §6.8.2) with its table and PBA in a memory BA
     vector control (mask bit 0; set at reset); PBA: one pending bit per vector (RO).
 A vector masked (or the function masked) when it fires sets its pending bit; unmasking sends
 the message and clears it. MSI-X takes precedence over MSI, MSI over INTx (§6.8.3.3).
+
+Saved state: both capabilities' registers are configuration space, saved with the function.
+MSI has nothing else (no per-vector masking, so nothing pending): its state is an empty
+mapping. MSI-X adds its table (the vectors' address, data and mask, as bytes) and the PBA.
+Loading sends nothing: a pending vector is sent when software unmasks it, as before the save.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from __future__ import annotations
 import struct
 
 from imacpro.bus.pci import PciFunction
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError
 
 MSI_ID, MSIX_ID = 0x05, 0x11
 MSI_ENABLE, MSI_64BIT = 1 << 0, 1 << 7
@@ -51,6 +58,19 @@ class Msi:
     @property
     def enabled(self) -> bool:
         return bool(self.fn.config[self.offset + 2] & MSI_ENABLE)
+
+    def save(self) -> dict:
+        return {}
+
+    def load(self, state: dict) -> None:
+        self.apply_state(self.check_state(state))
+
+    def check_state(self, state: dict) -> None:
+        if _state.mapping(state, "Msi"):
+            raise StateError(f"Msi: unknown saved fields {sorted(state)}")
+
+    def apply_state(self, checked: None) -> None:
+        """Nothing: the capability's registers came back with the function's config space."""
 
     def send(self) -> None:
         """The (one) vector's message."""
@@ -80,6 +100,26 @@ class MsiX:
         for n in range(self.vectors):
             self.table[n * MSIX_ENTRY + 12] = VECTOR_MASKED
         self.pending = 0
+
+    def save(self) -> dict:
+        return {"table": bytes(self.table), "pending": self.pending}
+
+    def load(self, state: dict) -> None:
+        self.apply_state(self.check_state(state))
+
+    def check_state(self, state: dict) -> tuple[bytes, int]:
+        """The saved state, checked (StateError); for a device that loads it with others."""
+        table = _state.bytes_field(state, "table", "MsiX", self.vectors * MSIX_ENTRY)
+        pending = _state.int_field(state, "pending", "MsiX", 0, (1 << self.vectors) - 1)
+        for n in range(self.vectors):
+            entry = table[n * MSIX_ENTRY:(n + 1) * MSIX_ENTRY]
+            if entry[0] & 3 or entry[12] & ~VECTOR_MASKED or any(entry[13:]):
+                raise StateError(f"MsiX: table entry {n} has bits that read 0")
+        return table, pending
+
+    def apply_state(self, checked: tuple[bytes, int]) -> None:
+        table, self.pending = checked
+        self.table = bytearray(table)
 
     @property
     def control(self) -> int:

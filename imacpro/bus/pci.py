@@ -37,6 +37,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError
 from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | 1 << 6 | 1 << 8 | CMD_
 STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
 BAR_MEM64 = 0b100
 FIRST_CAPABILITY = 0x40
+CONFIG_ADDRESS_WRITABLE = 0x80FF_FFFC    # enable, bus, device, function, register
 
 
 @dataclass
@@ -61,7 +64,13 @@ class MemoryBar:
 
 
 class PciFunction:
-    """A function's configuration space; devices add BARs, capabilities and an INTx pin."""
+    """A function's configuration space; devices add BARs, capabilities and an INTx pin.
+
+    Saved state: the 4 KiB of configuration space and whether the device asserts INTx. What
+    the builder set up (IDs, BARs' sizes, capabilities: every bit software cannot write) must
+    match the function loaded into. `load()` drives INTx and tells the bus that decoding may
+    have changed.
+    """
 
     def __init__(self, vendor: int, device: int, class_code: int, revision: int = 0,
                  subsystem_vendor: int = 0, subsystem: int = 0, header_type: int = 0):
@@ -149,6 +158,30 @@ class PciFunction:
             return []
         return [(self.bar_address(bar), bar) for bar in self.bars]
 
+    def save(self) -> dict:
+        return {"config": bytes(self.config), "intx_asserted": self._intx_asserted}
+
+    def load(self, state: dict) -> None:
+        self.apply_state(self.check_state(state))
+
+    def check_state(self, state: dict) -> tuple[bytes, bool]:
+        """The saved state, checked (StateError); for a device that loads it with others."""
+        where = type(self).__name__
+        config = _state.bytes_field(state, "config", where, CONFIG_SPACE)
+        asserted = _state.bool_field(state, "intx_asserted", where)
+        fixed = bytearray(~mask & 0xFF for mask in self.writable)
+        fixed[STATUS] &= ~STATUS_INTERRUPT      # follows `intx_asserted`
+        for offset, (saved, built, mask) in enumerate(zip(config, self._initial, fixed)):
+            if (saved ^ built) & mask:
+                raise StateError(f"{where}: configuration byte {offset:#x} is {saved:#04x}, "
+                                 f"this function has {built:#04x} in its read-only bits")
+        return config, asserted
+
+    def apply_state(self, checked: tuple[bytes, bool]) -> None:
+        self.config[:], self._intx_asserted = checked
+        self._drive_intx()
+        self.on_decode_change()
+
     def set_intx(self, asserted: bool) -> None:
         self._intx_asserted = bool(asserted)
         self._drive_intx()
@@ -230,7 +263,9 @@ class PciBus:
 
 
 class PciConfigPorts:
-    """Ports 0xCF8-0xCFF (offsets 0-7): CONFIG_ADDRESS, the reset control at 0xCF9, CONFIG_DATA."""
+    """Ports 0xCF8-0xCFF (offsets 0-7): CONFIG_ADDRESS, the reset control at 0xCF9, CONFIG_DATA.
+
+    Saved state: the CONFIG_ADDRESS latch (the reset control saves its own register)."""
 
     def __init__(self, bus: PciBus, reset_control):
         self.bus = bus
@@ -239,6 +274,15 @@ class PciConfigPorts:
 
     def reset(self) -> None:
         self.address = 0
+
+    def save(self) -> dict:
+        return {"address": self.address}
+
+    def load(self, state: dict) -> None:
+        address = _state.int_field(state, "address", "PciConfigPorts", 0, 0xFFFF_FFFF)
+        if address & ~CONFIG_ADDRESS_WRITABLE:
+            raise StateError(f"PciConfigPorts: address {address:#x} has bits that read 0")
+        self.address = address
 
     def _target(self, data_offset: int):
         a = self.address
@@ -255,7 +299,7 @@ class PciConfigPorts:
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == 0 and size == 4:
-            self.address = value & 0x80FF_FFFC
+            self.address = value & CONFIG_ADDRESS_WRITABLE
         elif offset == 1 and size == 1:
             self.reset_control.write(0, 1, value)
         elif 4 <= offset < 8 and self.address & 0x8000_0000:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from imacpro.clock import NS_PER_S, Clock, Timer
+from imacpro.clock import NS_PER_S, Clock
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError
 from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,11 @@ class AcpiPm:
     "wakes" at once (WAK_STS is set), so an OS polling WAK_STS after a sleep it thought it
     entered does not spin for ever. `reset()` clears status, enables and SLP_TYP; the timer
     counts from the machine's power-on and is not reset.
+
+    Saved state: PM1 status (without TMR_STS, which is derived: `tmr_epoch` is the count's
+    MSB period when it was last cleared), enable and control, the timer's deadline, and the
+    SCI level last driven (it lags TMR_STS while the timer is due but has not run); `load()`
+    drives the SCI to it. The PM timer's count is the clock's, so it needs no saving.
     """
 
     def __init__(self, clock: Clock, sci: IrqLine | None = None,
@@ -103,7 +110,8 @@ class AcpiPm:
         self._sci = sci or IrqLine("sci")
         self._on_poweroff = on_poweroff or (lambda: None)
         self.timer_bits = 32 if timer_32bit else 24
-        self._timer: Timer | None = None
+        self._timer = clock.timer(self._update)  # armed for TMR_STS's next change, when enabled
+        self.sci_level = False                    # what `_update` last drove on the SCI
         self.reset()
 
     def reset(self) -> None:
@@ -143,21 +151,35 @@ class AcpiPm:
 
     def _update(self) -> None:
         status = self.status
-        self._sci.set(bool(self.cnt & SCI_EN) and bool(status & self.en & SCI_EVENTS))
-        deadline = None
+        self.sci_level = bool(self.cnt & SCI_EN) and bool(status & self.en & SCI_EVENTS)
+        self._sci.set(self.sci_level)
         if self.en & TMR_EN and not status & TMR_STS:
-            deadline = self._ns_of_tick((self._epoch() + 1) << (self.timer_bits - 1))
-        if self._timer is not None and self._timer.deadline_ns == deadline:
-            return  # already armed for it: a guest writing in a loop adds no timers
-        if self._timer is not None:
+            # Armed at the same deadline again is a no-op: a guest writing in a loop adds no
+            # timers to the clock.
+            self._timer.arm(self._ns_of_tick((self._epoch() + 1) << (self.timer_bits - 1)))
+        else:
             self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer = self._clock.add_timer(deadline, self._timer_fired)
 
-    def _timer_fired(self) -> None:
-        self._timer = None
-        self._update()
+    # --- saved state -----------------------------------------------------------------------
+
+    def save(self) -> dict:
+        return {"sts": self.sts, "en": self.en, "cnt": self.cnt, "tmr_epoch": self._tmr_epoch,
+                "sci_level": self.sci_level, "timer": self._timer.deadline_ns}
+
+    def load(self, state: dict) -> None:
+        where = "AcpiPm"
+        _state.ranges(state, where, {"sts": (0, 0xFFFF), "en": (0, EN_WRITABLE),
+                                     "cnt": (0, CNT_STORED), "tmr_epoch": (0, None)})
+        if state["sts"] & ~STS_W1C & 0xFFFF or state["sts"] & TMR_STS \
+                or state["en"] & ~EN_WRITABLE or state["cnt"] & ~CNT_STORED:
+            raise StateError(f"{where}: register bits no guest can set")
+        sci_level = _state.bool_field(state, "sci_level", where)
+        deadline_ns = _state.timer_field(state, "timer", where)
+        self.sts, self.en, self.cnt = state["sts"], state["en"], state["cnt"]
+        self._tmr_epoch = state["tmr_epoch"]
+        self.sci_level = sci_level
+        self._sci.set(sci_level)
+        self._timer.arm_from(deadline_ns)
 
     # --- register access -------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ format written by another version must end in an error line, never in a half-loa
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterable, Protocol, runtime_checkable
 
 
@@ -106,7 +107,9 @@ def load_fields(obj: object, state: dict, names: Iterable[str], *,
             raise StateError(f"{type(obj).__name__}.{name}: saved {type(saved).__name__} "
                              f"does not fit {type(current).__name__}")
     for name in names:
-        current, saved = getattr(obj, name), state[name]
+        # A copy: the device changes its lists and dicts in place, and must not change the
+        # caller's state with them (nor another device loaded from the same state).
+        current, saved = getattr(obj, name), copy.deepcopy(state[name])
         if isinstance(current, bytearray):
             current[:] = saved
         elif isinstance(current, tuple):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import types
 from typing import Callable
 
 from imacpro.clock import NS_PER_S, Clock, Timer
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, save_fields
 from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
@@ -50,9 +54,11 @@ def _route_line(lines, route: int) -> IrqLine | None:
 class _Comparator:
     """Timer N's plain state."""
 
-    def __init__(self, index: int):
+    SAVED = ("config", "comparator", "period", "target")
+
+    def __init__(self, index: int, timer: Timer | None):
         self.index = index
-        self.timer: Timer | None = None
+        self.timer = timer  # the clock timer armed at the next match
         self.reset()
 
     def reset(self) -> None:
@@ -65,6 +71,18 @@ class _Comparator:
     @property
     def width_mask(self) -> int:
         return MASK32 if self.config & MODE32 else MASK64
+
+    def checked(self, state: dict, where: str) -> _Comparator:
+        """A scratch comparator holding `state`, checked (StateError), for load() to copy."""
+        _state.ranges(state, where, {"config": (0, MASK64), "comparator": (0, MASK64),
+                                     "period": (0, MASK64), "target": (0, None)})
+        part = _Comparator(self.index, None)
+        if (state["config"] ^ part.config) & ~WRITABLE:
+            raise StateError(f"{where}: capability bits {state['config']:#x} are not timer "
+                             f"{self.index}'s")
+        if state["config"] & TYPE_PERIODIC and not part.config & PER_INT_CAP:
+            raise StateError(f"{where}: timer {self.index} cannot be periodic")
+        return _state.staged(part, state, list(self.SAVED), where)
 
 
 class Hpet:
@@ -92,7 +110,7 @@ class Hpet:
 
     The counter is derived from `clock.now_ns()` while ENABLE_CNF is set (`base_count` at
     `base_ns`) and frozen when halted. Each enabled comparator (global ENABLE, and INT_ENB or
-    level type) arms one `clock.add_timer` at the virtual time of its next match: the first
+    level type) arms its own clock timer at the virtual time of its next match: the first
     counter value at or after now equal to the comparator in its low 32 (32MODE) or 64 bits.
     On a match: a level-triggered timer sets its GINTR_STA bit (even with INT_ENB clear, per
     the spec) and its line stays asserted while the bit, INT_ENB and ENABLE_CNF are set; an
@@ -107,6 +125,11 @@ class Hpet:
     LEG_RT_CNF timer 0 drives `legacy_irq0` and timer 1 `legacy_irq8`, and
     `on_legacy_change(enabled)` lets the machine disconnect the PIT and RTC. A route outside
     ROUTE_CAP is stored but delivers nothing. Timers sharing a level line assert it together.
+
+    Saved state: GEN_CONF, GINTR_STA, the counter as (`base_count` at `base_ns`), and per
+    comparator its configuration, comparator, period, the match it is armed for (`target`)
+    and its timer's deadline. `load()` re-asserts the level lines the loaded status holds and
+    tells `on_legacy_change` if the legacy route differs from the one before.
     """
 
     def __init__(self, clock: Clock,
@@ -116,15 +139,22 @@ class Hpet:
         self._irq_lines = irq_lines
         self._legacy = (legacy_irq0, legacy_irq8)
         self.on_legacy_change: Callable[[bool], None] | None = None
-        self.timers = [_Comparator(n) for n in range(TIMERS)]
+        self.timers = [_Comparator(n, None) for n in range(TIMERS)]
+        for t in self.timers:
+            t.timer = clock.timer(self._timer_callback(t))
         self._asserted: dict[int, IrqLine] = {}  # level lines we hold high, by id
         self.config = 0
         self.reset()
 
+    def _timer_callback(self, t: _Comparator):
+        """Comparator t's callback, fixed when its handle is made: a method bound to this HPET
+        (the machine's guard names the device after `__self__`), applied to t."""
+        return types.MethodType(functools.partial(Hpet._on_match, t=t), self)
+
     def reset(self) -> None:
         legacy_was = self.config & LEG_RT_CNF
         for t in self.timers:
-            self._cancel(t)
+            t.timer.cancel()
             t.reset()
         self.config = 0
         self.status = 0
@@ -133,6 +163,47 @@ class Hpet:
         self._update_lines()
         if legacy_was and self.on_legacy_change is not None:
             self.on_legacy_change(False)
+
+    # --- saved state --------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        timers = []
+        for t in self.timers:
+            saved = save_fields(t, _Comparator.SAVED)
+            saved["timer"] = t.timer.deadline_ns
+            timers.append(saved)
+        state = save_fields(self, ("config", "status", "base_count", "base_ns"))
+        state["timers"] = timers
+        return state
+
+    def load(self, state: dict) -> None:
+        where = "Hpet"
+        _state.ranges(state, where, {"config": (0, ENABLE_CNF | LEG_RT_CNF),
+                                     "status": (0, (1 << TIMERS) - 1),
+                                     "base_count": (0, None), "base_ns": (0, None)})
+        saved = _state.list_field(state, "timers", where, length=TIMERS)
+        loaded = [t.checked(_state.mapping(st, f"{where}.timers[{n}]"), f"{where}.timers[{n}]")
+                  for n, (t, st) in enumerate(zip(self.timers, saved))]
+        deadlines = [_state.timer_field(st, "timer", f"{where}.timers[{n}]")
+                     for n, st in enumerate(saved)]
+        legacy_was = self.config & LEG_RT_CNF
+        self.config, self.status = state["config"], state["status"]
+        self.base_count, self.base_ns = state["base_count"], state["base_ns"]
+        for t, source, deadline_ns in zip(self.timers, loaded, deadlines):
+            _state.copy_fields(source, t, _Comparator.SAVED)
+            t.timer.arm_from(deadline_ns)
+        if (self.config & LEG_RT_CNF) != legacy_was:
+            self._legacy_changed()
+        self._update_lines()
+
+    def _legacy_changed(self) -> None:
+        """LEG_RT_CNF changed: the machine moves IRQ 0 between the PIT and us. Turned off, we
+        let go of the legacy lines first: lowered after the PIT drives IRQ 0 again, they would
+        undo the PIT's level."""
+        if not self.config & LEG_RT_CNF:
+            self._update_lines()
+        if self.on_legacy_change is not None:
+            self.on_legacy_change(bool(self.config & LEG_RT_CNF))
 
     # --- the counter --------------------------------------------------------------------------
 
@@ -211,8 +282,8 @@ class Hpet:
             self.base_count = self._ticks()  # freeze, or restart from, the count
             self.base_ns = self._clock.now_ns()
         self.config = config
-        if changed & LEG_RT_CNF and self.on_legacy_change is not None:
-            self.on_legacy_change(bool(config & LEG_RT_CNF))
+        if changed & LEG_RT_CNF:
+            self._legacy_changed()
         if changed:
             for t in self.timers:
                 self._arm(t)
@@ -245,25 +316,20 @@ class Hpet:
 
     # --- matches ------------------------------------------------------------------------------
 
-    def _cancel(self, t: _Comparator) -> None:
-        if t.timer is not None:
-            t.timer.cancel()
-            t.timer = None
-
     def _arm(self, t: _Comparator, after: int | None = None) -> None:
         """Arm t's timer at its first match at or after counter value `after` (default now)."""
-        self._cancel(t)
         if not self.config & ENABLE_CNF or not t.config & (INT_ENB | INT_TYPE_LEVEL):
+            t.timer.cancel()
             return
         now = self._ticks()
         start = now if after is None else after
         t.target = start + ((t.comparator - start) & t.width_mask)
         if t.target - now >= FAR_TICKS:
+            t.timer.cancel()
             return
-        t.timer = self._clock.add_timer(self._ns_at(t.target), lambda: self._on_match(t))
+        t.timer.arm(self._ns_at(t.target))
 
     def _on_match(self, t: _Comparator) -> None:
-        t.timer = None
         bit = 1 << t.index
         if t.config & INT_TYPE_LEVEL:
             self.status |= bit

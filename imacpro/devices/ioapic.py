@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from imacpro.devices import _state
 from imacpro.devices.apic_bus import FIXED, LOWEST_PRIORITY, ApicBus
+from imacpro.devices.contract import StateError, load_fields, save_fields
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class IoApic:
     then. NMI, SMI, INIT and ExtINT are edge by definition (datasheet: they must be programmed
     edge), so their trigger bit is ignored for delivery. Writing an entry as edge clears its
     Remote IRR (Linux's fallback EOI, __eoi_ioapic_pin, relies on this, as QEMU notes).
+
+    Saved state: ID, IOREGSEL, the 24 entries as 64-bit ints (Remote IRR included: a loaded
+    level pin still waits for its EOI) and the pins' wire levels, which an edge pin compares
+    against. `load()` sends no message: what was delivered before the save is in the local
+    APICs' saved IRR.
     """
 
     def __init__(self, bus: ApicBus, apic_id: int):
@@ -65,6 +72,22 @@ class IoApic:
         self.id = self.power_on_id
         self.ioregsel = 0
         self.entries = [MASKED] * PINS
+
+    # --- saved state ------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        return save_fields(self, _SAVED)
+
+    def load(self, state: dict) -> None:
+        where = "IoApic"
+        _state.ranges(state, where, {"id": (0, 0xFF), "ioregsel": (0, 0xFF)})
+        for entry in _state.int_list(state, "entries", where, 0, _state.U64, length=PINS):
+            if entry & ~(ENTRY_WRITABLE | REMOTE_IRR):
+                raise StateError(f"{where}: entry {entry:#x} has bits no guest can set")
+        for n, level in enumerate(_state.list_field(state, "levels", where, length=PINS)):
+            if not isinstance(level, bool):
+                raise StateError(f"{where}.levels[{n}]: not a bool")
+        load_fields(self, state, _SAVED)
 
     # --- pins -------------------------------------------------------------------------------
 
@@ -156,3 +179,6 @@ class IoApic:
             entry &= ~REMOTE_IRR
         self.entries[pin] = entry
         self._service(pin)
+
+
+_SAVED = ("id", "ioregsel", "entries", "levels")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from imacpro.clock import NS_PER_S, Clock, Timer
+from imacpro.clock import NS_PER_S, Clock
+from imacpro.devices import _state
 from imacpro.devices.apic_bus import (
     EXTINT, FIXED, INIT, LOWEST_PRIORITY, NMI, SMI, STARTUP, ApicBus)
+from imacpro.devices.contract import StateError, load_fields, save_fields
 from imacpro.memory.layout import LAPIC_BASE
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,12 @@ class LocalApic:
     (MP spec 3.6.2.2; QEMU does the same for LINT0) since our firmware has no BIOS to do it.
     `init_reset()` is what INIT does (10.4.7.3): everything to its power-up value except the
     APIC ID, the APIC base MSR and the pending NMI/INIT/SIPI flags (a SIPI follows the INIT).
+
+    Saved state: the registers (IRR, ISR and TMR as 256-bit ints, the LVTs by offset), the
+    APIC base MSR, the NMI/INIT/SIPI/ExtINT latches the CPU has not taken, the LINT levels last
+    seen, the timer's count base and the deadlines of its two clock timers (count; TSC
+    deadline). `timer_hz` and `tsc_hz` are the CPU's configuration, not state. `load()` calls
+    `on_event` so the CPU's pins follow the loaded state.
     """
 
     def __init__(self, apic_id: int, clock: Clock, bus: ApicBus, timer_hz: int = CRYSTAL_HZ,
@@ -124,8 +132,11 @@ class LocalApic:
         self.bsp = bsp
         self.power_on_id = apic_id & 0xFF
         self.on_event: Callable[[], None] | None = None
-        self.lint_level = [False, False]  # the pins' input levels: wiring, not reset state
-        self._timer: Timer | None = None
+        # The pins' input levels: driven from outside, so reset keeps them; saved all the same,
+        # since what a pin does next (an edge or not) depends on the level the APIC last saw.
+        self.lint_level = [False, False]
+        self._count_timer = clock.timer(self._count_expired)        # one-shot and periodic
+        self._deadline_timer = clock.timer(self._deadline_expired)  # TSC-deadline mode
         self.reset()
 
     # --- reset ----------------------------------------------------------------------------
@@ -154,6 +165,35 @@ class LocalApic:
         self.count_base_ns = self.count_base_remaining = 0
         self.tsc_deadline = 0
         self.extint_latched = False
+
+    # --- saved state ----------------------------------------------------------------------
+
+    def save(self) -> dict:
+        state = save_fields(self, _SAVED)
+        state["apic_base"] = self._base
+        state["count_timer"] = self._count_timer.deadline_ns
+        state["deadline_timer"] = self._deadline_timer.deadline_ns
+        return state
+
+    def load(self, state: dict) -> None:
+        where = "LocalApic"
+        _state.ranges(state, where, _RANGES, none=("sipi_vector",))
+        base = _state.int_field(state, "apic_base", where, 0, MASK64)
+        lvt = _state.mapping(_state.field(state, "lvt", where), f"{where}.lvt")
+        for offset in LVT_WRITABLE:
+            _state.int_field(lvt, str(offset), f"{where}.lvt", 0, MASK32)
+        for n, level in enumerate(_state.list_field(state, "lint_level", where, length=2)):
+            if not isinstance(level, bool):
+                raise StateError(f"{where}.lint_level[{n}]: not a bool")
+        if _state.bool_field(state, "counting", where) and not state["initial_count"]:
+            raise StateError(f"{where}: counting with an initial count of 0")
+        count_at = _state.timer_field(state, "count_timer", where)
+        deadline_at = _state.timer_field(state, "deadline_timer", where)
+        load_fields(self, state, _SAVED, optional_none=("sipi_vector",))   # checks the rest
+        self._base = base
+        self._count_timer.arm_from(count_at)
+        self._deadline_timer.arm_from(deadline_at)
+        self._notify()  # the CPU's pins follow the loaded IRR/ISR/TPR and latches
 
     # --- state seen by the bus and the CPU -------------------------------------------------
 
@@ -300,7 +340,7 @@ class LocalApic:
         if deadline_ns <= self._clock.now_ns():
             self._deadline_expired()
         else:
-            self._timer = self._clock.add_timer(deadline_ns, self._deadline_expired)
+            self._deadline_timer.arm(deadline_ns)
 
     def read_tsc_deadline(self) -> int:
         return self.tsc_deadline if self._timer_mode() == TSC_DEADLINE else 0
@@ -537,16 +577,14 @@ class LocalApic:
             self._arm_count()
 
     def _arm_count(self) -> None:
-        self._cancel_timer()
         elapsed = self._counts_since_base(self._clock.now_ns())
         target = self.count_base_remaining
         if elapsed >= target and self._timer_mode() == PERIODIC:
             target += ((elapsed - target) // self.initial_count + 1) * self.initial_count
         ns = -(-target * self._divisor() * NS_PER_S // self.timer_hz)
-        self._timer = self._clock.add_timer(self.count_base_ns + ns, self._count_expired)
+        self._count_timer.arm(self.count_base_ns + ns)
 
     def _count_expired(self) -> None:
-        self._timer = None
         if self._timer_mode() == PERIODIC:
             self._arm_count()
         else:
@@ -554,14 +592,26 @@ class LocalApic:
         self._local_deliver(LVT_TIMER)
 
     def _deadline_expired(self) -> None:
-        self._timer = None
         self.tsc_deadline = 0
         self._local_deliver(LVT_TIMER)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._count_timer.cancel()
+        self._deadline_timer.cancel()
+
+
+# What save() holds besides the APIC base and the two timers' deadlines.
+_SAVED = ("apic_id", "nmi_pending", "init_pending", "sipi_vector", "extint_latched", "tpr",
+          "ldr", "dfr", "svr", "irr", "isr", "tmr", "esr", "esr_pending", "icr_low", "icr_high",
+          "lvt", "initial_count", "divide_config", "counting", "count_base_ns",
+          "count_base_remaining", "tsc_deadline", "lint_level")
+_RANGES = {"apic_id": (0, 0xFF), "sipi_vector": (0, 0xFF), "tpr": (0, 0xFF),
+           "ldr": (0, MASK32), "dfr": (0, MASK32), "svr": (0, SVR_WRITABLE),
+           "irr": (0, (1 << 256) - 1), "isr": (0, (1 << 256) - 1), "tmr": (0, (1 << 256) - 1),
+           "esr": (0, MASK32), "esr_pending": (0, MASK32), "icr_low": (0, MASK32),
+           "icr_high": (0, MASK32), "initial_count": (0, MASK32), "divide_config": (0, 0xB),
+           "count_base_ns": (0, None), "count_base_remaining": (0, MASK32),
+           "tsc_deadline": (0, MASK64)}
 
 
 def _lint_is_level(lvt: int) -> bool:

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 
 from imacpro.bus.msi import Msi, MsiX
 from imacpro.bus.pci import MemoryBar, PciFunction
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError
 from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,9 @@ FEATURE_NUM_QUEUES, FEATURE_WRITE_CACHE, FEATURE_VECTOR_CONFIG = 0x07, 0x06, 0x0
 EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE = 0x00, 0x01
 LOG_ERROR, LOG_SMART, LOG_FIRMWARE = 0x01, 0x02, 0x03
 TEMPERATURE_K = 308        # no thermal model: a steady 35 °C
+# The async event results the controller raises (_async_error): what pending_events may hold.
+_EVENTS = {info << 8 | LOG_ERROR << 16
+           for info in (EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE)}
 
 _COMMAND = struct.Struct("<BBHI8x8xQQIIIIII")
 
@@ -178,7 +183,17 @@ class SubmissionQueue:
 
 
 class NvmeController:
-    """Registers, queues and commands of the controller; `pci` is its PCI function."""
+    """Registers, queues and commands of the controller; `pci` is its PCI function.
+
+    Saved state: the PCI function (config space, INTx), its MSI-X table and PBA, the
+    registers (CC, CSTS, AQA, ASQ, ACQ, the interrupt mask), the MSI held back by the mask,
+    the granted queue count, the features, the events waiting for an Asynchronous Event
+    Request and the CIDs of those outstanding, the SMART counters, and each queue: base,
+    size, head, tail (and phase, vector, interrupts for a CQ; its CQ and entry size for an
+    SQ). Commands between an SQ's head and tail are still in guest RAM: they run after the
+    load as they would have (when the doorbell, a CQ head or bus mastering lets them). RAM
+    and the store are wiring: a loaded queue must lie in the RAM given to this controller.
+    """
 
     def __init__(self, ram, store, serial: str, intx: IrqLine | None = None):
         self.ram = ram
@@ -214,6 +229,125 @@ class NvmeController:
         self.msi_pending = False
         self.csts &= ~CSTS_RDY
         self._update_intx()
+
+    # --- saved state ------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        return {
+            "pci": self.pci.save(), "msix": self.msix.save(), "msi": self.msi.save(),
+            "cc": self.cc, "csts": self.csts, "aqa": self.aqa, "asq": self.asq,
+            "acq": self.acq, "intms": self.intms, "msi_pending": self.msi_pending,
+            "io_queues": self.io_queues,
+            "features": {str(fid): value for fid, value in self.features.items()},
+            "pending_events": list(self.pending_events), "aer_cids": list(self.aer_cids),
+            "stats": dict(self.stats),
+            "sqs": [{"qid": q.qid, "base": q.base, "size": q.size, "cqid": q.cqid,
+                     "entry_size": q.entry_size, "head": q.head, "tail": q.tail}
+                    for q in sorted(self.sqs.values(), key=lambda q: q.qid)],
+            # A CQ's submission_queues are derived: the SQs whose cqid names it.
+            "cqs": [{"qid": q.qid, "base": q.base, "size": q.size, "vector": q.vector,
+                     "interrupts": q.interrupts, "head": q.head, "tail": q.tail,
+                     "phase": q.phase}
+                    for q in sorted(self.cqs.values(), key=lambda q: q.qid)],
+        }
+
+    def load(self, state: dict) -> None:
+        where = "NvmeController"
+        parts = (self.pci.check_state(_state.field(state, "pci", where)),
+                 self.msix.check_state(_state.field(state, "msix", where)),
+                 self.msi.check_state(_state.field(state, "msi", where)))
+        _state.ranges(state, where, {"cc": (0, CC_WRITABLE), "csts": (0, 0xF),
+                                     "aqa": (0, 0x0FFF_0FFF), "asq": (0, _state.U64),
+                                     "acq": (0, _state.U64), "intms": (0, _state.U32),
+                                     "io_queues": (0, MAX_IO_QUEUES)})
+        if state["cc"] & ~CC_WRITABLE or state["aqa"] & ~0x0FFF_0FFF \
+                or (state["asq"] | state["acq"]) & (PAGE - 1):
+            raise StateError(f"{where}: register bits no host can set")
+        msi_pending = _state.bool_field(state, "msi_pending", where)
+        features = self._checked_features(_state.field(state, "features", where))
+        stats = _state.mapping(_state.field(state, "stats", where), f"{where}.stats")
+        if stats.keys() != self.stats.keys():
+            raise StateError(f"{where}.stats: fields {sorted(stats)}")
+        for name in stats:
+            _state.int_field(stats, name, f"{where}.stats", 0)
+        events = _state.int_list(state, "pending_events", where, 0, _state.U32, max_length=2)
+        if len(set(events)) != len(events) or not set(events) <= _EVENTS:
+            raise StateError(f"{where}.pending_events: {events}")
+        aer_cids = _state.int_list(state, "aer_cids", where, 0, 0xFFFF, max_length=AERL + 1)
+        cqs = self._checked_cqs(_state.list_field(state, "cqs", where))
+        sqs = self._checked_sqs(_state.list_field(state, "sqs", where), cqs,
+                                state["io_queues"])
+        ready = bool(state["csts"] & CSTS_RDY)
+        if (0 in sqs) != ready or (0 in cqs) != ready or (not ready and (sqs or cqs)):
+            raise StateError(f"{where}: queues and CSTS.RDY disagree")
+
+        self.pci.apply_state(parts[0])
+        self.msix.apply_state(parts[1])
+        self.msi.apply_state(parts[2])
+        self.cc, self.csts, self.aqa = state["cc"], state["csts"], state["aqa"]
+        self.asq, self.acq, self.intms = state["asq"], state["acq"], state["intms"]
+        self.io_queues, self.msi_pending = state["io_queues"], msi_pending
+        self.features = features
+        self.stats = {name: stats[name] for name in self.stats}
+        self.pending_events, self.aer_cids = list(events), list(aer_cids)
+        self.sqs, self.cqs = sqs, cqs
+
+    def _checked_features(self, saved) -> dict[int, int]:
+        where = "NvmeController.features"
+        if _state.mapping(saved, where).keys() != {str(fid) for fid in FEATURE_DEFAULTS}:
+            raise StateError(f"{where}: features {sorted(saved)}")
+        return {fid: _state.int_field(saved, str(fid), where, 0, _state.U32)
+                for fid in FEATURE_DEFAULTS}
+
+    def _checked_queue(self, saved, where: str, names: tuple[str, ...]) -> dict:
+        saved = _state.mapping(saved, where)
+        if saved.keys() != set(names):
+            raise StateError(f"{where}: fields {sorted(saved)}")
+        qid = _state.int_field(saved, "qid", where, 0, MAX_IO_QUEUES)
+        size = _state.int_field(saved, "size", where, 2, (0xFFF if qid == 0 else MQES) + 1)
+        _state.int_field(saved, "base", where, 0, _state.U64)
+        _state.int_field(saved, "head", where, 0, size - 1)
+        _state.int_field(saved, "tail", where, 0, size - 1)
+        return saved
+
+    def _checked_cqs(self, saved: list) -> dict[int, CompletionQueue]:
+        cqs: dict[int, CompletionQueue] = {}
+        for n, item in enumerate(saved):
+            where = f"NvmeController.cqs[{n}]"
+            q = self._checked_queue(item, where, ("qid", "base", "size", "vector",
+                                                  "interrupts", "head", "tail", "phase"))
+            _state.int_field(q, "vector", where, 0, MSIX_VECTORS - 1)
+            _state.int_field(q, "phase", where, 0, 1)
+            _state.bool_field(q, "interrupts", where)
+            if q["qid"] in cqs or not self._queue_in_ram(q["base"], q["size"] * CQE):
+                raise StateError(f"{where}: a second CQ {q['qid']}, or not in RAM")
+            cqs[q["qid"]] = CompletionQueue(q["qid"], q["base"], q["size"], q["vector"],
+                                            q["interrupts"], q["head"], q["tail"], q["phase"])
+        return cqs
+
+    def _checked_sqs(self, saved: list, cqs: dict[int, CompletionQueue],
+                     io_queues: int) -> dict[int, SubmissionQueue]:
+        sqs: dict[int, SubmissionQueue] = {}
+        for n, item in enumerate(saved):
+            where = f"NvmeController.sqs[{n}]"
+            q = self._checked_queue(item, where, ("qid", "base", "size", "cqid",
+                                                  "entry_size", "head", "tail"))
+            qid = q["qid"]
+            cqid = _state.int_field(q, "cqid", where, 0, MAX_IO_QUEUES)
+            entry_size = _state.int_field(q, "entry_size", where, ADMIN_SQE, IO_SQE)
+            admin = qid == 0
+            if qid in sqs or cqid not in cqs or (cqid == 0) != admin \
+                    or entry_size != (ADMIN_SQE if admin else IO_SQE) \
+                    or (not admin and qid > io_queues) \
+                    or not self._queue_in_ram(q["base"], q["size"] * entry_size):
+                raise StateError(f"{where}: SQ {qid} does not fit this controller")
+            sqs[qid] = SubmissionQueue(qid, q["base"], q["size"], cqid, entry_size,
+                                       q["head"], q["tail"])
+            cqs[cqid].submission_queues.add(qid)
+        for cq in cqs.values():
+            if cq.qid and cq.qid > io_queues:
+                raise StateError(f"NvmeController: CQ {cq.qid} beyond the queues granted")
+        return sqs
 
     # --- registers (BAR0) ----------------------------------------------------------------
 

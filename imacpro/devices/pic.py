@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, save_fields
 from imacpro.devices.lpc import ByteRegisters
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,11 @@ POLL_INT = 0x80
 
 class _Chip:
     """One 8259A's plain state and its priority logic."""
+
+    SAVED = ("elcr", "levels", "irr", "isr", "imr", "top", "base", "icw3", "init_state",
+             "need_icw4", "single", "auto_eoi", "rotate_on_aeoi", "sfnm", "read_isr", "poll",
+             "special_mask")
+    BYTES = ("elcr", "levels", "irr", "isr", "imr", "base", "icw3")
 
     def __init__(self, master: bool):
         self.master = master
@@ -56,6 +63,14 @@ class _Chip:
         self.read_isr = False
         self.poll = False
         self.special_mask = False
+
+    def checked(self, state: dict, where: str) -> _Chip:
+        """A scratch chip holding `state`, checked (StateError), for load() to copy over."""
+        _state.ranges(state, where, {**{name: (0, 0xFF) for name in self.BYTES},
+                                     "top": (0, 7), "init_state": (0, 3)})
+        if state["elcr"] & ~self.elcr_mask:
+            raise StateError(f"{where}: ELCR bits {state['elcr']:#x} are fixed at 0 here")
+        return _state.staged(_Chip(self.master), state, list(self.SAVED), where)
 
     def _priority(self, bits: int) -> int:
         """Rank (0 = highest) of the highest-priority set bit under rotation, 8 if none."""
@@ -169,6 +184,10 @@ class Pic8259Pair:
     sequence pending), as QEMU; firmware or the OS must initialize before use. Multi-byte port
     accesses are split into byte accesses; bytes beyond a window read 0xFF; sizes other than
     1, 2, 4, 8 read 0 and are ignored.
+
+    Saved state: {"master": chip, "slave": chip}, each chip its registers, ELCR, where it is in
+    the initialization sequence, its OCW3 modes and its inputs' wire levels (edges are
+    detected against them). INTR is derived: `load()` calls `on_intr_change` with it.
     """
 
     def __init__(self):
@@ -184,6 +203,23 @@ class Pic8259Pair:
         self.master.reset()
         self.slave.reset()
         self._update()
+
+    # --- saved state --------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        return {"master": save_fields(self.master, _Chip.SAVED),
+                "slave": save_fields(self.slave, _Chip.SAVED)}
+
+    def load(self, state: dict) -> None:
+        loaded = [chip.checked(_state.field(state, name, "Pic8259Pair"), f"Pic8259Pair.{name}")
+                  for name, chip in (("master", self.master), ("slave", self.slave))]
+        for source, chip in zip(loaded, (self.master, self.slave)):
+            _state.copy_fields(source, chip, _Chip.SAVED)
+        # INTR follows the loaded chips; drive the CPU's pin to it even if it seems unchanged
+        # (the LAPIC on the other end may have been loaded or built after it was last driven).
+        self.intr = self.master.pending() is not None
+        if self.on_intr_change is not None:
+            self.on_intr_change(self.intr)
 
     # --- inputs and the CPU side --------------------------------------------------------------
 

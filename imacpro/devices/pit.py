@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import types
 
 from imacpro.clock import NS_PER_S, Clock, Timer
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, load_fields, save_fields
+from imacpro.devices.lpc import SIZES, ByteRegisters
 from imacpro.irq import IrqLine
-
-from imacpro.devices.lpc import ByteRegisters
 
 log = logging.getLogger(__name__)
 
-from imacpro.devices.lpc import SIZES
 # The PC's PIT input clock: 14.31818 MHz / 12 = 105/88 MHz = 1,193,181.8 Hz; every PC
 # emulator and Linux (PIT_TICK_RATE) round it to this integer.
 PIT_HZ = 1_193_182
@@ -45,9 +47,15 @@ def _to_bcd(value: int) -> int:
 class _Channel:
     """One counter's plain state; the Pit8254 methods give it behaviour."""
 
-    def __init__(self, index: int):
+    SAVED = ("mode_bits", "mode", "rw", "bcd", "count", "loaded", "gate", "held", "start_ns",
+             "frozen", "low_byte", "read_msb", "latch", "status", "null_count",
+             "pending_count", "timer_tick")
+    NULLABLE = ("start_ns", "low_byte", "status", "pending_count", "timer_tick")
+
+    def __init__(self, index: int, timer: Timer | None):
         self.index = index
-        self.timer: Timer | None = None
+        self.timer = timer       # the clock timer of OUT's next transition (counter 0's)
+        self.timer_tick: int | None = None   # the tick that transition comes after
         self.reset(now=None)
 
     def reset(self, now: int | None) -> None:
@@ -73,6 +81,23 @@ class _Channel:
     @property
     def modulus(self) -> int:
         return 10_000 if self.bcd else 0x10000
+
+    def checked(self, state: dict, where: str) -> _Channel:
+        """A scratch counter holding `state`, checked (StateError), for load() to copy over."""
+        _state.ranges(state, where, {
+            "mode_bits": (0, 7), "mode": (0, 5), "rw": (RW_LSB, RW_WORD), "count": (1, 0x10000),
+            "held": (0, None), "start_ns": (0, None), "frozen": (0, 0xFFFF),
+            "low_byte": (0, 0xFF), "status": (0, 0xFF), "pending_count": (1, 0x10000),
+            "timer_tick": (0, None)}, none=self.NULLABLE)
+        latch = _state.int_list(state, "latch", where, 0, 0xFF, max_length=2)
+        mode_bits = state["mode_bits"]
+        if state["mode"] != (mode_bits - 4 if mode_bits >= 6 else mode_bits):
+            raise StateError(f"{where}: mode {state['mode']} does not go with M = {mode_bits}")
+        part = _state.staged(_Channel(self.index, None), state,
+                             [name for name in self.SAVED if name != "latch"], where,
+                             optional_none=self.NULLABLE)
+        part.latch = list(latch)  # 0 to 2 bytes: load_fields takes lists of one length only
+        return part
 
 
 class Pit8254(ByteRegisters):
@@ -100,9 +125,10 @@ class Pit8254(ByteRegisters):
     BCD); BCD counts and reads in BCD. Gates: low pauses modes 0 and 4, stops modes 2 and 3
     with OUT high; a rising edge restarts 1, 2, 3 and 5.
 
-    Counter 0's OUT edges are scheduled with `clock.add_timer` at the next transition and
-    re-armed from there; a late timer still produces the edge it stood for (several missed
-    periods merge into one edge, as the PIC's IRR would merge them anyway).
+    Each counter owns a clock timer; counter 0's is armed at OUT's next transition (the tick
+    it stands for kept in `timer_tick`) and re-armed from there; a late timer still produces
+    the edge it stood for (several missed periods merge into one edge, as the PIC's IRR would
+    merge them anyway). OUT 1 and OUT 2 drive no interrupt: their timers stay idle.
 
     Simplifications (documented, harmless to PC software): a count is loaded at the write,
     not at the next clock edge (so OUT rises N ticks after the write instead of N+1); a new
@@ -116,19 +142,61 @@ class Pit8254(ByteRegisters):
     Beyond read/write/reset: `set_gate(index, level)` and `out(index)` are counter pins (port
     0x61 uses counter 2's); `set_irq0_enabled(False)` disconnects OUT 0 from IRQ 0, for the
     HPET's legacy replacement route (the chipset does this, and QEMU).
+
+    Saved state: the three counters (mode, count, gate, the start of counting and the ticks
+    held before it, the byte flip-flops, latches and status, the timer's deadline and tick),
+    whether OUT 0 is connected, and the level last driven on IRQ 0 (it lags OUT while a
+    timer is due but has not run); `load()` drives IRQ 0 to that level.
     """
 
     def __init__(self, clock: Clock, irq0: IrqLine):
         self.clock = clock
         self._irq0 = irq0
         self.irq0_enabled = True  # cleared while the HPET's legacy replacement owns IRQ 0
-        self.channels = [_Channel(i) for i in range(CHANNELS)]
+        self.irq0_level = False   # what the PIT last drove on IRQ 0
+        self.channels = [_Channel(i, None) for i in range(CHANNELS)]
+        for ch in self.channels:
+            ch.timer = clock.timer(self._timer_callback(ch))
         self.reset()
+
+    def _timer_callback(self, ch: _Channel):
+        """Counter ch's callback, fixed when its handle is made: a method bound to this PIT
+        (the machine's guard names the device after `__self__`), applied to ch."""
+        return types.MethodType(functools.partial(Pit8254._on_timer, ch=ch), self)
+
+    # --- saved state ------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        channels = []
+        for ch in self.channels:
+            saved = save_fields(ch, _Channel.SAVED)
+            saved["timer"] = ch.timer.deadline_ns
+            channels.append(saved)
+        return {"irq0_enabled": self.irq0_enabled, "irq0_level": self.irq0_level,
+                "channels": channels}
+
+    def load(self, state: dict) -> None:
+        where = "Pit8254"
+        enabled = _state.bool_field(state, "irq0_enabled", where)
+        level = _state.bool_field(state, "irq0_level", where)
+        saved = _state.list_field(state, "channels", where, length=CHANNELS)
+        loaded = [ch.checked(_state.mapping(st, f"{where}.channels[{n}]"),
+                             f"{where}.channels[{n}]")
+                  for n, (ch, st) in enumerate(zip(self.channels, saved))]
+        deadlines = [_state.timer_field(st, "timer", f"{where}.channels[{n}]")
+                     for n, st in enumerate(saved)]
+        for ch, source, deadline_ns in zip(self.channels, loaded, deadlines):
+            _state.copy_fields(source, ch, _Channel.SAVED)
+            ch.timer.arm_from(deadline_ns)
+        self.irq0_enabled, self.irq0_level = enabled, level
+        if enabled:  # disconnected, the line is the HPET's to drive
+            self._irq0.set(level)
 
     def reset(self) -> None:
         now = self.clock.now_ns()
         for ch in self.channels:
-            self._cancel(ch)
+            ch.timer.cancel()
+            ch.timer_tick = None
             ch.reset(now)
         self._update_irq()
 
@@ -258,7 +326,7 @@ class Pit8254(ByteRegisters):
         """The HPET's legacy replacement route disconnects counter 0 from IRQ 0."""
         self.irq0_enabled = bool(enabled)
         if not self.irq0_enabled:
-            self._irq0.set(False)
+            self._drive_irq0(False)
         self._update_irq()
 
     # --- counting, derived from the clock ---------------------------------------------------
@@ -326,30 +394,31 @@ class Pit8254(ByteRegisters):
         if ch.index == 0:
             self._update_irq()
 
-    def _cancel(self, ch: _Channel) -> None:
-        if ch.timer is not None:
-            ch.timer.cancel()
-            ch.timer = None
+    def _drive_irq0(self, level: bool) -> None:
+        self.irq0_level = level
+        self._irq0.set(level)
 
     def _update_irq(self, scheduled_tick: int | None = None) -> None:
         """Drive IRQ 0 from counter 0's OUT and arm a timer for its next transition."""
         ch = self.channels[0]
-        self._cancel(ch)
-        if not self.irq0_enabled:
-            return
-        e = self._elapsed(ch)
-        if scheduled_tick is not None:  # the transition this timer stood for, even if late
-            self._irq0.set(self._out(ch, scheduled_tick))
-        self._irq0.set(self._out(ch, e))
-        tick = self._next_change(ch, e)
-        if tick is not None:
+        tick = None
+        if self.irq0_enabled:
+            e = self._elapsed(ch)
+            if scheduled_tick is not None:  # the transition this timer stood for, even if late
+                self._drive_irq0(self._out(ch, scheduled_tick))
+            self._drive_irq0(self._out(ch, e))
+            tick = self._next_change(ch, e)
+        ch.timer_tick = tick
+        if tick is None:
+            ch.timer.cancel()
+        else:
             delta_ns = -(-(tick - ch.held) * NS_PER_S // PIT_HZ)  # ceil: OUT has changed by then
-            ch.timer = self.clock.add_timer(ch.start_ns + delta_ns,
-                                             lambda: self._on_timer(tick))
+            ch.timer.arm(ch.start_ns + delta_ns)
 
-    def _on_timer(self, tick: int) -> None:
-        self.channels[0].timer = None
-        self._update_irq(tick)
+    def _on_timer(self, ch: _Channel) -> None:
+        tick, ch.timer_tick = ch.timer_tick, None
+        if ch.index == 0:
+            self._update_irq(tick)
 
 
 class SystemControlPortB:
@@ -369,6 +438,9 @@ class SystemControlPortB:
     or the counter's MSB (quick_pit_calibrate); both follow the machine clock. One byte at
     offset 0: bytes beyond it read 0xFF; sizes other than 1, 2, 4, 8 read 0 and are ignored.
     `reset()` clears the register and lowers counter 2's gate.
+
+    Saved state: the four writable bits. Counter 2's gate is the PIT's state and is saved
+    there, so `load()` leaves the PIT alone.
     """
 
     def __init__(self, pit: Pit8254):
@@ -378,6 +450,13 @@ class SystemControlPortB:
     def reset(self) -> None:
         self.value = 0
         self._pit.set_gate(2, False)
+
+    def save(self) -> dict:
+        return save_fields(self, ("value",))
+
+    def load(self, state: dict) -> None:
+        _state.int_field(state, "value", "SystemControlPortB", 0, B_WRITABLE)
+        load_fields(self, state, ("value",))
 
     def read(self, offset: int, size: int) -> int:
         if size not in SIZES:

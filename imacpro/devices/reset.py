@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, load_fields, save_fields
+from imacpro.devices.lpc import ByteRegisters
 from imacpro.irq import IrqLine
 
-from imacpro.devices.lpc import ByteRegisters
-
 log = logging.getLogger(__name__)
-
 
 
 class ResetControl(ByteRegisters):
@@ -26,6 +26,7 @@ class ResetControl(ByteRegisters):
     reset kinds; they are kept in `value` for it to look at). Reads return the last written
     byte with bit 2 clear. One byte at offset 0: bytes beyond it read 0xFF, sizes other than
     1, 2, 4, 8 read 0 and are ignored. `reset()` clears the register (core well).
+    Saved state: the register.
     """
 
     SYS_RST, RST_CPU, FULL_RST = 0x02, 0x04, 0x08
@@ -36,6 +37,15 @@ class ResetControl(ByteRegisters):
 
     def reset(self) -> None:
         self.value = 0
+
+    def save(self) -> dict:
+        return save_fields(self, ("value",))
+
+    def load(self, state: dict) -> None:
+        value = _state.int_field(state, "value", "ResetControl", 0, 0xFF)
+        if value & self.RST_CPU:
+            raise StateError("ResetControl: RST_CPU is write-once and never stored")
+        load_fields(self, state, ("value",))
 
     def _read_byte(self, offset: int) -> int:
         if offset != 0:
@@ -95,6 +105,10 @@ class KeyboardController(ByteRegisters):
     the byte waits and command-byte bit 0/1 enables it; reading 0x60 without a byte returns
     the last one. A20 is recorded in `a20` only (the CPU runs in long mode; nothing masks
     address bit 20). Sizes other than 1, 2, 4, 8 read 0 and are ignored.
+
+    Saved state: the 32 bytes of controller RAM (command byte first), the status flags, the
+    output queue as [byte, AUX/TIMEOUT flags] pairs, the last byte read, the command waiting
+    for its data byte and the output port. `load()` drives IRQ 1 and 12 from the queue's head.
     """
 
     DATA, STATUS = 0, 4
@@ -119,6 +133,28 @@ class KeyboardController(ByteRegisters):
     @property
     def a20(self) -> bool:
         return bool(self.outport & OUT_A20)
+
+    def save(self) -> dict:
+        return save_fields(self, _KBC_SAVED)
+
+    def load(self, state: dict) -> None:
+        where = "KeyboardController"
+        _state.ranges(state, where, {"status": (0, 0xFF), "last": (0, 0xFF),
+                                     "pending": (0, 0xFF), "outport": (0, 0xFF)})
+        if state["status"] & (STAT_OBF | STAT_IBF | STAT_AUX | STAT_TIMEOUT):
+            raise StateError(f"{where}: status bits that come from the queue")
+        queue = []
+        for n, item in enumerate(_state.list_field(state, "queue", where, max_length=QUEUE_MAX)):
+            if not isinstance(item, list) or len(item) != 2:
+                raise StateError(f"{where}.queue[{n}]: not a [byte, flags] pair")
+            byte = _state.integer(item[0], f"{where}.queue[{n}]", 0, 0xFF)
+            flags = _state.integer(item[1], f"{where}.queue[{n}]", 0, 0xFF)
+            if flags & ~(STAT_AUX | STAT_TIMEOUT):
+                raise StateError(f"{where}.queue[{n}]: flags {flags:#x}")
+            queue.append((byte, flags))
+        load_fields(self, state, [name for name in _KBC_SAVED if name != "queue"])
+        self.queue = queue
+        self._update_irq()
 
     def _read_byte(self, offset: int) -> int:
         if offset == self.DATA:
@@ -212,6 +248,9 @@ class KeyboardController(ByteRegisters):
         self._aux_irq.set(head is not None and bool(head & STAT_AUX) and bool(ctr & CTR_AUXINT))
 
 
+_KBC_SAVED = ("ram", "status", "queue", "last", "pending", "outport")
+
+
 class FastA20Port(ByteRegisters):
     """System Control Port A at port 0x92 (Intel PCH datasheet, "PORT92").
 
@@ -222,6 +261,7 @@ class FastA20Port(ByteRegisters):
 
     Bits 7:2 are reserved and read 0. Reads return bits 1:0 as last written. One byte at
     offset 0: bytes beyond it read 0xFF, sizes other than 1, 2, 4, 8 read 0 and are ignored.
+    Saved state: bits 1:0 (INIT_NOW as last written: the next 0 -> 1 resets).
     """
 
     INIT_NOW, A20 = 0x01, 0x02
@@ -232,6 +272,13 @@ class FastA20Port(ByteRegisters):
 
     def reset(self) -> None:
         self.value = 0
+
+    def save(self) -> dict:
+        return save_fields(self, ("value",))
+
+    def load(self, state: dict) -> None:
+        _state.int_field(state, "value", "FastA20Port", 0, self.INIT_NOW | self.A20)
+        load_fields(self, state, ("value",))
 
     @property
     def a20(self) -> bool:

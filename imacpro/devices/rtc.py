@@ -6,10 +6,11 @@ import logging
 import math
 import time
 
-from imacpro.clock import NS_PER_S, Clock, Timer
-from imacpro.irq import IrqLine
-
+from imacpro.clock import NS_PER_S, Clock
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, load_fields, save_fields
 from imacpro.devices.lpc import ByteRegisters
+from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,17 @@ rolls into the next month; an invalid alarm field never matches.
     `reset()` is the chip's RESET pin: PIE, AIE, UIE, SQWE and the flags clear; time, RAM,
     registers A and the rest of B survive. Multi-byte accesses are split into byte accesses;
     bytes outside 0..3 read 0xFF; sizes other than 1, 2, 4, 8 read 0 and are ignored.
+
+    Saved state: the 256 CMOS bytes (registers A and B, the alarm and, while frozen, the time
+    registers among them), the divider's phase (`div_offset_ns`) and `sec_delta`, the flags
+    folded in up to `synced_ns`, the index registers, the NMI mask bit and the timer's
+    deadline. IRQ 8 follows IRQF, so `load()` drives it from the loaded flags and register B.
     """
 
     def __init__(self, clock: Clock, irq: IrqLine, start_time: float | None = None):
         self._clock = clock
         self._irq = irq
-        self._timer: Timer | None = None
+        self._timer = clock.timer(self._on_timer)  # the next divider event that sets IRQF
         now = clock.now_ns()
         start = time.time() if start_time is None else start_time
         whole = math.floor(start)  # split first: a float has no room for epoch nanoseconds
@@ -138,6 +144,23 @@ rolls into the next month; an invalid alarm field never matches.
         self.nmi_masked = False
         self._irq.set(False)
         self._rearm(now)
+
+    def save(self) -> dict:
+        state = save_fields(self, _SAVED)
+        state["timer"] = self._timer.deadline_ns
+        return state
+
+    def load(self, state: dict) -> None:
+        where = "CmosRtc"
+        _state.ranges(state, where, {"div_offset_ns": (None, None), "sec_delta": (None, None),
+                                     "synced_ns": (0, None), "flags": (0, C_PF | C_AF | C_UF),
+                                     "index": (0, 0x7F), "ext_index": (0, 0x7F)})
+        if state["flags"] & ~(C_PF | C_AF | C_UF):
+            raise StateError(f"{where}: flags {state['flags']:#x} are not PF, AF and UF")
+        deadline_ns = _state.timer_field(state, "timer", where)
+        load_fields(self, state, _SAVED)  # checks the rest (CMOS RAM: 256 bytes)
+        self._timer.arm_from(deadline_ns)
+        self._irq.set(self._irqf())
 
     def set_memory_size(self, below_4g_bytes: int, above_4g_bytes: int) -> None:
         """Fill the conventional memory-size bytes the way QEMU/SeaBIOS do."""
@@ -325,11 +348,9 @@ rolls into the next month; an invalid alarm field never matches.
                     self.flags |= C_AF
 
     def _rearm(self, now: int) -> None:
-        """Arm one timer at the next divider event that could set IRQF."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Arm the timer at the next divider event that could set IRQF."""
         if not self._divider_running():
+            self._timer.cancel()
             return
         wanted = self.cmos[REG_B] & ~self.flags  # enabled sources whose flag is still clear
         deadlines = []
@@ -347,12 +368,17 @@ rolls into the next month; an invalid alarm field never matches.
                 if alarm is not None:
                     deadlines.append((alarm - self.sec_delta) * NS_PER_S - self.div_offset_ns)
         if deadlines:
-            self._timer = self._clock.add_timer(min(deadlines), self._on_timer)
+            self._timer.arm(min(deadlines))
+        else:
+            self._timer.cancel()
 
     def _on_timer(self) -> None:
-        self._timer = None
         now = self._clock.now_ns()
         self._sync(now)
         if self._irqf():
             self._irq.set(True)
         self._rearm(now)
+
+
+_SAVED = ("cmos", "div_offset_ns", "sec_delta", "synced_ns", "flags", "index", "ext_index",
+          "nmi_masked")

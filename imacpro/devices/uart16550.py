@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from imacpro.irq import IrqLine
-
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, load_fields, save_fields
 from imacpro.devices.lpc import ByteRegisters
+from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,12 @@ class Uart16550(ByteRegisters):
     bytes outside 0..7 read 0xFF (nothing answers) and writes there are ignored. Access sizes
     other than 1, 2, 4, 8 read 0 and are ignored. Not modelled: parity/framing errors, break,
     DMA mode (FCR bit 3 is kept, no effect), the transmit FIFO (always empty).
+
+    Saved state: every register (the divisor latch and scratch included), the receive FIFO
+    (its bytes, oldest first), the last byte read, the OE bit not yet read from LSR, the
+    MSR deltas and the THR-empty interrupt latch. The transmit FIFO is always empty here
+    (a written byte leaves at once), so there is nothing of it to save. `load()` drives the
+    IRQ to what the loaded state asks for; `output` is wiring.
     """
 
     def __init__(self, irq: IrqLine, output: Callable[[bytes], None] | None = None):
@@ -96,6 +103,27 @@ class Uart16550(ByteRegisters):
         self.msr = MSR_LINES_CONNECTED
         self.rx: list[int] = []
         self.thr_pending = False
+        self._update_irq()
+
+    # -- saved state -------------------------------------------------------------------------
+
+    def save(self) -> dict:
+        state = save_fields(self, _SAVED)
+        state["rx"] = bytes(self.rx)
+        return state
+
+    def load(self, state: dict) -> None:
+        where = "Uart16550"
+        _state.ranges(state, where, {name: (0, 0xFF) for name in _BYTES})
+        if state["ier"] & ~IER_MASK or state["mcr"] & ~MCR_MASK or state["fcr"] & ~FCR_KEPT \
+                or state["lsr_errors"] & ~LSR_OE:
+            raise StateError(f"{where}: register bits no guest can set")
+        rx = _state.field(state, "rx", where)
+        capacity = FIFO_SIZE if state["fcr"] & FCR_ENABLE else 1
+        if not isinstance(rx, bytes) or len(rx) > capacity:
+            raise StateError(f"{where}.rx: not a FIFO of at most {capacity} bytes")
+        load_fields(self, state, _SAVED)
+        self.rx = list(rx)
         self._update_irq()
 
     # -- host side ---------------------------------------------------------------------------
@@ -251,3 +279,7 @@ class Uart16550(ByteRegisters):
     def _update_irq(self) -> None:
         wired = self.mcr & (MCR_OUT2 | MCR_LOOP) == MCR_OUT2
         self._irq.set(wired and self._interrupt_id() != IIR_NONE)
+
+
+_BYTES = ("dll", "dlm", "scr", "rbr", "ier", "fcr", "lcr", "mcr", "lsr_errors", "msr")
+_SAVED = (*_BYTES, "thr_pending")

@@ -200,6 +200,22 @@ def test_legacy_replacement_routes_timers_0_and_1_to_irq_0_and_8():
     assert changes == [True, False]
 
 
+def test_turning_the_legacy_route_off_leaves_irq0_at_the_pits_level():
+    """The HPET lets go of IRQ 0 before the PIT takes it back, not after (which would lower
+    the line under the PIT's high OUT 0)."""
+    from imacpro.devices.pit import Pit8254
+    hpet, clock, rec = make()
+    pit = Pit8254(clock, rec.lines["irq0"])
+    hpet.on_legacy_change = lambda on: pit.set_irq0_enabled(not on)
+    hpet.write(GEN_CONF, 4, ENABLE | LEGACY)
+    hpet.write(conf(0), 4, LEVEL | INT_ENB)
+    hpet.write(cmp(0), 8, 10)
+    run_until(clock, 10_000)
+    assert rec.lines["irq0"].level and pit.out(0)   # held by the HPET; OUT 0 high as well
+    hpet.write(GEN_CONF, 4, ENABLE)
+    assert rec.lines["irq0"].level == pit.out(0) == pit.irq0_level is True
+
+
 def test_level_triggered_interrupt_stays_asserted_until_status_cleared():
     hpet, clock, rec = make()
     gsi21 = rec.lines[21]

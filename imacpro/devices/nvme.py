@@ -217,6 +217,15 @@ class NvmeController:
 
     # --- controller reset -----------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Platform reset (PCIe conventional reset, NVMe 1.4 §7.3.1): every register to its
+        default, AQA/ASQ/ACQ included, the PCI function and MSI-X with it. SMART counters
+        are the drive's life, not register state: they stay."""
+        self.pci.reset()
+        self.aqa = self.asq = self.acq = 0
+        self.cc = self.csts = 0
+        self._reset_controller()
+
     def _reset_controller(self) -> None:
         """CC.EN 1→0 (and power-on): queues, features and masks go; AQA/ASQ/ACQ stay."""
         self.sqs: dict[int, SubmissionQueue] = {}

@@ -595,3 +595,13 @@ def test_fuzz_malformed_commands_get_errors_and_the_controller_survives(host, ca
     host.completions(0)
     cid = host.submit(0, 0x06, prp1=DATA, cdw=(1,))
     assert any(c.cid == cid and c.status == 0 for c in host.completions(0))
+
+
+def test_a_platform_reset_forgets_the_admin_queues_and_disables_the_controller(host):
+    """A reboot: the controller comes back as at power-on (NVMe 1.4 §7.3.1)."""
+    ctrl = host.ctrl
+    assert ctrl.read(nvme.CSTS, 4) & 1 and ctrl.cqs
+    ctrl.reset()
+    for register in (nvme.CC, nvme.CSTS, nvme.AQA, nvme.ASQ, nvme.ACQ):
+        assert ctrl.read(register, 4) == 0, register
+    assert ctrl.sqs == {} and ctrl.cqs == {} and ctrl.pci.command == 0

@@ -4,7 +4,8 @@ Each power-on (and each guest reboot) reads the boot image again (from the inter
 System Partition, an external disk image's, or files given on the command line) and goes
 through the T2 again, with a fresh boot nonce:
     T2.check_boot(image) ─► refused: BootRefused(verdict), nothing runs
-                        └─► allowed: Machine(config, ssd) ─► firmware.install ─► run loop
+                        └─► allowed: Machine(config, ssd) (first boot) or machine.reset()
+                            (a reboot: the board in place) ─► firmware.install ─► run loop
 The SSD's store is opened once per power-on and serves every boot of it (the guest's NVMe
 driver reaches it through the machine's controller).
 The run ends when the guest powers off (ACPI S5), the user types Ctrl-A X, an --exec command
@@ -157,7 +158,6 @@ class RunningMachine:
         self._recent = bytearray()        # the last CONSOLE_REPLAY bytes, for a new console
         self.powered_on = time.time()
         self.boots = 0
-        self.guest_errors = 0             # of earlier boots
         self.stop_pressed: float | None = None
 
     # --- COM1 -----------------------------------------------------------------------------
@@ -215,8 +215,6 @@ class RunningMachine:
             job.done(job.session)
 
     def attach(self, machine: Machine) -> None:
-        if self.machine is not None:
-            self.guest_errors += self.machine.guest_errors.count
         self.machine = machine
         self.boots += 1
 
@@ -229,7 +227,7 @@ class RunningMachine:
                 "powered_on_at": datetime.fromtimestamp(self.powered_on, UTC).isoformat(),
                 "boots": self.boots, "vcpus": len(machine.vcpus) if machine else 0,
                 "guest_ready": self.ready,
-                "guest_errors": self.guest_errors + (machine.guest_errors.count if machine else 0),
+                "guest_errors": machine.guest_errors.count if machine else 0,
                 "console_log": str(self.log_path) if self.log_path else None,
                 "execs_waiting": len(self.jobs)}
 
@@ -307,9 +305,12 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             verdicts.append(verdict)
             if not verdict.allowed:
                 raise BootRefused(verdict)
-            machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
-                              ssd_serial=ssd_serial(identity.serial_number),
-                              guest_error_log=_log_writer(errors_log))
+            if running.machine is None:
+                machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
+                                  ssd_serial=ssd_serial(identity.serial_number),
+                                  guest_error_log=_log_writer(errors_log))
+            else:
+                machine.reset()            # a reboot: the same board, back to power-on
             firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
             running.attach(machine)
             if on_started is not None:

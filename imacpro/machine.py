@@ -32,6 +32,7 @@ from imacpro.clock import Clock
 from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.devices.acpi_pm import AcpiPm
 from imacpro.devices.apic_bus import ApicBus
+from imacpro.devices.contract import StateError
 from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
@@ -221,6 +222,39 @@ class Machine:
         for vcpu in self.vcpus:
             vcpu.reset()
         self.ram.clear()
+
+    # --- device state ---------------------------------------------------------------------
+
+    # Interrupt controllers load after the devices that drive their inputs: each keeps its
+    # own record of its input levels (whether the next change is an edge depends on it), and
+    # a driver's load re-drives its line. The LAPICs come last: their load raises the CPUs'
+    # pins from what is pending.
+    _CONTROLLERS = ("pic", "ioapic")
+
+    def save_devices(self) -> dict:
+        """Every device's state (devices/contract.py), the LAPICs' included: plain data."""
+        return {"devices": {name: device.save() for name, device in self.devices.items()},
+                "reset_control": self.reset_control.save(),
+                "lapics": [lapic.save() for lapic in self.lapics]}
+
+    def load_devices(self, state: dict) -> None:
+        """The state of `save_devices` from a machine built the same way. A StateError part
+        way leaves the machine unusable: the caller discards it (resume builds a new one)."""
+        devices = state.get("devices") if isinstance(state, dict) else None
+        lapics = state.get("lapics") if isinstance(state, dict) else None
+        if not isinstance(devices, dict) or devices.keys() != self.devices.keys():
+            raise StateError(f"saved devices {sorted(devices or {})} are not this machine's "
+                             f"{sorted(self.devices)}")
+        if not isinstance(lapics, list) or len(lapics) != len(self.lapics):
+            raise StateError(f"saved state has {len(lapics or [])} local APICs, "
+                             f"this machine {len(self.lapics)}")
+        order = [name for name in self.devices if name not in self._CONTROLLERS] + \
+            [name for name in self._CONTROLLERS if name in self.devices]
+        for name in order:
+            self.devices[name].load(devices[name])
+        self.reset_control.load(state.get("reset_control"))
+        for lapic, saved in zip(self.lapics, lapics):
+            lapic.load(saved)
 
     def _gsi_line(self, gsi: int) -> IrqLine:
         if gsi < ISA_IRQS:

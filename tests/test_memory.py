@@ -35,3 +35,17 @@ def test_a_256_gb_machine_is_sparse_on_the_host():
     assert grown_kib < 64 * 1024                             # a few pages, not 256 GiB
     with pytest.raises(ValueError):
         ram.read(layout.RAM_BELOW_4G_END, 4)                 # the PCI hole is not RAM
+
+
+def test_resident_runs_are_what_the_guest_touched_and_clear_gives_them_back():
+    from imacpro.memory.ram import PAGE, Ram
+    ram = Ram(8 << 30)
+    assert ram.resident() == []
+    ram.write(0x1000, b"x" * 10)
+    ram.write(5 << 30, b"y" * (3 * PAGE))            # host offset: RAM above 4 GiB is packed
+    ram.write((5 << 30) + 3 * PAGE, b"z")             # adjacent: one run
+    below = 2 << 30
+    runs = ram.resident()
+    assert runs == [(0x1000, PAGE), (below + (1 << 30), 4 * PAGE)]
+    ram.clear()
+    assert ram.resident() == [] and ram.read(0x1000, 10) == bytes(10)

@@ -307,13 +307,21 @@ class PciConfigPorts:
 
 
 class Ecam:
-    """Memory-mapped configuration space (MMIO, ECAM_SIZE bytes)."""
+    """Memory-mapped configuration space (MMIO, ECAM_SIZE bytes). No state of its own: what
+    it reaches is the functions'."""
 
     def __init__(self, bus: PciBus):
         self.bus = bus
 
     def reset(self) -> None:
         pass
+
+    def save(self) -> dict:
+        return {}
+
+    def load(self, state: dict) -> None:
+        if state != {}:
+            raise StateError("Ecam: has no state, but the saved state holds some")
 
     def read(self, offset: int, size: int) -> int:
         return self.bus.read(offset >> 20, (offset >> 15) & 0x1F, (offset >> 12) & 0x7,

@@ -101,7 +101,7 @@ class Machine:
                     for n in range(ISA_IRQS)]
         self.gsi = {n: IrqLine(f"gsi{n}", self.ioapic.input(n))
                     for n in range(ISA_IRQS, IOAPIC_PINS)}
-        self.pci = PciBus(send_msi=self.message_interrupt)
+        self.pci = PciBus(send_msi=self.message_interrupt, memory=self.ram)
         self.reset_control = ResetControl(self.request_reset)
 
         # The board's devices, in its order.
@@ -209,7 +209,7 @@ class Machine:
     def _make_nvme(self, row):
         if self._ssd is None:
             return None
-        return NvmeController(self.ram, self._ssd, self._ssd_serial, intx=self._inta(row))
+        return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row))
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI

@@ -26,7 +26,9 @@ A function's header (type 0) as modelled here:
 Memory BARs decode while the command register's memory bit is set: `PciMemoryWindow` (one per
 PCI memory window of memory/layout.py) looks up the BAR holding each access, so the guest may
 move BARs at will. A function masters DMA (its device reads and writes guest memory) only while
-the bus master bit is set. Its message interrupts (bus/msi.py) leave through `send_msi`, which
+the bus master bit is set: every DMA goes through `dma_window` (or dma_read/dma_write), which
+gives nothing while bus mastering is off or when any byte of the range is not RAM (the
+platform's master abort), so no device model reaches memory any other way. Its message interrupts (bus/msi.py) leave through `send_msi`, which
 the bus connects to the platform's (the machine's `message_interrupt`).
 """
 
@@ -87,6 +89,7 @@ class PciFunction:
         self._next_capability = FIRST_CAPABILITY
         self._last_capability_link = CAP_POINTER
         self.intx: IrqLine | None = None      # INTA#, as the platform routes it
+        self.memory = None                    # what its DMA reaches: the bus's (the RAM)
         self.send_msi: Callable[[int, int], None] = lambda address, data: None
         self._intx_asserted = False
         self.on_decode_change: Callable[[], None] = lambda: None
@@ -182,6 +185,31 @@ class PciFunction:
         self._drive_intx()
         self.on_decode_change()
 
+    # --- DMA ------------------------------------------------------------------------------
+
+    def dma_window(self, address: int, length: int) -> memoryview | None:
+        """A writable view of guest memory [address, address + length) for this function's
+        DMA, or None: bus mastering off, no memory, or not all of it RAM."""
+        if not self.bus_master or self.memory is None or length < 0:
+            return None
+        return self.memory.window(address, length)
+
+    def dma_read(self, address: int, length: int) -> bytes | None:
+        view = self.dma_window(address, length)
+        return None if view is None else bytes(view)
+
+    def dma_write(self, address: int, data: bytes) -> bool:
+        view = self.dma_window(address, len(data))
+        if view is None:
+            return False
+        view[:] = data
+        return True
+
+    def memory_holds(self, address: int, length: int) -> bool:
+        """Whether [address, address + length) is memory the function could reach (a
+        device checking where the driver placed its rings, before it masters)."""
+        return self.memory is not None and self.memory.contains(address, max(length, 1))
+
     def set_intx(self, asserted: bool) -> None:
         self._intx_asserted = bool(asserted)
         self._drive_intx()
@@ -218,16 +246,20 @@ class PciFunction:
 class PciBus:
     """Bus 0: functions by (device, function)."""
 
-    def __init__(self, send_msi: Callable[[int, int], None] = lambda address, data: None):
-        """`send_msi(address, data)`: where the functions' message interrupts go."""
+    def __init__(self, send_msi: Callable[[int, int], None] = lambda address, data: None,
+                 memory=None):
+        """`send_msi(address, data)`: where the functions' message interrupts go; `memory`:
+        what their DMA reaches (memory/ram.py)."""
         self.functions: dict[tuple[int, int], PciFunction] = {}
         self.send_msi = send_msi
+        self.memory = memory
         self._decoders: list[tuple[int, int, MemoryBar]] | None = None
 
     def attach(self, device: int, function: int, fn: PciFunction) -> None:
         self.functions[device, function] = fn
         fn.on_decode_change = self._decode_changed
         fn.send_msi = self.send_msi
+        fn.memory = self.memory
         self._decoders = None
 
     def _decode_changed(self) -> None:

@@ -195,8 +195,7 @@ class NvmeController:
     and the store are wiring: a loaded queue must lie in the RAM given to this controller.
     """
 
-    def __init__(self, ram, store, serial: str, intx: IrqLine | None = None):
-        self.ram = ram
+    def __init__(self, store, serial: str, intx: IrqLine | None = None):
         self.store = store
         self.serial = serial
         self.model = apple_model(store.capacity)
@@ -442,7 +441,7 @@ class NvmeController:
         self.csts = (self.csts & ~CSTS_CFS) | CSTS_RDY
 
     def _queue_in_ram(self, base: int, length: int) -> bool:
-        return base % PAGE == 0 and self.ram.window(base, length) is not None
+        return base % PAGE == 0 and self.pci.memory_holds(base, length)
 
     # --- doorbells --------------------------------------------------------------------------
 
@@ -474,7 +473,9 @@ class NvmeController:
         cq = self.cqs[sq.cqid]
         posted = False
         while sq.head != sq.tail and sq.qid in self.sqs and not cq.full():
-            window = self.ram.window(sq.base + sq.head * sq.entry_size, ADMIN_SQE)
+            window = self.pci.dma_window(sq.base + sq.head * sq.entry_size, ADMIN_SQE)
+            if window is None:
+                return                     # the fetch was aborted: the command waits
             command = Command.parse(window)
             sq.head = (sq.head + 1) % sq.size
             outcome = self._run(sq.qid, command)
@@ -503,7 +504,8 @@ class NvmeController:
               result: int) -> None:
         entry = struct.pack("<IIHHHH", result & 0xFFFF_FFFF, 0, sq.head if sq else 0,
                             sq.qid if sq else 0, cid, cq.phase | status << 1)
-        self.ram.window(cq.base + cq.tail * CQE, CQE)[:] = entry
+        if not self.pci.dma_write(cq.base + cq.tail * CQE, entry):
+            log.info("NVMe: completion to %#x aborted", cq.base + cq.tail * CQE)
         cq.tail = (cq.tail + 1) % cq.size
         if cq.tail == 0:
             cq.phase ^= 1
@@ -832,7 +834,7 @@ class NvmeController:
         segments.append((start, end - start))
         views = []
         for address, size in segments:
-            view = self.ram.window(address, size)
+            view = self.pci.dma_window(address, size)
             if view is None:
                 raise CommandError(DATA_TRANSFER_ERROR | DNR)
             views.append(view)
@@ -850,7 +852,7 @@ class NvmeController:
             if lists > MAX_TRANSFER // PAGE + 1:
                 raise CommandError(INVALID_FIELD | DNR)        # a list that loops
             slots = (PAGE - pointer % PAGE) // 8
-            window = self.ram.window(pointer, slots * 8)
+            window = self.pci.dma_window(pointer, slots * 8)
             if window is None:
                 raise CommandError(DATA_TRANSFER_ERROR | DNR)
             entries = window.cast("Q")

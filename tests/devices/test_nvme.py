@@ -33,8 +33,9 @@ class Host:
         self.ram = ram or Ram(RAM_SIZE)
         self.messages = []
         self.intx = IrqLine("inta")
-        self.ctrl = nvme.NvmeController(self.ram, store, "C0TESTSERIAL0001", intx=self.intx)
-        self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)))
+        self.ctrl = nvme.NvmeController(store, "C0TESTSERIAL0001", intx=self.intx)
+        self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)),
+                          memory=self.ram)
         self.bus.attach(4, 0, self.ctrl.pci)
         self.window = PciMemoryWindow(self.bus, BAR)
         fn = self.ctrl.pci
@@ -190,7 +191,7 @@ def pattern(n, seed=1):
 # --- PCI function ---------------------------------------------------------------------------
 
 def test_pci_identity_bar_sizing_and_capabilities(store):
-    ctrl = nvme.NvmeController(Ram(RAM_SIZE), store, "S")
+    ctrl = nvme.NvmeController(store, "S")
     fn = ctrl.pci
     assert fn.read_config(0, 4) == 0x2005_106B
     assert fn.read_config(0x08, 4) >> 8 == nvme.CLASS_MASS_STORAGE_OTHER

@@ -1253,9 +1253,9 @@ class NvmeRig(Rig):
         self.store = MemoryStore(SSD_CAPACITY, source.store.data if source else None)
         if source is not None:
             self.ram.view[:] = source.ram.view      # RAM and the disk are wiring, copied
-        self.ctrl = nvme.NvmeController(self.ram, self.store, "C0SAVELOAD000001",
-                                        intx=self.line("inta"))
-        self.bus = PciBus(send_msi=lambda address, data: self.note("msi", address, data))
+        self.ctrl = nvme.NvmeController(self.store, "C0SAVELOAD000001", intx=self.line("inta"))
+        self.bus = PciBus(send_msi=lambda address, data: self.note("msi", address, data),
+                          memory=self.ram)
         self.bus.attach(4, 0, self.ctrl.pci)
         self.devices = {"nvme": self.ctrl}
         self.driver = Driver()

@@ -15,6 +15,13 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
+  uc_imacpro_cpu_state(uc, buf, size)         the vCPU's state as bytes: CPUX86State up to
+                                              end_reset_fields (registers, segments, control
+                                              and debug registers, FPU/SSE, engine MSRs) and
+                                              the MTRRs, host pointers cleared; the pending
+                                              INTR/NMI requests and the halted flag
+  uc_imacpro_set_cpu_state(uc, buf, size)     load it (breakpoints re-made from DR7, TLB
+                                              flushed); refused unless of the same build
   uc_imacpro_codemap_new(host_base, size)     a code map for the engines sharing that RAM
   uc_imacpro_codemap_join(uc, map)            this engine's translations join the map: a write
                                               by any member to a page another member has
@@ -34,7 +41,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
 
-if not hasattr(uclib, "uc_imacpro_enable"):
+if not hasattr(uclib, "uc_imacpro_cpu_state"):
     raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
                     "run 'make' (tools/build-unicorn) to build it")
 
@@ -56,6 +63,10 @@ uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
                                      ctypes.c_uint64, ctypes.c_int]
 uclib.uc_imacpro_set_tsc.restype = None
+uclib.uc_imacpro_cpu_state.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+uclib.uc_imacpro_cpu_state.restype = ctypes.c_size_t
+uclib.uc_imacpro_set_cpu_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+uclib.uc_imacpro_set_cpu_state.restype = ctypes.c_int
 uclib.uc_imacpro_codemap_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_codemap_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_codemap_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -119,6 +130,18 @@ class Engine:
         err = uclib.uc_imacpro_codemap_join(self._uch, code_map)
         if err:
             raise unicorn.UcError(err)
+
+    def cpu_state(self) -> bytes:
+        """The vCPU's state as bytes of this engine build (see the module docstring)."""
+        size = uclib.uc_imacpro_cpu_state(self._uch, None, 0)
+        buffer = ctypes.create_string_buffer(size)
+        if uclib.uc_imacpro_cpu_state(self._uch, buffer, size) != size:
+            raise RuntimeError("the engine did not give its CPU state")
+        return buffer.raw
+
+    def set_cpu_state(self, data: bytes) -> bool:
+        """Load `cpu_state()`'s bytes; False if they are not of this engine build's layout."""
+        return uclib.uc_imacpro_set_cpu_state(self._uch, data, len(data)) == 0
 
     def set_tsc(self, tsc: int, anchor_ns: int, hz: int, running: bool) -> None:
         uclib.uc_imacpro_set_tsc(self._uch, tsc & 0xFFFF_FFFF_FFFF_FFFF, anchor_ns, hz,

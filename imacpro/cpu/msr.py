@@ -10,6 +10,7 @@ hardware, so guests that probe with rdmsr_safe see what is really there.
 from __future__ import annotations
 
 from imacpro.catalog.data import Processor
+from imacpro.devices.contract import load_fields, save_fields
 
 IA32_TSC = 0x10
 IA32_PLATFORM_ID = 0x17
@@ -44,6 +45,7 @@ ENGINE_MSRS = frozenset(
      *range(0xC0000080, 0xC0000085), *range(0xC0000100, 0xC0000104)})
 
 HANDLED, ENGINE, GP_FAULT = 1, 0, -1
+_SAVED = ("misc_enable", "tsc_adjust", "mcg_status", "mc_ctl")   # the engine keeps the rest
 
 
 class MsrFile:
@@ -72,6 +74,12 @@ class MsrFile:
         self.tsc_adjust = 0
         self.mcg_status = 0
         self.mc_ctl = [0] * MCA_BANKS
+
+    def save(self) -> dict:
+        return save_fields(self, _SAVED)
+
+    def load(self, state: dict) -> None:
+        load_fields(self, state, _SAVED)
 
     def access(self, is_write: bool, index: int, value: int) -> tuple[int, int | None]:
         if index in ENGINE_MSRS:

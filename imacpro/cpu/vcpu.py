@@ -22,6 +22,7 @@ from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
 from imacpro.cpu.msr import MsrFile
+from imacpro.devices.contract import StateError
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,30 @@ class Vcpu:
         self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False
+
+    # --- saved state (suspend and resume) --------------------------------------------------
+
+    def save(self) -> dict:
+        """Everything of this CPU but its local APIC (the machine saves that with the
+        devices): the engine's state bytes, the platform MSRs, the run state."""
+        return {"engine": self.engine.cpu_state(), "msrs": self.msrs.save(),
+                "state": self.state.value, "shutdown_reason": self.shutdown_reason,
+                "nmi_pending": self._nmi_pending}
+
+    def load(self, state: dict) -> None:
+        try:
+            engine, run_state = state["engine"], State(state["state"])
+            reason, nmi = state["shutdown_reason"], state["nmi_pending"]
+        except (KeyError, TypeError, ValueError):
+            raise StateError(f"cpu {self.index}: saved state is not a vCPU's") from None
+        if not isinstance(engine, bytes) or not isinstance(reason, str) \
+                or not isinstance(nmi, bool):
+            raise StateError(f"cpu {self.index}: saved state is not a vCPU's")
+        self.msrs.load(state["msrs"])
+        if not self.engine.set_cpu_state(engine):
+            raise StateError(f"cpu {self.index}: the saved CPU state is from another build "
+                             "of the CPU engine")
+        self.state, self.shutdown_reason, self._nmi_pending = run_state, reason, nmi
 
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
+from imacpro import suspend
 from imacpro.console import READY_MARKER, ExecSession, Keyboard, RawTerminal, SerialInput
 from imacpro.control.protocol import socket_path
 from imacpro.control.server import ControlServer
 from imacpro.devices.nvme import ssd_serial
+from imacpro.devices.contract import StateError
 from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
 from imacpro.disk.esp import find_boot_image
@@ -47,6 +49,8 @@ from imacpro.t2.storage import DamagedImage, PairingError
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
+# After a resume, the guest's wall clock from its RTC (UTC), as after a real sleep.
+SET_CLOCK_FROM_RTC = "hwclock -s -u"
 CONSOLE_REPLAY = 4096      # what an attaching console sees first: the screen it joins
 CONSOLE_LOG = "console.log"            # in the bundle: what COM1 printed since power-on
 GUEST_ERRORS_LOG = "guest-errors.log"  # in the bundle: the bus guard's log (bus/guest_errors.py)
@@ -159,6 +163,7 @@ class RunningMachine:
         self.powered_on = time.time()
         self.boots = 0
         self.stop_pressed: float | None = None
+        self.suspend_to: Callable[[], suspend.Written] | None = None
 
     # --- COM1 -----------------------------------------------------------------------------
 
@@ -218,6 +223,19 @@ class RunningMachine:
         self.machine = machine
         self.boots += 1
 
+    def save(self) -> dict:
+        """What a resumed machine's host side needs to go on as before."""
+        return {"boots": self.boots, "powered_on_ns": int(self.powered_on * 1e9),
+                "ready": self.ready}
+
+    def load(self, state: dict) -> None:
+        boots, powered_on, ready = (state.get(key) for key in ("boots", "powered_on_ns",
+                                                                 "ready"))
+        if not (isinstance(boots, int) and isinstance(powered_on, int)
+                and isinstance(ready, bool)):
+            raise StateError("the running machine's state is damaged")
+        self.boots, self.powered_on, self.ready = boots, powered_on / 1e9, ready
+
     # --- the control socket's commands ------------------------------------------------------
 
     def status(self) -> dict:
@@ -249,6 +267,25 @@ class RunningMachine:
         self.stop_pressed = time.monotonic()
         return {"pressed": True, "powered_off": False}
 
+    def suspend(self, reply: Callable[[dict], None]) -> None:
+        """Write the machine's state into its bundle and stop; on failure it runs on."""
+        if self.machine is None or self.suspend_to is None:
+            reply({"ok": False, "error": "the machine has not started yet"})
+            return
+        try:
+            written = self.suspend_to()
+        except (OSError, UserError) as exc:
+            reply({"ok": False, "error": f"cannot suspend: {exc}"})
+            return
+        reply({"ok": True, "path": str(written.path), "size": written.size,
+               "ram_bytes": written.ram_bytes, "seconds": round(written.seconds, 3)})
+        for job in self.jobs:
+            job.done(job.session)          # the guest is asleep: no exec ends now
+        self.jobs.clear()
+        for console in list(self.consoles):
+            console.send(b"\r\n[imacpro: the machine is suspended]\r\n")
+        self.events.request_stop("suspended")
+
     def attach_console(self, connection) -> None:
         connection.send(bytes(self._recent))
         self.consoles.add(connection)
@@ -266,14 +303,16 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              cpus: int | None = None,
              notice: Callable[[str], None] = lambda line: None,
              on_started: Callable[[], None] | None = None,
-             control: bool = True) -> Outcome:
-    """Power the machine on and run it until it powers off. The machine's process serves
-    its control socket meanwhile (`control`); `on_started()` runs once, when the firmware
-    has handed over to the first boot's kernel."""
+             control: bool = True, discard_state: bool = False) -> Outcome:
+    """Power the machine on and run it until it powers off or suspends. A suspended machine
+    resumes instead of booting (unless `discard_state`). The machine's process serves its
+    control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
+    handed over to the first boot's kernel, or the resumed machine is about to run."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
     signer = bundles.signing_server()
+    resumed = suspend.find(machine_bundle.path, chip, discard_state)   # checked, or refused
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     verdicts = []
     session = ExecSession(exec_command) if exec_command is not None else None
@@ -281,6 +320,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
 
     ssd = open_ssd(chip, notice)
     with contextlib.ExitStack() as stack:
+        if resumed is not None:
+            stack.callback(resumed.close)
         if ssd is not None:
             stack.callback(ssd.close)
         events = HostEvents()
@@ -289,6 +330,14 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         console_log = stack.enter_context(open(log_path, "wb"))
         running = RunningMachine(machine_bundle.name, console_log, serial_log, echo, events,
                                  log_path)
+
+        def suspend_now() -> suspend.Written:
+            if ssd is not None:
+                ssd.flush()                 # the disk as the saved guest left it
+            return suspend.write(machine_bundle.path, chip,
+                                 machine_state(running, config), running.machine.ram)
+
+        running.suspend_to = suspend_now
         errors_log = stack.enter_context(open(machine_bundle.path / GUEST_ERRORS_LOG, "w"))
         if control:
             server = ControlServer(socket_path(machine_bundle.path), events, running)
@@ -299,20 +348,16 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         if session is not None:
             running.add_exec(session, finished.append)
         while True:
-            image = source.read(ssd)
-            verdict = chip.check_boot(BootImage(image.kernel, image.initrd, image.cmdline,
-                                                image.manifest, image.external), signer)
-            verdicts.append(verdict)
-            if not verdict.allowed:
-                raise BootRefused(verdict)
-            if running.machine is None:
-                machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
+            if resumed is not None:
+                machine = Machine(config, serial_output=running.output,
+                                  cpus=len(resumed.state.get("cpus") or [0]), ssd=ssd,
                                   ssd_serial=ssd_serial(identity.serial_number),
                                   guest_error_log=_log_writer(errors_log))
+                resume(resumed, machine, running, config)
+                resumed = None
             else:
-                machine.reset()            # a reboot: the same board, back to power-on
-            firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
-            running.attach(machine)
+                machine = _boot(source, ssd, chip, signer, verdicts, running, config,
+                                identity, cpus, errors_log)
             if on_started is not None:
                 on_started()
                 on_started = None
@@ -345,6 +390,66 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             if events.stop_reason is not None:
                 return Outcome(events.stop_reason, verdicts=verdicts)
             return Outcome(result.reason, verdicts=verdicts)
+
+
+def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, identity,
+          cpus, errors_log) -> Machine:
+    """A boot or a reboot: the T2 checks the image, the board is built (or reset in place),
+    the firmware loads the kernel."""
+    image = source.read(ssd)
+    verdict = chip.check_boot(BootImage(image.kernel, image.initrd, image.cmdline,
+                                        image.manifest, image.external), signer)
+    verdicts.append(verdict)
+    if not verdict.allowed:
+        raise BootRefused(verdict)
+    machine = running.machine
+    if machine is None:
+        machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
+                          ssd_serial=ssd_serial(identity.serial_number),
+                          guest_error_log=_log_writer(errors_log))
+    else:
+        machine.reset()            # a reboot: the same board, back to power-on
+    firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
+    running.attach(machine)
+    return machine
+
+
+def _config_state(config) -> dict:
+    return {key: str(value) if not isinstance(value, (int, str, bool)) else value
+            for key, value in config.to_dict().items()}
+
+
+def machine_state(running: RunningMachine, config) -> dict:
+    """Everything suspend.py seals: clock, CPUs, devices, the host side, the configuration."""
+    machine = running.machine
+    return {"now_ns": machine.clock.now_ns(), "cpus": [cpu.save() for cpu in machine.vcpus],
+            "devices": machine.save_devices(), "config": _config_state(config),
+            "running": running.save()}
+
+
+def resume(resumed: suspend.Suspended, machine: Machine, running: RunningMachine,
+           config) -> None:
+    """A suspended machine back: RAM, clock, CPUs, devices, then the RTC moved on by the
+    time it slept; the state file is consumed once all of it loaded. Its wall clock is set
+    from the RTC through its shell (as libvirt sets a restored guest's with its agent)."""
+    state = resumed.state
+    try:
+        suspend.check_state(state)
+        if state["config"] != _config_state(config):
+            raise StateError("it was saved by a machine of another configuration")
+        resumed.restore_ram(machine.ram)
+        machine.clock.set_now(state["now_ns"])
+        for cpu, saved in zip(machine.vcpus, state["cpus"], strict=True):
+            cpu.load(saved)
+        machine.load_devices(state["devices"])
+        running.load(state["running"])
+    except (StateError, ValueError, TypeError) as exc:
+        raise resumed._refuse(str(exc)) from None
+    machine.rtc.slept(time.time_ns() - resumed.saved_at_ns)
+    running.machine = machine
+    resumed.consume()
+    if running.ready:
+        running.add_exec(ExecSession(SET_CLOCK_FROM_RTC), lambda session: None)
 
 
 def _log_writer(stream) -> Callable[[str], None]:

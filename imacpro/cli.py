@@ -321,13 +321,16 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--detach", is_flag=True,
               help="Run in the background: return once the firmware has handed over to the "
                    "kernel ('imacpro status|exec|console|stop NAME' reach it).")
+@click.option("--discard-state", is_flag=True,
+              help="A suspended machine starts afresh instead of resuming.")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, serial_log,
-         exec_command, timeout, detach, cpus, ready_fd) -> None:
+         exec_command, timeout, detach, discard_state, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
-    It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel."""
+    It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
+    suspended machine resumes."""
     from pathlib import Path
 
     from imacpro.boot import BootRefused, BootSource, DiskSource, power_on
@@ -351,7 +354,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         from imacpro.control.detach import detach as start_detached
         pid = start_detached(machine_bundle, kernel=kernel, initrd=initrd, cmdline=cmdline,
                              manifest=manifest, external=external, disk=disk,
-                             serial_log=serial_log, timeout=timeout, cpus=cpus)
+                             serial_log=serial_log, timeout=timeout, cpus=cpus,
+                             discard_state=discard_state)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
         return
@@ -370,6 +374,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
             outcome = power_on(machine_bundle, source, interactive=interactive,
                                exec_command=exec_command, timeout_s=timeout, serial_log=log,
                                echo=echo, cpus=cpus, on_started=started,
+                               discard_state=discard_state,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:
@@ -394,7 +399,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         click.echo(f"imacpro: {name}: the guest powered off before every --exec command ran",
                    err=True)
         sys.exit(EXIT_REFUSED)
-    if outcome.reason not in ("poweroff", "quit", "stop"):
+    if outcome.reason not in ("poweroff", "quit", "stop", "suspended"):
         click.echo(f"imacpro: {name}: stopped ({outcome.reason})", err=True)
         sys.exit(EXIT_REFUSED)
 
@@ -425,8 +430,16 @@ def status(name: str, as_json: bool) -> None:
         report.pop("version", None)
         report.pop("ok", None)
     except NotRunning:
-        report = {"name": name, "state": "powered off"}
-    if report["state"] != "running":
+        from imacpro.suspend import state_path
+        saved = state_path(bundle.open_bundle(name).path)
+        report = {"name": name, "state": "suspended" if saved.exists() else "powered off"}
+        if saved.exists():
+            report["state_file"] = str(saved)
+            report["state_size"] = saved.stat().st_size
+    if report["state"] == "suspended":
+        text = (f"{name}: suspended ({report['state_size'] / 1e6:.1f} MB in "
+                f"{report['state_file']}; 'imacpro boot {name}' resumes it)")
+    elif report["state"] != "running":
         text = f"{name}: {report['state']}"
     else:
         text = (f"{name}: running (pid {report['pid']}), up {_duration(report['uptime_s'])}, "
@@ -484,6 +497,21 @@ def stop(name: str, force: bool, timeout: float) -> None:
         click.echo(f"imacpro: {name}: still running after {timeout:g} s "
                    f"('imacpro stop --force {name}' cuts the power)", err=True)
         sys.exit(EXIT_REFUSED)
+
+
+@cli.command()
+@click.argument("name")
+def suspend(name: str) -> None:
+    """Save a running machine's whole state into its bundle (sealed by its T2) and stop it;
+    'imacpro boot NAME' resumes it where it was."""
+    import time
+    machine_bundle = bundle.open_bundle(name)
+    with _client(name) as client:
+        reply = client.request("suspend")
+    while machine_bundle.held():
+        time.sleep(0.05)
+    click.echo(f"{name}: suspended: {reply['ram_bytes'] / 2**30:.2f} GiB of RAM in "
+               f"{reply['size'] / 1e6:.1f} MB, {reply['seconds']:.1f} s ({reply['path']})")
 
 
 def _stop(name: str, force: bool, timeout: float = 30.0) -> bool:

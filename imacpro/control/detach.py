@@ -21,7 +21,8 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 
 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
-           external=False, disk=None, serial_log=None, timeout=None, cpus=None) -> int:
+           external=False, disk=None, serial_log=None, timeout=None, cpus=None,
+           discard_state=False) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""
     if machine_bundle.held():
         raise UserError(f"machine {machine_bundle.name!r} is in use by another imacpro "
@@ -35,6 +36,8 @@ def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=N
         args += ["--append", cmdline]
     if external:
         args.append("--external")
+    if discard_state:
+        args.append("--discard-state")
     if timeout is not None:
         args += ["--timeout", repr(timeout)]
     if cpus is not None:

@@ -9,7 +9,8 @@ still runs to its end in the guest, and the next one waits for it).
 
 What the commands do is the handler's (boot.py's running machine):
     status() -> dict                       exec(command, reply)     stop(force) -> dict
-    attach_console(connection)             detach_console(connection)
+    suspend(reply)                         attach_console(connection)
+    detach_console(connection)
     console_input(bytes)
 """
 
@@ -91,6 +92,9 @@ class Connection:
                 if not isinstance(force, bool):
                     raise ProtocolError("\"force\" is true or false")
                 self.reply({"ok": True, **handler.stop(force)})
+            elif command == "suspend":
+                self.busy = True
+                handler.suspend(self._suspended)
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True
@@ -103,6 +107,12 @@ class Connection:
         except Exception as exc:      # a bug of ours: the client hears of it, the machine runs
             log.exception("control request failed")
             self.reply({"ok": False, "error": f"internal error: {exc}"})
+
+    def _suspended(self, result: dict) -> None:
+        self.busy = False
+        if not self.closed:
+            self.reply(result)
+            self._next()
 
     def _exec_done(self, result: dict) -> None:
         self.busy = False

@@ -162,6 +162,15 @@ rolls into the next month; an invalid alarm field never matches.
         self._timer.arm_from(deadline_ns)
         self._irq.set(self._irqf())
 
+    def slept(self, ns: int) -> None:
+        """The machine was suspended for `ns`: the battery kept the clock counting, so the
+        time registers move on by that much (the divider events missed meanwhile are not
+        replayed: the machine was off)."""
+        now = self._clock.now_ns()
+        self._sync(now)
+        self.div_offset_ns += max(0, ns)
+        self._rearm(now)
+
     def set_memory_size(self, below_4g_bytes: int, above_4g_bytes: int) -> None:
         """Fill the conventional memory-size bytes the way QEMU/SeaBIOS do."""
         if below_4g_bytes < 0 or above_4g_bytes < 0:

@@ -44,10 +44,17 @@ class Settings:
     policy: str = "full"
     external_boot: str = "disallow"
     highest_version: int = 0     # anti-rollback: the highest version booted under Full
+    # The machine's suspended state (suspend.py) carries the same token: a state file is
+    # resumable only while the T2 holds its token, so an older one (the machine ran since)
+    # is refused. Empty: not suspended.
+    suspend_token: str = ""
 
     def payload(self) -> bytes:
-        return (f"policy={self.policy};external_boot={self.external_boot};"
-                f"highest_version={self.highest_version}").encode()
+        text = (f"policy={self.policy};external_boot={self.external_boot};"
+                f"highest_version={self.highest_version}")
+        if self.suspend_token:       # absent when empty: NVRAM written before it still checks
+            text += f";suspend_token={self.suspend_token}"
+        return text.encode()
 
 
 class Nvram:
@@ -62,7 +69,8 @@ class Nvram:
             raw = read_toml(self.path)
             settings = Settings(policy=str(raw["policy"]),
                                 external_boot=str(raw["external_boot"]),
-                                highest_version=int(raw["highest_version"]))
+                                highest_version=int(raw["highest_version"]),
+                                suspend_token=str(raw.get("suspend_token", "")))
             tag = bytes.fromhex(raw["mac"])
         except (UserError, KeyError, ValueError, TypeError):
             raise NvramTampered(f"T2 NVRAM {self.path} is damaged: it was modified outside "
@@ -77,6 +85,7 @@ class Nvram:
         write_toml(self.path, {"policy": settings.policy,
                                "external_boot": settings.external_boot,
                                "highest_version": settings.highest_version,
+                               "suspend_token": settings.suspend_token,
                                "mac": self.sep.mac(NVRAM_MAC_PURPOSE, settings.payload()).hex()})
 
 

@@ -12,22 +12,16 @@ from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
 
-# Port map (the FADT's PM1a_EVT_BLK, PM1a_CNT_BLK and PM_TMR_BLK, firmware/acpi.py). Base 0x600
-# as QEMU's ICH9 uses; below 0x1000, where Linux never places PCI I/O BARs, and reserved again
-# by the DSDT's motherboard-resources device.
-PM_BASE = 0x600
+# The register block: 16 ports (where they sit, 0x600, is the board's: board.py; the FADT's
+# PM1a_EVT_BLK, PM1a_CNT_BLK and PM_TMR_BLK are that base plus these offsets).
 PM_IO_SIZE = 0x10
-PM1A_EVT_BLK, PM1_EVT_LEN = PM_BASE + 0x0, 4     # PM1a_STS (2 bytes) then PM1a_EN (2 bytes)
-PM1A_CNT_BLK, PM1_CNT_LEN = PM_BASE + 0x4, 2
-PM_TMR_BLK, PM_TMR_LEN = PM_BASE + 0x8, 4
-# Register offsets from PM_BASE.
 PM1_STS, PM1_EN, PM1_CNT, PM_TMR = 0x0, 0x2, 0x4, 0x8
+PM1_EVT_LEN, PM1_CNT_LEN, PM_TMR_LEN = 4, 2, 4   # PM1a_EVT: STS (2 bytes) then EN (2 bytes)
 
-# The SCI: ISA IRQ 9, level-triggered. The line is driven active-high (True = asserted), as the
-# PCH drives its SCI into I/O APIC pin 9; the MADT says so with an IRQ 9 -> GSI 9 override
-# "level, active high" (firmware/acpi.py), which takes precedence over the ACPI default
-# (level, active low) that Linux would otherwise program.
-SCI_IRQ = 9
+# The SCI (ISA IRQ 9 on the board) is level-triggered and driven active-high (True =
+# asserted), as the PCH drives its SCI into I/O APIC pin 9; the MADT says so with an IRQ 9 ->
+# GSI 9 override "level, active high" (firmware/acpi.py, from the board's row), which takes
+# precedence over the ACPI default (level, active low) that Linux would otherwise program.
 
 # PM timer (ACPI 6.4 §4.8, "Power Management Timer"): 3.579545 MHz, 24 bits as on Intel
 # PCHs (PM1_TMR bits 31:24 reserved); TMR_VAL_EXT in the FADT says 32.
@@ -66,7 +60,7 @@ SLP_TYP_S0, SLP_TYP_S1, SLP_TYP_S3, SLP_TYP_S4, SLP_TYP_S5 = 0, 1, 5, 6, 7
 class AcpiPm:
     """ACPI fixed-hardware power management block (ACPI 6.4 §4.8; the PCH's PMBASE registers).
 
-    16 ports at PM_BASE (0x600):
+    16 ports (at 0x600 on the board):
 
     | off | size | register                                                                |
     |-----|------|-------------------------------------------------------------------------|

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from imacpro.board import IMAC_PRO
 from imacpro.catalog import configure
 from imacpro.clock import NS_PER_S, Clock
 from imacpro.devices import acpi_pm
@@ -167,12 +168,14 @@ def test_fadt():
     assert t.dsdt[:4] == b"DSDT" and t.dsdt[8] == 2
 
 
-def test_fadt_blocks_are_the_device_constants():
+def test_fadt_blocks_are_where_the_board_puts_the_device():
     f = build().fadt
-    assert struct.unpack_from("<I", f, 56)[0] == acpi_pm.PM1A_EVT_BLK
-    assert struct.unpack_from("<I", f, 64)[0] == acpi_pm.PM1A_CNT_BLK
-    assert struct.unpack_from("<I", f, 76)[0] == acpi_pm.PM_TMR_BLK
-    assert acpi_pm.PM_BASE <= acpi_pm.PM_TMR_BLK < acpi_pm.PM_BASE + acpi_pm.PM_IO_SIZE
+    base = IMAC_PRO["acpi_pm"].ports[0].base
+    assert struct.unpack_from("<I", f, 56)[0] == base + acpi_pm.PM1_STS
+    assert struct.unpack_from("<I", f, 64)[0] == base + acpi_pm.PM1_CNT
+    assert struct.unpack_from("<I", f, 76)[0] == base + acpi_pm.PM_TMR
+    assert IMAC_PRO["acpi_pm"].ports[0].count == acpi_pm.PM_IO_SIZE
+    assert struct.unpack_from("<H", f, 46)[0] == IMAC_PRO.isa_irq("acpi_pm") == 9
 
 
 def test_facs():
@@ -222,7 +225,6 @@ def test_sci_override_matches_the_device_polarity():
                  madt_entries(build().by_signature[b"APIC"]) if k == 2]
     sci = [(irq, gsi, flags) for _, _, _, irq, gsi, flags in overrides if irq == 9]
     assert sci == [(9, 9, acpi.POLARITY_HIGH | acpi.TRIGGER_LEVEL)]
-    assert acpi_pm.SCI_IRQ == 9
     clock, sci = Clock(realtime=False), IrqLine("sci")
     pm = AcpiPm(clock, sci)
     pm.write(acpi_pm.PM1_EN, 2, acpi_pm.PWRBTN_EN)

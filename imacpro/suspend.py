@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from imacpro import plaindata
 from imacpro.devices.contract import StateError
 from imacpro.errors import UserError
+from imacpro.files import fsync_dir
 
 FORMAT = 1
 MAGIC = b"IMACPRO-STATE\n"
@@ -149,7 +150,7 @@ def write(bundle_path: Path, chip, machine_state: dict, ram) -> Written:
         settings.suspend_token = token
         chip.nvram.save(settings)    # from here, this file is the machine's state …
         os.replace(temporary, final)  # … and here it has its name
-        _fsync_directory(bundle_path)
+        fsync_dir(bundle_path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -171,14 +172,6 @@ def _compress(item):
     if view == ZERO[:len(view)]:
         return offset, None
     return offset, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(view)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Suspended:

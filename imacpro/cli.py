@@ -221,6 +221,8 @@ def erase(name: str, yes: bool) -> None:
         click.confirm(f"Erase all content and settings of {name!r}? Its data cannot be "
                       "recovered.", abort=True)
     with b.in_use("erasing it"):
+        from imacpro import suspend
+        suspend.discard(b.path, chip)          # its RAM is content too
         chip.erase(b.config().storage_option.capacity_bytes)
     click.echo(f"{name}: erased (new keys; every byte on the SSD is unrecoverable)")
 
@@ -296,6 +298,11 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
     with contextlib.ExitStack() as stack:
         if not disk:
             stack.enter_context(machine_bundle.in_use("installing onto its SSD"))
+            from imacpro.suspend import state_path
+            if state_path(machine_bundle.path).exists():
+                raise UserError(f"machine {name!r} is suspended, with its system in use on the "
+                                f"SSD: resume it and shut it down, or 'imacpro boot {name} "
+                                "--discard-state', before installing")
             target = machine_bundle.t2().open_storage()
         with target:
             write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,

@@ -147,3 +147,16 @@ def test_discard_state_forgets_it(machine):
     suspend.write(machine_bundle.path, chip, STATE, guest_ram())
     assert suspend.find(machine_bundle.path, chip, discard_state=True) is None
     assert suspend.find(machine_bundle.path, chip) is None
+
+
+def test_install_refuses_a_suspended_machine_and_erase_forgets_its_state(machine, capsys):
+    from imacpro.cli import main
+    machine_bundle, chip = machine
+    suspend.write(machine_bundle.path, chip, STATE, guest_ram())
+    with pytest.raises(SystemExit) as exit_status:
+        main(["install", "pro", "--yes", "--kernel", __file__])
+    assert exit_status.value.code == 2 and "is suspended" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:
+        main(["erase", "pro", "--yes"])
+    assert exit_status.value.code == 0
+    assert not suspend.state_path(machine_bundle.path).exists()

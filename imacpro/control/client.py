@@ -25,6 +25,10 @@ class ControlClient:
             self.sock.connect(target)
         except (FileNotFoundError, ConnectionRefusedError):
             self.sock.close()
+            from imacpro.suspend import state_path
+            if state_path(bundle_path).exists():
+                raise NotRunning(f"machine {name!r} is suspended ('imacpro boot {name}' "
+                                 "resumes it)") from None
             raise NotRunning(f"machine {name!r} is not running") from None
         except OSError as exc:
             self.sock.close()

@@ -9,7 +9,7 @@ tmpfs with half random bytes and half repeated text (no zero pages, which both s
            a user runs them;
   QEMU     `stop` then `migrate "exec:cat > FILE"` on its monitor until `info migrate` says
            completed (what `virsh save` does), and a new QEMU with `-incoming "exec:cat FILE"`
-           until `info status` says running.
+           until the state is in and `cont` has it running (`virsh restore`).
 After each resume the guest's shell must answer, with the tmpfs file intact (its checksum).
 """
 
@@ -178,7 +178,9 @@ def run_qemu(guest, gib: int, work: Path) -> dict:
     start = time.perf_counter()
     process, monitor = start_qemu(guest, work, "-incoming", f"exec:cat {state}")
     try:
-        wait_monitor(monitor, "info status", r"VM status: running")
+        # The state came from a stopped VM, and QEMU keeps the run state it was saved in.
+        wait_monitor(monitor, "info status", r"VM status: (running|paused)")
+        monitor.command("cont")
         resumed = time.perf_counter() - start
         console = Console(process)
         if digest not in console.run(CHECK):

@@ -179,7 +179,7 @@ def run_qemu(guest, gib: int, work: Path) -> dict:
     process, monitor = start_qemu(guest, work, "-incoming", f"exec:cat {state}")
     try:
         # The state came from a stopped VM, and QEMU keeps the run state it was saved in.
-        wait_monitor(monitor, "info status", r"VM status: (running|paused)")
+        wait_monitor(monitor, "info status", r"VM status: (running|paused)\r?\n")
         monitor.command("cont")
         resumed = time.perf_counter() - start
         console = Console(process)

@@ -136,8 +136,9 @@ class Console:
         self.seen.clear()
         self.process.stdin.write(f"{command}; echo BENCH''-END\n".encode())
         self.process.stdin.flush()
-        out = self.wait_for(b"BENCH-END\r\n").decode(errors="replace")
-        return out.split("BENCH''-END", 1)[1]
+        # The shell's echo of the typed line comes first (wrapped by the terminal where it
+        # pleases): callers look for their answer in all of it.
+        return self.wait_for(b"BENCH-END\r\n").decode(errors="replace")
 
 
 def start_qemu(guest, work: Path, *extra: str) -> tuple[subprocess.Popen, Monitor]:

@@ -7,8 +7,8 @@ tmpfs with half random bytes and half repeated text (no zero pages, which both s
   imacpro  `imacpro suspend` (state sealed by the T2, zstd) and `imacpro boot --detach`
            (resume), each timed from the command's start to its return, through the CLI as
            a user runs them;
-  QEMU     `stop` then `migrate "exec:cat > FILE"` on its monitor until `info migrate` says
-           completed (what `virsh save` does), and a new QEMU with `-incoming "exec:cat FILE"`
+  QEMU     `stop`, no bandwidth cap, then `migrate "exec:cat > FILE"` on its monitor until
+           `info migrate` says completed (what `virsh save` does), and a new QEMU with `-incoming "exec:cat FILE"`
            until the state is in and `cont` has it running (`virsh restore`).
 After each resume the guest's shell must answer, with the tmpfs file intact (its checksum).
 """
@@ -169,6 +169,9 @@ def run_qemu(guest, gib: int, work: Path) -> dict:
         digest = re.search(r"[0-9a-f]{32}", console.run(fill_command(gib))).group(0)
         start = time.perf_counter()
         monitor.command("stop")
+        # No bandwidth cap (QEMU's default is 128 MiB/s, for live migration over a
+        # network): `virsh save` lifts it for a file too.
+        monitor.command("migrate_set_parameter max-bandwidth 100G")
         monitor.command(f'migrate "exec:cat > {state}"')
         wait_monitor(monitor, "info migrate", r"Migration status: completed")
         saved = time.perf_counter() - start

@@ -167,6 +167,24 @@ def _chunks(ram):
                 yield start, ram.view[start:min(start + CHUNK, ram.size)]
 
 
+def _decompress_into(payload: bytes, target: memoryview) -> str:
+    """One RAM record's zstd frame into its place; what is wrong with it, or ""."""
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(memoryview(payload)[8:]) as frame:
+            filled = 0
+            while filled < len(target):
+                got = frame.readinto(target[filled:])
+                if not got:
+                    break
+                filled += got
+            extra = frame.read(1)
+    except zstandard.ZstdError as exc:
+        return f"a RAM record does not decompress ({exc})"
+    if filled != len(target) or extra:
+        return "a RAM record has the wrong length"
+    return ""
+
+
 def _compress(item):
     offset, view = item
     if view == ZERO[:len(view)]:
@@ -248,27 +266,34 @@ class Suspended:
         return kind, plain
 
     def restore_ram(self, ram) -> None:
-        """Every RAM record into `ram`, through END."""
-        decompressor = zstandard.ZstdDecompressor()
-        while True:
-            kind, payload = self._record(MAX_RECORD)
-            if kind == KIND_END:
-                if self._file.read(1):
-                    raise self._refuse("it has data after its end")
-                return
-            if kind != KIND_RAM or len(payload) < 8:
-                raise self._refuse("it holds a record out of place")
-            offset, = struct.unpack_from("<Q", payload)
-            if offset % CHUNK or offset >= ram.size:
-                raise self._refuse("a RAM record lies outside the machine's memory")
-            length = min(CHUNK, ram.size - offset)
-            try:
-                data = decompressor.decompress(payload[8:], max_output_size=length)
-            except zstandard.ZstdError as exc:
-                raise self._refuse(f"a RAM record does not decompress ({exc})") from None
-            if len(data) != length:
-                raise self._refuse("a RAM record has the wrong length")
-            ram.view[offset:offset + length] = data
+        """Every RAM record into `ram`, through END. Records are read and authenticated here
+        and decompressed by WORKERS threads straight into guest RAM: first touches of guest
+        pages (the host's page faults) are most of a resume's time, and zstd releases the
+        GIL while it faults them in."""
+        in_flight: list = []
+        with ThreadPoolExecutor(WORKERS) as pool:
+            while True:
+                kind, payload = self._record(MAX_RECORD)
+                if kind == KIND_END:
+                    if self._file.read(1):
+                        raise self._refuse("it has data after its end")
+                    break
+                if kind != KIND_RAM or len(payload) < 8:
+                    raise self._refuse("it holds a record out of place")
+                offset, = struct.unpack_from("<Q", payload)
+                if offset % CHUNK or offset >= ram.size:
+                    raise self._refuse("a RAM record lies outside the machine's memory")
+                target = ram.view[offset:offset + min(CHUNK, ram.size - offset)]
+                in_flight.append(pool.submit(_decompress_into, payload, target))
+                if len(in_flight) > 2 * WORKERS:          # bounded: records are 4 MiB
+                    self._check(in_flight.pop(0))
+            for done in in_flight:
+                self._check(done)
+
+    def _check(self, future) -> None:
+        problem = future.result()
+        if problem:
+            raise self._refuse(problem)
 
     def consume(self) -> None:
         """The resume succeeded: the T2 forgets the token, the file goes."""

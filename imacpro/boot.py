@@ -162,7 +162,6 @@ class RunningMachine:
         self._recent = bytearray()        # the last CONSOLE_REPLAY bytes, for a new console
         self.powered_on = time.time()
         self.boots = 0
-        self.stop_pressed: float | None = None
         self.suspend_to: Callable[[], suspend.Written] | None = None
 
     # --- COM1 -----------------------------------------------------------------------------
@@ -264,7 +263,6 @@ class RunningMachine:
             self.events.request_stop("stop")
             return {"pressed": False, "powered_off": True}
         self.machine.acpi_pm.press_power_button()
-        self.stop_pressed = time.monotonic()
         return {"pressed": True, "powered_off": False}
 
     def suspend(self, reply: Callable[[dict], None]) -> None:

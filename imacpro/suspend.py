@@ -340,7 +340,7 @@ def clean_leftovers(bundle_path: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def check_state(state, cpus: int | None = None) -> None:
+def check_state(state) -> None:
     """The shape the machine-level keys must have before anything is built from them."""
     if not isinstance(state, dict):
         raise StateError("the machine state is not a mapping")

@@ -82,10 +82,3 @@ class ControlClient:
     def __exit__(self, *exc):
         self.close()
 
-
-def is_running(bundle_path: Path, name: str) -> bool:
-    try:
-        ControlClient(bundle_path, name).close()
-        return True
-    except NotRunning:
-        return False

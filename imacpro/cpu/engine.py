@@ -13,6 +13,9 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_nmi(uc)                          the NMI pin
   uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
+  uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
+                                              pending, not halted (the registers come back
+                                              with uc_context_restore)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
   uc_imacpro_cpu_state(uc, buf, size)         the vCPU's state as bytes: CPUX86State up to
@@ -41,7 +44,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
 
-if not hasattr(uclib, "uc_imacpro_cpu_state"):
+if not hasattr(uclib, "uc_imacpro_power_on"):
     raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
                     "run 'make' (tools/build-unicorn) to build it")
 
@@ -58,6 +61,8 @@ uclib.uc_imacpro_nmi.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_nmi.restype = None
 uclib.uc_imacpro_sipi.argtypes = [ctypes.c_void_p, ctypes.c_int]
 uclib.uc_imacpro_sipi.restype = None
+uclib.uc_imacpro_power_on.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_power_on.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
@@ -114,6 +119,10 @@ class Engine:
 
     def sipi(self, vector: int) -> None:
         uclib.uc_imacpro_sipi(self._uch, vector & 0xFF)
+
+    def power_on(self) -> None:
+        """After a platform reset: nothing pending, not halted (see the module docstring)."""
+        uclib.uc_imacpro_power_on(self._uch)
 
     def status(self) -> int:
         return uclib.uc_imacpro_status(self._uch)

@@ -89,8 +89,7 @@ class Vcpu:
         self.uc.context_restore(self._power_on)
         self.uc.ctl(unicorn.UC_CTL_TB_FLUSH, unicorn.UC_CTL_IO_WRITE)
         self.uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
-        self.engine.set_irq(False)
-        self.engine.status()            # reading clears a triple fault
+        self.engine.power_on()          # no INTR/NMI pending, not halted, no triple fault
         self.msrs.reset()
         self.lapic.reset()
         self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI

@@ -11,7 +11,8 @@ devices are `machine.devices` (name → device, in board order) and attributes o
 names. `reset()` puts the board and every CPU back to power-on in place (a guest reboot).
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
-machine clock fire between slices, and when every CPU is halted the loop sleeps until the next
+machine clock fire between slices (a slice ends early at the next timer, even one the guest
+arms during the slice), and when every CPU is halted the loop sleeps until the next
 timer (idle="sleep", guest time follows the host's) or jumps to it (idle="warp").
 """
 
@@ -130,6 +131,8 @@ class Machine:
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0))
                       for i in range(count)]
         self.bsp = self.vcpus[0]
+        self._running = self.bsp
+        self.clock.on_slice_cut = self._cut_slice
 
     # --- building from the board ------------------------------------------------------------
 
@@ -291,7 +294,7 @@ class Machine:
             ran = False
             for cpu in self.vcpus:
                 if cpu.runnable():
-                    cpu.run(self._slice(slice_us))
+                    self._run_slice(cpu, slice_us)
                     ran = True
                 self.clock.run_due()
                 if self.reset_requested:
@@ -313,6 +316,20 @@ class Machine:
             if not self._idle(deadline, poll=stop is not None or events is not None,
                               events=events):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
+
+    def _run_slice(self, cpu: Vcpu, slice_us: int) -> None:
+        timeout_us = self._slice(slice_us)
+        if self.clock.realtime:
+            self._running = cpu
+            self.clock.slice_end_ns = self.clock.now_ns() + timeout_us * 1000
+        try:
+            cpu.run(timeout_us)
+        finally:
+            self.clock.slice_end_ns = None
+
+    def _cut_slice(self, deadline_ns: int) -> None:
+        """A timer armed during the running slice falls due before it ends: end it then."""
+        self._running.engine.cut_slice(deadline_ns - self.clock.now_ns())
 
     def _slice(self, slice_us: int) -> int:
         """A slice ends at the next timer, so its interrupt arrives on time (Linux's

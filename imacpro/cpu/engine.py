@@ -16,6 +16,8 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
                                               with uc_context_restore)
+  uc_imacpro_cut_slice(uc, timeout_ns)        end the running time slice sooner (a timer
+                                              armed during it falls due first)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
   uc_imacpro_cpu_state(uc, buf, size)         the vCPU's state as bytes: CPUX86State up to
@@ -44,7 +46,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
 
-if not hasattr(uclib, "uc_imacpro_power_on"):
+if not hasattr(uclib, "uc_imacpro_cut_slice"):
     raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
                     "run 'make' (tools/build-unicorn) to build it")
 
@@ -63,6 +65,8 @@ uclib.uc_imacpro_sipi.argtypes = [ctypes.c_void_p, ctypes.c_int]
 uclib.uc_imacpro_sipi.restype = None
 uclib.uc_imacpro_power_on.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_power_on.restype = None
+uclib.uc_imacpro_cut_slice.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+uclib.uc_imacpro_cut_slice.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
@@ -123,6 +127,10 @@ class Engine:
     def power_on(self) -> None:
         """After a platform reset: nothing pending, not halted (see the module docstring)."""
         uclib.uc_imacpro_power_on(self._uch)
+
+    def cut_slice(self, timeout_ns: int) -> None:
+        """From inside the running slice: end it `timeout_ns` from now if that is sooner."""
+        uclib.uc_imacpro_cut_slice(self._uch, max(0, timeout_ns))
 
     def status(self) -> int:
         return uclib.uc_imacpro_status(self._uch)

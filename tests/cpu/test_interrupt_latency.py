@@ -96,6 +96,55 @@ def test_an_interrupt_a_cpu_raises_for_itself_is_taken_at_once():
     assert int(values["uart_seen_at"], 16) < 4, values
 
 
+TIMER_ARMED_IN_SLICE = APIC + r"""
+main:
+    call setup_gdt
+    GATE 0x41, handler
+    movb $0x30, %al                 # PIT channel 0 waits for a count: no other timer runs
+    outb %al, $0x43
+    mov $32, %ecx                   # a pause loop ends the slice: the next is 5 s long
+0:  pause
+    loop 0b
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_WRITE 0x320, $0x40041      # LVT timer: TSC-deadline mode, vector 0x41
+    sti
+    call rdtsc64
+    mov %rax, %rbx
+    add $320000, %rax               # 100 us from now
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $0x6e0, %ecx
+    wrmsr
+1:  call rdtsc64                    # spin for 1 s of TSC with interrupts enabled
+    sub %rbx, %rax
+    cmpq $0, seen(%rip)
+    jne 2f
+    movabs $3200000000, %rdx
+    cmp %rdx, %rax
+    jb 1b
+2:  cli
+    PRINT tsc_when_seen
+    jmp finish
+handler:
+    movq $1, seen(%rip)
+    APIC_WRITE 0xb0, $0
+    iretq
+.data
+.align 4096
+seen: .quad 0
+.align 4096
+"""
+
+
+def test_a_timer_armed_during_a_slice_ends_it_on_time():
+    """The deadline falls due 100 us into a 5 s slice: the slice ends then, and the loop
+    sees the interrupt long before its 1 s is up (it would see it only after 5 s)."""
+    values, output, _, result = run_program(TIMER_ARMED_IN_SLICE, slice_us=LONG_SLICE_US,
+                                            timeout_s=60)
+    assert "DONE" in output, (result, output)
+    assert int(values["tsc_when_seen"], 16) < 3_200_000_000, values
+
+
 AFTER_RESET = r"""
 main:
     call setup_gdt

@@ -10,6 +10,9 @@ Changes to the engine's answer, each because of the machine rather than the inst
           local APIC implements that timer mode); EDX.HTT set (two threads per core);
           EBX = CLFLUSH size, logical-processor count and the initial APIC ID.
   leaf 4, 0xB             cache and x2APIC topology: cores × 2 threads, one package.
+  leaf 7  EBX.TSC_ADJUST set (the MSR is the machine's, msr.py; with it and the invariant
+          TSC, Linux trusts the TSC as on the real machine and does not watch it against
+          the HPET, a check that fails when a vCPU is descheduled between its reads).
   leaf 6                  ARAT only (our APIC timer runs in every C-state).
   leaf 0xA                no architectural performance monitoring (not modelled).
   leaf 0xD                only the state components of features we claim (x87, SSE).
@@ -36,6 +39,7 @@ TSC_DEADLINE = 1 << 24           # leaf 1 ECX
 HTT = 1 << 28                    # leaf 1 EDX
 INVARIANT_TSC = 1 << 8           # 0x80000007 EDX
 ARAT = 1 << 2                    # leaf 6 EAX
+TSC_ADJUST = 1 << 1              # leaf 7 EBX: IA32_TSC_ADJUST (msr.py)
 
 # Features of the real Xeon W-21xxB that the engine does not execute (so CPUID does not claim).
 LEFT_OUT = ("AVX", "AVX2", "FMA", "F16C", "AVX-512 (F, CD, BW, DQ, VL)", "VMX", "PCID",
@@ -107,7 +111,8 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[4, 4] = (0, 0, 0, 0)
     t[5, 0] = (0, 0, 0, 0)
     t[6, 0] = (ARAT, 0, 0, 0)
-    t[7, 0] = (0, *native[7, 0][1:])
+    _, ebx7, ecx7, edx7 = native[7, 0]
+    t[7, 0] = (0, ebx7 | TSC_ADJUST, ecx7, edx7)
     t[0xA, 0] = (0, 0, 0, 0)
     t[0xB, 0] = (smt_shift, 2, 0x100 | 0, apic_id)
     t[0xB, 1] = (core_shift, threads, 0x200 | 1, apic_id)

@@ -2,12 +2,16 @@
 
 The engine keeps the MSRs its translator depends on (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS/kernel
 GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision): `ENGINE_MSRS`. This module
-answers the platform's: the APIC base and TSC deadline (to the local APIC), machine-check banks,
+answers the platform's: the APIC base and TSC deadline (to the local APIC), IA32_TSC_ADJUST
+(which offsets this CPU's TSC, SDM 17.17.3; a write to IA32_TSC itself is the engine's and
+does not move it), machine-check banks,
 MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control. Any other MSR raises #GP, as on
 hardware, so guests that probe with rdmsr_safe see what is really there.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from imacpro.catalog.data import Processor
 from imacpro.devices.contract import load_fields, save_fields
@@ -51,9 +55,12 @@ _SAVED = ("misc_enable", "tsc_adjust", "mcg_status", "mc_ctl")   # the engine ke
 class MsrFile:
     """The platform MSRs of one logical CPU. `access()` is the engine's MSR callback."""
 
-    def __init__(self, processor: Processor, lapic, tsc_hz: int):
+    def __init__(self, processor: Processor, lapic, tsc_hz: int,
+                 on_tsc_adjust: Callable[[], None] = lambda: None):
+        """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it."""
         self.lapic = lapic
         self.tsc_hz = tsc_hz
+        self.on_tsc_adjust = on_tsc_adjust
         base_ratio = round(processor.base_ghz * 10)
         turbo_ratio = round(processor.turbo_ghz * 10)
         self._fixed = {
@@ -74,6 +81,11 @@ class MsrFile:
         self.tsc_adjust = 0
         self.mcg_status = 0
         self.mc_ctl = [0] * MCA_BANKS
+
+    @property
+    def tsc_offset(self) -> int:
+        """IA32_TSC_ADJUST as the signed amount this CPU's TSC is ahead of the machine's."""
+        return self.tsc_adjust - (1 << 64 if self.tsc_adjust >> 63 else 0)
 
     def save(self) -> dict:
         return save_fields(self, _SAVED)
@@ -111,12 +123,14 @@ class MsrFile:
         if index == IA32_APIC_BASE:
             self.lapic.apic_base = value
         elif index == IA32_TSC_DEADLINE:
-            self.lapic.write_tsc_deadline(value, self.tsc_hz)
+            self.lapic.write_tsc_deadline(value, self.tsc_hz, self.tsc_offset)
         elif index == IA32_MISC_ENABLE:
             # Only the fast-strings bit is the OS's to change; the rest reflect the hardware.
             self.misc_enable = (self.misc_enable & ~1) | (value & 1)
         elif index == IA32_TSC_ADJUST:
+            # SDM 17.17.3: the TSC moves by what the adjustment moves (a signed 64-bit value).
             self.tsc_adjust = value
+            self.on_tsc_adjust()
         elif index == IA32_MCG_STATUS:
             self.mcg_status = value
         elif index == IA32_FEATURE_CONTROL:

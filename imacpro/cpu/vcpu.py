@@ -63,7 +63,7 @@ class Vcpu:
         self.clock = clock
         self.tsc_hz = tsc_hz
         self.pio = pio
-        self.msrs = MsrFile(processor, lapic, tsc_hz)
+        self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.engine = Engine(self._intack, self.msrs.access)
         self.uc = uc = self.engine.uc
@@ -206,11 +206,7 @@ class Vcpu:
 
     def run(self, timeout_us: int) -> None:
         """Run until HLT, shutdown or `timeout_us` of host time has passed."""
-        # One sample anchors the engine's TSC to the machine clock, so it never steps back.
-        host_ns = time.monotonic_ns()
-        guest_ns = self.clock.at_host(host_ns)
-        self.engine.set_tsc(guest_ns * self.tsc_hz // 1_000_000_000, host_ns, self.tsc_hz,
-                            running=self.clock.realtime)
+        self._anchor_tsc()
         self._nmi_pending = False
         self.state = State.RUNNING
         rip = self.uc.reg_read(x.UC_X86_REG_RIP)
@@ -224,6 +220,15 @@ class Vcpu:
             self._shut_down("triple fault")
         elif status & STATUS_HALTED:
             self.state = State.HALTED
+
+    def _anchor_tsc(self) -> None:
+        """One sample anchors the engine's TSC to the machine clock, so it never steps back;
+        IA32_TSC_ADJUST offsets it (a signed 64-bit value)."""
+        host_ns = time.monotonic_ns()
+        guest_ns = self.clock.at_host(host_ns)
+        self.engine.set_tsc(guest_ns * self.tsc_hz // 1_000_000_000 + self.msrs.tsc_offset,
+                            host_ns,
+                            self.tsc_hz, running=self.clock.realtime)
 
     def _shut_down(self, reason: str) -> None:
         log.warning("cpu %d: %s", self.index, reason)

@@ -86,7 +86,7 @@ class LocalApic:
     A divide or one-shot/periodic change restarts the count from its current value.
     Switching into or out of TSC-deadline mode disarms the timer and clears the initial count
     and the deadline (SDM 10.5.4.1). In TSC-deadline mode writes to the initial count are
-    ignored; `write_tsc_deadline()` (MSR 0x6E0) arms it at TSC = now_ns * tsc_hz / 1e9, a
+    ignored; `write_tsc_deadline()` (MSR 0x6E0) arms it at TSC = now_ns * tsc_hz / 1e9 + IA32_TSC_ADJUST, a
     deadline in the past fires at once, and firing clears the deadline.
 
     Interrupts (SDM 10.8): `accept()` sets IRR and, per 10.8.4, TMR for level / clears it for
@@ -326,7 +326,8 @@ class LocalApic:
 
     # --- TSC-deadline MSR (IA32_TSC_DEADLINE, 0x6E0) -------------------------------------
 
-    def write_tsc_deadline(self, deadline_tsc: int, tsc_hz: int) -> None:
+    def write_tsc_deadline(self, deadline_tsc: int, tsc_hz: int, tsc_offset: int = 0) -> None:
+        """`tsc_offset`: this CPU's TSC minus the machine clock's count (IA32_TSC_ADJUST)."""
         if tsc_hz > 0:
             self.tsc_hz = tsc_hz
         if self._timer_mode() != TSC_DEADLINE or not self.hardware_enabled:
@@ -336,7 +337,7 @@ class LocalApic:
         self.tsc_deadline = deadline_tsc & MASK64
         if not self.tsc_deadline:
             return  # zero disarms
-        deadline_ns = -(-self.tsc_deadline * NS_PER_S // self.tsc_hz)  # first ns at/after it
+        deadline_ns = -(-(self.tsc_deadline - tsc_offset) * NS_PER_S // self.tsc_hz)  # ceil
         if deadline_ns <= self._clock.now_ns():
             self._deadline_expired()
         else:

@@ -119,6 +119,70 @@ def test_msrs_fit_the_sku():
     assert v["gp_count"] == 1 and "unknown" not in values
 
 
+TSC_ADJUST = APIC + r"""
+main:
+    call setup_gdt
+    GATE 0x41, timer
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_WRITE 0x320, $0x40041      # LVT timer: TSC-deadline mode, vector 0x41
+    mov $7, %eax                    # CPUID.7.0:EBX bit 1 names the MSR
+    xor %ecx, %ecx
+    cpuid
+    shr $1, %ebx
+    and $1, %ebx
+    PRINT cpuid_tsc_adjust, %rbx
+    call rdtsc64
+    mov %rax, %rbx
+    mov $0x3b, %ecx                 # IA32_TSC_ADJUST += 2^40: the TSC moves with it
+    xor %eax, %eax
+    mov $0x100, %edx
+    wrmsr
+    call rdtsc64
+    sub %rbx, %rax
+    PRINT tsc_step
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    PRINT adjust
+    call rdtsc64                    # a deadline 1 ms ahead on the adjusted TSC
+    mov %rax, %rbx
+    add $3200000, %rax
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $0x6e0, %ecx
+    wrmsr
+    sti
+1:  hlt
+    cmpq $0, fired_at(%rip)
+    je 1b
+    cli
+    mov fired_at(%rip), %rax
+    sub %rbx, %rax
+    PRINT fired_after
+    jmp finish
+timer:
+    push %rax
+    call rdtsc64
+    mov %rax, fired_at(%rip)
+    APIC_WRITE 0xb0, $0
+    pop %rax
+    iretq
+.data
+fired_at: .quad 0
+"""
+
+
+def test_tsc_adjust_moves_the_tsc_and_its_deadlines():
+    values, output, _, result = run_program(TSC_ADJUST)
+    assert "DONE" in output, (result, output)
+    v = {k: int(x, 16) for k, x in values.items()}
+    assert v["cpuid_tsc_adjust"] == 1 and v["adjust"] == 1 << 40
+    assert 1 << 40 <= v["tsc_step"] < (1 << 40) + 3_200_000_000   # moved, not run away
+    # Fires at its deadline on the adjusted TSC (1 ms), not 2^40 ticks (5.7 min) later
+    # or at once.
+    assert 3_200_000 <= v["fired_after"] < 3_200_000_000
+
+
 PCI = r"""
 main:
     call setup_gdt

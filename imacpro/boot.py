@@ -46,6 +46,7 @@ from imacpro.machine import Machine
 from imacpro.t2.secure_boot import BootImage, Verdict
 from imacpro.t2.signing import Manifest
 from imacpro.t2.storage import DamagedImage, PairingError
+from imacpro.watchdog import Report
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
@@ -163,6 +164,7 @@ class RunningMachine:
         self.powered_on = time.time()
         self.boots = 0
         self.suspend_to: Callable[[], suspend.Written] | None = None
+        self.watchdog: list[Report] = []  # the machine's watchdog reports (watchdog.py)
 
     # --- COM1 -----------------------------------------------------------------------------
 
@@ -235,6 +237,14 @@ class RunningMachine:
             raise StateError("the running machine's state is damaged")
         self.boots, self.powered_on, self.ready = boots, powered_on / 1e9, ready
 
+    def watchdog_report(self, report: Report) -> None:
+        """The machine's watchdog found it stuck: say so on stderr (the terminal may be raw,
+        hence CR LF) and keep the report for `imacpro status`."""
+        self.watchdog.append(report)
+        newline = "\r\n" if sys.stderr.isatty() else "\n"
+        sys.stderr.write(report.text.replace("\n", newline) + newline)
+        sys.stderr.flush()
+
     # --- the control socket's commands ------------------------------------------------------
 
     def status(self) -> dict:
@@ -246,7 +256,8 @@ class RunningMachine:
                 "guest_ready": self.ready,
                 "guest_errors": machine.guest_errors.count if machine else 0,
                 "console_log": str(self.log_path) if self.log_path else None,
-                "execs_waiting": len(self.jobs)}
+                "execs_waiting": len(self.jobs),
+                "watchdog": [report.as_dict() for report in self.watchdog]}
 
     def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
         def done(session: ExecSession) -> None:
@@ -350,7 +361,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 machine = Machine(config, serial_output=running.output,
                                   cpus=len(resumed.state.get("cpus") or [0]), ssd=ssd,
                                   ssd_serial=ssd_serial(identity.serial_number),
-                                  guest_error_log=_log_writer(errors_log))
+                                  guest_error_log=_log_writer(errors_log),
+                                  on_watchdog=running.watchdog_report)
                 resume(resumed, machine, running, config)
                 resumed = None
             else:
@@ -404,7 +416,8 @@ def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, 
     if machine is None:
         machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
                           ssd_serial=ssd_serial(identity.serial_number),
-                          guest_error_log=_log_writer(errors_log))
+                          guest_error_log=_log_writer(errors_log),
+                          on_watchdog=running.watchdog_report)
     else:
         machine.reset()            # a reboot: the same board, back to power-on
     firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)

@@ -454,6 +454,9 @@ def status(name: str, as_json: bool) -> None:
                 f"{'' if report['guest_ready'] else ' (starting)'}\n"
                 f"  console log:  {report['console_log']}\n"
                 f"  guest errors: {report['guest_errors']}")
+        for found in report.get("watchdog", []):
+            for finding in found["findings"]:
+                text += f"\n  watchdog:     {finding['text']} (at {found['at_s']:.1f} s)"
     _emit(as_json, report, text)
 
 

@@ -45,6 +45,7 @@ from imacpro.devices.rtc import CmosRtc
 from imacpro.devices.uart16550 import Uart16550
 from imacpro.host_events import HostEvents
 from imacpro.irq import IrqLine
+from imacpro.watchdog import DEFAULT_STALL_S, Report, Watchdog
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
 
@@ -71,10 +72,14 @@ class Machine:
     def __init__(self, config: Configuration, *, serial_output: Callable[[bytes], None] = None,
                  clock: Clock | None = None, idle: str = "sleep", cpus: int | None = None,
                  ssd=None, ssd_serial: str = "", board: Board = IMAC_PRO,
-                 guest_error_log: Callable[[str], None] | None = None):
+                 guest_error_log: Callable[[str], None] | None = None,
+                 watchdog_s: float | None = DEFAULT_STALL_S,
+                 on_watchdog: Callable[[Report], None] | None = None):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
-        `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py)."""
+        `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
+        `watchdog_s`: guest seconds of silence before the watchdog reports (watchdog.py;
+        None: no watchdog), `on_watchdog(report)`: where its reports go."""
         self.config = config
         self.board = board
         self.processor = p = config.processor
@@ -133,6 +138,8 @@ class Machine:
         self.bsp = self.vcpus[0]
         self._running = self.bsp
         self.clock.on_slice_cut = self._cut_slice
+        self.watchdog = None if watchdog_s is None else \
+            Watchdog(self, stall_s=watchdog_s, on_report=on_watchdog)
 
     # --- building from the board ------------------------------------------------------------
 
@@ -301,6 +308,8 @@ class Machine:
                     return RunResult("reset")
                 if self.poweroff_requested:
                     return RunResult("poweroff")
+            if self.watchdog is not None:
+                self.watchdog.check()
             if events is not None:
                 events.poll(0)
                 if events.stop_reason is not None:

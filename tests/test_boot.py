@@ -17,7 +17,7 @@ class FakeMachine:
     resets = 0
 
     def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial="",
-                 guest_error_log=None):
+                 guest_error_log=None, on_watchdog=None):
         FakeMachine.built += 1
         self.uart = None
         self.vcpus = []

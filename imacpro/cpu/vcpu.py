@@ -23,6 +23,7 @@ from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
 from imacpro.cpu.msr import MsrFile
 from imacpro.devices.contract import StateError
+from imacpro.devices.lapic import LVT_TIMER
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ class Vcpu:
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
+        # Statistics for the watchdog and the soak (not state): interrupts taken, when the
+        # last was (guest ns), and the longest gap between two timer interrupts with no HLT
+        # between them (how long a busy CPU went without its tick).
+        self.interrupts = 0
+        self.last_interrupt_ns = clock.now_ns()
+        self.max_busy_tick_gap_ns = 0
+        self._last_tick_ns: int | None = None
         # The engine's state as it came up: what a platform reset goes back to.
         self._power_on = uc.context_save()
 
@@ -95,6 +103,8 @@ class Vcpu:
         self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False
+        self.last_interrupt_ns = self.clock.now_ns()
+        self._last_tick_ns = None
 
     # --- saved state (suspend and resume) --------------------------------------------------
 
@@ -148,10 +158,32 @@ class Vcpu:
                 vector = self.lapic.acknowledge()
             else:
                 return -1
+            self._count_interrupt(vector)
             return vector | (MORE_PENDING if self.interrupt_pending() else 0)
         except Exception:
             log.exception("cpu %d: interrupt acknowledge failed", self.index)
             return -1
+
+    def _count_interrupt(self, vector: int) -> None:
+        now = self.clock.now_ns()
+        self.interrupts += 1
+        self.last_interrupt_ns = now
+        if vector == self.lapic.lvt[LVT_TIMER] & 0xFF:
+            if self._last_tick_ns is not None:
+                self.max_busy_tick_gap_ns = max(self.max_busy_tick_gap_ns,
+                                                now - self._last_tick_ns)
+            self._last_tick_ns = now
+
+    @property
+    def online(self) -> bool:
+        """Started and not shut down: a CPU the guest expects to take interrupts."""
+        return self.state in (State.RUNNING, State.HALTED)
+
+    def rip(self) -> int:
+        return self.uc.reg_read(x.UC_X86_REG_RIP)
+
+    def interrupts_enabled(self) -> bool:
+        return bool(self.uc.reg_read(x.UC_X86_REG_RFLAGS) & RFLAGS_IF)
 
     # --- pins -----------------------------------------------------------------------------
 
@@ -191,6 +223,7 @@ class Vcpu:
     def _sipi(self, vector: int) -> None:
         self.engine.sipi(vector)
         self.state = State.RUNNING
+        self.last_interrupt_ns = self.clock.now_ns()   # online from now
 
     # --- running --------------------------------------------------------------------------
 
@@ -220,6 +253,7 @@ class Vcpu:
             self._shut_down("triple fault")
         elif status & STATUS_HALTED:
             self.state = State.HALTED
+            self._last_tick_ns = None   # idle: the next tick's gap is not a busy one
 
     def _anchor_tsc(self) -> None:
         """One sample anchors the engine's TSC to the machine clock, so it never steps back;

@@ -55,6 +55,10 @@ class IoApic:
     edge), so their trigger bit is ignored for delivery. Writing an entry as edge clears its
     Remote IRR (Linux's fallback EOI, __eoi_ioapic_pin, relies on this, as QEMU notes).
 
+    Fault injection (tests of the machine's watchdog; empty, so off, unless a test fills it):
+    `drop_next` holds pins whose next message is lost after the I/O APIC counted it as
+    accepted, so a level pin keeps Remote IRR with no CPU ever seeing the interrupt.
+
     Saved state: ID, IOREGSEL, the 24 entries as 64-bit ints (Remote IRR included: a loaded
     level pin still waits for its EOI) and the pins' wire levels, which an edge pin compares
     against. `load()` sends no message: what was delivered before the save is in the local
@@ -66,6 +70,7 @@ class IoApic:
         self.power_on_id = apic_id & 0xFF
         self.levels = [False] * PINS  # wire levels: driven by devices, kept across reset
         bus.eoi_listeners.append(self.on_eoi)
+        self.drop_next: set[int] = set()  # fault injection, off: pins whose next message is lost
         self.reset()
 
     def reset(self) -> None:
@@ -128,6 +133,11 @@ class IoApic:
                 self.entries[pin] |= REMOTE_IRR
 
     def _deliver(self, pin: int) -> int:
+        if pin in self.drop_next:
+            # Fault injection: the message is lost on its way, as if a CPU had taken it.
+            self.drop_next.discard(pin)
+            log.warning("fault injection: pin %d's interrupt dropped", pin)
+            return 1
         entry = self.entries[pin]
         return self._bus.deliver(entry >> 56, bool(entry & LOGICAL), (entry >> 8) & 7,
                                  entry & 0xFF, self._is_level(entry))

@@ -135,6 +135,10 @@ class LocalApic:
         # The pins' input levels: driven from outside, so reset keeps them; saved all the same,
         # since what a pin does next (an edge or not) depends on the level the APIC last saw.
         self.lint_level = [False, False]
+        # Statistics, not state: when each vector in IRR got there (guest ns), and the longest
+        # any waited for its INTA (the watchdog and the soak read them).
+        self.pending_since: dict[int, int] = {}
+        self.max_latency_ns = 0
         self._count_timer = clock.timer(self._count_expired)        # one-shot and periodic
         self._deadline_timer = clock.timer(self._deadline_expired)  # TSC-deadline mode
         self.reset()
@@ -153,6 +157,7 @@ class LocalApic:
 
     def init_reset(self) -> None:
         self._cancel_timer()
+        self.pending_since = {}
         self.tpr = self.ldr = 0
         self.dfr = MASK32
         self.svr = 0xFF
@@ -190,6 +195,7 @@ class LocalApic:
         count_at = _state.timer_field(state, "count_timer", where)
         deadline_at = _state.timer_field(state, "deadline_timer", where)
         load_fields(self, state, _SAVED, optional_none=("sipi_vector",))   # checks the rest
+        self.pending_since = {}
         self._base = base
         self._count_timer.arm_from(count_at)
         self._deadline_timer.arm_from(deadline_at)
@@ -265,7 +271,29 @@ class LocalApic:
             return self.svr & 0xFF  # the interrupt went away (TPR raised): spurious
         self.irr &= ~(1 << vector)
         self.isr |= 1 << vector
+        since = self.pending_since.pop(vector, None)
+        if since is not None:
+            self.max_latency_ns = max(self.max_latency_ns, self._clock.now_ns() - since)
         return vector
+
+    def oldest_pending(self) -> tuple[int, int] | None:
+        """(vector, guest ns since it is in IRR) of the vector that has waited longest."""
+        waiting = [(since, vector) for vector, since in self.pending_since.items()
+                   if self.irr >> vector & 1]
+        if not waiting:
+            return None
+        since, vector = min(waiting)
+        return vector, since
+
+    def timer_summary(self) -> str:
+        """The timer's mode and what it is armed for, in a few words (for reports)."""
+        mode = ("one-shot", "periodic", "tsc-deadline")[self._timer_mode()]
+        masked = " masked" if self.lvt[LVT_TIMER] & LVT_MASKED else ""
+        due = self._count_timer.deadline_ns
+        if due is None:
+            due = self._deadline_timer.deadline_ns
+        armed = f"due at {due / NS_PER_S:.3f}s" if due is not None else "not armed"
+        return f"{mode}{masked}, {armed}"
 
     # --- messages in ------------------------------------------------------------------------
 
@@ -298,6 +326,8 @@ class LocalApic:
             self._error(RECEIVE_ILLEGAL_VECTOR)
             return False
         bit = 1 << vector
+        if not self.irr & bit:
+            self.pending_since[vector] = self._clock.now_ns()
         self.irr |= bit
         self.tmr = self.tmr | bit if level_triggered else self.tmr & ~bit
         self._notify()

@@ -46,7 +46,7 @@ from imacpro.machine import Machine
 from imacpro.t2.secure_boot import BootImage, Verdict
 from imacpro.t2.signing import Manifest
 from imacpro.t2.storage import DamagedImage, PairingError
-from imacpro.watchdog import Report
+from imacpro.watchdog import Report, interrupt_stats
 
 
 POWEROFF_GRACE_S = 10.0   # after --exec, how long the guest gets to power itself off
@@ -257,7 +257,8 @@ class RunningMachine:
                 "guest_errors": machine.guest_errors.count if machine else 0,
                 "console_log": str(self.log_path) if self.log_path else None,
                 "execs_waiting": len(self.jobs),
-                "watchdog": [report.as_dict() for report in self.watchdog]}
+                "watchdog": [report.as_dict() for report in self.watchdog],
+                "interrupts": interrupt_stats(machine) if machine else None}
 
     def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
         def done(session: ExecSession) -> None:

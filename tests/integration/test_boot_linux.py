@@ -7,25 +7,15 @@ from Debian's archive, ~72 MB) and is signed again for each test's installation 
 import re
 import time
 
+from imacpro.guest.kernel_warnings import WARNINGS_SH, unexpected, warnings_in
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
 PROBE = ("grep -m1 'model name' /proc/cpuinfo; nproc; grep MemTotal /proc/meminfo; "
          "cat /sys/class/dmi/id/product_name /sys/class/dmi/id/board_name "
          "/sys/class/dmi/id/sys_vendor; "
          "cat /sys/devices/system/clocksource/clocksource0/current_clocksource; date -u +%s; "
-         "dmesg -r | sed -n 's/^<[0-4]>\\[ *[0-9.]*\\] /warning: /p'; "
+         f"{WARNINGS_SH}; "
          "exit 7")
-
-# What Linux logs at warning level or worse on this machine, each for a reason docs/LINUX.md
-# gives; anything else fails the test.
-EXPECTED_WARNINGS = (
-    "RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable to RETBleed attacks",
-    "MDS CPU bug present and SMT on, data leak possible.",
-    "MMIO Stale Data CPU bug present and SMT on, data leak possible.",
-    "  #",                                   # the SMP bring-up line's continuation ("  #2  #3")
-    "hrtimer: interrupt took ",
-    "integrity: Reading UEFI Secure Boot Certs is not supported on T2 Macs.",
-)
 
 
 def test_debian_boots_reboots_and_sees_an_imac_pro(signed_guest, tmp_path):
@@ -49,10 +39,9 @@ def test_debian_boots_reboots_and_sees_an_imac_pro(signed_guest, tmp_path):
     assert abs(int(lines[7]) - host_now) < 120            # the guest's clock is the host's
     for bad in ("Oops", "Kernel panic", "BUG:", "soft lockup"):
         assert bad not in console, bad
-    warnings = [line[len("warning: "):] for line in lines if line.startswith("warning: ")]
+    warnings = warnings_in("\n".join(lines))
     assert any(w.startswith("integrity: Reading UEFI Secure Boot Certs") for w in warnings)
-    unexpected = [w for w in warnings if not w.startswith(EXPECTED_WARNINGS)]
-    assert not unexpected, unexpected
+    assert not unexpected(warnings), unexpected(warnings)
     assert "reboot: Power down" in console                  # powered off through ACPI S5
 
 

@@ -1,0 +1,142 @@
+"""No lost wakeup: IPIs between CPUs that sleep in HLT between them, thousands of times.
+
+The BSP sends a fixed IPI to each AP in turn and sleeps until the AP answers with one; each AP
+sleeps until it is called. Every sleep is the kernel's pattern (CLI, check, STI; HLT: the STI
+shadow lets no interrupt in between the check and the HLT). A single lost IPI, or a CPU that
+misses its wakeup, stops the exchange for good and the run ends without DONE (and the
+watchdog reports the CPU that stopped taking interrupts). Run with 2 ms slices and with 30 µs
+ones, so slices end at every point of the pattern, between the STI and the HLT included.
+"""
+
+import pytest
+from baremetal import run_program
+
+from test_interrupts import APIC
+from test_smp import SMP
+
+ROUNDS = 20000
+CPUS = 4
+
+PING_PONG = APIC + r"""
+.set TRAMPOLINE, 0x8000
+.set APS, CPUS - 1
+.set ROUNDS, ROUND_COUNT
+main:
+    call setup_gdt
+    GATE 0x40, ipi
+    APIC_WRITE 0xf0, $0x1ff
+    lea trampoline(%rip), %rsi
+    mov $TRAMPOLINE, %rdi
+    mov $(trampoline_end - trampoline), %rcx
+    rep movsb
+    lea ap_main(%rip), %rax
+    mov %rax, TRAMPOLINE + (ap_entry - trampoline)
+    APIC_WRITE 0x300, $0xc4500      # INIT, all excluding self
+    APIC_WRITE 0x300, $0xc4608      # SIPI, vector 0x08
+    APIC_WRITE 0x300, $0xc4608
+1:  pause
+    cmpq $APS, started(%rip)
+    jb 1b
+
+    xor %r13, %r13                  # the round
+round:
+    mov %r13, %rax                  # target: AP 1 + round % APS
+    xor %edx, %edx
+    mov $APS, %ecx
+    div %rcx
+    lea 1(%rdx), %rbx
+    mov got(%rip), %r12             # the BSP's count before it calls
+    shl $24, %ebx
+    APIC_WRITE 0x310, %ebx
+    APIC_WRITE 0x300, $0x4040       # fixed, vector 0x40
+2:  cli                             # sleep until the answer
+    cmp got(%rip), %r12
+    jne 3f
+    sti
+    hlt
+    jmp 2b
+3:  inc %r13
+    cmp $ROUNDS, %r13
+    jb round
+    movq $1, finished(%rip)
+    mov %r13, %rax
+    PRINT rounds
+    xor %ecx, %ecx                  # what each CPU's handler counted
+4:  lea got(%rip), %rdx
+    mov (%rdx, %rcx, 8), %rax
+    PRINT got
+    inc %ecx
+    cmp $(APS + 1), %ecx
+    jb 4b
+    jmp finish
+
+ap_main:
+    mov $1, %eax
+    lock xadd %eax, next_slot(%rip)
+    inc %eax
+    shl $12, %eax
+    lea ap_stacks(%rip), %rsp
+    add %rax, %rsp
+    lgdt gdtr(%rip)                 # the BSP's GDT: its 64-bit code segment for the IDT
+    pushq $0x08
+    lea 1f(%rip), %rax
+    push %rax
+    lretq
+1:  mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    lidt idtr(%rip)
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_READ 0x20
+    shr $24, %eax
+    mov %eax, %ebx                  # this CPU's APIC ID
+    lea got(%rip), %r14
+    mov (%r14, %rbx, 8), %r12
+    lock incq started(%rip)
+2:  cli                             # sleep until called
+    mov (%r14, %rbx, 8), %rax
+    cmp %r12, %rax
+    jne 3f
+    sti
+    hlt
+    jmp 2b
+3:  mov %rax, %r12
+    APIC_WRITE 0x310, $0            # answer the BSP (APIC ID 0)
+    APIC_WRITE 0x300, $0x4040
+    jmp 2b
+
+ipi:
+    push %rax
+    push %rdx
+    APIC_READ 0x20
+    shr $24, %eax
+    lea got(%rip), %rdx
+    lock incq (%rdx, %rax, 8)
+    APIC_WRITE 0xb0, $0
+    pop %rdx
+    pop %rax
+    iretq
+""" + SMP[SMP.index(".code16\ntrampoline:"):SMP.index(".data\nnext_slot")] + r"""
+.data
+next_slot: .long 0
+.align 8
+started: .quad 0
+finished: .quad 0
+got: .fill 64, 8, 0
+.align 4096
+ap_stacks: .fill 4096 * 8, 1, 0
+"""
+
+
+@pytest.mark.parametrize("slice_us", [2000, 30])
+def test_thousands_of_ipis_between_sleeping_cpus_lose_no_wakeup(slice_us):
+    program = PING_PONG.replace("CPUS", str(CPUS)).replace("ROUND_COUNT", str(ROUNDS))
+    values, output, machine, result = run_program(program, cpus=CPUS, timeout_s=240,
+                                                  slice_us=slice_us)
+    reports = [r.text for r in machine.watchdog.reports]
+    assert "DONE" in output, (result, output[-500:], reports)
+    got = [int(x, 16) for x in values["got"]]
+    assert int(values["rounds"], 16) == ROUNDS
+    assert got[0] == ROUNDS                                  # every answer arrived
+    assert sum(got[1:]) == ROUNDS and max(got[1:]) - min(got[1:]) <= 1
+    assert reports == []

@@ -12,7 +12,7 @@ names. `reset()` puts the board and every CPU back to power-on in place (a guest
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
 machine clock fire between slices (a slice ends early at the next timer, even one the guest
-arms during the slice), and when every CPU is halted the loop sleeps until the next
+arms during the slice), a halted CPU an interrupt wakes runs after the slice in progress, and when every CPU is halted the loop sleeps until the next
 timer (idle="sleep", guest time follows the host's) or jumps to it (idle="warp").
 """
 
@@ -136,6 +136,9 @@ class Machine:
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0))
                       for i in range(count)]
         self.bsp = self.vcpus[0]
+        self._woken: dict[Vcpu, None] = {}     # halted CPUs an interrupt came for, in order
+        for vcpu in self.vcpus:
+            vcpu.on_wake = self._woken.setdefault
         self._running = self.bsp
         self.clock.on_slice_cut = self._cut_slice
         self.max_slice_overrun_ns = 0
@@ -305,6 +308,8 @@ class Machine:
                     self._run_slice(cpu, slice_us)
                     ran = True
                 self.clock.run_due()
+                if self._woken:
+                    ran = self._run_woken(slice_us) or ran
                 if self.reset_requested:
                     return RunResult("reset")
                 if self.poweroff_requested:
@@ -326,6 +331,23 @@ class Machine:
             if not self._idle(deadline, poll=stop is not None or events is not None,
                               events=events):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
+
+    def _run_woken(self, slice_us: int) -> bool:
+        """The CPUs an interrupt woke from HLT since the last slice run now, ahead of their
+        turn: an idle CPU's timer interrupt or IPI waits for the slice in progress, not for
+        every busy CPU's. Only those woken so far: a CPU they wake in turn waits for the
+        next slice of the round, so busy CPUs are never starved."""
+        woken = list(self._woken)
+        self._woken.clear()
+        ran = False
+        for cpu in woken:
+            if cpu.runnable():
+                self._run_slice(cpu, slice_us)
+                ran = True
+            self.clock.run_due()
+            if self.reset_requested or self.poweroff_requested:
+                break
+        return ran
 
     def _run_slice(self, cpu: Vcpu, slice_us: int) -> None:
         timeout_us = self._slice(slice_us)

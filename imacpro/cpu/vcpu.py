@@ -76,6 +76,7 @@ class Vcpu:
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
         lapic.on_event = self.update_pins
+        self.on_wake = None             # called when an interrupt may wake this halted CPU
         self.bsp = bsp
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         self.shutdown_reason = ""
@@ -201,7 +202,11 @@ class Vcpu:
         if self.lapic.take_nmi():
             self.engine.nmi()
             self._nmi_pending = True
-        self.engine.set_irq(self.interrupt_pending())
+        pending = self.interrupt_pending()
+        self.engine.set_irq(pending)
+        if self.state is State.HALTED and (pending or self._nmi_pending) \
+                and self.on_wake is not None:
+            self.on_wake(self)
 
 
     def _init(self) -> None:

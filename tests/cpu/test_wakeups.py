@@ -11,6 +11,8 @@ ones, so slices end at every point of the pattern, between the STI and the HLT i
 import pytest
 from baremetal import run_program
 
+from imacpro.machine import Machine
+
 from test_interrupts import APIC
 from test_smp import SMP
 
@@ -140,3 +142,31 @@ def test_thousands_of_ipis_between_sleeping_cpus_lose_no_wakeup(slice_us):
     assert got[0] == ROUNDS                                  # every answer arrived
     assert sum(got[1:]) == ROUNDS and max(got[1:]) - min(got[1:]) <= 1
     assert reports == []
+
+
+WITH_BUSY_CPUS = PING_PONG.replace(".set APS, CPUS - 1", ".set APS, 3\n.set ALL_APS, 7").replace(
+    "    cmpq $APS, started(%rip)\n    jb 1b", "    cmpq $ALL_APS, started(%rip)\n    jb 1b").replace(
+    """    lock incq started(%rip)
+2:  cli                             # sleep until called""", """    lock incq started(%rip)
+    cmp $3, %ebx                    # CPUs 4-7 never sleep
+    jbe 2f
+9:  inc %rax
+    jmp 9b
+2:  cli                             # sleep until called""")
+
+
+def test_a_cpu_woken_from_hlt_runs_before_the_busy_ones(monkeypatch):
+    """Four CPUs exchange IPIs while four others never halt. A CPU an IPI wakes runs after
+    the slice in progress, not after every busy CPU ahead of it in the round: a round trip
+    (two wakeups) let the busy CPUs run about one slice with it, four without it."""
+    slices = []
+    run_slice = Machine._run_slice
+    monkeypatch.setattr(Machine, "_run_slice",
+                        lambda self, cpu, us: (slices.append(cpu.index), run_slice(self, cpu, us)))
+    rounds = 500
+    program = WITH_BUSY_CPUS.replace("ROUND_COUNT", str(rounds))
+    values, output, machine, result = run_program(program, cpus=8, timeout_s=240)
+    assert "DONE" in output, (result, output[-500:])
+    start = slices.index(4)                       # from when the busy CPUs are up
+    busy = sum(1 for index in slices[start:] if index >= 4)
+    assert busy <= 2 * rounds, (busy, rounds)

@@ -12,8 +12,9 @@ names. `reset()` puts the board and every CPU back to power-on in place (a guest
 
 The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
 machine clock fire between slices (a slice ends early at the next timer, even one the guest
-arms during the slice), a halted CPU an interrupt wakes runs after the slice in progress, and when every CPU is halted the loop sleeps until the next
-timer (idle="sleep", guest time follows the host's) or jumps to it (idle="warp").
+arms during the slice), a halted CPU that an interrupt wakes runs after the slice in
+progress, and when every CPU is halted the loop sleeps until the next timer (idle="sleep",
+guest time follows the host's) or jumps to it (idle="warp").
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from imacpro.devices.rtc import CmosRtc
 from imacpro.devices.uart16550 import Uart16550
 from imacpro.host_events import HostEvents
 from imacpro.irq import IrqLine
-from imacpro.watchdog import DEFAULT_STALL_S, Report, Watchdog
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
+from imacpro.watchdog import DEFAULT_STALL_S, Report, Watchdog
 
 log = logging.getLogger(__name__)
 

@@ -208,7 +208,6 @@ class Vcpu:
                 and self.on_wake is not None:
             self.on_wake(self)
 
-
     def _init(self) -> None:
         """INIT: real mode at the reset vector's state, then wait for a start-up IPI."""
         uc = self.uc
@@ -265,9 +264,8 @@ class Vcpu:
         IA32_TSC_ADJUST offsets it (a signed 64-bit value)."""
         host_ns = time.monotonic_ns()
         guest_ns = self.clock.at_host(host_ns)
-        self.engine.set_tsc(guest_ns * self.tsc_hz // 1_000_000_000 + self.msrs.tsc_offset,
-                            host_ns,
-                            self.tsc_hz, running=self.clock.realtime)
+        tsc = guest_ns * self.tsc_hz // 1_000_000_000 + self.msrs.tsc_offset
+        self.engine.set_tsc(tsc, host_ns, self.tsc_hz, running=self.clock.realtime)
 
     def _shut_down(self, reason: str) -> None:
         log.warning("cpu %d: %s", self.index, reason)

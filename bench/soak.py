@@ -84,7 +84,7 @@ for i in $(seq $(nproc)); do (while :; do :; done) & pids="$pids $!"; done
 (i=0; while :; do echo "soak-serial $cycle.$boot.$i"; i=$((i+1)); sleep 0.2; done) & pids="$pids $!"
 n=0; end=$(( $(date +%s) + seconds ))
 while [ $(date +%s) -lt $end ]; do
-    f=c${{cycle}}b${{boot}}n$n
+    f=r{run}c${{cycle}}b${{boot}}n$n
     dd if=/dev/urandom of=$f bs=64k count=4 conv=fsync 2>/dev/null && sha256sum $f >> sums && sync
     n=$((n+1))
 done
@@ -114,8 +114,9 @@ def values(output: str) -> dict[str, str]:
 
 class Cycle:
     def __init__(self, n: int, name: str, mode: str, faults: list[str], env: dict,
-                 bundle: Path, work_s: int, threads_b64: str):
+                 bundle: Path, work_s: int, threads_b64: str, run_id: str):
         self.n, self.name, self.mode, self.faults = n, name, mode, faults
+        self.run_id = run_id
         self.env, self.bundle, self.work_s, self.threads_b64 = env, bundle, work_s, threads_b64
         self.record = {"cycle": n, "machine": name, "irq_mode": mode, "faults": faults,
                        "boots": [], "hang": None, "data_errors": 0, "unexpected_warnings": [],
@@ -193,7 +194,7 @@ class Cycle:
             self.record["data_errors"] += 1
             record["check_output"] = checked.stdout[-2000:]
         killer = self._fault_during_work()
-        script = WORK.format(cycle=self.n, boot=boot, seconds=self.work_s,
+        script = WORK.format(cycle=self.n, boot=boot, seconds=self.work_s, run=self.run_id,
                              threads_b64=self.threads_b64)
         work = self.exec(typed_file(script, "/tmp/work.sh") + "\nsh /tmp/work.sh",
                          self.work_s + STEP_SLACK_S)
@@ -326,6 +327,12 @@ def main() -> None:
                 if done.returncode != 0:
                     sys.exit(f"soak: {' '.join(step)}: {done.stderr.strip()}")
     threads_b64 = threads_program()
+    # Files are named by run, cycle, boot and number: a disk that served another run keeps
+    # its files (and their checksums, still checked) without a name written twice.
+    run_id_path = args.out / "run-id"
+    if not run_id_path.exists():
+        run_id_path.write_text(os.urandom(4).hex() + "\n")
+    run_id = run_id_path.read_text().strip()
     log_path = args.out / "cycles.jsonl"
     cycles = [json.loads(line) for line in log_path.read_text().splitlines()] \
         if log_path.exists() else []
@@ -337,8 +344,8 @@ def main() -> None:
         began = time.monotonic()
         faults = faults_of(n) if args.faults is None else \
             [f for f in args.faults.split(",") if f]
-        record = Cycle(n, name, mode, faults, env,
-                       args.out / "home" / "machines" / name, args.work_s, threads_b64).go()
+        record = Cycle(n, name, mode, faults, env, args.out / "home" / "machines" / name,
+                       args.work_s, threads_b64, run_id).go()
         record["seconds"] = round(time.monotonic() - began, 1)
         cycles.append(record)
         with open(log_path, "a") as log:

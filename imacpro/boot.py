@@ -340,6 +340,9 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         console_log = stack.enter_context(open(log_path, "wb"))
         running = RunningMachine(machine_bundle.name, console_log, serial_log, echo, events,
                                  log_path)
+        # The SSD's fsyncs in flight on their worker end before its store closes (callbacks
+        # run last registered first).
+        stack.callback(lambda: running.machine is not None and running.machine.quiesce())
 
         def suspend_now() -> suspend.Written:
             if ssd is not None:

@@ -224,7 +224,8 @@ class Machine:
     def _make_nvme(self, row):
         if self._ssd is None:
             return None
-        return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row))
+        return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row),
+                              clock=self.clock)
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI
@@ -237,6 +238,12 @@ class Machine:
         for vcpu in self.vcpus:
             vcpu.reset()
         self.ram.clear()
+
+    def quiesce(self) -> None:
+        """Wait for the host work devices have in flight (the SSD's fsyncs on their worker)
+        and complete it: before the host side closes what they use."""
+        if self.nvme is not None:
+            self.nvme.settle()
 
     # --- device state ---------------------------------------------------------------------
 

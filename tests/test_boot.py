@@ -23,6 +23,9 @@ class FakeMachine:
         self.vcpus = []
         self.guest_errors = GuestErrors()
 
+    def quiesce(self):
+        pass
+
     def reset(self):
         FakeMachine.resets += 1
 

@@ -28,8 +28,8 @@ Apple's quirks, and Linux's answers to them (drivers/nvme/host/pci.c, entry for 
   - SINGLE_VECTOR: the real controller delivers only interrupt vector 0 correctly; Linux uses
     one vector for every queue. This model delivers any vector; Linux asks for one.
   - SHARED_TAGS / SKIP_CID_GEN: command IDs must be unique across the admin and I/O queues
-    and below the queue depth. Every command here completes before the doorbell write returns,
-    so IDs cannot collide; nothing to model.
+    and below the queue depth. The controller only echoes them (a command waiting for its
+    fsync keeps its ID until it completes); nothing to model.
   - Identify: CNS 0 (namespace), 1 (controller) and 2 (active namespace list); others are
     Invalid Field. One namespace (NSID 1), 4096-byte LBAs, capacity = the store's.
 
@@ -39,8 +39,15 @@ doorbell writes). NVM: Flush, Write (FUA), Read, Write Zeroes, Dataset Managemen
 Data moves by PRPs (no SGLs); queues must be physically contiguous (CAP.CQR).
 
 Timing: commands run when their doorbell is written, completions are posted and the interrupt
-sent before the write returns: the guest sees a very fast device (no modelled latency).
-Flush is fsync of the store (with the volatile write cache off, every write is flushed).
+sent before the write returns: the guest sees a very fast device (no modelled latency). The
+exception is a command that must reach stable storage (Flush, a write with FUA, any write
+with the volatile write cache off): its data is written at once, the host's fsync runs on a
+worker thread, and its completion is posted from the run loop once the fsync is done (a clock
+timer looks every 200 µs). A host disk busy with other work can take half a second to fsync;
+the vCPUs run on meanwhile instead of all waiting, as QEMU's thread pool does it. The
+completion's CQ slot is reserved when the command is taken, so later commands cannot fill
+its queue first. Shutdown notification, a controller reset and `save()` wait for the fsyncs
+in flight (`settle()`).
 
 A hostile guest: every field of every entry is checked; a bad queue entry, PRP, LBA or
 doorbell gets an NVMe status (or an asynchronous error event), never an exception out of
@@ -50,6 +57,7 @@ stops the submission queues that feed it until the host frees a slot.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import struct
@@ -57,6 +65,7 @@ from dataclasses import dataclass, field
 
 from imacpro.bus.msi import Msi, MsiX
 from imacpro.bus.pci import MemoryBar, PciFunction
+from imacpro.clock import Clock
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
 from imacpro.irq import IrqLine
@@ -124,6 +133,9 @@ FEATURE_NUM_QUEUES, FEATURE_WRITE_CACHE, FEATURE_VECTOR_CONFIG = 0x07, 0x06, 0x0
 EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE = 0x00, 0x01
 LOG_ERROR, LOG_SMART, LOG_FIRMWARE = 0x01, 0x02, 0x03
 TEMPERATURE_K = 308        # no thermal model: a steady 35 °C
+FLUSH_PENDING = -1          # _io: the data is written, the completion waits for an fsync
+FLUSH_POLL_NS = 200_000     # how often the run loop looks for an fsync that finished
+
 # The async event results the controller raises (_async_error): what pending_events may hold.
 _EVENTS = {info << 8 | LOG_ERROR << 16
            for info in (EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE)}
@@ -166,9 +178,19 @@ class CompletionQueue:
     tail: int = 0
     phase: int = 1
     submission_queues: set = field(default_factory=set)   # SQ IDs posting here
+    reserved: int = 0          # slots held for completions waiting for a host fsync
 
     def full(self) -> bool:
-        return (self.tail + 1) % self.size == self.head
+        return (self.tail - self.head) % self.size + self.reserved >= self.size - 1
+
+
+@dataclass
+class PendingFlush:
+    """A command whose completion waits for the host's fsync, running on the worker."""
+    cqid: int
+    sqid: int
+    cid: int
+    done: concurrent.futures.Future
 
 
 @dataclass
@@ -195,8 +217,15 @@ class NvmeController:
     and the store are wiring: a loaded queue must lie in the RAM given to this controller.
     """
 
-    def __init__(self, store, serial: str, intx: IrqLine | None = None):
+    def __init__(self, store, serial: str, intx: IrqLine | None = None,
+                 clock: Clock | None = None):
+        """`clock`: where the timer that posts finished flushes runs (the machine's); without
+        one, they are posted by `settle()` only."""
         self.store = store
+        self._flush_timer = clock.timer(self._finish_flushes) if clock is not None else None
+        self._clock = clock
+        self._flusher: concurrent.futures.ThreadPoolExecutor | None = None
+        self.flushing: list[PendingFlush] = []
         self.serial = serial
         self.model = apple_model(store.capacity)
         self.sectors = store.capacity // LBA_SIZE
@@ -226,7 +255,11 @@ class NvmeController:
         self._reset_controller()
 
     def _reset_controller(self) -> None:
-        """CC.EN 1→0 (and power-on): queues, features and masks go; AQA/ASQ/ACQ stay."""
+        """CC.EN 1→0 (and power-on): queues, features and masks go; AQA/ASQ/ACQ stay. Flushes
+        in flight finish first (their data is the disk's); their completions go with the
+        queues."""
+        self._wait_for_flushes()
+        self.flushing = []
         self.sqs: dict[int, SubmissionQueue] = {}
         self.cqs: dict[int, CompletionQueue] = {}
         self.features = dict(FEATURE_DEFAULTS)
@@ -241,6 +274,7 @@ class NvmeController:
     # --- saved state ------------------------------------------------------------------------
 
     def save(self) -> dict:
+        self.settle()                       # completions in flight are posted first
         return {
             "pci": self.pci.save(), "msix": self.msix.save(), "msi": self.msi.save(),
             "cc": self.cc, "csts": self.csts, "aqa": self.aqa, "asq": self.asq,
@@ -420,6 +454,7 @@ class NvmeController:
             self.csts &= ~(CSTS_CFS | 0xC)
             return
         if (value >> 14) & 3:              # shutdown notification: make writes durable
+            self.settle()
             self._flush_store()
             self.csts = (self.csts & ~0xC) | SHST_COMPLETE
         if not was_enabled:
@@ -482,6 +517,9 @@ class NvmeController:
             if outcome is None:
                 continue                   # an AER: completes when an event happens
             status, result = outcome
+            if status == FLUSH_PENDING:
+                self._flush_later(cq, sq, command.cid)
+                continue
             self._post(cq, sq, command.cid, status, result)
             posted = True
         if posted:
@@ -501,9 +539,9 @@ class NvmeController:
             return INTERNAL_ERROR, 0
 
     def _post(self, cq: CompletionQueue, sq: SubmissionQueue | None, cid: int, status: int,
-              result: int) -> None:
+              result: int, sqid: int | None = None) -> None:
         entry = struct.pack("<IIHHHH", result & 0xFFFF_FFFF, 0, sq.head if sq else 0,
-                            sq.qid if sq else 0, cid, cq.phase | status << 1)
+                            sq.qid if sq else (sqid or 0), cid, cq.phase | status << 1)
         if not self.pci.dma_write(cq.base + cq.tail * CQE, entry):
             log.info("NVMe: completion to %#x aborted", cq.base + cq.tail * CQE)
         cq.tail = (cq.tail + 1) % cq.size
@@ -737,8 +775,7 @@ class NvmeController:
         if op == IO_FLUSH:
             if c.nsid not in (NSID, 0xFFFF_FFFF):
                 raise CommandError(INVALID_NAMESPACE | DNR)
-            self._flush_store()
-            return SUCCESS
+            return FLUSH_PENDING
         if op not in (IO_READ, IO_WRITE, IO_WRITE_ZEROES, IO_DSM):
             raise CommandError(INVALID_OPCODE | DNR)
         if c.nsid != NSID:
@@ -765,10 +802,10 @@ class NvmeController:
             self.stats["read_units"] += length
             return SUCCESS
         self._store_call(WRITE_FAULT, self.store.write, lba, pieces)
-        if c.cdw[2] >> 30 & 1 or not self.features[FEATURE_WRITE_CACHE] & 1:
-            self._flush_store()             # FUA, or no volatile write cache
         self.stats["writes"] += 1
         self.stats["write_units"] += length
+        if c.cdw[2] >> 30 & 1 or not self.features[FEATURE_WRITE_CACHE] & 1:
+            return FLUSH_PENDING            # FUA, or no volatile write cache
         return SUCCESS
 
     def _dataset_management(self, c: Command) -> int:
@@ -797,6 +834,50 @@ class NvmeController:
 
     def _flush_store(self) -> None:
         self._store_call(WRITE_FAULT, self.store.flush)
+
+    # --- flushes on the worker thread ---------------------------------------------------------
+
+    def _flush_later(self, cq: CompletionQueue, sq: SubmissionQueue, cid: int) -> None:
+        """The command's data is written; its completion waits for an fsync on the worker."""
+        if self._flusher is None:
+            self._flusher = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="nvme-flush")
+        cq.reserved += 1
+        self.flushing.append(PendingFlush(cq.qid, sq.qid, cid,
+                                          self._flusher.submit(self.store.flush)))
+        if self._flush_timer is not None and not self._flush_timer.armed:
+            self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
+
+    def _finish_flushes(self) -> None:
+        """Post the completions of the flushes that are done, in the order they came."""
+        done = []
+        while self.flushing and self.flushing[0].done.done():
+            done.append(self.flushing.pop(0))
+        interrupted = set()
+        for flush in done:
+            cq = self.cqs.get(flush.cqid)
+            if cq is None:
+                continue                    # its queue was deleted meanwhile
+            cq.reserved -= 1
+            status = SUCCESS
+            if flush.done.exception() is not None:
+                log.error("NVMe: the SSD store failed to flush: %s", flush.done.exception())
+                status = WRITE_FAULT
+            self._post(cq, self.sqs.get(flush.sqid), flush.cid, status, 0, sqid=flush.sqid)
+            interrupted.add(cq.qid)
+        for qid in sorted(interrupted):
+            self._interrupt(self.cqs[qid])
+        if self.flushing and self._flush_timer is not None:
+            self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
+
+    def _wait_for_flushes(self) -> None:
+        for flush in self.flushing:
+            concurrent.futures.wait([flush.done])
+
+    def settle(self) -> None:
+        """Wait for every fsync in flight and post its completion (save, shutdown, tests)."""
+        self._wait_for_flushes()
+        self._finish_flushes()
 
     # --- PRPs ------------------------------------------------------------------------------
 

@@ -3,9 +3,12 @@
 import logging
 import random
 import struct
+import threading
+import time
 
 import pytest
 
+from imacpro.clock import Clock
 from imacpro.bus.pci import BAR0, CMD_BUS_MASTER, CMD_MEMORY, COMMAND, PciBus, PciMemoryWindow
 from imacpro.devices import nvme
 from imacpro.irq import IrqLine
@@ -29,11 +32,11 @@ MSIX_ADDRESS = 0xFEE0_0000
 class Host:
     """A small NVMe driver: PCI setup, admin queue, one I/O queue pair on MSI-X vector 0."""
 
-    def __init__(self, store, ram=None, msix=True):
+    def __init__(self, store, ram=None, msix=True, clock=None):
         self.ram = ram or Ram(RAM_SIZE)
         self.messages = []
         self.intx = IrqLine("inta")
-        self.ctrl = nvme.NvmeController(store, "C0TESTSERIAL0001", intx=self.intx)
+        self.ctrl = nvme.NvmeController(store, "C0TESTSERIAL0001", intx=self.intx, clock=clock)
         self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)),
                           memory=self.ram)
         self.bus.attach(4, 0, self.ctrl.pci)
@@ -97,11 +100,13 @@ class Host:
     def ring(self, qid):
         self.set_reg(0x1000 + 8 * qid, self.sq_tail[qid])
 
-    def submit(self, qid, opcode, **fields):
+    def submit(self, qid, opcode, settle=True, **fields):
         cid = self.next_cid
         self.next_cid = (self.next_cid + 1) % 0x10000
         self.place(qid, self.entry(opcode, cid, **fields))
         self.ring(qid)
+        if settle:
+            self.ctrl.settle()           # a flush completes when the host's fsync is done
         return cid
 
     def completions(self, qid):
@@ -357,6 +362,102 @@ def test_writes_without_write_cache_or_with_fua_are_flushed(host, store, monkeyp
     host.admin(0x09, cdw=(6, 0))
     host.write(2, pattern(4096))
     assert flushes == [1, 1]
+
+
+class SlowStore:
+    """The store, with an fsync that waits until the test lets it finish (or fail)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.fail = False
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def flush(self):
+        self.started.set()
+        assert self.release.wait(10)
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.store.flush()
+
+
+@pytest.fixture
+def slow(store):
+    clock = Clock()
+    slow_store = SlowStore(store)
+    h = Host(slow_store, clock=clock)
+    h.enable()
+    h.create_io_queues()
+    h.messages.clear()
+    yield h, slow_store, clock
+    slow_store.release.set()
+
+
+def tick(clock, host):
+    """Let the run loop look: time passes to the controller's poll and its timer runs."""
+    clock.advance(nvme.FLUSH_POLL_NS)
+    clock.run_due()
+
+
+def test_a_flush_completes_when_the_hosts_fsync_is_done_and_nothing_waits_for_it(slow):
+    host, store, clock = slow
+    flush = host.submit(1, nvme.IO_FLUSH, settle=False, nsid=1)
+    assert store.started.wait(10)
+    read = host.submit(1, nvme.IO_READ, settle=False, nsid=1, prp1=DATA, cdw=(0, 0, 0))
+    assert [c.cid for c in host.completions(1)] == [read]   # the read did not wait
+    tick(clock, host)
+    assert host.completions(1) == [] and len(host.messages) == 1
+    store.release.set()
+    for _ in range(1000):                                   # the fsync ends on its thread
+        time.sleep(0.005)
+        tick(clock, host)
+        done = host.completions(1)
+        if done:
+            break
+    assert [(c.cid, c.status) for c in done] == [(flush, 0)] and len(host.messages) == 2
+    assert not clock.pending()                              # no poll once nothing is left
+
+
+def test_a_waiting_flush_holds_its_completion_slot(slow, store):
+    """Three slots in a CQ of four: the flush holds one, so of three reads two complete and
+    the third waits until the host consumes those two, not for the flush."""
+    host, slow_store, clock = slow
+    assert host.admin(0x00, cdw=(1,)).status == 0           # delete the I/O SQ and CQ...
+    assert host.admin(0x04, cdw=(1,)).status == 0
+    assert host.admin(0x05, prp1=IOCQ, cdw=(3 << 16 | 1, 0 << 16 | 2 | 1)).status == 0
+    assert host.admin(0x01, prp1=IOSQ, cdw=(IO_DEPTH - 1 << 16 | 1, 1 << 16 | 1)).status == 0
+    host.queues[1] = (IOSQ, IO_DEPTH, 128, IOCQ, 4)         # ...and make a CQ of four
+    host.sq_tail[1], host.cq_head[1], host.phase[1] = 0, 0, 1
+    flush = host.submit(1, nvme.IO_FLUSH, settle=False, nsid=1)
+    reads = [host.submit(1, nvme.IO_READ, settle=False, nsid=1, prp1=DATA, cdw=(n, 0, 0))
+             for n in range(3)]
+    assert [c.cid for c in host.completions(1)] == reads[:2]   # (and frees their slots)
+    assert [c.cid for c in host.completions(1)] == [reads[2]]
+    slow_store.release.set()
+    host.ctrl.settle()
+    assert [c.cid for c in host.completions(1)] == [flush]
+
+
+def test_a_failed_fsync_is_a_write_fault(slow):
+    host, store, clock = slow
+    store.fail = True
+    store.release.set()
+    done = host.io(nvme.IO_FLUSH, nsid=1)
+    assert done.status == nvme.WRITE_FAULT
+
+
+def test_a_reset_waits_for_the_fsync_and_drops_its_completion(slow):
+    host, store, clock = slow
+    host.submit(1, nvme.IO_FLUSH, settle=False, nsid=1)
+    assert store.started.wait(10)
+    threading.Timer(0.05, store.release.set).start()
+    host.set_reg(nvme.CC, 0)                                # waits for the fsync
+    assert store.release.is_set() and host.ctrl.flushing == []
+    tick(clock, host)
+    assert host.completions(1) == []
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -1149,6 +1149,7 @@ class Driver:
                 rig.ram.write(fields["prp1"], data)
             rig.ram.write(at, entry)
             rig.ctrl.write(0x1000 + 8 * qid, 4, tail)
+            rig.ctrl.settle()              # a flush completes when its fsync is done
         return submit
 
     def io(self, rng: random.Random, qid: int):

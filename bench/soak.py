@@ -302,6 +302,9 @@ def summarize(cycles: list[dict]) -> dict:
 
 
 def main() -> None:
+    # Stopped with SIGTERM (kill, pkill), the soak unwinds as on Ctrl-C: a cycle's host-load
+    # processes are stopped by its `finally`, not left running for ever.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("soak: stopped"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--hours", type=float, default=None)

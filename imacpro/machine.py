@@ -363,8 +363,7 @@ class Machine:
         the slice then (its interrupt is on time); the timer runs, and the CPU goes on with
         what is left of its turn, rather than waiting for every other CPU's."""
         timeout_us = self._slice(slice_us)
-        began = time.monotonic_ns()
-        turn_end = began + timeout_us * 1000
+        turn_end = time.monotonic_ns() + timeout_us * 1000
         while True:
             self._cut = False
             if self.clock.realtime:

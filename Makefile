@@ -12,8 +12,10 @@ $(BIN)/imacpro: pyproject.toml tools/bootstrap-venv
 	tools/bootstrap-venv
 	@touch $@
 
-# Unicorn with imacpro's patch (exceptions through the IDT, SYSCALL, interrupt pins).
-$(ENGINE): third_party/unicorn/imacpro.patch tools/build-unicorn | $(BIN)/imacpro
+# Unicorn with imacpro's patch (exceptions through the IDT, SYSCALL, interrupt pins) and
+# its vector unit (AVX, AVX2, FMA, F16C, AVX-512).
+$(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vector/*) \
+           tools/build-unicorn | $(BIN)/imacpro
 	tools/build-unicorn
 
 # AES-XTS over runs of sectors through OpenSSL (imacpro/t2/xts.py says why).

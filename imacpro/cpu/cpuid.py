@@ -15,7 +15,9 @@ Changes to the engine's answer, each because of the machine rather than the inst
           the HPET, a check that fails when a vCPU is descheduled between its reads).
   leaf 6                  ARAT only (our APIC timer runs in every C-state).
   leaf 0xA                no architectural performance monitoring (not modelled).
-  leaf 0xD                only the state components of features we claim (x87, SSE).
+  leaf 0xD                only the state components of features we claim (x87, SSE; AVX and
+                          AVX-512's once claimed), at their standard-format offsets; EBX of
+                          subleaf 0 follows XCR0 (vcpu.py asks the engine).
   leaf 0x15, 0x16         25 MHz core crystal, TSC ratio, base/turbo/bus frequencies.
   0x80000002-4            the brand string, e.g. "Intel(R) Xeon(R) W-2140B CPU @ 3.20GHz".
   0x80000006, 7, 8        L2 descriptor, invariant TSC, 46-bit physical / 48-bit virtual.
@@ -46,6 +48,12 @@ LEFT_OUT = ("AVX", "AVX2", "FMA", "F16C", "AVX-512 (F, CD, BW, DQ, VL)", "VMX", 
             "INVPCID", "x2APIC", "MONITOR/MWAIT", "EIST", "TSX (HLE, RTM)", "MPX",
             "PREFETCHW", "XSAVES", "RDSEED", "performance monitoring (leaf 0xA)")
 
+# Vector features the engine is learning (third_party/unicorn/vector): it reports them, but
+# CPUID holds them back until every instruction of the feature runs (docs/CPU.md).
+LEAF1_ECX_HELD_BACK = (1 << 28) | (1 << 12) | (1 << 29)            # AVX, FMA, F16C
+LEAF7_EBX_HELD_BACK = ((1 << 5) | (1 << 16) | (1 << 17) | (1 << 28)  # AVX2, AVX-512 F, DQ, CD,
+                       | (1 << 30) | (1 << 31))                      # BW, VL
+
 PROBED_LEAVES = ((0, 0), (1, 0), (7, 0), (0xD, 1), (0x80000001, 0))
 
 
@@ -68,6 +76,23 @@ def engine_features() -> dict[tuple[int, int], tuple[int, int, int, int]]:
         out[leaf, sub] = tuple(uc.reg_read(r) & 0xFFFFFFFF for r in (
             x.UC_X86_REG_RAX, x.UC_X86_REG_RBX, x.UC_X86_REG_RCX, x.UC_X86_REG_RDX))
     return out
+
+
+# XSAVE state components: bit -> (size, standard-format offset). x87 and SSE share the
+# 512-byte legacy area, which with the 64-byte header comes before the others.
+XSAVE_LEGACY_SIZE = 0x240
+XSAVE_COMPONENTS = {2: (0x100, 0x240),      # AVX: YMM_Hi128
+                    5: (0x40, 0x440),       # AVX-512: opmask
+                    6: (0x200, 0x480),      # AVX-512: ZMM_Hi256
+                    7: (0x400, 0x680)}      # AVX-512: Hi16_ZMM
+AVX = 1 << 28                    # leaf 1 ECX
+AVX512F = 1 << 16                # leaf 7 EBX
+
+
+def xsave_size(components: int) -> int:
+    """Bytes an XSAVE area needs for these components (standard format)."""
+    return max([XSAVE_LEGACY_SIZE] + [size + offset for bit, (size, offset)
+                                      in XSAVE_COMPONENTS.items() if components >> bit & 1])
 
 
 def _pow2_at_least(n: int) -> int:
@@ -102,7 +127,8 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[0, 0] = (0x16, *native[0, 0][1:])  # "GenuineIntel"
     _, _, ecx1, edx1 = native[1, 0]
     ebx1 = (CACHE_LINE // 8) << 8 | _pow2_at_least(threads) << 16 | (apic_id & 0xFF) << 24
-    t[1, 0] = (signature, ebx1, (ecx1 & ~HYPERVISOR) | TSC_DEADLINE, edx1 | HTT)
+    ecx1 &= ~(HYPERVISOR | LEAF1_ECX_HELD_BACK)
+    t[1, 0] = (signature, ebx1, ecx1 | TSC_DEADLINE, edx1 | HTT)
     t[2, 0] = (0x00FEFF01, 0, 0, 0)  # descriptors: see leaf 4
     t[4, 0] = _cache_leaf4(1, 1, 32 * 1024, 8, 2, p.cores)                # L1 data
     t[4, 1] = _cache_leaf4(1, 2, 32 * 1024, 8, 2, p.cores)                # L1 instruction
@@ -112,15 +138,21 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[5, 0] = (0, 0, 0, 0)
     t[6, 0] = (ARAT, 0, 0, 0)
     _, ebx7, ecx7, edx7 = native[7, 0]
-    t[7, 0] = (0, ebx7 | TSC_ADJUST, ecx7, edx7)
+    t[7, 0] = (0, (ebx7 & ~LEAF7_EBX_HELD_BACK) | TSC_ADJUST, ecx7, edx7)
     t[0xA, 0] = (0, 0, 0, 0)
     t[0xB, 0] = (smt_shift, 2, 0x100 | 0, apic_id)
     t[0xB, 1] = (core_shift, threads, 0x200 | 1, apic_id)
     t[0xB, 2] = (0, 0, 2, apic_id)
     xsave = native[1, 0][2] & (1 << 26)
     if xsave:
-        t[0xD, 0] = (0x3, 0x240, 0x240, 0)       # x87 + SSE; legacy area 512 + header 64
+        components = 0x3                                          # x87, SSE
+        components |= (1 << 2) if t[1, 0][2] & AVX else 0
+        components |= 0xE0 if t[7, 0][1] & AVX512F else 0
+        t[0xD, 0] = (components, XSAVE_LEGACY_SIZE, xsave_size(components), 0)
         t[0xD, 1] = (native[0xD, 1][0] & 0x7, 0, 0, 0)  # XSAVEOPT/XSAVEC/XGETBV1, no XSAVES
+        for bit, (size, offset) in XSAVE_COMPONENTS.items():
+            if components >> bit & 1:
+                t[0xD, bit] = (size, offset, 0, 0)
     else:
         t[0xD, 0] = t[0xD, 1] = (0, 0, 0, 0)
     tsc_mhz = round(p.base_ghz * 1000)

@@ -13,6 +13,7 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_nmi(uc)                          the NMI pin
   uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
+  uc_imacpro_xcr0(uc)                         XCR0 (CPUID leaf 0xD's sizes depend on it)
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
                                               with uc_context_restore)
@@ -46,8 +47,21 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
 
-if not hasattr(uclib, "uc_imacpro_cut_slice"):
-    raise UserError("the CPU engine is stock Unicorn, without imacpro's patch: "
+def _load_error() -> str:
+    """Why our engine library did not load (the binding then falls back to stock Unicorn)."""
+    import os
+    path = os.environ.get("LIBUNICORN_PATH")
+    if not path:
+        return "not built"
+    try:
+        ctypes.CDLL(os.path.join(path, "libunicorn.so.2"))
+    except OSError as exc:
+        return str(exc)
+    return "an older build"
+
+
+if not hasattr(uclib, "uc_imacpro_xcr0"):
+    raise UserError(f"the CPU engine is stock Unicorn, without imacpro's patch ({_load_error()}): "
                     "run 'make' (tools/build-unicorn) to build it")
 
 INTACK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
@@ -69,6 +83,8 @@ uclib.uc_imacpro_cut_slice.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
 uclib.uc_imacpro_cut_slice.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
+uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_xcr0.restype = ctypes.c_uint64
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
                                      ctypes.c_uint64, ctypes.c_int]
 uclib.uc_imacpro_set_tsc.restype = None
@@ -108,6 +124,7 @@ class Engine:
         err = uclib.uc_imacpro_enable(self._uch, self._intack, self._msr, None)
         if err:
             raise unicorn.UcError(err)
+        self.power_on()                 # architectural reset values (XCR0 = x87 only)
 
     def _on_msr(self, _opaque, is_write, index, value_ptr) -> int:
         handled, value = self._msr_handler(bool(is_write), index, value_ptr[0])
@@ -131,6 +148,9 @@ class Engine:
     def cut_slice(self, timeout_ns: int) -> None:
         """From inside the running slice: end it `timeout_ns` from now if that is sooner."""
         uclib.uc_imacpro_cut_slice(self._uch, max(0, timeout_ns))
+
+    def xcr0(self) -> int:
+        return uclib.uc_imacpro_xcr0(self._uch)
 
     def status(self) -> int:
         return uclib.uc_imacpro_status(self._uch)

@@ -367,6 +367,12 @@ static bool suppress_all(const VecCtx *c)
     return c->in.evex && c->in.b && !c->in.mem && (c->op->flags & (F_ER | F_SAE));
 }
 
+/* An exception is handled by its masked response: masked in MXCSR, or all suppressed. */
+static bool fp_masked(const VecCtx *c, uint32_t mxcsr_flag)
+{
+    return suppress_all(c) || (c->env->mxcsr & (mxcsr_flag << 7));
+}
+
 static void fp_setup(VecCtx *c)
 {
     uint32_t mxcsr = c->env->mxcsr;
@@ -379,19 +385,16 @@ static void fp_setup(VecCtx *c)
     set_float_rounding_mode(rounding[rc], &c->fp);
     set_float_detect_tininess(float_tininess_after_rounding, &c->fp);   /* SDM 4.9.1.5 */
     set_flush_inputs_to_zero((mxcsr & (1 << 6)) != 0, &c->fp);     /* DAZ */
-    set_flush_to_zero((mxcsr & (1 << 15)) != 0, &c->fp);            /* FZ */
+    /* FZ is the masked response to underflow only (SDM Vol. 1 10.2.3.3). */
+    set_flush_to_zero((mxcsr & (1 << 15)) && fp_masked(c, MXCSR_UE), &c->fp);
 }
 
-/* MXCSR's flags from this instruction; true if one is unmasked (#XM). */
-static bool fp_finish(VecCtx *c)
+/* The MXCSR flags the instruction has raised so far. */
+static uint32_t fp_flags(VecCtx *c)
 {
-    CPUX86State *env = c->env;
     int f = get_float_exception_flags(&c->fp);
-    uint32_t flags = 0, unmasked;
+    uint32_t flags = 0;
 
-    if (suppress_all(c)) {
-        return false;
-    }
     flags |= (f & float_flag_invalid) ? MXCSR_IE : 0;
     flags |= (f & float_flag_divbyzero) ? MXCSR_ZE : 0;
     flags |= (f & float_flag_overflow) ? MXCSR_OE : 0;
@@ -400,6 +403,19 @@ static bool fp_finish(VecCtx *c)
     /* A tiny result flushed to zero (MXCSR.FZ) is an underflow and inexact. */
     flags |= (f & float_flag_output_denormal) ? MXCSR_UE | MXCSR_PE : 0;
     flags |= c->denormal ? MXCSR_DE : 0;
+    return flags;
+}
+
+/* MXCSR's flags from this instruction; true if one is unmasked (#XM). */
+static bool fp_finish(VecCtx *c)
+{
+    CPUX86State *env = c->env;
+    uint32_t flags, unmasked;
+
+    if (suppress_all(c)) {
+        return false;
+    }
+    flags = fp_flags(c);
     unmasked = flags & ~(env->mxcsr >> 7) & 0x3f;
     /* An unmasked pre-computation exception (invalid, denormal, divide-by-zero) is taken
      * before the results are computed: no overflow, underflow or precision flag is set
@@ -409,6 +425,90 @@ static bool fp_finish(VecCtx *c)
     }
     env->mxcsr |= flags;
     return unmasked != 0;
+}
+
+/*
+ * For operations made of dependent steps (VDPPS/VDPPD: "exceptions are determined separately
+ * for each add and multiply operation, in the order of their execution"): ends a step. If
+ * its flags make #XM, they are left for the end of the instruction, which raises it, and
+ * true is returned: the operation stops there. Otherwise they go to MXCSR now.
+ */
+bool vec_fp_step(VecCtx *c)
+{
+    uint32_t flags;
+
+    if (suppress_all(c)) {
+        return false;
+    }
+    flags = fp_flags(c);
+    if (flags & ~(c->env->mxcsr >> 7) & 0x3f) {
+        return true;
+    }
+    c->env->mxcsr |= flags;
+    set_float_exception_flags(0, &c->fp);
+    c->denormal = 0;
+    return false;
+}
+
+/*
+ * Exact MXCSR semantics for one element's result, for operations that compute element by
+ * element: compute the element with the status vec_fp_element returns (flags clear, no
+ * flush-to-zero), then pass its result to vec_f32_element/vec_f64_element, which add the
+ * element's flags to c->fp and return what the element gets:
+ *   - a tiny result (after rounding) with underflow masked and MXCSR.FZ set is a zero of the
+ *     result's sign, with UE and PE (SDM Vol. 1 10.2.3.3);
+ *   - with underflow unmasked, any tiny result, exact or not, is UE (SDM Vol. 1 4.9.1.5);
+ *   - an unmasked overflow or underflow delivers no result, and reports PE only when the
+ *     result rounded to the format's precision with an unbounded exponent is inexact: the
+ *     caller says whether it is (`inexact`; only looked at in those two cases).
+ * Without this path (softfloat's own flags and flush-to-zero), an exact tiny result with
+ * underflow unmasked raises nothing, and an unmasked overflow or underflow always has PE.
+ */
+float_status vec_fp_element(VecCtx *c)
+{
+    float_status st = c->fp;
+    set_float_exception_flags(0, &st);
+    set_flush_to_zero(false, &st);
+    return st;
+}
+
+static int fp_element_flags(VecCtx *c, int f, bool tiny, bool inexact)
+{
+    if (tiny && !fp_masked(c, MXCSR_UE)) {
+        f = (f & ~(float_flag_underflow | float_flag_inexact)) | float_flag_underflow
+            | (inexact ? float_flag_inexact : 0);
+    } else if ((f & float_flag_overflow) && !fp_masked(c, MXCSR_OE)) {
+        f = (f & ~float_flag_inexact) | (inexact ? float_flag_inexact : 0);
+    } else if (tiny && (c->env->mxcsr & (1 << 15))) {
+        f |= float_flag_underflow | float_flag_inexact;
+    }
+    return f;
+}
+
+float32 vec_f32_element(VecCtx *c, float_status *st, float32 r, bool inexact)
+{
+    int f = get_float_exception_flags(st);
+    bool tiny = (f & float_flag_underflow) || float32_is_denormal(r);
+
+    f = fp_element_flags(c, f, tiny, inexact);
+    if (tiny && fp_masked(c, MXCSR_UE) && (c->env->mxcsr & (1 << 15))) {
+        r = float32_set_sign(float32_zero, float32_is_neg(r));
+    }
+    float_raise(f, &c->fp);
+    return r;
+}
+
+float64 vec_f64_element(VecCtx *c, float_status *st, float64 r, bool inexact)
+{
+    int f = get_float_exception_flags(st);
+    bool tiny = (f & float_flag_underflow) || float64_is_denormal(r);
+
+    f = fp_element_flags(c, f, tiny, inexact);
+    if (tiny && fp_masked(c, MXCSR_UE) && (c->env->mxcsr & (1 << 15))) {
+        r = float64_set_sign(float64_zero, float64_is_neg(r));
+    }
+    float_raise(f, &c->fp);
+    return r;
 }
 
 static bool daz(const VecCtx *c)

@@ -180,6 +180,10 @@ float32 vec_f32_nan(VecCtx *c, float32 a, float32 b);
 float64 vec_f64_nan(VecCtx *c, float64 a, float64 b);
 void vec_f32_check_denormal(VecCtx *c, float32 a);
 void vec_f64_check_denormal(VecCtx *c, float64 a);
+float_status vec_fp_element(VecCtx *c);
+float32 vec_f32_element(VecCtx *c, float_status *st, float32 r, bool inexact);
+float64 vec_f64_element(VecCtx *c, float_status *st, float64 r, bool inexact);
+bool vec_fp_step(VecCtx *c);
 
 /* Memory for operations that address it themselves (exec.c). */
 target_ulong vec_vsib_address(VecCtx *c, int64_t index);

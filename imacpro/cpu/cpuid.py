@@ -44,15 +44,9 @@ ARAT = 1 << 2                    # leaf 6 EAX
 TSC_ADJUST = 1 << 1              # leaf 7 EBX: IA32_TSC_ADJUST (msr.py)
 
 # Features of the real Xeon W-21xxB that the engine does not execute (so CPUID does not claim).
-LEFT_OUT = ("AVX", "AVX2", "FMA", "F16C", "AVX-512 (F, CD, BW, DQ, VL)", "VMX", "PCID",
+LEFT_OUT = ("VMX", "PCID",
             "INVPCID", "x2APIC", "MONITOR/MWAIT", "EIST", "TSX (HLE, RTM)", "MPX",
             "PREFETCHW", "XSAVES", "RDSEED", "performance monitoring (leaf 0xA)")
-
-# Vector features the engine is learning (third_party/unicorn/vector): it reports them, but
-# CPUID holds them back until every instruction of the feature runs (docs/CPU.md).
-LEAF1_ECX_HELD_BACK = (1 << 28) | (1 << 12) | (1 << 29)            # AVX, FMA, F16C
-LEAF7_EBX_HELD_BACK = ((1 << 5) | (1 << 16) | (1 << 17) | (1 << 28)  # AVX2, AVX-512 F, DQ, CD,
-                       | (1 << 30) | (1 << 31))                      # BW, VL
 
 PROBED_LEAVES = ((0, 0), (1, 0), (7, 0), (0xD, 1), (0x80000001, 0))
 
@@ -127,8 +121,7 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[0, 0] = (0x16, *native[0, 0][1:])  # "GenuineIntel"
     _, _, ecx1, edx1 = native[1, 0]
     ebx1 = (CACHE_LINE // 8) << 8 | _pow2_at_least(threads) << 16 | (apic_id & 0xFF) << 24
-    ecx1 &= ~(HYPERVISOR | LEAF1_ECX_HELD_BACK)
-    t[1, 0] = (signature, ebx1, ecx1 | TSC_DEADLINE, edx1 | HTT)
+    t[1, 0] = (signature, ebx1, (ecx1 & ~HYPERVISOR) | TSC_DEADLINE, edx1 | HTT)
     t[2, 0] = (0x00FEFF01, 0, 0, 0)  # descriptors: see leaf 4
     t[4, 0] = _cache_leaf4(1, 1, 32 * 1024, 8, 2, p.cores)                # L1 data
     t[4, 1] = _cache_leaf4(1, 2, 32 * 1024, 8, 2, p.cores)                # L1 instruction
@@ -138,7 +131,7 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[5, 0] = (0, 0, 0, 0)
     t[6, 0] = (ARAT, 0, 0, 0)
     _, ebx7, ecx7, edx7 = native[7, 0]
-    t[7, 0] = (0, (ebx7 & ~LEAF7_EBX_HELD_BACK) | TSC_ADJUST, ecx7, edx7)
+    t[7, 0] = (0, ebx7 | TSC_ADJUST, ecx7, edx7)
     t[0xA, 0] = (0, 0, 0, 0)
     t[0xB, 0] = (smt_shift, 2, 0x100 | 0, apic_id)
     t[0xB, 1] = (core_shift, threads, 0x200 | 1, apic_id)

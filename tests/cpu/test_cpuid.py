@@ -38,10 +38,21 @@ FEATURE_PROBES = {
     "clwb": (7, "ebx", 24, "clwb scratch(%rip)"),
     "pku": (7, "ecx", 3, "mov %cr4, %rax; or $0x400000, %rax; mov %rax, %cr4; "
                          "xor %ecx, %ecx; rdpkru"),
+    "avx": (1, "ecx", 28, "vaddps %ymm0, %ymm1, %ymm2"),
+    "fma": (1, "ecx", 12, "vfmadd231ps %ymm0, %ymm1, %ymm2"),
+    "f16c": (1, "ecx", 29, "vcvtph2ps %xmm0, %ymm1"),
+    "avx2": (7, "ebx", 5, "vpaddd %ymm0, %ymm1, %ymm2"),
+    "avx512f": (7, "ebx", 16, "vpaddd %zmm0, %zmm1, %zmm2{%k1}"),
+    "avx512dq": (7, "ebx", 17, "vpmullq %zmm0, %zmm1, %zmm2"),
+    "avx512cd": (7, "ebx", 28, "vplzcntd %zmm0, %zmm1"),
+    "avx512bw": (7, "ebx", 30, "vpaddb %zmm0, %zmm1, %zmm2"),
+    "avx512vl": (7, "ebx", 31, "vpaddd %ymm16, %ymm17, %ymm18"),
     "lahf": (0x80000001, "ecx", 0, "lahf"),
     "rdtscp": (0x80000001, "edx", 27, "rdtscp"),
 }
-NOT_CLAIMED = {"avx": "vaddps %ymm0, %ymm1, %ymm2", "avx512": "vaddps %zmm0, %zmm1, %zmm2"}
+# Later vector extensions, which the Xeon W-2100B does not have: #UD.
+NOT_CLAIMED = {"avx512vbmi": "vpermb %zmm0, %zmm1, %zmm2", "vaes": "vaesenc %ymm0, %ymm1, %ymm2",
+               "gfni": "gf2p8mulb %xmm0, %xmm1", "avx512vnni": "vpdpbusd %zmm0, %zmm1, %zmm2"}
 REGISTERS = {"eax": 0, "ebx": 1, "ecx": 2, "edx": 3}
 
 
@@ -74,7 +85,7 @@ def _claimed(table, leaf, register, bit):
     return bool(table[leaf, 0][REGISTERS[register]] >> bit & 1)
 
 
-def test_every_claimed_feature_executes_and_avx_is_not_claimed():
+def test_every_claimed_feature_executes_and_later_ones_do_not():
     table = cpuid.cpuid_table(configure(cpu=8).processor, apic_id=0)
     claimed = {name: probe for name, probe in FEATURE_PROBES.items() if _claimed(table, *probe[:3])}
     missing = set(FEATURE_PROBES) - set(claimed)
@@ -102,8 +113,12 @@ main:
     or $2, %rax
     mov %rax, %cr0
     mov %cr4, %rax
-    or $0x600, %rax
+    or $0x40600, %rax           # and OSXSAVE, with XCR0 enabling the AVX and AVX-512 state
     mov %rax, %cr4
+    xor %ecx, %ecx
+    mov $0xe7, %eax
+    xor %edx, %edx
+    xsetbv
 """ + "".join(f'    FEATURE {name}, "{insn}"\n' for name, insn in probes) + r"""
     jmp finish
 ud:
@@ -133,3 +148,50 @@ def test_left_out_features_are_documented(feature):
     from pathlib import Path
     doc = (Path(__file__).parents[2] / "docs" / "CPU.md").read_text()
     assert feature in doc
+
+
+def test_leaf_0xd_lists_the_vector_state_and_its_size_follows_xcr0():
+    """Leaf 0xD as the real W-21xxB has it: x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM, each
+    at its standard-format offset; subleaf 0's EBX is the area XCR0's components need."""
+    body = r"""
+.macro LEAF_D sub, name
+    mov $0xd, %eax
+    mov $\sub, %ecx
+    cpuid
+    mov %rax, %r8
+    mov %rbx, %r9
+    mov %rcx, %r10
+    PRINT \name\()_eax, %r8
+    PRINT \name\()_ebx, %r9
+    PRINT \name\()_ecx, %r10
+.endm
+.macro XCR0 value
+    xor %ecx, %ecx
+    mov $\value, %eax
+    xor %edx, %edx
+    xsetbv
+.endm
+main:
+    call setup_gdt
+    mov %cr4, %rax
+    or $0x40600, %rax
+    mov %rax, %cr4
+    LEAF_D 0, x87
+    XCR0 0x7
+    LEAF_D 0, avx
+    XCR0 0xe7
+    LEAF_D 0, all
+    LEAF_D 2, ymm
+    LEAF_D 5, opmask
+    LEAF_D 6, zmm_hi256
+    LEAF_D 7, hi16_zmm
+    jmp finish
+"""
+    values, output, _, result = run_program(body)
+    assert "DONE" in output, (result, output)
+    v = {key: int(value, 16) for key, value in values.items()}
+    assert v["x87_eax"] == v["all_eax"] == 0xE7
+    assert (v["x87_ebx"], v["avx_ebx"], v["all_ebx"]) == (0x240, 0x340, 0xA80)
+    assert v["x87_ecx"] == v["all_ecx"] == 0xA80
+    assert [(v[f"{c}_eax"], v[f"{c}_ebx"]) for c in ("ymm", "opmask", "zmm_hi256", "hi16_zmm")] \
+        == [(256, 576), (64, 1088), (512, 1152), (1024, 1664)]

@@ -49,17 +49,10 @@ static const uint8_t inv_sbox[256] = {
 };
 
 /* Multiplication in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1. */
-static uint8_t gf_mul(uint8_t a, uint8_t b)
+/* Multiplication by x ({02}) in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1 (FIPS-197 4.2.1). */
+static uint8_t xtime(uint8_t a)
 {
-    uint8_t r = 0;
-    while (b) {
-        if (b & 1) {
-            r ^= a;
-        }
-        a = (a << 1) ^ ((a & 0x80) ? 0x1b : 0);
-        b >>= 1;
-    }
-    return r;
+    return (uint8_t)(a << 1) ^ ((a >> 7) * 0x1b);
 }
 
 static void shift_rows(uint8_t out[16], const uint8_t in[16])
@@ -88,20 +81,33 @@ static void sub_bytes(uint8_t s[16], const uint8_t table[256])
 }
 
 /* MixColumns (coefficients 2 3 1 1) and InvMixColumns (14 11 13 9), column by column. */
-static void mix_columns(uint8_t s[16], const uint8_t coef[4])
+/* MixColumns: each column times the circulant {02 03 01 01} (FIPS-197 5.1.3), by xtime. */
+static void mix_columns(uint8_t s[16])
 {
     for (unsigned col = 0; col < 4; col++) {
-        uint8_t a[4], *p = s + 4 * col;
-        memcpy(a, p, 4);
-        for (unsigned row = 0; row < 4; row++) {
-            p[row] = gf_mul(a[0], coef[(4 - row) % 4]) ^ gf_mul(a[1], coef[(5 - row) % 4])
-                   ^ gf_mul(a[2], coef[(6 - row) % 4]) ^ gf_mul(a[3], coef[(7 - row) % 4]);
-        }
+        uint8_t *p = s + 4 * col, a0 = p[0], a1 = p[1], a2 = p[2], a3 = p[3];
+        uint8_t all = a0 ^ a1 ^ a2 ^ a3;
+        p[0] = a0 ^ all ^ xtime(a0 ^ a1);
+        p[1] = a1 ^ all ^ xtime(a1 ^ a2);
+        p[2] = a2 ^ all ^ xtime(a2 ^ a3);
+        p[3] = a3 ^ all ^ xtime(a3 ^ a0);
     }
 }
 
-static const uint8_t mix[4] = { 2, 3, 1, 1 };
-static const uint8_t inv_mix[4] = { 14, 11, 13, 9 };
+/* InvMixColumns ({0e 0b 0d 09}) is MixColumns after multiplying each column by {04 00 05 00}:
+ * a0 ^= 4(a0 ^ a2), a1 ^= 4(a1 ^ a3), and the same into a2 and a3. */
+static void inv_mix_columns(uint8_t s[16])
+{
+    for (unsigned col = 0; col < 4; col++) {
+        uint8_t *p = s + 4 * col;
+        uint8_t u = xtime(xtime(p[0] ^ p[2])), v = xtime(xtime(p[1] ^ p[3]));
+        p[0] ^= u;
+        p[1] ^= v;
+        p[2] ^= u;
+        p[3] ^= v;
+    }
+    mix_columns(s);
+}
 
 static void get_state(uint8_t s[16], const VecReg *r)
 {
@@ -133,7 +139,11 @@ static void aes_round(VecCtx *c, bool decrypt, bool last)
         sub_bytes(s, sbox);
     }
     if (!last) {
-        mix_columns(s, decrypt ? inv_mix : mix);
+        if (decrypt) {
+            inv_mix_columns(s);
+        } else {
+            mix_columns(s);
+        }
     }
     put_state(c, s, &c->s2);
 }
@@ -148,7 +158,7 @@ static void aesimc(VecCtx *c)
 {
     uint8_t s[16];
     get_state(s, &c->s1);
-    mix_columns(s, inv_mix);
+    inv_mix_columns(s);
     put_state(c, s, NULL);
 }
 

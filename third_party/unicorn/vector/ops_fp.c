@@ -1190,6 +1190,23 @@ static void fpclasssd(VecCtx *c) { c->g = vec_live(c, 0) && fpclass_1(c, F64, U6
     E(nm, ENC_EVEX, 3, opc, P_66, wv, len, esz, DQ, (fl) | F_KDEST | F_MEMMASK | F_IMM, NOREG, \
       O_KV, 0, O_W, s, O_NONE, 0, O_NONE, 0, f)
 
+/* VLDMXCSR and VSTMXCSR (VEX.LZ 0F AE /2 and /3): MXCSR from and to memory; reserved
+ * bits (31:16) set are #GP(0). */
+static void ldmxcsr(VecCtx *c)
+{
+    uint32_t value = U32(&c->s1, 0);
+    if (value >> 16) {
+        raise_exception_err_ra(c->env, EXCP0D_GPF, 0, c->ra);
+    }
+    cpu_set_mxcsr(c->env, value);
+}
+
+static void stmxcsr(VecCtx *c)
+{
+    memset(&c->d, 0, sizeof(c->d));
+    U32(&c->d, 0) = c->env->mxcsr;
+}
+
 const VecOp vec_ops_fp[] = {
     ARITH("add", 0x58, add, ERM, ERS),
     ARITH("mul", 0x59, mul, ERM, ERS),
@@ -1272,5 +1289,9 @@ const VecOp vec_ops_fp[] = {
     FPCLASS("vfpclasspd", 0x66, 1, LALL, 8, F_BCST, S_VL, fpclasspd),
     FPCLASS("vfpclassss", 0x67, 0, LIG, 4, F_SCALAR, S_ELEM, fpclassss),
     FPCLASS("vfpclasssd", 0x67, 1, LIG, 8, F_SCALAR, S_ELEM, fpclasssd),
+    E("vldmxcsr", ENC_VEX, 1, 0xae, P_NONE, WIG, L128, 4, X_AVX, 0, 2,
+      O_NONE, 0, O_M, S_32, O_NONE, 0, O_NONE, 0, ldmxcsr),
+    E("vstmxcsr", ENC_VEX, 1, 0xae, P_NONE, WIG, L128, 4, X_AVX, 0, 3,
+      O_M, S_32, O_NONE, 0, O_NONE, 0, O_NONE, 0, stmxcsr),
     { .name = NULL },
 };

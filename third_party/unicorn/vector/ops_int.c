@@ -468,6 +468,19 @@ static void ptest(VecCtx *c)
     c->eflags = (and_any ? 0 : CC_Z) | (andn_any ? 0 : CC_C);
 }
 
+/* vtestps/vtestpd: vptest on the elements' sign bits only (mask: each element's top bit). */
+static void sign_test(VecCtx *c, uint64_t signs)
+{
+    uint64_t and_any = 0, andn_any = 0;
+    for (unsigned i = 0; i < c->vlbytes / 8; i++) {
+        and_any |= U64(&c->s1, i) & U64(&c->s2, i) & signs;
+        andn_any |= ~U64(&c->s1, i) & U64(&c->s2, i) & signs;
+    }
+    c->eflags = (and_any ? 0 : CC_Z) | (andn_any ? 0 : CC_C);
+}
+static void testps(VecCtx *c) { sign_test(c, 0x8000000080000000ull); }
+static void testpd(VecCtx *c) { sign_test(c, 0x8000000000000000ull); }
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 #define AVX X_AVX
@@ -723,5 +736,9 @@ const VecOp vec_ops_int[] = {
       O_G, S_32, O_U, S_VL, O_NONE, 0, O_NONE, 0, movmsk8),
     E("vptest", ENC_VEX, 2, 0x17, P_66, WIG, LVEX, 8, AVX, F_FLAGS, NOREG,
       O_NONE, 0, O_V, S_VL, O_W, S_VL, O_NONE, 0, ptest),
+    E("vtestps", ENC_VEX, 2, 0x0e, P_66, 0, LVEX, 4, AVX, F_FLAGS, NOREG,
+      O_NONE, 0, O_V, S_VL, O_W, S_VL, O_NONE, 0, testps),
+    E("vtestpd", ENC_VEX, 2, 0x0f, P_66, 0, LVEX, 8, AVX, F_FLAGS, NOREG,
+      O_NONE, 0, O_V, S_VL, O_W, S_VL, O_NONE, 0, testpd),
     { .name = NULL },
 };

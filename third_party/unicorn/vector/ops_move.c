@@ -672,22 +672,25 @@ const VecOp vec_ops_move[] = {
      * are not read. */
 #define BC(nm, opc, wv, len, esz, feat, size) \
     E2(nm, ENC_EVEX, 2, opc, P_66, wv, len, esz, feat, OWN, O_V, S_VL, O_W, size, broadcast)
+/* The 128- and 256-bit blocks come from memory only (a register form is #UD). */
+#define BCM(nm, opc, wv, len, esz, feat, size) \
+    E2(nm, ENC_EVEX, 2, opc, P_66, wv, len, esz, feat, OWN, O_V, S_VL, O_M, size, broadcast)
     BC("vbroadcastss", 0x18, 0, LALL, 4, F512, S_32),
     BC("vbroadcastsd", 0x19, 1, L256 | L512, 8, F512, S_64),
     BC("vbroadcastf32x2", 0x19, 0, L256 | L512, 4, DQ512, S_64),
-    BC("vbroadcastf32x4", 0x1a, 0, L256 | L512, 4, F512, S_128),
-    BC("vbroadcastf64x2", 0x1a, 1, L256 | L512, 8, DQ512, S_128),
-    BC("vbroadcastf32x8", 0x1b, 0, L512, 4, DQ512, S_256),
-    BC("vbroadcastf64x4", 0x1b, 1, L512, 8, F512, S_256),
+    BCM("vbroadcastf32x4", 0x1a, 0, L256 | L512, 4, F512, S_128),
+    BCM("vbroadcastf64x2", 0x1a, 1, L256 | L512, 8, DQ512, S_128),
+    BCM("vbroadcastf32x8", 0x1b, 0, L512, 4, DQ512, S_256),
+    BCM("vbroadcastf64x4", 0x1b, 1, L512, 8, F512, S_256),
     BC("vpbroadcastb", 0x78, 0, LALL, 1, BW512, S_8),
     BC("vpbroadcastw", 0x79, 0, LALL, 2, BW512, S_16),
     BC("vpbroadcastd", 0x58, 0, LALL, 4, F512, S_32),
     BC("vpbroadcastq", 0x59, 1, LALL, 8, F512, S_64),
     BC("vbroadcasti32x2", 0x59, 0, LALL, 4, DQ512, S_64),
-    BC("vbroadcasti32x4", 0x5a, 0, L256 | L512, 4, F512, S_128),
-    BC("vbroadcasti64x2", 0x5a, 1, L256 | L512, 8, DQ512, S_128),
-    BC("vbroadcasti32x8", 0x5b, 0, L512, 4, DQ512, S_256),
-    BC("vbroadcasti64x4", 0x5b, 1, L512, 8, F512, S_256),
+    BCM("vbroadcasti32x4", 0x5a, 0, L256 | L512, 4, F512, S_128),
+    BCM("vbroadcasti64x2", 0x5a, 1, L256 | L512, 8, DQ512, S_128),
+    BCM("vbroadcasti32x8", 0x5b, 0, L512, 4, DQ512, S_256),
+    BCM("vbroadcasti64x4", 0x5b, 1, L512, 8, F512, S_256),
 #undef BC
     /* From a general register (EVEX only; W1 of 7C is vpbroadcastq in 64-bit code). */
     E2("vpbroadcastb", ENC_EVEX, 2, 0x7a, P_66, 0, LALL, 1, BW512, F_MASK, O_V, S_VL, O_R, S_32,

@@ -6,7 +6,7 @@
 
 static const VecOp *const tables[] = {
     vec_ops_move, vec_ops_int, vec_ops_shuffle, vec_ops_fp, vec_ops_fma, vec_ops_convert,
-    vec_ops_mask, vec_ops_gather, vec_ops_aes,
+    vec_ops_mask, vec_ops_gather, vec_ops_aes, vec_ops_string,
 };
 
 static unsigned kind_needs_reg(unsigned kind)

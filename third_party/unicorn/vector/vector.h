@@ -168,6 +168,7 @@ extern const VecOp vec_ops_convert[];
 extern const VecOp vec_ops_mask[];
 extern const VecOp vec_ops_gather[];
 extern const VecOp vec_ops_aes[];
+extern const VecOp vec_ops_string[];
 
 const VecOp *vec_lookup(unsigned evex, unsigned map, unsigned opcode, unsigned pp, unsigned w,
                         unsigned vl, unsigned mod_is_reg, unsigned modrm_reg, unsigned code64);
@@ -190,6 +191,16 @@ target_ulong vec_vsib_address(VecCtx *c, int64_t index);
 void vec_load(VecCtx *c, target_ulong addr, void *out, unsigned n);
 void vec_store(VecCtx *c, target_ulong addr, const void *in, unsigned n);
 void vec_probe_store(VecCtx *c, target_ulong addr, unsigned n);
+
+/*
+ * The SSE4.2 string compares (ops_string.c), shared by the VEX forms and the legacy
+ * helpers: PCMPxSTRx of map 0F3A `opcode` (0x60 ESTRM, 0x61 ESTRI, 0x62 ISTRM, 0x63 ISTRI)
+ * under imm8, on a = xmm1 and b = xmm2/m128. The explicit lengths are RAX/RDX when len64
+ * (REX.W or VEX.W1 in 64-bit code), else EAX/EDX. Writes ECX or XMM0 (bits 128-511 zeroed
+ * when vex, kept otherwise) and returns CF ZF SF OF as CC_* bits (AF, PF clear).
+ */
+uint32_t vec_pcmpstr(CPUX86State *env, const VecReg *a, const VecReg *b, unsigned opcode,
+                     unsigned imm, bool len64, bool vex);
 
 static inline bool vec_live(const VecCtx *c, unsigned i)
 {

@@ -16,14 +16,22 @@ from imacpro.machine import Machine
 import pytest
 
 # A computation whose result depends on every step: general registers, flags (adc), SSE
-# integer and double lanes, the x87 stack, and a running sum in memory; then LAPIC timer ticks
+# integer and double lanes, AVX-512 lanes under an opmask (ZMM20 and the XCR0 that enables
+# it), the x87 stack, and a running sum in memory; then LAPIC timer ticks
 # waited for with HLT (the CPU halted, an interrupt pending, the count in flight).
 PROGRAM = APIC + r"""
 main:
     call setup_gdt
     mov %cr4, %rax
-    or $0x600, %rax                # OSFXSR, OSXMMEXCPT: SSE on
+    or $0x40600, %rax              # OSFXSR, OSXMMEXCPT, OSXSAVE: SSE and XSETBV on
     mov %rax, %cr4
+    xor %ecx, %ecx
+    mov $0xe7, %eax                # XCR0: the AVX and AVX-512 state
+    xor %edx, %edx
+    xsetbv
+    mov $0xaa, %eax
+    kmovq %rax, %k1
+    vpxorq %zmm20, %zmm20, %zmm20
     GATE 0x40, tick
     APIC_WRITE 0xf0, $0x1ff
     APIC_WRITE 0x3e0, $0xb
@@ -41,6 +49,9 @@ main:
     rol $7, %rbx
     movq %rbx, %xmm0
     paddq %xmm0, %xmm1
+    vpbroadcastq %rbx, %zmm21
+    vpaddq %zmm21, %zmm20, %zmm20{%k1}
+    vprolq $3, %zmm20, %zmm20
     sqrtsd %xmm2, %xmm3
     addsd %xmm3, %xmm2
     fadd %st(1), %st
@@ -53,6 +64,11 @@ main:
     PRINT xmm1
     movq %xmm2, %rax
     PRINT xmm2
+    vmovdqu64 %zmm20, zmm20(%rip)
+    mov zmm20+8(%rip), %rax
+    PRINT zmm20_1
+    mov zmm20+56(%rip), %rax
+    PRINT zmm20_7
     fistpq fpu(%rip)
     mov fpu(%rip), %rax
     PRINT x87
@@ -79,6 +95,8 @@ tick:
     APIC_WRITE 0xb0, $0
     iretq
 .data
+.align 64
+zmm20: .fill 8, 8, 0
 sum: .quad 0
 fpu: .quad 0
 ticks: .quad 0

@@ -261,12 +261,26 @@ static void merge(VecCtx *c, const VecReg *old, VecReg *res)
     }
 }
 
+/* Straight into the register, in sizes the compiler makes whole vector moves of (building
+ * the value on the stack with a byte-sized clear and copying it cost a store-forwarding
+ * stall, most of a simple instruction's time). */
 static void write_vector(VecCtx *c, unsigned r, const VecReg *old)
 {
-    VecReg res = c->d;
-    merge(c, old, &res);
-    memset((uint8_t *)&res + c->vlbytes, 0, sizeof(res) - c->vlbytes);
-    c->env->xmm_regs[r] = res;
+    uint8_t *dst = (uint8_t *)&c->env->xmm_regs[r];
+
+    merge(c, old, &c->d);
+    switch (c->vlbytes) {
+    case 16:
+        memcpy(dst, &c->d, 16);
+        memset(dst + 16, 0, 48);
+        break;
+    case 32:
+        memcpy(dst, &c->d, 32);
+        memset(dst + 32, 0, 32);
+        break;
+    default:
+        memcpy(dst, &c->d, 64);
+    }
 }
 
 /* A vector store's faults, before anything is written: alignment, then the pages of the
@@ -555,7 +569,8 @@ void helper_vector(CPUX86State *env, void *opp, uint64_t bits, target_ulong addr
 {
     const VecOp *op = opp;
     VecCtx c;
-    VecReg old;
+    VecReg old_copy;
+    const VecReg *old = &old_copy;
     unsigned dst_reg = 0;
 
     c.env = env;
@@ -583,11 +598,14 @@ void helper_vector(CPUX86State *env, void *opp, uint64_t bits, target_ulong addr
     }
     if (op->dst == O_V || op->dst == O_H || op->dst == O_U
         || (op->dst == O_W && !c.in.mem)) {
-        old = env->xmm_regs[dst_reg];
+        c.d = env->xmm_regs[dst_reg];
+        if (c.in.evex && c.in.aaa) {
+            old_copy = c.d;                 /* merge masking takes masked-off elements here */
+        }
     } else {
-        memset(&old, 0, sizeof(old));
+        memset(&c.d, 0, sizeof(c.d));
+        old_copy = c.d;
     }
-    c.d = old;
 
     fetch(&c, op->src1, op->s1size, &c.s1);
     fetch(&c, op->src2, op->s2size, &c.s2);
@@ -606,5 +624,5 @@ void helper_vector(CPUX86State *env, void *opp, uint64_t bits, target_ulong addr
         raise_exception_ra(env, (env->cr[4] & CR4_OSXMMEXCPT_MASK) ? 19 /* #XM */
                                                                    : EXCP06_ILLOP, c.ra);
     }
-    write_back(&c, &old);
+    write_back(&c, old);
 }

@@ -1,7 +1,7 @@
 """The vector unit's state in a whole machine (exceptions through the guest's IDT): XSAVE and
 XRSTOR of the AVX and AVX-512 components at their standard offsets, XSETBV's rules, #UD when
-CR4/XCR0 do not enable an instruction's state, #NM under CR0.TS, alignment #GP, and the
-reset values of XCR0 and MXCSR."""
+CR4/XCR0 do not enable an instruction's state, #NM under CR0.TS, alignment #GP, the reset
+values of XCR0 and MXCSR, MXCSR's reserved bits (#GP) and LOCK on vector instructions (#UD)."""
 
 import random
 
@@ -183,6 +183,11 @@ main:
     TRY evex_ts, "vaddps %zmm0, %zmm1, %zmm2"
     clts
     TRY after_clts, "vaddps %zmm0, %zmm1, %zmm2"
+    movl $0x10000, buffer(%rip)     # MXCSR with a reserved bit set
+    TRY ldmxcsr_reserved, "ldmxcsr buffer(%rip)"
+    TRY vldmxcsr_reserved, "vldmxcsr buffer(%rip)"
+    TRY lock_sse, ".byte 0xf0; paddd %xmm1, %xmm2"
+    TRY lock_vex, ".byte 0xf0; vpaddd %xmm1, %xmm2, %xmm3"
     jmp finish
     HANDLER 6, 0
     HANDLER 7, 0
@@ -207,5 +212,6 @@ def test_state_checks_raise_ud_nm_and_gp_as_the_sdm_orders():
         "xsetbv_avx512": 0, "evex_xcr0_avx512": 0, "kmov_xcr0_avx512": 0,
         "vmovaps_misaligned": 13, "vmovups_misaligned": 0, "vmovdqa64_misaligned": 13,
         "vex_ts": 7, "evex_ts": 7, "after_clts": 0,
+        "ldmxcsr_reserved": 13, "vldmxcsr_reserved": 13, "lock_sse": 6, "lock_vex": 6,
     }
     assert {key: v[key] for key in expected} == expected

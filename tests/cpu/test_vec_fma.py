@@ -5,15 +5,21 @@ silicon: VFMADD, VFMSUB, VFNMADD, VFNMSUB 132/213/231 PS/PD/SS/SD and VFMADDSUB,
 Every entry runs in each of its lengths, register and memory forms (misaligned ones too),
 EVEX merge and zero masking, broadcasts, embedded rounding and high registers, over seeded
 random states of the instruction's format (random k masks; random MXCSR rounding, DAZ, FZ,
-exception masks and sticky flags, so #XM with unmasked exceptions is covered):
+exception masks, OM and UM included, and sticky flags, so #XM with unmasked exceptions is
+covered):
   - the engine against the outcomes recorded on an AVX-512 host (vectors/fma.json.gz; record
     with IMACPRO_RECORD_VECTORS=1);
   - the engine against the live host for a further seeded set, when the host has the features.
 Directed states enumerate the special operands of the SDM's FMA table (Vol. 1 Table 14-17:
 the first NaN of multiplicand, multiplier, addend; 0 * inf; inf - inf; signed zeros) lane by
-lane in each order. Faults: #PF at the guard page after the data area (loads, broadcasts,
-scalars), masked-off elements there that must not fault (memory fault suppression), and #UD
-for EVEX.L'L=3, a broadcast on a scalar, and EVEX.z without a mask.
+lane in each order. Directed range states (`range_cases`) put results at the edges of the
+format, for PS PD SS SD, VEX and EVEX, with and without embedded rounding, under MXCSR values
+that unmask OM or UM or set FZ: exact tiny results (UE with UM unmasked, nothing masked), tiny
+results exact only with an unbounded exponent, overflows whose unbounded result is exact (OE
+without PE when unmasked) or not, the tininess boundary, a denormal operand, and lanes that mix
+them (SDM Vol. 1 4.9.1.4, 4.9.1.5). Faults: #PF at the guard page after the data area (loads,
+broadcasts, scalars), masked-off elements there that must not fault (memory fault
+suppression), and #UD for EVEX.L'L=3, a broadcast on a scalar, and EVEX.z without a mask.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import functools
 import random
 import re
 import struct
+from fractions import Fraction
 
 import pytest
 
@@ -106,11 +113,8 @@ def all_lines() -> list[tuple[str, str, tuple[str, ...]]]:
 
 # --- states ---------------------------------------------------------------------------------
 
-# Exceptions the states unmask: invalid, denormal, divide-by-zero, precision. Unmasked
-# overflow and underflow stay out: which flags an #XM then leaves (no PE for that element, UE
-# for an exact tiny result) is decided per element, which the framework does not do yet (see
-# the group's report); the masked responses to both are covered.
-UNMASKABLE = (1 << 7, 1 << 8, 1 << 9, 1 << 12)
+# Exceptions the states unmask: all six (IM DM ZM OM UM PM).
+UNMASKABLE = (1 << 7, 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12)
 
 
 def random_mxcsr(rng: random.Random) -> int:
@@ -162,6 +166,140 @@ def directed_states(lane_format: str, seed: str) -> list[State]:
 DIRECTED = ["vfmadd132ps", "vfmadd213ps", "vfmadd231ps", "vfnmsub132ps", "vfnmsub213ps",
             "vfnmsub231ps", "vfmaddsub231ps", "vfmsub132pd", "vfnmadd213pd", "vfmadd231pd",
             "vfmsubadd132pd"]
+
+
+# --- directed range states: x * y + z at the edges of the format ----------------------------
+
+FORMATS = {"f32": (32, 23, 127), "f64": (64, 52, 1023)}     # bits, fraction bits, bias
+
+
+def fp_bits(lane_format: str, value: Fraction) -> int:
+    """The exact encoding of a value the format holds (normal, denormal or zero)."""
+    width, fbits, bias = FORMATS[lane_format]
+    sign = 1 << (width - 1) if value < 0 else 0
+    value = abs(value)
+    if value == 0:
+        return sign
+    exp = value.numerator.bit_length() - value.denominator.bit_length()
+    if Fraction(2) ** exp > value:
+        exp -= 1
+    exp = max(exp, 1 - bias)                            # denormals: the smallest exponent
+    sig = value / Fraction(2) ** (exp - fbits)
+    assert sig.denominator == 1 and sig < 2 << fbits, (lane_format, value)
+    biased = exp + bias if int(sig) >> fbits else 0
+    assert biased < (1 << (width - fbits - 1)) - 1, (lane_format, value)
+    return sign | biased << fbits | (int(sig) & ((1 << fbits) - 1))
+
+
+def range_values(lane_format: str) -> list[tuple[str, list[tuple[Fraction, ...]]]]:
+    """(name, lanes of (x, y, z)): the lanes compute x * y + z, repeated across the
+    register."""
+    _, fbits, bias = FORMATS[lane_format]
+    p, emin, emax = fbits + 1, 1 - bias, bias           # precision, exponent range
+    two, one = Fraction(2), Fraction(1)
+    ulp1 = two ** (1 - p)                               # 1 + ulp1 is the next after 1
+    q = p // 2 + 2                                      # 2^-2q is below half an ulp
+    a = (emin - 10) // 2
+    b = emin - 10 - a
+    big = two ** ((emax + 10) // 2)
+    cases = [
+        # 2^(emin-10): tiny and exact (a denormal).
+        ("tiny-exact", [(two ** a, two ** b, 0)]),
+        # 1.5 * 2^emin - 2^emin = 2^(emin-1): exact, from normal operands.
+        ("tiny-exact-cancel", [(Fraction(3, 2), two ** emin, -two ** emin)]),
+        # The addend cancels the product's high bits: exact because the rounding is fused.
+        ("tiny-exact-fused", [(1 + ulp1, (1 + ulp1) * two ** (emin + p + 4),
+                               -(1 + 2 * ulp1) * two ** (emin + p + 4))]),
+        # p significant bits: exact with an unbounded exponent, inexact as a denormal.
+        ("tiny-unbounded-exact", [((1 + ulp1) * two ** a, two ** b, 0)]),
+        ("tiny-inexact", [((1 + ulp1) * two ** a, (1 + ulp1) * two ** b, 0)]),
+        # 2^emin * (1 - 2^-2q): rounds to the smallest normal number, so it is not tiny
+        # (after rounding), unless rounding down or toward zero.
+        ("tiny-boundary", [(1 - two ** -q, (1 + two ** -q) * two ** emin, 0)]),
+        # A denormal operand (DE) and an exact tiny result.
+        ("denormal-operand", [(two ** (emin - 10), one, 0)]),
+        ("overflow-exact", [(big, big, 0)]),
+        ("overflow-inexact", [((1 + ulp1) * big, (1 + ulp1) * big, 0)]),
+        # 2^(emax+1) * (1 - 2^-2q): overflows when rounding to nearest or up.
+        ("overflow-rounding", [(2 * (1 - two ** -q), (1 + two ** -q) * two ** emax, 0)]),
+        # The largest number plus its ulp: exactly 2^(emax+1).
+        ("overflow-add", [(two ** (emax - p), 2 * one, (2 - ulp1) * two ** emax)]),
+        # Lanes of each kind together: the flags of all elements.
+        ("mixed", [(big, big, 0), (1 + ulp1, 1 + ulp1, 0), (two ** a, two ** b, 0),
+                   (one, one, one), ((1 + ulp1) * two ** a, two ** b, 0)]),
+    ]
+    return [(name, [tuple(Fraction(v) for v in lane) for lane in lanes])
+            for name, lanes in cases]
+
+
+ALL, FZ, DAZ, RD, RZ = 0x1F80, 0x8000, 0x0040, 0x2000, 0x6000
+NO_OM, NO_UM, NO_PM = ALL & ~(1 << 10), ALL & ~(1 << 11), ALL & ~(1 << 12)
+RANGE_MXCSRS = (ALL, ALL | FZ, NO_UM, NO_UM | FZ, NO_UM | RZ | DAZ, NO_OM, NO_OM | RZ,
+                NO_PM | FZ, NO_OM & NO_UM | RD)
+
+
+def range_lines(t: str) -> list[tuple[str, str, str, tuple]]:
+    """(line, kind, order, registers (dest, vvvv, rm)) for ps, pd, ss or sd; an rm of "mem"
+    is the data at RSI."""
+    n = 64 // esize(t)
+    if t in ("ps", "pd"):
+        return [
+            (f"vfmadd231{t} %xmm3, %xmm2, %xmm1", "fmadd", "231", (1, 2, 3)),
+            (f"vfnmsub132{t} %ymm3, %ymm2, %ymm1", "fnmsub", "132", (1, 2, 3)),
+            (f"vfmsub213{t} %xmm19, %xmm2, %xmm1{{%k1}}", "fmsub", "213", (1, 2, 19)),
+            (f"vfmsub213{t} %zmm3, %zmm2, %zmm1{{%k1}}", "fmsub", "213", (1, 2, 3)),
+            (f"vfnmadd231{t} (%rsi){{1to{n}}}, %zmm2, %zmm1", "fnmadd", "231", (1, 2, "mem")),
+            (f"vfmadd132{t} 64(%rsi), %ymm2, %ymm1{{%k1}}{{z}}", "fmadd", "132",
+             (1, 2, "mem")),
+            (f"vfmadd231{t} {{rn-sae}}, %zmm3, %zmm2, %zmm1", "fmadd", "231", (1, 2, 3)),
+            (f"vfmsub132{t} {{rz-sae}}, %zmm3, %zmm2, %zmm1{{%k1}}{{z}}", "fmsub", "132",
+             (1, 2, 3)),
+        ]
+    return [
+        (f"vfmadd231{t} %xmm3, %xmm2, %xmm1", "fmadd", "231", (1, 2, 3)),
+        (f"vfnmsub213{t} 8(%rsi), %xmm2, %xmm1", "fnmsub", "213", (1, 2, "mem")),
+        (f"{{evex}} vfmsub132{t} %xmm3, %xmm2, %xmm1", "fmsub", "132", (1, 2, 3)),
+        (f"vfnmadd231{t} %xmm3, %xmm22, %xmm1{{%k1}}", "fnmadd", "231", (1, 22, 3)),
+        (f"vfmadd231{t} {{rn-sae}}, %xmm3, %xmm2, %xmm1", "fmadd", "231", (1, 2, 3)),
+        (f"vfmsub213{t} {{ru-sae}}, %xmm3, %xmm2, %xmm1{{%k1}}{{z}}", "fmsub", "213",
+         (1, 2, 3)),
+    ]
+
+
+def range_state(t: str, kind: str, order: str, regs: tuple, lanes, mxcsr: int) -> State:
+    """x, y, z in the registers the order reads them from (the memory operand's at RSI, and
+    64 bytes on), z negated for the kinds that subtract it, so every kind computes
+    +-(x * y + z)."""
+    lane_format = "f32" if t[1] == "s" else "f64"
+    width = FORMATS[lane_format][0]
+    flip = -1 if kind in ("fmsub", "fnmadd") else 1
+    roles = {"132": "xzy", "213": "yxz", "231": "zxy"}[order]   # dest, vvvv, rm
+    state = State.blank()
+    state.mxcsr = mxcsr
+    state.k[1] = 0xA5F3A5F3A5F3A5F3
+    for reg, role in zip(regs, roles):
+        index = "xyz".index(role)
+        sign = flip if role == "z" else 1
+        value = sum(fp_bits(lane_format, lanes[i % len(lanes)][index] * sign) << (width * i)
+                    for i in range(512 // width))
+        if reg == "mem":
+            state.mem = value.to_bytes(64, "little") * 2 + bytes(DATA_SIZE - 128)
+        else:
+            state.zmm[reg] = value
+    return state
+
+
+def range_cases() -> list[tuple[str, bytes, State]]:
+    cases = []
+    for t in ("ps", "pd", "ss", "sd"):
+        lines = range_lines(t)
+        codes = vh.assemble([line for line, _, _, _ in lines])
+        for (line, kind, order, regs), code in zip(lines, codes):
+            for name, lanes in range_values("f32" if t[1] == "s" else "f64"):
+                for mxcsr in RANGE_MXCSRS:
+                    cases.append((f"range {name} {line}", code,
+                                  range_state(t, kind, order, regs, lanes, mxcsr)))
+    return cases
 
 
 # --- the cases ------------------------------------------------------------------------------
@@ -242,6 +380,7 @@ def known_cases() -> list[tuple[str, bytes, State]]:
         code = vh.assemble([line])[0]
         for state in directed_states(fmt(m), f"fma-directed-{m}"):
             cases.append(("directed " + line, code, state))
+    cases += range_cases()
     cases += fault_cases(rng)
     return cases
 
@@ -290,12 +429,16 @@ def test_every_entry_is_covered():
             assert any(needle in line for line in mine), (m, needle)
 
 
-@pytest.mark.parametrize("part", ["random", "directed", "faults"])
+def part_of(label: str) -> str:
+    if label.startswith(("#", "suppressed", "VEX.L")):
+        return "faults"
+    return label.split()[0] if label.startswith(("directed", "range")) else "random"
+
+
+@pytest.mark.parametrize("part", ["random", "directed", "range", "faults"])
 def test_engine_matches_recorded_silicon(part):
     cases, refs = known_cases(), recorded()
-    chosen = [(c, r) for c, r in zip(cases, refs)
-              if (part == "directed") == c[0].startswith("directed")
-              and (part == "faults") == (c[0].startswith(("#", "suppressed", "VEX.L")))]
+    chosen = [(c, r) for c, r in zip(cases, refs) if part_of(c[0]) == part]
     assert chosen
     failures = check([c for c, _ in chosen], [r for _, r in chosen])
     assert not failures, "\n\n".join(failures)
@@ -311,6 +454,43 @@ def test_recorded_outcomes_cover_the_special_cases():
         if ref.fault is None:
             flags |= ref.state.mxcsr & ~state.mxcsr & 0x3F
     assert flags == 0x3B                # IE DE OE UE PE (a multiply-add divides by nothing)
+    # #XM from unmasked overflow and underflow, with and without PE.
+    xm = {ref.state.mxcsr & ~state.mxcsr & 0x38 for (_, _, state), ref
+          in zip(known_cases(), recorded()) if ref.fault == 19}
+    assert {0x08, 0x28, 0x10, 0x30} <= xm
+
+
+def test_range_cases_reach_their_edges():
+    """The directed range states do what their names say (engine only, the SDM's rules): UE
+    with UM unmasked for an exact tiny result, no PE for an unmasked overflow or underflow
+    whose unbounded result is exact, a zero for FZ with UM masked, and nothing at all from
+    the embedded-rounding forms (every exception suppressed: no #XM, MXCSR unchanged)."""
+    expect = {      # (name, MXCSR): (fault, new flags)
+        ("tiny-exact", ALL): (None, 0), ("tiny-exact", ALL | FZ): (None, 0x30),
+        ("tiny-exact", NO_UM): (19, 0x10), ("tiny-exact-cancel", NO_UM): (19, 0x10),
+        ("tiny-exact-fused", NO_UM): (19, 0x10), ("tiny-exact-fused", ALL): (None, 0),
+        ("tiny-unbounded-exact", NO_UM): (19, 0x10), ("tiny-unbounded-exact", ALL): (None, 0x30),
+        ("tiny-inexact", NO_UM): (19, 0x30), ("tiny-boundary", NO_UM): (None, 0x20),
+        ("tiny-boundary", NO_UM | RZ | DAZ): (19, 0x30), ("denormal-operand", NO_UM): (19, 0x12),
+        ("overflow-exact", NO_OM): (19, 0x08), ("overflow-exact", ALL): (None, 0x28),
+        ("overflow-inexact", NO_OM): (19, 0x28), ("overflow-rounding", NO_OM): (19, 0x28),
+        ("overflow-rounding", NO_OM | RZ): (None, 0x20), ("overflow-add", NO_OM): (19, 0x08),
+    }
+    seen = set()
+    for label, code, state in range_cases():
+        name = label.split()[1]
+        out = vh.run_engine(code, state)
+        if "-sae}" in label:
+            assert out.fault is None and out.state.mxcsr == state.mxcsr, label
+            continue
+        if (name, state.mxcsr) in expect:
+            seen.add((name, state.mxcsr))
+            assert (out.fault, out.state.mxcsr & 0x3F) == expect[name, state.mxcsr], (
+                label, hex(state.mxcsr))
+        if name == "tiny-exact" and state.mxcsr == ALL | FZ and "%k1" not in label:
+            bits = 8 * esize(next(w for w in label.split()[2:] if w.startswith("v")))
+            assert out.state.zmm[1] << 1 & ((1 << bits) - 1) == 0, label  # lane 0: a zero
+    assert seen == set(expect)
 
 
 def host_can(features: tuple[str, ...]) -> bool:

@@ -486,14 +486,14 @@ float_status vec_fp_element(VecCtx *c)
     return st;
 }
 
-static int fp_element_flags(VecCtx *c, int f, bool tiny, bool inexact)
+static int fp_element_flags(VecCtx *c, int f, bool tiny, bool inexact, bool fz)
 {
     if (tiny && !fp_masked(c, MXCSR_UE)) {
         f = (f & ~(float_flag_underflow | float_flag_inexact)) | float_flag_underflow
             | (inexact ? float_flag_inexact : 0);
     } else if ((f & float_flag_overflow) && !fp_masked(c, MXCSR_OE)) {
         f = (f & ~float_flag_inexact) | (inexact ? float_flag_inexact : 0);
-    } else if (tiny && (c->env->mxcsr & (1 << 15))) {
+    } else if (tiny && fz) {
         f |= float_flag_underflow | float_flag_inexact;
     }
     return f;
@@ -504,7 +504,7 @@ float32 vec_f32_element(VecCtx *c, float_status *st, float32 r, bool inexact)
     int f = get_float_exception_flags(st);
     bool tiny = (f & float_flag_underflow) || float32_is_denormal(r);
 
-    f = fp_element_flags(c, f, tiny, inexact);
+    f = fp_element_flags(c, f, tiny, inexact, c->env->mxcsr & (1 << 15));
     if (tiny && fp_masked(c, MXCSR_UE) && (c->env->mxcsr & (1 << 15))) {
         r = float32_set_sign(float32_zero, float32_is_neg(r));
     }
@@ -517,12 +517,23 @@ float64 vec_f64_element(VecCtx *c, float_status *st, float64 r, bool inexact)
     int f = get_float_exception_flags(st);
     bool tiny = (f & float_flag_underflow) || float64_is_denormal(r);
 
-    f = fp_element_flags(c, f, tiny, inexact);
+    f = fp_element_flags(c, f, tiny, inexact, c->env->mxcsr & (1 << 15));
     if (tiny && fp_masked(c, MXCSR_UE) && (c->env->mxcsr & (1 << 15))) {
         r = float64_set_sign(float64_zero, float64_is_neg(r));
     }
     float_raise(f, &c->fp);
     return r;
+}
+
+/*
+ * The same for an element of a format without its own function, where MXCSR.FZ does not
+ * apply (VCVTPS2PH's half precision): the caller says whether the rounded result is tiny.
+ * Adds the element's flags to c->fp; the result is the caller's.
+ */
+void vec_fp_element_flags(VecCtx *c, float_status *st, bool tiny, bool inexact)
+{
+    float_raise(fp_element_flags(c, get_float_exception_flags(st), tiny, inexact, false),
+                &c->fp);
 }
 
 static bool daz(const VecCtx *c)

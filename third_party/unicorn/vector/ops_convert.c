@@ -18,8 +18,12 @@
  * VCVTSD2SS and VCVTPS2PH; an SNaN is invalid and quieted, NaN payloads are kept.
  * VCVTPH2PS ignores DAZ and reports no DE; VCVTPS2PH rounds by imm8 (bits 1:0, or MXCSR.RC
  * when bit 2 is set) and ignores FZ (tiny results are half-precision denormals).
+ * The narrowing ones (VCVTPD2PS, VCVTSD2SS, VCVTPS2PH) overflow and underflow: with OE or UE
+ * unmasked an element reports PE only when its result rounded with an unbounded exponent is
+ * inexact, and UE for any tiny result, exact or not (SDM Vol. 1 4.9.1.4, 4.9.1.5).
  */
 #include "vector/ops.h"
+#include "qemu/host-utils.h"
 
 typedef uint64_t Conv(VecCtx *c, uint64_t a);
 
@@ -91,10 +95,40 @@ static uint64_t f32_f64(VecCtx *c, uint64_t a)
     return float32_to_float64(a, &c->fp);
 }
 
+/*
+ * Whether a narrowing conversion's result rounded with an unbounded exponent is inexact (the
+ * PE of an unmasked overflow or underflow): the source's significand has more significant
+ * bits than the destination's precision `bits`. `sig` is the significand with its implicit
+ * bit (0 for a zero: exact).
+ */
+static bool narrow_inexact(uint64_t sig, unsigned bits)
+{
+    return sig && (sig >> ctz64(sig)) >> bits;
+}
+
+/* Double to single (VCVTPD2PS, VCVTSD2SS): overflow and underflow as arithmetic has them
+ * (vec_f32_element: FZ, unmasked UE for any tiny result, PE of the unbounded result). */
 static uint64_t f64_f32(VecCtx *c, uint64_t a)
 {
+    float_status s;
+    float32 r;
+    uint64_t sig;
+    bool inexact = false;
+
     vec_f64_check_denormal(c, a);
-    return float64_to_float32(a, &c->fp);
+    s = vec_fp_element(c);
+    r = float64_to_float32(a, &s);
+    if ((get_float_exception_flags(&s) & (float_flag_overflow | float_flag_underflow))
+        || float32_is_denormal(r)) {
+        sig = extract64(a, 0, 52);
+        if (extract64(a, 52, 11)) {
+            sig |= 1ull << 52;
+        } else if (get_flush_inputs_to_zero(&s)) {
+            sig = 0;                                    /* DAZ: a zero */
+        }
+        inexact = narrow_inexact(sig, 24);
+    }
+    return vec_f32_element(c, &s, r, inexact);
 }
 
 /* Half to single: exact; DAZ ignored, no DE; an SNaN is invalid. */
@@ -114,18 +148,36 @@ static const int imm_rounding[4] = {
     float_round_nearest_even, float_round_down, float_round_up, float_round_to_zero,
 };
 
+/*
+ * Overflow and underflow as arithmetic has them, with FZ ignored (vec_fp_element_flags:
+ * unmasked UE for any tiny result, PE of the result rounded with an unbounded exponent), and
+ * the SDM's VCVTPS2PH rule for a denormal source (unless DAZ): with DE masked and UE or PE
+ * unmasked, #XM with DE, UE and PE, so its unbounded result counts as inexact.
+ */
 static uint64_t f32_f16(VecCtx *c, uint64_t a)
 {
-    float_status s = c->fp;
+    float_status s = vec_fp_element(c);
     float16 r;
+    uint64_t sig;
+    bool tiny, inexact = false;
+    int f;
 
     if (!(c->in.imm & 4)) {
         set_float_rounding_mode(imm_rounding[c->in.imm & 3], &s);
     }
-    set_flush_to_zero(false, &s);
     vec_f32_check_denormal(c, a);
     r = float32_to_float16(a, true, &s);
-    set_float_exception_flags(get_float_exception_flags(&s), &c->fp);
+    f = get_float_exception_flags(&s);
+    tiny = (f & float_flag_underflow) || (!(r & 0x7c00) && (r & 0x3ff));
+    if (tiny || (f & float_flag_overflow)) {
+        sig = extract64(a, 0, 23);
+        if (extract64(a, 23, 8)) {
+            inexact = narrow_inexact(sig | 1u << 23, 11);
+        } else {
+            inexact = sig && !get_flush_inputs_to_zero(&s);
+        }
+    }
+    vec_fp_element_flags(c, &s, tiny, inexact);
     return r;
 }
 

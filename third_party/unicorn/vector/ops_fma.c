@@ -14,6 +14,13 @@
  * z quieted, whatever the negations; any SNaN is invalid; 0 * inf + QNaN is the QNaN without
  * invalid. MXCSR.DE: a denormal operand, unless DAZ, and unless the element's exception is of
  * higher priority (a NaN operand or an invalid operation, SDM Vol. 1 4.9.2 / 11.5.2).
+ *
+ * Results go through vec_f32_element/vec_f64_element (exec.c): tininess after rounding, FZ as
+ * the masked response to underflow, and with underflow or overflow unmasked UE for any tiny
+ * result (exact or not) and PE only when the result rounded with an unbounded exponent is
+ * inexact (SDM Vol. 1 4.9.1.4, 4.9.1.5). That rounding is decided exactly in a wider format:
+ * the product of two elements is exact there, and the sum rounded to odd keeps every bit the
+ * narrower rounding looks at.
  */
 #include "vector/ops.h"
 
@@ -51,12 +58,78 @@ static bool f64_denormal(VecCtx *c, float64 a)
            && !float64_is_zero(a);
 }
 
+/* A denormal operand read as a zero of its sign under MXCSR.DAZ (as softfloat does). */
+static float32 f32_daz(VecCtx *c, float32 a)
+{
+    return get_flush_inputs_to_zero(&c->fp) && float32_is_zero_or_denormal(a)
+           ? float32_set_sign(float32_zero, float32_is_neg(a)) : a;
+}
+
+static float64 f64_daz(VecCtx *c, float64 a)
+{
+    return get_flush_inputs_to_zero(&c->fp) && float64_is_zero_or_denormal(a)
+           ? float64_set_sign(float64_zero, float64_is_neg(a)) : a;
+}
+
+static float_status odd_status(void)
+{
+    float_status w;
+
+    memset(&w, 0, sizeof(w));
+    set_float_rounding_mode(float_round_to_odd, &w);
+    return w;
+}
+
+/*
+ * Whether x * y + z (finite operands, the kind's negations) rounded to single precision with
+ * an unbounded exponent is inexact: in double precision the product is exact (48 bits, the
+ * exponent within range) and the sum rounded to odd is exact or has its last bit set, so
+ * single precision's rounding is inexact iff double's was or its 29 extra bits are not 0.
+ */
+static bool fma32_inexact(VecCtx *c, float32 x, float32 y, float32 z, int neg)
+{
+    float_status w = odd_status();
+    float64 p, r;
+
+    p = float64_mul(float32_to_float64(f32_daz(c, x), &w),
+                    float32_to_float64(f32_daz(c, y), &w), &w);
+    if (neg & float_muladd_negate_product) {
+        p = float64_chs(p);
+    }
+    z = f32_daz(c, z);
+    if (neg & float_muladd_negate_c) {
+        z = float32_chs(z);
+    }
+    r = float64_add(p, float32_to_float64(z, &w), &w);
+    return (get_float_exception_flags(&w) & float_flag_inexact) || (r & ((1ull << 29) - 1));
+}
+
+/* The same for double precision, in quadruple precision (a 106-bit product; 60 extra bits). */
+static bool fma64_inexact(VecCtx *c, float64 x, float64 y, float64 z, int neg)
+{
+    float_status w = odd_status();
+    float128 p, r;
+
+    p = float128_mul(float64_to_float128(f64_daz(c, x), &w),
+                     float64_to_float128(f64_daz(c, y), &w), &w);
+    if (neg & float_muladd_negate_product) {
+        p = float128_chs(p);
+    }
+    z = f64_daz(c, z);
+    if (neg & float_muladd_negate_c) {
+        z = float64_chs(z);
+    }
+    r = float128_add(p, float64_to_float128(z, &w), &w);
+    return (get_float_exception_flags(&w) & float_flag_inexact)
+           || (r.low & ((1ull << 60) - 1));
+}
+
 /* One element: x * y + z with the kind's negations. */
 static float32 fma32(VecCtx *c, float32 x, float32 y, float32 z, int neg)
 {
     float_status s;
     float32 r;
-    bool den;
+    bool den, inexact = false;
     int f;
 
     if (float32_is_any_nan(x) || float32_is_any_nan(y) || float32_is_any_nan(z)) {
@@ -68,22 +141,23 @@ static float32 fma32(VecCtx *c, float32 x, float32 y, float32 z, int neg)
         return float32_silence_nan(r, &c->fp);
     }
     den = f32_denormal(c, x) || f32_denormal(c, y) || f32_denormal(c, z);
-    s = c->fp;
-    set_float_exception_flags(0, &s);
+    s = vec_fp_element(c);
     r = float32_muladd(x, y, z, neg, &s);
     f = get_float_exception_flags(&s);
     if (den && !(f & float_flag_invalid)) {
         c->denormal = 1;
     }
-    float_raise(f, &c->fp);
-    return r;
+    if ((f & (float_flag_overflow | float_flag_underflow)) || float32_is_denormal(r)) {
+        inexact = fma32_inexact(c, x, y, z, neg);
+    }
+    return vec_f32_element(c, &s, r, inexact);
 }
 
 static float64 fma64(VecCtx *c, float64 x, float64 y, float64 z, int neg)
 {
     float_status s;
     float64 r;
-    bool den;
+    bool den, inexact = false;
     int f;
 
     if (float64_is_any_nan(x) || float64_is_any_nan(y) || float64_is_any_nan(z)) {
@@ -95,15 +169,16 @@ static float64 fma64(VecCtx *c, float64 x, float64 y, float64 z, int neg)
         return float64_silence_nan(r, &c->fp);
     }
     den = f64_denormal(c, x) || f64_denormal(c, y) || f64_denormal(c, z);
-    s = c->fp;
-    set_float_exception_flags(0, &s);
+    s = vec_fp_element(c);
     r = float64_muladd(x, y, z, neg, &s);
     f = get_float_exception_flags(&s);
     if (den && !(f & float_flag_invalid)) {
         c->denormal = 1;
     }
-    float_raise(f, &c->fp);
-    return r;
+    if ((f & (float_flag_overflow | float_flag_underflow)) || float64_is_denormal(r)) {
+        inexact = fma64_inexact(c, x, y, z, neg);
+    }
+    return vec_f64_element(c, &s, r, inexact);
 }
 
 /* Element i in the instruction's order: d, s1, s2 are operands 1, 2, 3. */

@@ -184,6 +184,7 @@ void vec_f64_check_denormal(VecCtx *c, float64 a);
 float_status vec_fp_element(VecCtx *c);
 float32 vec_f32_element(VecCtx *c, float_status *st, float32 r, bool inexact);
 float64 vec_f64_element(VecCtx *c, float_status *st, float64 r, bool inexact);
+void vec_fp_element_flags(VecCtx *c, float_status *st, bool tiny, bool inexact);
 bool vec_fp_step(VecCtx *c);
 
 /* Memory for operations that address it themselves (exec.c). */

@@ -143,6 +143,7 @@ class Cycle:
     def go(self) -> dict:
         load = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(2)] if "host-load" in self.faults else []
+        loads = [os.getloadavg()[0]]
         try:
             self._cycle()
         except subprocess.TimeoutExpired as exc:
@@ -151,6 +152,10 @@ class Cycle:
             for process in load:
                 process.kill()
                 process.wait()
+        # The host's 1-minute load average at the cycle's start and end: whether anything but
+        # the soak (its machine, and its own host-load processes) was loading the host.
+        loads.append(os.getloadavg()[0])
+        self.record["host_load"] = [round(x, 2) for x in loads]
         return self.record
 
     def _cycle(self) -> None:
@@ -278,11 +283,30 @@ def threads_program() -> str:
         return base64.b64encode(gzip.compress(out.read_bytes(), mtime=0)).decode()
 
 
+OWN_LOAD = 1.5          # the machine's run loop and the CLI around it
+LOAD_FAULT = 2.0        # the host-load fault's two busy processes
+
+
+def quiet(cycle: dict) -> bool:
+    """Whether only the soak loaded the host during the cycle (as far as the 1-minute load
+    average shows): the figures of the issue's idle development machine."""
+    own = OWN_LOAD + (LOAD_FAULT if "host-load" in cycle["faults"] else 0)
+    return "host_load" in cycle and max(cycle["host_load"]) <= own + 0.5
+
+
 def summarize(cycles: list[dict]) -> dict:
+    figures = _figures(cycles)
+    quiet_cycles = [c for c in cycles if quiet(c)]
+    figures["quiet"] = {"cycles": len(quiet_cycles), **{k: v for k, v in _figures(
+        quiet_cycles).items() if k.startswith(("max_", "uptime"))}}
+    return figures
+
+
+def _figures(cycles: list[dict]) -> dict:
     boots = [b for c in cycles for b in c["boots"] if "uptime_drift" in b]
     interrupts = [c["interrupts"] for c in cycles if c.get("interrupts")]
-    quiet = [c["interrupts"] for c in cycles
-             if c.get("interrupts") and "sigstop" not in c["faults"]]
+    quiet_ = [c["interrupts"] for c in cycles
+              if c.get("interrupts") and "sigstop" not in c["faults"]]
     return {
         "cycles": len(cycles),
         "boots": sum(len(c["boots"]) for c in cycles),
@@ -295,9 +319,11 @@ def summarize(cycles: list[dict]) -> dict:
                          max((b["uptime_drift"] for b in boots), default=None)],
         "max_interrupt_latency_ms": max((i["max_latency_ms"] for i in interrupts),
                                         default=None),
-        "max_busy_tick_gap_ms": max((i["max_busy_tick_gap_ms"] for i in quiet), default=None),
+        "max_busy_tick_gap_ms": max((i["max_busy_tick_gap_ms"] for i in quiet_), default=None),
         "max_busy_tick_gap_ms_with_sigstop": max((i["max_busy_tick_gap_ms"]
                                                   for i in interrupts), default=None),
+        "max_slice_overrun_ms": max((i.get("max_slice_overrun_ms", 0) for i in quiet_),
+                                    default=None),
     }
 
 

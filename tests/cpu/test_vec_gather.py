@@ -42,13 +42,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-import re
 from dataclasses import dataclass, replace
 
 import pytest
 
 import vecharness as vh
-from vecharness import State, compare, describe, known_answers, run_engine
+from vecharness import State, compare, known_answers, run_engine
 
 GROUP = "gather"
 RECORDED_STATES = 3       # per line, in vectors/gather.json.gz
@@ -353,7 +352,6 @@ def recorded() -> tuple[vh.Outcome, ...]:
     return tuple(known_answers(GROUP, [(c.code, c.state) for c in cases()]))
 
 
-EXPECTED_FAULT = {"#PF": 14, "#UD": 6, "no fault": None}
 
 
 def _blind(answer: vh.Outcome, engine: vh.Outcome, line: Line | None) -> vh.Outcome:
@@ -378,21 +376,17 @@ def _blind(answer: vh.Outcome, engine: vh.Outcome, line: Line | None) -> vh.Outc
     return replace(engine, state=st)
 
 
-def _named(diffs: list[str]) -> list[str]:
-    """The differences describe() can name registers from (it knows no fault lines)."""
-    return [d for d in diffs if re.match(r"[xyz]mm\d|k\d|\w+:", d)]
-
 
 def _check(picked, *, expect: bool = False) -> list[str]:
     failures = []
     for case, answer in picked:
         engine = run_engine(case.code, case.state)
         diffs = compare(answer, _blind(answer, engine, case.line))
-        if expect and answer.fault != EXPECTED_FAULT[case.expect]:
-            diffs.append(f"silicon gave {vh.vector_name(answer.fault)}, the SDM {case.expect}")
+        if expect:
+            diffs += vh.sdm_notes(answer, case.expect, guard_page=False)
         if diffs:
-            text = describe(case.code, case.state, (answer, engine), _named(diffs))
-            failures.append(f"{case.text}: {text}\n  " + "\n  ".join(diffs))
+            failures.append(vh.failure(case.text, case.code, case.state, (answer, engine),
+                                       diffs))
             if len(failures) >= 4:
                 break
     return failures

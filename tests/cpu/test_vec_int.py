@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pytest
 
 import vecharness as vh
-from vecharness import State, compare, describe, known_answers, run_engine
+from vecharness import State, compare, known_answers, run_engine
 
 GROUP = "int"
 RECORDED_STATES = 3       # per line, in vectors/int.json.gz
@@ -523,7 +523,6 @@ def recorded() -> tuple[vh.Outcome, ...]:
     return tuple(known_answers(GROUP, [(c.code, c.state) for c in cases()]))
 
 
-EXPECTED_FAULT = {"#PF": 14, "#UD": 6, "no fault": None}
 
 # Encodings where this host (AMD Zen 4) departs from the SDM: the engine is checked against
 # the SDM alone.
@@ -543,18 +542,16 @@ def _check(picked, *, expect: bool = False) -> list[str]:
     for case, answer in picked:
         engine = run_engine(case.code, case.state)
         if case.text in SDM_OVER_HOST:
-            if engine.fault != EXPECTED_FAULT[case.expect]:
+            if engine.fault != vh.EXPECTED_FAULT[case.expect]:
                 failures.append(f"{case.text}: engine {vh.vector_name(engine.fault)}, the "
                                 f"SDM {case.expect}")
             continue
         diffs = compare(answer, engine)
-        if expect and answer.fault != EXPECTED_FAULT[case.expect]:
-            diffs.append(f"silicon gave {vh.vector_name(answer.fault)}, the SDM {case.expect}")
-        if expect and answer.fault == 14 and answer.fault_addr != vh.DATA_SIZE:
-            diffs.append(f"#PF at {answer.fault_addr:#x}, not at the guard page's start")
+        if expect:
+            diffs += vh.sdm_notes(answer, case.expect)
         if diffs:
-            failures.append(f"{case.text}: " + describe(case.code, case.state, (answer, engine),
-                                                         diffs) + "\n  " + "\n  ".join(diffs))
+            failures.append(vh.failure(case.text, case.code, case.state, (answer, engine),
+                                       diffs))
             if len(failures) >= 4:
                 break
     return failures

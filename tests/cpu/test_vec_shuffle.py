@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import pytest
 
 import vecharness as vh
-from vecharness import State, compare, describe, known_answers, run_engine
+from vecharness import State, compare, known_answers, run_engine
 
 GROUP = "shuffle"
 RECORDED_STATES = 3       # per masked line (one fewer unmasked), recorded
@@ -504,13 +504,12 @@ def recorded() -> tuple[vh.Outcome | None, ...]:
 
 def _sdm_outcome(case: Case) -> vh.Outcome:
     """A fault the SDM gives: nothing changed (for #PF, at the guard page's start)."""
-    fault = EXPECTED_FAULT[case.expect]
+    fault = vh.EXPECTED_FAULT[case.expect]
     assert fault is not None, case.text
     return vh.Outcome(case.state.copy(), fault, vh.RECORDED_CAPS,
                       vh.DATA_SIZE if fault == 14 else None, f"the SDM: {case.sdm_only}")
 
 
-EXPECTED_FAULT = {"#PF": 14, "#UD": 6, "no fault": None}
 
 
 def _check(picked, *, expect: bool = False) -> list[str]:
@@ -522,15 +521,11 @@ def _check(picked, *, expect: bool = False) -> list[str]:
             answer = _sdm_outcome(case)
         engine = run_engine(case.code, case.state)
         diffs = compare(answer, engine)
-        notes = []
-        if expect and answer.fault != EXPECTED_FAULT[case.expect]:
-            notes.append(f"silicon gave {vh.vector_name(answer.fault)}, the SDM {case.expect}")
-        if expect and answer.fault == 14 and answer.fault_addr != vh.DATA_SIZE:
-            notes.append(f"#PF at {answer.fault_addr:#x}, not at the guard page's start")
-        if diffs or notes:
-            failures.append(f"{case.text}: " + describe(case.code, case.state, (answer, engine),
-                                                         diffs)
-                            + "\n  " + "\n  ".join(diffs + notes))
+        if expect:
+            diffs += vh.sdm_notes(answer, case.expect)
+        if diffs:
+            failures.append(vh.failure(case.text, case.code, case.state, (answer, engine),
+                                       diffs))
             if len(failures) >= 4:
                 break
     return failures
@@ -592,7 +587,7 @@ def test_cases_reach_every_outcome():
     expect occurs, and the register forms changed their destinations."""
     seen = {c.expect: 0 for c in cases() if c.expect}
     for c, o in zip(cases(), recorded()):
-        if c.expect and o and o.fault == EXPECTED_FAULT[c.expect]:
+        if c.expect and o and o.fault == vh.EXPECTED_FAULT[c.expect]:
             seen[c.expect] += 1
     assert all(seen.values()), seen
     changed = sum(o.state.zmm != c.state.zmm for c, o in zip(cases(), recorded())

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-import re
 from dataclasses import dataclass
 
 import pytest
@@ -414,12 +413,7 @@ def recorded() -> tuple[vh.Outcome, ...]:
     return tuple(known_answers(GROUP, [(c.code, c.state) for c in cases()]))
 
 
-EXPECTED_FAULT = {"#PF": 14, "#UD": 6, "no fault": None}
 
-
-def _named(diffs: list[str]) -> list[str]:
-    """The differences describe() can name registers from (it knows no fault lines)."""
-    return [d for d in diffs if re.match(r"[xyz]mm\d|k\d|\w+:", d)]
 
 
 def _check(picked, *, expect: bool = False) -> list[str]:
@@ -427,17 +421,15 @@ def _check(picked, *, expect: bool = False) -> list[str]:
     for case, answer in picked:
         engine = run_engine(case.code, case.state)
         diffs = compare(answer, engine)
-        if expect and answer.fault != EXPECTED_FAULT[case.expect]:
-            diffs.append(f"silicon gave {vh.vector_name(answer.fault)}, the SDM {case.expect}")
-        if expect and answer.fault == 14 and answer.fault_addr != vh.DATA_SIZE:
-            diffs.append(f"#PF at {answer.fault_addr:#x}, not at the guard page's start")
+        if expect:
+            diffs += vh.sdm_notes(answer, case.expect)
         if expect and answer.fault is not None:
             unchanged = vh.Outcome(case.state, answer.fault, engine.caps)
             diffs += [f"changed at the fault: {d}"
                       for d in compare(unchanged, engine, fault_addr=False)]
         if diffs:
-            text = describe(case.code, case.state, (answer, engine), _named(diffs))
-            failures.append(f"{case.text}: {text}\n  " + "\n  ".join(diffs))
+            failures.append(vh.failure(case.text, case.code, case.state, (answer, engine),
+                                       diffs))
             if len(failures) >= 4:
                 break
     return failures
@@ -463,7 +455,7 @@ def test_recorded_answers_follow_the_sdm(mnemonic):
         diffs = compare(expected, answer)
         if diffs:
             failures.append(f"{case.text}: "
-                            + describe(case.code, case.state, (expected, answer), _named(diffs))
+                            + describe(case.code, case.state, (expected, answer), diffs)
                             + "\n  " + "\n  ".join(diffs))
             if len(failures) >= 4:
                 break
@@ -485,7 +477,7 @@ def test_engine_follows_the_sdm(mnemonic):
             if diffs:
                 failures.append(f"{line.text}: "
                                 + describe(code_of[line], st, (expected, engine),
-                                           _named(diffs))
+                                           diffs)
                                 + "\n  " + "\n  ".join(diffs))
         if len(failures) >= 4:
             break

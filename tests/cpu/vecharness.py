@@ -941,6 +941,27 @@ def _read_elf(data: bytes) -> tuple[bytes, dict[str, int], list[int]]:
 
 # --- running both ------------------------------------------------------------------------------
 
+# The SDM's outcome a fault case is built for, by name.
+EXPECTED_FAULT = {"#PF": 14, "#UD": 6, "no fault": None}
+
+
+def sdm_notes(answer: Outcome, expect: str, *, guard_page: bool = True) -> list[str]:
+    """How a recorded (silicon) outcome departs from the SDM's outcome `expect` ("#PF", "#UD"
+    or "no fault"); with guard_page, a #PF must be at the guard page's first byte."""
+    notes = []
+    if answer.fault != EXPECTED_FAULT[expect]:
+        notes.append(f"silicon gave {vector_name(answer.fault)}, the SDM {expect}")
+    if guard_page and answer.fault == 14 and answer.fault_addr != DATA_SIZE:
+        notes.append(f"#PF at {answer.fault_addr:#x}, not at the guard page's start")
+    return notes
+
+
+def failure(text: str, code: bytes, state: State, outcomes: Sequence[Outcome],
+            diffs: Sequence[str]) -> str:
+    """One failed case for an assertion message: its line, a reproducer, the differences."""
+    return f"{text}: " + describe(code, state, outcomes, diffs) + "\n  " + "\n  ".join(diffs)
+
+
 def differential(code: bytes, state: State, **compare_options) -> list[str]:
     """Run on both sides and compare (host first, then engine, in each message)."""
     return compare(run_host(code, state), run_engine(code, state), **compare_options)
@@ -1044,6 +1065,7 @@ def known_answers(name: str, cases: Sequence[tuple[bytes, State]]) -> list[Outco
 
 __all__ = [
     "AssemblerError", "CODE_BASE", "CODE_END", "Caps", "DATA_BASE", "DATA_SIZE",
+    "EXPECTED_FAULT", "failure", "sdm_notes",
     "HostUnavailable", "Outcome", "State", "VECTOR_KINDS", "XCR0_FULL", "XCR0_LEGACY",
     "assemble", "cache_dir", "compare", "describe", "differential", "engine_caps",
     "engine_xcr0", "host_available", "host_caps", "known_answers", "random_state",

@@ -64,8 +64,8 @@ static void gather(VecCtx *c, unsigned isize)
     VecReg *dest = &env->xmm_regs[in->reg];
 
     /* #UD: VEX, any two of destination, index and mask the same; EVEX, the destination the
-     * same as the index, or no opmask (k0). */
-    if (in->evex ? (in->reg == in->vsib_index || in->aaa == 0)
+     * same as the index (no opmask, k0, is the translator's #UD: F_K0ALL). */
+    if (in->evex ? in->reg == in->vsib_index
                  : (in->reg == in->vsib_index || in->reg == in->vvvv
                     || in->vvvv == in->vsib_index)) {
         undefined(c);
@@ -125,9 +125,6 @@ static void scatter(VecCtx *c, unsigned isize)
     const VecReg *src = &c->s1;
     uint64_t *k = &env->opmask_regs[in->aaa];
 
-    if (in->aaa == 0) {
-        undefined(c);
-    }
     for (unsigned i = 0; i < n; i++) {
         if ((*k >> i) & 1) {
             target_ulong addr = vec_vsib_address(c, index_of(&index, isize, i));
@@ -151,8 +148,7 @@ static void scatter_q(VecCtx *c) { scatter(c, 8); }
 
 #define AVX2 X_AVX2
 #define F512 X_AVX512F
-/* EVEX: an opmask is required (F_K0ALL; the translator does not act on that flag, so
- * gather() and scatter() check aaa = 0 themselves), zeroing is #UD. */
+/* EVEX: an opmask is required (F_K0ALL: aaa = 0 is the translator's #UD), zeroing is #UD. */
 #define KM (F_MASK | F_NOZERO | F_K0ALL)
 
 /* VEX gather: the VSIB operand and the mask (vvvv). */

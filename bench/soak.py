@@ -356,12 +356,14 @@ def main() -> None:
                 if done.returncode != 0:
                     sys.exit(f"soak: {' '.join(step)}: {done.stderr.strip()}")
     threads_b64 = threads_program()
-    # Files are named by run, cycle, boot and number: a disk that served another run keeps
-    # its files (and their checksums, still checked) without a name written twice.
+    # Files are named by run, attempt, cycle, boot and number: a disk that served another run
+    # keeps its files (and their checksums, still checked) without a name written twice. The
+    # attempt (new each time the soak starts) matters when a resumed run repeats the cycle
+    # that was interrupted: that cycle's first files and checksums may already be on disk.
     run_id_path = args.out / "run-id"
     if not run_id_path.exists():
         run_id_path.write_text(os.urandom(4).hex() + "\n")
-    run_id = run_id_path.read_text().strip()
+    run_id = f"{run_id_path.read_text().strip()}-{os.urandom(2).hex()}"
     log_path = args.out / "cycles.jsonl"
     cycles = [json.loads(line) for line in log_path.read_text().splitlines()] \
         if log_path.exists() else []

@@ -15,9 +15,10 @@ Changes to the engine's answer, each because of the machine rather than the inst
           the HPET, a check that fails when a vCPU is descheduled between its reads).
   leaf 6                  ARAT only (our APIC timer runs in every C-state).
   leaf 0xA                no architectural performance monitoring (not modelled).
-  leaf 0xD                only the state components of features we claim (x87, SSE; AVX and
-                          AVX-512's once claimed), at their standard-format offsets; EBX of
-                          subleaf 0 follows XCR0 (vcpu.py asks the engine).
+  leaf 0xD                only the state components of features we claim (x87, SSE, AVX,
+                          AVX-512), at their standard-format offsets; no supervisor components
+                          (IA32_XSS stays 0); EBX of subleaves 0 and 1 (the standard and the
+                          compacted size) follows XCR0 (vcpu.py asks the engine).
   leaf 0x15, 0x16         25 MHz core crystal, TSC ratio, base/turbo/bus frequencies.
   0x80000002-4            the brand string, e.g. "Intel(R) Xeon(R) W-2140B CPU @ 3.20GHz".
   0x80000006, 7, 8        L2 descriptor, invariant TSC, 46-bit physical / 48-bit virtual.
@@ -46,7 +47,7 @@ TSC_ADJUST = 1 << 1              # leaf 7 EBX: IA32_TSC_ADJUST (msr.py)
 # Features of the real Xeon W-21xxB that the engine does not execute (so CPUID does not claim).
 LEFT_OUT = ("VMX", "PCID",
             "INVPCID", "x2APIC", "MONITOR/MWAIT", "EIST", "TSX (HLE, RTM)", "MPX",
-            "PREFETCHW", "XSAVES", "RDSEED", "performance monitoring (leaf 0xA)")
+            "PREFETCHW", "RDSEED", "performance monitoring (leaf 0xA)")
 
 PROBED_LEAVES = ((0, 0), (1, 0), (7, 0), (0xD, 1), (0x80000001, 0))
 
@@ -87,6 +88,13 @@ def xsave_size(components: int) -> int:
     """Bytes an XSAVE area needs for these components (standard format)."""
     return max([XSAVE_LEGACY_SIZE] + [size + offset for bit, (size, offset)
                                       in XSAVE_COMPONENTS.items() if components >> bit & 1])
+
+
+def xsave_compacted_size(components: int) -> int:
+    """Bytes an XSAVEC/XSAVES area needs for these components: packed in bit order after the
+    legacy area and header (no component of this CPU asks for 64-byte alignment there)."""
+    return XSAVE_LEGACY_SIZE + sum(size for bit, (size, _) in XSAVE_COMPONENTS.items()
+                                   if components >> bit & 1)
 
 
 def _pow2_at_least(n: int) -> int:
@@ -142,7 +150,8 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
         components |= (1 << 2) if t[1, 0][2] & AVX else 0
         components |= 0xE0 if t[7, 0][1] & AVX512F else 0
         t[0xD, 0] = (components, XSAVE_LEGACY_SIZE, xsave_size(components), 0)
-        t[0xD, 1] = (native[0xD, 1][0] & 0x7, 0, 0, 0)  # XSAVEOPT/XSAVEC/XGETBV1, no XSAVES
+        t[0xD, 1] = (native[0xD, 1][0] & 0xF, xsave_compacted_size(components), 0, 0)
+        # EAX: XSAVEOPT, XSAVEC, XGETBV1, XSAVES; ECX:EDX: no supervisor components
         for bit, (size, offset) in XSAVE_COMPONENTS.items():
             if components >> bit & 1:
                 t[0xD, bit] = (size, offset, 0, 0)

@@ -1,7 +1,7 @@
 """Model-specific registers of the Xeon W-21xxB that the machine answers.
 
 The engine keeps the MSRs its translator depends on (EFER, STAR/LSTAR/CSTAR/FMASK, FS/GS/kernel
-GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision): `ENGINE_MSRS`. This module
+GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision, IA32_XSS): `ENGINE_MSRS`. This module
 answers the platform's: the APIC base and TSC deadline (to the local APIC), IA32_TSC_ADJUST
 (which offsets this CPU's TSC, SDM 17.17.3; a write to IA32_TSC itself is the engine's and
 does not move it), machine-check banks,
@@ -43,8 +43,10 @@ FEATURE_CONTROL_LOCKED = 1  # locked, VMX off (the engine has no VMX)
 # Linux needs at least 0x2000014 on this stepping before it trusts the TSC-deadline timer.
 MICROCODE_REVISION = 0x0200_6B06
 
+IA32_XSS = 0xDA0
+
 ENGINE_MSRS = frozenset(
-    {IA32_TSC, 0x174, 0x175, 0x176, 0x277, 0x2FF, 0xFE,
+    {IA32_TSC, 0x174, 0x175, 0x176, 0x277, 0x2FF, 0xFE, IA32_XSS,
      *range(0x200, 0x214), 0x250, 0x258, 0x259, *range(0x268, 0x270),
      *range(0xC0000080, 0xC0000085), *range(0xC0000100, 0xC0000104)})
 

@@ -145,8 +145,9 @@ class Vcpu:
         a, b, c, d = cpuid.lookup(self.cpuid, leaf, sub)
         if leaf == 1:  # OSXSAVE mirrors CR4.OSXSAVE
             c = (c & ~(1 << 27)) | ((uc.reg_read(x.UC_X86_REG_CR4) >> 18 & 1) << 27)
-        elif leaf == 0xD and sub == 0 and a:  # the XSAVE area XCR0's components need
-            b = cpuid.xsave_size(self.engine.xcr0() & a)
+        elif leaf == 0xD and sub in (0, 1) and a:  # the XSAVE area XCR0's components need
+            components = self.engine.xcr0() & self.cpuid[0xD, 0][0]
+            b = (cpuid.xsave_size if sub == 0 else cpuid.xsave_compacted_size)(components)
         uc.reg_write(x.UC_X86_REG_RAX, a)
         uc.reg_write(x.UC_X86_REG_RBX, b)
         uc.reg_write(x.UC_X86_REG_RCX, c)

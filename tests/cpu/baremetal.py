@@ -9,6 +9,7 @@ stack below KERNEL_STACK and interrupts off. The program prints `key=value` line
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -203,6 +204,16 @@ def parse(output: str) -> dict[str, str]:
         if sep:
             values.setdefault(key.strip(), []).append(value.strip())
     return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+
+
+def allow_user_access(machine, size: int = 2 << 20) -> None:
+    """Set the U bit on the firmware identity map's entries covering [0, size) (2 MiB pages
+    under one PML4 and PDPT entry), so that ring-3 code may run and touch memory there."""
+    user = 4
+    entries = [(0x1000, 0), (0x2000, 0)] + [(0x3000, i) for i in range(-(-size // (2 << 20)))]
+    for table, index in entries:
+        entry, = struct.unpack_from("<Q", machine.ram.read(table + 8 * index, 8))
+        machine.ram.write(table + 8 * index, struct.pack("<Q", entry | user))
 
 
 def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None = 1,

@@ -146,7 +146,22 @@ set_gate:                   # rdi vector, rsi handler, edx ist, ecx dpl, r8d typ
     call set_gate
 .endm
 
+# TO_RING3 target, rflags: continue at target in ring 3 (code 0x23, data and stack 0x1b, the
+# stack at 0x88000); an exception or `int` there switches to the stack it left, kernel_rsp.
+.macro TO_RING3 target, rflags=0x2
+    mov %rsp, kernel_rsp(%rip)
+    mov %rsp, tss_rsp0(%rip)
+    pushq $0x1b
+    pushq $0x88000
+    pushq $\rflags
+    pushq $0x23
+    lea \target(%rip), %rax
+    push %rax
+    iretq
+.endm
+
 .data
+kernel_rsp: .quad 0
 .align 16
 gdt:
     .quad 0

@@ -70,15 +70,7 @@ main:
     PROBE "call *%rdx"              # supervisor fetch, no-execute      -> 0x11
     PROBE "call *%rbx"              # supervisor fetch, not present     -> 0x10
 
-    mov %rsp, kernel_rsp(%rip)
-    mov %rsp, tss_rsp0(%rip)
-    pushq $0x1b                     # to CPL 3
-    pushq $0x88000
-    pushq $0x2
-    pushq $0x23
-    lea user(%rip), %rax
-    push %rax
-    iretq
+    TO_RING3 user
 user:
     PROBE "movq 8(%rbx), %rcx"      # user read, not present            -> 0x04
     PROBE "movq %rcx, 8(%rbx)"      # user write, not present           -> 0x06
@@ -110,7 +102,6 @@ pf_handler:
     iretq
 .data
 recover: .quad 0
-kernel_rsp: .quad 0
 """
 
 

@@ -37,16 +37,8 @@ main:
     mov %%rax, %%rdx
     shr $32, %%rdx
     wrmsr
-    mov %%rsp, kernel_rsp(%%rip)
-    mov %%rsp, tss_rsp0(%%rip)
     mov %%rsp, percpu+8(%%rip)
-    pushq $0x1b
-    pushq $0x88000
-    pushq $0x402                     # user RFLAGS: DF set (FMASK must clear it in the kernel)
-    pushq $0x23
-    lea user(%%rip), %%rax
-    push %%rax
-    iretq
+    TO_RING3 user, 0x402             # user RFLAGS: DF set (FMASK must clear it in the kernel)
 
 user:
     mov $ROUND_TRIPS, %%r12
@@ -114,7 +106,6 @@ back_to_kernel:
 .data
 .align 8
 percpu: .quad 0, 0
-kernel_rsp: .quad 0
 calls: .quad 0
 last_rcx: .quad 0
 last_r11: .quad 0

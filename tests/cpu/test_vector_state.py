@@ -137,6 +137,17 @@ h\vec:
 .endm
 """
 
+TRAP_HANDLERS = r"""
+    HANDLER 6, 0
+    HANDLER 7, 0
+    HANDLER 13, 1
+.data
+.align 64
+buffer: .fill 16, 8, 0
+resume: .quad 0
+vector: .quad 0
+"""
+
 FAULTS = TRAPS + r"""
 .macro XCR0 value
     xor %ecx, %ecx
@@ -191,15 +202,7 @@ main:
     TRY lock_sse, ".byte 0xf0; paddd %xmm1, %xmm2"
     TRY lock_vex, ".byte 0xf0; vpaddd %xmm1, %xmm2, %xmm3"
     jmp finish
-    HANDLER 6, 0
-    HANDLER 7, 0
-    HANDLER 13, 1
-.data
-.align 64
-buffer: .fill 16, 8, 0
-resume: .quad 0
-vector: .quad 0
-"""
+""" + TRAP_HANDLERS
 
 
 def test_state_checks_raise_ud_nm_and_gp_as_the_sdm_orders():
@@ -320,15 +323,7 @@ main:
     clts
 
     mov $0x280000, %rdi             # an area of its own for ring 3
-    mov %rsp, kernel_rsp(%rip)
-    mov %rsp, tss_rsp0(%rip)
-    pushq $0x1b                     # to CPL 3
-    pushq $0x88000
-    pushq $0x2
-    pushq $0x23
-    lea user(%rip), %rax
-    push %rax
-    iretq
+    TO_RING3 user
 user:
     TRY_IN_USER xsaves_user, "ALL; xsaves (%rdi)"
     TRY_IN_USER xrstors_user, "ALL; xrstors (%rdi)"
@@ -350,15 +345,7 @@ back_to_kernel:
     cpuid
     PRINT cpuid_d1_ebx_avx, %rbx
     jmp finish
-    HANDLER 6, 0
-    HANDLER 7, 0
-    HANDLER 13, 1
-.data
-.align 64
-buffer: .fill 16, 8, 0
-resume: .quad 0
-vector: .quad 0
-kernel_rsp: .quad 0
+""" + TRAP_HANDLERS + r"""
 xsaves_user: .quad 0
 xrstors_user: .quad 0
 xsavec_user: .quad 0

@@ -24,9 +24,18 @@ or in memory/layout.py for addresses, and nowhere else.
     | lapic       | 0xFEE0_0000 (each CPU)     |                          | (MADT)             |
     | host_bridge | PCI 00:00.0                |                          |                    |
     | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
+    | gpu_port    | PCI f0:00.0 → bus f1       |                          | PCF0               |
+    | gpu_switch_up / gpu_switch_down: f1:00.0 → f2, f2:00.0 → f3                                |
+    | gpu         | PCI f3:00.0                | (MSI only)               |                    |
+    | gpu_audio   | PCI f3:00.1                | (MSI only)               |                    |
 
 ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
 unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
+
+PCI has two root buses, each a host bridge in the DSDT (`ROOT_BUSES`): bus 00 (PCI0) with the
+platform's functions, and bus f0 (PCF0) with the root port of the GPU, as on the real machine.
+A row's PCI slot names its bus as the firmware numbers it; a bridge's slot names the bus on
+its secondary side (`bridge_to`).
 """
 
 from __future__ import annotations
@@ -86,11 +95,24 @@ class PciSlot:
     bus: int = 0
     pin: int = 0              # interrupt pin: 0 none, PIN_INTA
     gsi: int | None = None    # the I/O APIC pin INTA# is wired to
+    bridge_to: int | None = None   # a bridge: the bus on its secondary side
 
     @property
     def address(self) -> int:
         """_ADR / _PRT address: device in the high word, function in the low."""
         return self.device << 16 | self.function
+
+
+@dataclass(frozen=True)
+class RootBus:
+    """A PCI host bridge (the DSDT's PNP0A08 node `name`): root bus `bus` and the bus numbers
+    up to `last_bus` below it, and its share of the 32-bit PCI memory window and of the I/O
+    ports, each [start, end). The first root bus also has the 64-bit window."""
+    name: str
+    bus: int
+    last_bus: int
+    memory: tuple[int, int]
+    io: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -117,11 +139,17 @@ class Row:
     optional: bool = False            # absent on some machines (the SSD when unreadable)
 
 
+ONE_ROOT_BUS = (RootBus("PCI0", 0, 0xFF, (layout.PCI_MMIO_START, layout.PCI_MMIO_END),
+                        (layout.PCI_IO_START, 0x10000)),)
+
+
 class Board:
-    def __init__(self, name: str, rows: tuple[Row, ...], lpc_bridge: PciSlot):
+    def __init__(self, name: str, rows: tuple[Row, ...], lpc_bridge: PciSlot,
+                 root_buses: tuple[RootBus, ...] = ONE_ROOT_BUS):
         self.name = name
         self.rows = rows
         self.lpc_bridge = lpc_bridge  # where the DSDT's LPCB sits (_ADR)
+        self.root_buses = root_buses
         self._by_name = {row.name: row for row in rows}
         if len(self._by_name) != len(rows):
             raise ValueError("two board rows share a name")
@@ -175,6 +203,13 @@ class Board:
                     seen.setdefault(line.irq, line)
         return [seen[irq] for irq in sorted(seen)]
 
+    def root_bus_of(self, bus: int) -> RootBus:
+        """The host bridge whose bus numbers hold `bus`."""
+        for root in self.root_buses:
+            if root.bus <= bus <= root.last_bus:
+                return root
+        raise ValueError(f"bus {bus:#x} is under no root bus")
+
     def pci_rows(self) -> list[Row]:
         return [row for row in self.rows if row.pci is not None]
 
@@ -221,4 +256,20 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("host_bridge", "Xeon W host bridge (8086:2020)", pci=PciSlot(0)),
     Row("nvme", "the SSD: Apple ANS2 NVMe controller behind the T2 (106b:2005)",
         pci=PciSlot(4, pin=PIN_INTA, gsi=16), optional=True),
-), lpc_bridge=PciSlot(0x1F))
+    # The GPU: the Xeon's root port on root bus f0, then the Vega package's own PCIe switch
+    # (AMD's upstream and downstream ports) and the GPU with its HDMI/DP audio function.
+    Row("gpu_port", "Xeon W PCIe root port A (8086:2030)", pci=PciSlot(0, bus=0xF0, bridge_to=0xF1)),
+    Row("gpu_switch_up", "Radeon Pro Vega's PCIe switch, upstream port (1022:1470)",
+        pci=PciSlot(0, bus=0xF1, bridge_to=0xF2)),
+    Row("gpu_switch_down", "Radeon Pro Vega's PCIe switch, downstream port (1022:1471)",
+        pci=PciSlot(0, bus=0xF2, bridge_to=0xF3)),
+    Row("gpu", "Radeon Pro Vega 56/64 (1002:6867/6860) with its boot framebuffer",
+        pci=PciSlot(0, bus=0xF3)),
+    Row("gpu_audio", "Radeon Pro Vega HDMI/DP audio (1002:aaf8)",
+        pci=PciSlot(0, function=1, bus=0xF3)),
+), lpc_bridge=PciSlot(0x1F), root_buses=(
+    RootBus("PCI0", 0x00, 0xEF, (layout.PCI_MMIO_START, layout.PCI_GPU_MMIO_START),
+            (layout.PCI_IO_START, layout.PCI_GPU_IO_START)),
+    RootBus("PCF0", 0xF0, 0xFF, (layout.PCI_GPU_MMIO_START, layout.PCI_MMIO_END),
+            (layout.PCI_GPU_IO_START, 0x10000)),
+))

@@ -27,7 +27,13 @@ from typing import Callable
 from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
 from imacpro.bus.guest_errors import GuestErrors
 from imacpro.bus.mmio import MmioBus
-from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciMemoryWindow, host_bridge
+from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciIoWindow, PciMemoryWindow, \
+    host_bridge
+from imacpro.bus.pci_bridge import PciBridge
+from imacpro.bus.pio import PORT_COUNT
+from imacpro.bus.pcie import ROOT_PORT, SWITCH_DOWNSTREAM, SWITCH_UPSTREAM
+from imacpro.devices.display import vega
+from imacpro.devices.display.framebuffer import COMPAT, Mode
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
@@ -75,14 +81,17 @@ class Machine:
                  ssd=None, ssd_serial: str = "", board: Board = IMAC_PRO,
                  guest_error_log: Callable[[str], None] | None = None,
                  watchdog_s: float | None = DEFAULT_STALL_S,
-                 on_watchdog: Callable[[Report], None] | None = None):
+                 on_watchdog: Callable[[Report], None] | None = None,
+                 display_mode: Mode = COMPAT):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
         `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
         `watchdog_s`: guest seconds of silence before the watchdog reports (watchdog.py;
-        None: no watchdog), `on_watchdog(report)`: where its reports go."""
+        None: no watchdog), `on_watchdog(report)`: where its reports go; `display_mode`: the
+        boot framebuffer's mode (devices/display/framebuffer.py)."""
         self.config = config
         self.board = board
+        self.display_mode = display_mode
         self.processor = p = config.processor
         self.clock = clock or Clock(realtime=True)
         self.idle = idle
@@ -108,7 +117,8 @@ class Machine:
                     for n in range(ISA_IRQS)]
         self.gsi = {n: IrqLine(f"gsi{n}", self.ioapic.input(n))
                     for n in range(ISA_IRQS, IOAPIC_PINS)}
-        self.pci = PciBus(send_msi=self.message_interrupt, memory=self.ram)
+        self.pci = PciBus(send_msi=self.message_interrupt, memory=self.ram,
+                          root_buses=tuple(root.bus for root in board.root_buses))
         self.reset_control = ResetControl(self.request_reset)
 
         # The board's devices, in its order.
@@ -124,7 +134,10 @@ class Machine:
         pci64_start, pci64_last = layout.pci64_window(self.ram.size)
         for start, end in ((layout.PCI_MMIO_START, layout.PCI_MMIO_END),
                            (pci64_start, pci64_last + 1)):
-            self.mmio.register(start, end - start, PciMemoryWindow(self.pci, start))
+            self.mmio.add_window(start, end - start, PciMemoryWindow(self.pci, start),
+                                 self.pci.direct_ranges)
+        self.pio.register(layout.PCI_IO_START, PORT_COUNT - layout.PCI_IO_START,
+                          PciIoWindow(self.pci, layout.PCI_IO_START))
 
         # Logical CPUs, each with its local APIC; the PIC's INTR reaches the BSP's LINT0.
         count = cpus or p.threads
@@ -137,6 +150,7 @@ class Machine:
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0))
                       for i in range(count)]
         self.bsp = self.vcpus[0]
+        self.pci.on_decode_change = self._bars_moved
         self._woken: dict[Vcpu, None] = {}     # halted CPUs an interrupt came for, in order
         for vcpu in self.vcpus:
             vcpu.on_wake = self._woken.setdefault
@@ -166,7 +180,8 @@ class Machine:
         if row.mmio is not None and not row.mmio.per_cpu:
             self.mmio.register(row.mmio.base, row.mmio.size, device)
         if row.pci is not None:
-            self.pci.attach(row.pci.device, row.pci.function, getattr(device, "pci", device))
+            self.pci.attach(row.pci.device, row.pci.function, getattr(device, "pci", device),
+                            bus=row.pci.bus)
 
     def _isa(self, row: Row, index: int = 0) -> IrqLine:
         return self.irq[row.irqs[index].irq]
@@ -221,6 +236,24 @@ class Machine:
 
     def _make_host_bridge(self, row):
         return host_bridge()
+
+    # The GPU's path from root bus f0: the Xeon's root port, the Vega package's PCIe switch.
+    def _make_gpu_port(self, row):
+        return PciBridge(0x8086, 0x2030, row.pci.bridge_to, ROOT_PORT, *vega.LINK,
+                         revision=0x04)
+
+    def _make_gpu_switch_up(self, row):
+        return PciBridge(vega.VENDOR_AMD, 0x1470, row.pci.bridge_to, SWITCH_UPSTREAM, *vega.LINK)
+
+    def _make_gpu_switch_down(self, row):
+        return PciBridge(vega.VENDOR_AMD, 0x1471, row.pci.bridge_to, SWITCH_DOWNSTREAM,
+                         *vega.LINK)
+
+    def _make_gpu(self, row):
+        return vega.Vega(self.config.graphics_option)
+
+    def _make_gpu_audio(self, row):
+        return vega.VegaAudio(self.config.graphics_option)
 
     def _make_nvme(self, row):
         if self._ssd is None:
@@ -291,6 +324,13 @@ class Machine:
             window = self.ram.window(address, 4)
             if window is not None:
                 window[:] = (data & 0xFFFF_FFFF).to_bytes(4, "little")
+
+    def _bars_moved(self) -> None:
+        """A BAR moved or decoding changed: each engine remaps the PCI windows before it
+        runs again (the running one's slice ends here)."""
+        if self.mmio.moved():
+            for cpu in self.vcpus:
+                cpu.uc.emu_stop()
 
     def request_reset(self) -> None:
         self.reset_requested = True

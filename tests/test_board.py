@@ -7,6 +7,7 @@ from imacpro.catalog import configure
 from imacpro.clock import Clock
 from imacpro.firmware import acpi
 from imacpro.machine import Machine
+from imacpro.memory import layout
 
 
 def test_two_rows_cannot_claim_one_port_mmio_range_or_function():
@@ -37,9 +38,11 @@ def test_the_machine_answers_where_the_board_says():
             assert any(r.base == row.mmio.base and r.device is device
                        for r in machine.mmio.regions)
     assert machine.nvme is None and "nvme" not in machine.devices
-    # Nothing answers that the board does not list (the PCI windows are the host bridge's).
+    # Nothing answers that the board does not list (the PCI windows, memory and I/O, are the
+    # host bridges').
     listed = {p for row in IMAC_PRO.rows for ports in row.ports
               for p in range(ports.base, ports.base + ports.count)}
+    listed |= set(range(layout.PCI_IO_START, 0x10000))
     assert {p for p, owner in enumerate(machine.pio._owner) if owner} == listed
 
 
@@ -69,7 +72,7 @@ def test_firmware_tables_follow_a_changed_board():
     rows = tuple(Row("uart", "COM1 elsewhere", ports=(Ports(0x2F8, 8),),
                      irqs=(IsaIrq(3, gsi=20),), acpi=Acpi("LPCB", "COM1", "PNP0501", uid=1))
                  if row.name == "uart" else row for row in IMAC_PRO.rows)
-    board = Board("test", rows, IMAC_PRO.lpc_bridge)
+    board = Board("test", rows, IMAC_PRO.lpc_bridge, IMAC_PRO.root_buses)
     assert (3, 20) in _madt_overrides(board) and (3, 20) not in _madt_overrides(IMAC_PRO)
     moved = acpi.dsdt_aml(32 << 30, 1, board)
     stock = acpi.dsdt_aml(32 << 30, 1, IMAC_PRO)

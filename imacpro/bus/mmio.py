@@ -5,15 +5,25 @@ device's read/write with the offset inside its range. Ranges are page aligned (U
 whole pages); a device smaller than its page sees offsets past its end and ignores them, as
 its own docstring says. The local APIC is per CPU and mapped by the vCPU itself. A device's
 exception on an access is the guard's (guest_errors.py): reads return all ones.
+
+A window (a PCI memory window) is a range whose contents move: its device decodes each access,
+and the parts that are plain memory (a BAR backed by host memory, such as a framebuffer) are
+mapped into the engines directly, so the guest reaches them at memory speed with no Python
+call. `direct()` says where those parts are now; each vCPU's `MappedWindows` maps the window
+as device pieces around them and follows them when `generation` moves (a BAR moved, decoding
+turned on or off), between slices. Until then an access to a part that moved still lands
+right, through the device (the window's device reaches the same memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from imacpro.bus.guest_errors import GuestErrors
 
 PAGE = 0x1000
+PROT_ALL = 7                 # Unicorn's UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
 
 
 @dataclass(frozen=True)
@@ -23,23 +33,131 @@ class MmioRegion:
     device: object
 
 
+@dataclass(frozen=True)
+class MmioWindow:
+    base: int
+    size: int
+    device: object
+    direct: Callable[[], list[tuple[int, int, int]]]   # (address, size, host address)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a window as an engine maps it: the window's device from `start` (offsets
+    relative to the window), or host memory at `host`."""
+    start: int
+    end: int
+    window: MmioWindow
+    host: int | None = None
+
+
 class MmioBus:
     def __init__(self, errors: GuestErrors | None = None):
-        self.regions: list[MmioRegion] = []
+        self.regions: list[MmioRegion | MmioWindow] = []
+        self.windows: list[MmioWindow] = []
         self.errors = errors or GuestErrors()
+        self.generation = 0          # moves when a window's direct parts move
+        self._pieces: list[Piece] = []
 
     def register(self, base: int, size: int, device) -> None:
+        self.regions.append(MmioRegion(*self._check(base, size, device), device))
+
+    def add_window(self, base: int, size: int, device,
+                   direct: Callable[[], list[tuple[int, int, int]]]) -> None:
+        """A window at `base` decoded by `device`, with `direct()` giving its memory parts."""
+        window = MmioWindow(*self._check(base, size, device), device, direct)
+        self.regions.append(window)
+        self.windows.append(window)
+        self.moved()
+
+    def _check(self, base: int, size: int, device) -> tuple[int, int]:
         size = (size + PAGE - 1) & ~(PAGE - 1)
         if base % PAGE:
             raise ValueError(f"MMIO base {base:#x} is not page aligned")
         for r in self.regions:
             if base < r.base + r.size and r.base < base + size:
                 raise ValueError(f"MMIO {base:#x}+{size:#x} overlaps {r.device!r}")
-        self.regions.append(MmioRegion(base, size, device))
+        return base, size
 
-    def map_into(self, uc) -> None:
+    def moved(self) -> bool:
+        """The windows' direct parts may have changed: if they did, engines remap before
+        they run on. Returns whether they did."""
+        pieces = self.pieces()
+        if pieces == self._pieces:
+            return False
+        self._pieces = pieces
+        self.generation += 1
+        return True
+
+    def map_into(self, uc) -> MappedWindows:
+        """Map every region into an engine; returns what keeps its windows up to date."""
         for r in self.regions:
-            map_device(uc, r.base, r.size, r.device, self.errors)
+            if isinstance(r, MmioRegion):
+                map_device(uc, r.base, r.size, r.device, self.errors)
+        return MappedWindows(uc, self)
+
+    def pieces(self) -> list[Piece]:
+        """Every window cut into device pieces around its direct parts. A part that is not
+        page aligned, leaves its window or overlaps another stays with the device."""
+        out = []
+        for w in self.windows:
+            cursor, end = w.base, w.base + w.size
+            for address, size, host in sorted(w.direct()):
+                if address < cursor or address + size > end or (address | size) % PAGE:
+                    continue
+                if address > cursor:
+                    out.append(Piece(cursor, address, w))
+                out.append(Piece(address, address + size, w, host))
+                cursor = address + size
+            if cursor < end:
+                out.append(Piece(cursor, end, w))
+        return out
+
+
+class MappedWindows:
+    """One engine's mapping of the bus's windows, redone when the bus's generation moves.
+    Call `update()` only between slices: unmapping frees the callbacks of pieces that
+    may be on the engine's stack inside one."""
+
+    def __init__(self, uc, bus: MmioBus):
+        self.uc = uc
+        self.bus = bus
+        self.pieces: list[Piece] = []
+        self.generation = -1
+        self.update()
+
+    def update(self) -> None:
+        if self.generation == self.bus.generation:
+            return
+        self.generation = self.bus.generation
+        wanted = self.bus.pieces()
+        for piece in self.pieces:
+            self.uc.mem_unmap(piece.start, piece.end - piece.start)
+        for piece in wanted:
+            size = piece.end - piece.start
+            if piece.host is not None:
+                self.uc.mem_map_ptr(piece.start, size, PROT_ALL, piece.host)
+            else:
+                device = _Shifted(piece.window.device, piece.start - piece.window.base)
+                map_device(self.uc, piece.start, size, device, self.bus.errors)
+        self.pieces = wanted
+
+
+class _Shifted:
+    """A window's device seen from a piece that starts `delta` bytes into the window."""
+
+    def __init__(self, device, delta: int):
+        self.device = device
+        self.delta = delta
+
+    def read(self, offset: int, size: int) -> int:
+        return self.device.read(self.delta + offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        self.device.write(self.delta + offset, size, value)
+
+    def __repr__(self) -> str:
+        return repr(self.device)
 
 
 def map_device(uc, base: int, size: int, device, errors: GuestErrors) -> None:

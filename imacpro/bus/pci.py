@@ -17,15 +17,24 @@ A function's header (type 0) as modelled here:
     | 06  | status: interrupt 3 (RO, the INTx state), capabilities list 4 (RO)              |
     | 08  | revision, class code (RO)                                                       |
     | 0C  | cache line size, latency timer (RW, no effect), header type (RO)                |
-    | 10  | BARs: 64-bit memory BARs take two slots; the low bits (type, prefetchable) are  |
-    |     | RO, address bits below the BAR's size read 0 (how software sizes them)          |
+    | 10  | BARs: 64-bit memory BARs take two slots; the low bits (I/O, type,               |
+    |     | prefetchable) are RO, address bits below the BAR's size read 0 (how software    |
+    |     | sizes them)                                                                     |
     | 2C  | subsystem vendor, subsystem (RO)                                                |
+    | 30  | expansion ROM: address 31:11 (RW above the ROM's size), enable 0 (RW)           |
     | 34  | capabilities pointer (RO)                                                       |
     | 3C  | interrupt line (RW, for software), interrupt pin (RO: 1 = INTA#)                |
 
-Memory BARs decode while the command register's memory bit is set: `PciMemoryWindow` (one per
-PCI memory window of memory/layout.py) looks up the BAR holding each access, so the guest may
-move BARs at will. A function masters DMA (its device reads and writes guest memory) only while
+PCI-to-PCI bridges (type 1 header) are `pci_bridge.PciBridge`. The hierarchy is one segment:
+root buses (each a host bridge of the board) and the buses behind bridges. Configuration
+cycles reach a bus by the bus numbers software programmed into the bridges, as on hardware
+(a bridge claims its secondary..subordinate range); functions are attached under the bus
+number the board gives them, which the firmware programs the bridges to match.
+
+Memory BARs decode while the command register's memory bit is set and every bridge above
+forwards the range (its memory bit set, the range inside one of its windows): `PciMemoryWindow`
+(one per PCI memory window of memory/layout.py) looks up the BAR holding each access, so the
+guest may move BARs at will. I/O BARs decode the same way through `PciIoWindow`. A function masters DMA (its device reads and writes guest memory) only while
 the bus master bit is set: every DMA goes through `dma_window` (or dma_read/dma_write), which
 gives nothing while bus mastering is off or when any byte of the range is not RAM (the
 platform's master abort), so no device model reaches memory any other way. Its message interrupts (bus/msi.py) leave through `send_msi`, which
@@ -48,21 +57,37 @@ log = logging.getLogger(__name__)
 CONFIG_SPACE = 4096
 COMMAND, STATUS, BAR0, CAP_POINTER, INTERRUPT_LINE, INTERRUPT_PIN = 0x04, 0x06, 0x10, 0x34, \
     0x3C, 0x3D
-BAR_END = 0x28
+ROM_BAR = 0x30                           # type 0 header (a bridge's is at 0x38)
+DECODE_REGISTERS = range(BAR0, CAP_POINTER)   # BARs, a bridge's windows, the ROM BAR
 CMD_IO, CMD_MEMORY, CMD_BUS_MASTER, CMD_INTX_DISABLE = 1 << 0, 1 << 1, 1 << 2, 1 << 10
 COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | 1 << 6 | 1 << 8 | CMD_INTX_DISABLE
 STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
-BAR_MEM64 = 0b100
+BAR_IO, BAR_MEM64, BAR_PREFETCHABLE = 0b1, 0b100, 0b1000
+ROM_ENABLE = 1
 FIRST_CAPABILITY = 0x40
 CONFIG_ADDRESS_WRITABLE = 0x80FF_FFFC    # enable, bus, device, function, register
+MAX_IO_BAR = 256                         # PCI 3.0 §6.2.5.1: I/O BARs are at most 256 bytes
 
 
 @dataclass
 class MemoryBar:
-    index: int       # BAR slot (a 64-bit BAR also takes index + 1)
+    index: int       # BAR slot (a 64-bit BAR also takes index + 1); ROM_INDEX: the ROM
     size: int        # a power of two, at least 4 KiB (so it maps whole pages)
     device: object   # read(offset, size) / write(offset, size, value)
     is64: bool = True
+    prefetchable: bool = False
+    memory: object = None  # memory/ram.HostMemory when the BAR is plain memory (the engines
+                           # map it directly); `device` then reads and writes the same bytes
+
+
+ROM_INDEX = -1
+
+
+@dataclass
+class IoBar:
+    index: int       # BAR slot
+    size: int        # a power of two, 4 to 256 bytes
+    device: object   # read(offset, size) / write(offset, size, value)
 
 
 class PciFunction:
@@ -86,6 +111,9 @@ class PciFunction:
         struct.pack_into("<H", self.writable, COMMAND, COMMAND_WRITABLE)
         self.writable[0x0C] = self.writable[0x0D] = self.writable[INTERRUPT_LINE] = 0xFF
         self.bars: list[MemoryBar] = []
+        self.io_bars: list[IoBar] = []
+        self.rom: MemoryBar | None = None
+        self.upstream = None                  # the bridge above (pci_bridge.PciBridge), if any
         self._next_capability = FIRST_CAPABILITY
         self._last_capability_link = CAP_POINTER
         self.intx: IrqLine | None = None      # INTA#, as the platform routes it
@@ -104,11 +132,30 @@ class PciFunction:
         if not 0 <= bar.index <= 6 - slots:
             raise ValueError(f"no room for BAR {bar.index}")
         offset = BAR0 + 4 * bar.index
-        struct.pack_into("<I", self.config, offset, BAR_MEM64 if bar.is64 else 0)
+        low_bits = (BAR_MEM64 if bar.is64 else 0) | (BAR_PREFETCHABLE if bar.prefetchable else 0)
+        struct.pack_into("<I", self.config, offset, low_bits)
         struct.pack_into("<I", self.writable, offset, ~(bar.size - 1) & 0xFFFF_FFF0)
         if bar.is64:
             struct.pack_into("<I", self.writable, offset + 4, 0xFFFF_FFFF)
         self.bars.append(bar)
+        self._initial = bytes(self.config)
+
+    def add_io_bar(self, bar: IoBar) -> None:
+        if not 4 <= bar.size <= MAX_IO_BAR or bar.size & (bar.size - 1):
+            raise ValueError(f"I/O BAR size {bar.size:#x} is not a power of two, 4 to 256")
+        offset = BAR0 + 4 * bar.index
+        struct.pack_into("<I", self.config, offset, BAR_IO)
+        struct.pack_into("<I", self.writable, offset, ~(bar.size - 1) & 0xFFFC)
+        self.io_bars.append(bar)
+        self._initial = bytes(self.config)
+
+    def add_rom(self, image: bytes, size: int) -> None:
+        """An expansion ROM of `size` bytes (a power of two) holding `image`, read-only."""
+        if size < 2048 or size & (size - 1) or len(image) > size:
+            raise ValueError(f"ROM size {size:#x} is not a power of two holding the image")
+        self.rom = MemoryBar(ROM_INDEX, max(size, 4096), ReadOnlyMemory(image, size),
+                             is64=False)
+        struct.pack_into("<I", self.writable, ROM_BAR, (~(size - 1) & 0xFFFF_F800) | ROM_ENABLE)
         self._initial = bytes(self.config)
 
     def add_capability(self, cap_id: int, body: bytes, writable: bytes = b"") -> int:
@@ -151,15 +198,39 @@ class PciFunction:
     def bus_master(self) -> bool:
         return bool(self.command & CMD_BUS_MASTER)
 
-    def bar_address(self, bar: MemoryBar) -> int:
+    def bar_address(self, bar: MemoryBar | IoBar) -> int:
+        if bar.index == ROM_INDEX:
+            return struct.unpack_from("<I", self.config, ROM_BAR)[0] & 0xFFFF_F800
         low, high = struct.unpack_from("<II", self.config, BAR0 + 4 * bar.index)
+        if isinstance(bar, IoBar):
+            return low & 0xFFFC
         return (low & ~0xF) | ((high << 32) if bar.is64 else 0)
 
     def decoded_bars(self) -> list[tuple[int, MemoryBar]]:
-        """(address, BAR) for the BARs the function decodes now."""
+        """(address, BAR) for the memory BARs (and the ROM, when enabled) the function
+        decodes now, bridges above included."""
         if not self.command & CMD_MEMORY:
             return []
-        return [(self.bar_address(bar), bar) for bar in self.bars]
+        bars = list(self.bars)
+        if self.rom is not None and self.config[ROM_BAR] & ROM_ENABLE:
+            bars.append(self.rom)
+        return [(address, bar) for bar in bars
+                if self._forwarded("memory", address := self.bar_address(bar), bar.size)]
+
+    def decoded_io_bars(self) -> list[tuple[int, IoBar]]:
+        if not self.command & CMD_IO:
+            return []
+        return [(address, bar) for bar in self.io_bars
+                if self._forwarded("io", address := self.bar_address(bar), bar.size)]
+
+    def _forwarded(self, space: str, address: int, size: int) -> bool:
+        """Whether every bridge above passes [address, address + size) down to us."""
+        bridge = self.upstream
+        while bridge is not None:
+            if not bridge.forwards(space, address, size):
+                return False
+            bridge = bridge.upstream
+        return True
 
     def save(self) -> dict:
         return {"config": bytes(self.config), "intx_asserted": self._intx_asserted}
@@ -235,7 +306,7 @@ class PciFunction:
         if offset < COMMAND + 2 and offset + size > COMMAND:
             self._drive_intx()
         if (offset < COMMAND + 2 and offset + size > COMMAND) or \
-                (offset < BAR_END and offset + size > BAR0):
+                (offset < DECODE_REGISTERS.stop and offset + size > DECODE_REGISTERS.start):
             self.on_decode_change()
         self.config_written(offset, size)
 
@@ -243,50 +314,123 @@ class PciFunction:
         """For devices whose capabilities act on writes (MSI-X masks)."""
 
 
+class ReadOnlyMemory:
+    """An expansion ROM behind its BAR: the image, zeros after it; writes are ignored."""
+
+    def __init__(self, image: bytes, size: int):
+        self.data = bytes(image).ljust(size, b"\0")
+
+    def read(self, offset: int, size: int) -> int:
+        if offset + size > len(self.data):
+            return (1 << (8 * size)) - 1
+        return int.from_bytes(self.data[offset:offset + size], "little")
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
+
+
 class PciBus:
-    """Bus 0: functions by (device, function)."""
+    """The PCI hierarchy: root buses, the bridges below them and every function, attached
+    under the (bus, device, function) the board gives it."""
 
     def __init__(self, send_msi: Callable[[int, int], None] = lambda address, data: None,
-                 memory=None):
+                 memory=None, root_buses: tuple[int, ...] = (0,)):
         """`send_msi(address, data)`: where the functions' message interrupts go; `memory`:
-        what their DMA reaches (memory/ram.py)."""
-        self.functions: dict[tuple[int, int], PciFunction] = {}
+        what their DMA reaches (memory/ram.py); `root_buses`: the host bridges' bus numbers."""
+        self.functions: dict[tuple[int, int, int], PciFunction] = {}
+        self.root_buses = frozenset(root_buses)
         self.send_msi = send_msi
         self.memory = memory
         self._decoders: list[tuple[int, int, MemoryBar]] | None = None
+        self._io_decoders: list[tuple[int, int, IoBar]] | None = None
 
-    def attach(self, device: int, function: int, fn: PciFunction) -> None:
-        self.functions[device, function] = fn
+    def attach(self, device: int, function: int, fn: PciFunction, bus: int = 0) -> None:
+        self.functions[bus, device, function] = fn
         fn.on_decode_change = self._decode_changed
         fn.send_msi = self.send_msi
         fn.memory = self.memory
-        self._decoders = None
+        for (b, _, _), each in self.functions.items():   # in any order of attaching
+            each.upstream = self._bridge_to(b)
+        self._decode_changed()
+
+    def _bridge_to(self, bus: int):
+        """The bridge whose secondary side is board bus `bus` (None for a root bus)."""
+        for fn in self.functions.values():
+            if getattr(fn, "child_bus", None) == bus:
+                return fn
+        return None
 
     def _decode_changed(self) -> None:
-        self._decoders = None
+        self._decoders = self._io_decoders = None
+        self.on_decode_change()
+
+    def on_decode_change(self) -> None:
+        """Set by the machine: BARs may have moved (the engines' direct mappings follow)."""
+
+    def direct_ranges(self) -> list[tuple[int, int, int]]:
+        """(address, size, host address) of each decoded BAR that is plain host memory."""
+        return [(start, end - start, bar.memory.host_address)
+                for start, end, bar in self.decoders() if bar.memory is not None]
 
     def decoders(self) -> list[tuple[int, int, MemoryBar]]:
-        """(start, end, BAR) of every decoded memory BAR: cached until a command or BAR
-        register changes."""
+        """(start, end, BAR) of every decoded memory BAR: cached until a command, BAR or
+        bridge window register changes."""
         if self._decoders is None:
             self._decoders = [(address, address + bar.size, bar)
                               for fn in self.functions.values()
                               for address, bar in fn.decoded_bars()]
         return self._decoders
 
+    def io_decoders(self) -> list[tuple[int, int, IoBar]]:
+        if self._io_decoders is None:
+            self._io_decoders = [(address, address + bar.size, bar)
+                                 for fn in self.functions.values()
+                                 for address, bar in fn.decoded_io_bars()]
+        return self._io_decoders
+
     def reset(self) -> None:
         for fn in self.functions.values():
             fn.reset()
 
+    def board_bus(self, bus: int) -> int | None:
+        """The board bus that configuration cycles for bus number `bus` reach: a root bus,
+        or the secondary side of the bridge whose programmed secondary..subordinate range
+        holds it (PCI-to-PCI Bridge 1.2 §3.1.2.1), following bridges down from the root."""
+        if bus in self.root_buses:
+            return bus
+        for root in sorted(self.root_buses):
+            found = self._below(root, bus, depth=0)
+            if found is not None:
+                return found
+        return None
+
+    def _below(self, board_bus: int, bus: int, depth: int) -> int | None:
+        if depth > 32:          # a guest's bridges programmed into a loop
+            return None
+        for (b, _, _), fn in self.functions.items():
+            child = getattr(fn, "child_bus", None)
+            if b != board_bus or child is None:
+                continue
+            secondary, subordinate = fn.secondary_bus, fn.subordinate_bus
+            if secondary and secondary <= bus <= subordinate:
+                return child if bus == secondary else self._below(child, bus, depth + 1)
+        return None
+
+    def _function(self, bus: int, device: int, function: int) -> PciFunction | None:
+        board_bus = self.board_bus(bus)
+        if board_bus is None:
+            return None
+        return self.functions.get((board_bus, device, function))
+
     def read(self, bus: int, device: int, function: int, offset: int, size: int) -> int:
-        fn = self.functions.get((device, function)) if bus == 0 else None
+        fn = self._function(bus, device, function)
         if fn is None or size not in (1, 2, 4) or offset % size or offset + size > CONFIG_SPACE:
             return (1 << (8 * size)) - 1 if size in (1, 2, 4) else 0xFFFFFFFF
         return fn.read_config(offset, size)
 
     def write(self, bus: int, device: int, function: int, offset: int, size: int,
               value: int) -> None:
-        fn = self.functions.get((device, function)) if bus == 0 else None
+        fn = self._function(bus, device, function)
         if fn is None or size not in (1, 2, 4) or offset % size or offset + size > CONFIG_SPACE:
             log.debug("config write to absent %02x:%02x.%x+%#x ignored", bus, device, function,
                       offset)
@@ -381,6 +525,38 @@ class PciMemoryWindow:
         for start, end, bar in self.bus.decoders():
             if start <= address and address + size <= end:
                 return bar, address - start
+        return None
+
+    def read(self, offset: int, size: int) -> int:
+        found = self._find(offset, size)
+        if found is None:
+            return (1 << (8 * size)) - 1
+        bar, inside = found
+        return bar.device.read(inside, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        found = self._find(offset, size)
+        if found is not None:
+            bar, inside = found
+            bar.device.write(inside, size, value)
+
+
+class PciIoWindow:
+    """The PCI I/O ports (a range of the port bus at `base`): each access goes to the I/O BAR
+    that decodes it; elsewhere reads are all ones and writes are dropped."""
+
+    def __init__(self, bus: PciBus, base: int):
+        self.bus = bus
+        self.base = base
+
+    def reset(self) -> None:
+        pass
+
+    def _find(self, offset: int, size: int) -> tuple[IoBar, int] | None:
+        port = self.base + offset
+        for start, end, bar in self.bus.io_decoders():
+            if start <= port and port + size <= end:
+                return bar, port - start
         return None
 
     def read(self, offset: int, size: int) -> int:

@@ -27,6 +27,7 @@ SOURCES: dict[str, str] = {
     "clover-platformdata": "Clover platformdata (iMacPro1,1 board-id and boot ROM version)",
     "apple-serial-format": "Apple 12-character serial format PPPYWSSSCCCC (MacRumors 2010-04-16)",
     "ieee-oui": "IEEE MA-L registry, assignments to Apple, Inc.",
+    "linux-hardware": "linux-hardware.org probes of iMacPro1,1 under Linux (lspci IDs, BARs)",
 }
 
 
@@ -97,6 +98,8 @@ class GraphicsOption:
     vram_type: str
     window: Window
     sources: tuple[str, ...]
+    pci_device: int = 0          # AMD's device ID (vendor 1002)
+    pci_subsystem: int = 0       # Apple's subsystem ID (vendor 106b)
 
 
 @dataclass(frozen=True)
@@ -157,11 +160,13 @@ GRAPHICS: dict[str, GraphicsOption] = {
     g.key: g
     for g in (
         GraphicsOption("vega56", "Radeon Pro Vega 56", 8, "HBM2", WHOLE_LIFE,
-                       ("seed", "apple-specs")),
+                       ("seed", "apple-specs", "linux-hardware"), 0x6867, 0x017B),
         GraphicsOption("vega64", "Radeon Pro Vega 64", 16, "HBM2", WHOLE_LIFE,
-                       ("seed", "apple-specs")),
+                       ("seed", "apple-specs", "linux-hardware"), 0x6860, 0x017C),
+        # No probe of a Vega 64X was found: it answers with the Vega 64's IDs.
         GraphicsOption("vega64x", "Radeon Pro Vega 64X", 16, "HBM2",
-                       Window(LATE_OPTIONS_ADDED, DELISTED), ("seed", "macrumors-2019")),
+                       Window(LATE_OPTIONS_ADDED, DELISTED), ("seed", "macrumors-2019"),
+                       0x6860, 0x017C),
     )
 }
 

@@ -70,7 +70,7 @@ class Vcpu:
         self.uc = uc = self.engine.uc
         ram.map_into(uc, unicorn.UC_PROT_ALL)
         self.engine.join_code_map(ram)
-        mmio.map_into(uc)
+        self.windows = mmio.map_into(uc)   # the PCI windows, remapped as BARs move
         map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self), mmio.errors)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
@@ -247,6 +247,7 @@ class Vcpu:
     def run(self, timeout_us: int) -> None:
         """Run until HLT, shutdown or `timeout_us` of host time has passed."""
         self._anchor_tsc()
+        self.windows.update()
         self._nmi_pending = False
         self.state = State.RUNNING
         rip = self.uc.reg_read(x.UC_X86_REG_RIP)

@@ -24,12 +24,14 @@ disassemble the result with `iasl -d` when it is installed, as an independent ch
 What the namespace holds and why (Linux 6.1 is the reference OS):
   \\_S0, \\_S5       sleep packages; SLP_TYP values are the PCH's (devices/acpi_pm.py). No
                     \\_S3/\\_S4: we cannot sleep, so the OS is not offered it.
-  \\_SB.PCI0         PCIe host bridge (PNP0A08/PNP0A03), segment 0, buses 0-255, the I/O windows
-                    around 0xCF8-0xCFF, the 32-bit memory window of memory/layout.py and a
-                    64-bit window above RAM. _PRT routes each device's INTA# to its I/O APIC
-                    pin (the board's PCI rows; no PCI link devices). No _OSC: Linux
-                    then keeps the platform's PCIe features off (ASPM etc.), which is right for
-                    a model with no PCIe links.
+  \\_SB.PCI0         PCIe host bridges (PNP0A08/PNP0A03), one per root bus of the board
+  \\_SB.PCF0         (board.RootBus), segment 0: PCI0 for buses 00-ef with the I/O ports around
+                    0xCF8-0xCFF, its share of the 32-bit memory window (memory/layout.py) and
+                    the 64-bit window above RAM; PCF0 for buses f0-ff (the GPU) with its
+                    shares. _PRT routes each root-bus device's INTA# to its I/O APIC pin (the
+                    board's PCI rows; no PCI link devices). No _OSC: Linux then keeps the
+                    platform's PCIe features off (ASPM, native hot-plug, AER), which is right
+                    for a model whose links need no management.
   \\_SB.PCI0.LPCB    the PCH's LPC bridge (0:1F.0 by _ADR; its PCI function is not modelled yet)
                     with the board's rows under "LPCB": COM1 (PNP0501), the CMOS RTC
                     (PNP0B00) and the HPET (PNP0103), each with the row's resources. No
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import struct
 
-from imacpro.board import HIGH, IMAC_PRO, LEVEL, LOW, Board, IsaIrq, Row
+from imacpro.board import HIGH, IMAC_PRO, LEVEL, LOW, Board, IsaIrq, RootBus, Row
 from imacpro.devices import acpi_pm
 from imacpro.devices.hpet import CAPABILITIES as HPET_CAPABILITIES
 from imacpro.memory import layout
@@ -134,7 +136,8 @@ PCI_SEGMENT = 0
 PCI_BUS_FIRST, PCI_BUS_LAST = 0, 255
 
 # --- PCI host bridge windows (DSDT) ------------------------------------------------------------
-PCI_IO_WINDOWS = ((0x0000, 0x0CF7), (0x0D00, 0xFFFF))
+# The legacy ports below the PCI share (the LPC bus's) belong to the first host bridge.
+CONFIG_PORTS = (0x0CF8, 0x0CFF)
 
 # --- DSDT values -------------------------------------------------------------------------------
 STA_PRESENT = 0x0F                # present, enabled, shown in UI, functioning
@@ -467,25 +470,47 @@ def _sleep_package(slp_typ: int) -> bytes:
     return aml_package(aml_integer(slp_typ), aml_integer(slp_typ), aml_integer(0), aml_integer(0))
 
 
-def _host_bridge_crs(ram_bytes: int, board: Board) -> bytes:
-    low64, high64 = layout.pci64_window(ram_bytes)
-    config = board["pci_config"].ports[0]
-    return resource_template(
-        res_word_space(SPACE_BUS, PCI_BUS_FIRST, PCI_BUS_LAST),
-        res_io(config.base, config.count),
-        *(res_word_space(SPACE_IO, lo, hi, IO_ENTIRE_RANGE) for lo, hi in PCI_IO_WINDOWS),
-        res_dword_memory(layout.PCI_MMIO_START, layout.PCI_MMIO_END - 1),
-        res_qword_memory(low64, high64),
-    )
+def _host_bridge_crs(root: RootBus, first: bool, ram_bytes: int, board: Board) -> bytes:
+    """A host bridge's resources: its bus numbers, I/O ports and memory windows. The first
+    also decodes the legacy ports (all below its PCI share but the configuration ports) and
+    the 64-bit window."""
+    descriptors = [res_word_space(SPACE_BUS, root.bus, root.last_bus)]
+    io = [root.io]
+    if first:
+        config = board["pci_config"].ports[0]
+        descriptors.append(res_io(config.base, config.count))
+        io = [(0, CONFIG_PORTS[0]), (CONFIG_PORTS[1] + 1, root.io[1])]
+    descriptors += [res_word_space(SPACE_IO, lo, hi - 1, IO_ENTIRE_RANGE) for lo, hi in io]
+    descriptors.append(res_dword_memory(root.memory[0], root.memory[1] - 1))
+    if first:
+        descriptors.append(res_qword_memory(*layout.pci64_window(ram_bytes)))
+    return resource_template(*descriptors)
 
 
-def _routing_table(board: Board) -> bytes:
+def _routing_table(root: RootBus, board: Board) -> bytes:
     """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin 0 = INTA#, source 0, GSI} for
-    every bus-0 function of the board with an interrupt pin."""
+    every function on this root bus with an interrupt pin."""
     return aml_package(*(aml_package(aml_integer(device << 16 | 0xFFFF), aml_integer(0),
                                      aml_integer(0), aml_integer(gsi))
                          for (bus, device), gsi in sorted(board.pci_interrupt_routes().items())
-                         if bus == 0))
+                         if bus == root.bus))
+
+
+def _host_bridges(ram_bytes: int, board: Board) -> list[bytes]:
+    out = []
+    for uid, root in enumerate(board.root_buses):
+        first = uid == 0
+        terms = [aml_name("_HID", aml_integer(eisa_id("PNP0A08"))),
+                 aml_name("_CID", aml_integer(eisa_id("PNP0A03"))),
+                 aml_name("_UID", aml_integer(uid)),
+                 aml_name("_SEG", aml_integer(PCI_SEGMENT)),
+                 aml_name("_BBN", aml_integer(root.bus)),
+                 aml_name("_CRS", _host_bridge_crs(root, first, ram_bytes, board)),
+                 aml_name("_PRT", _routing_table(root, board))]
+        if first:
+            terms.append(_legacy_devices(board))
+        out.append(aml_device(root.name, *terms))
+    return out
 
 
 def _resources(row: Row) -> list[bytes]:
@@ -538,18 +563,10 @@ def _processors(cpus: int) -> list[bytes]:
 
 def dsdt_aml(ram_bytes: int, cpus: int, board: Board = IMAC_PRO) -> bytes:
     """The DSDT's AML (the definition block's contents)."""
-    pci0 = aml_device("PCI0",
-                      aml_name("_HID", aml_integer(eisa_id("PNP0A08"))),
-                      aml_name("_CID", aml_integer(eisa_id("PNP0A03"))),
-                      aml_name("_UID", aml_integer(0)),
-                      aml_name("_SEG", aml_integer(PCI_SEGMENT)),
-                      aml_name("_BBN", aml_integer(PCI_BUS_FIRST)),
-                      aml_name("_CRS", _host_bridge_crs(ram_bytes, board)),
-                      aml_name("_PRT", _routing_table(board)),
-                      _legacy_devices(board))
     return (aml_name("\\_S0", _sleep_package(acpi_pm.SLP_TYP_S0))
             + aml_name("\\_S5", _sleep_package(acpi_pm.SLP_TYP_S5))
-            + aml_scope("\\_SB", pci0, _motherboard_resources(board), *_processors(cpus)))
+            + aml_scope("\\_SB", *_host_bridges(ram_bytes, board),
+                        _motherboard_resources(board), *_processors(cpus)))
 
 
 def dsdt(ram_bytes: int, cpus: int, board: Board = IMAC_PRO) -> bytes:

@@ -34,5 +34,17 @@ def install(machine: Machine, identity, kernel: bytes, initrd: bytes, cmdline: s
     machine.ram.write(SMBIOS_TABLE, structures)
     image = linux.BzImage.parse(kernel)
     rip, rsi = linux.load(machine.ram, image, initrd, cmdline,
-                          linux.e820_map(machine.ram.size), acpi_rsdp=rsdp)
+                          linux.e820_map(machine.ram.size), acpi_rsdp=rsdp,
+                          framebuffer=_framebuffer(machine))
     long_mode.enter(machine.bsp.uc, machine.ram, rip=rip, rsi=rsi)
+
+
+def _framebuffer(machine: Machine) -> linux.Framebuffer | None:
+    """The GOP mode the firmware hands over: the machine's display mode, at the start of the
+    GPU's VRAM aperture (framebuffer.py)."""
+    gpu = machine.devices.get("gpu")
+    if gpu is None:
+        return None
+    mode = machine.display_mode
+    return linux.Framebuffer(gpu.framebuffer_address(), mode.width, mode.height, mode.stride,
+                             mode.channels)

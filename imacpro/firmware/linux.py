@@ -5,7 +5,9 @@ A bzImage is a real-mode setup part ((setup_sects + 1) × 512 bytes, with the se
   - loads the protected-mode kernel at its preferred address (relocatable kernels) or 1 MiB;
   - fills a zero page (`struct boot_params`): the setup header copied from the image,
     type_of_loader, heap end, command line pointer, initrd address/size (ext_ fields above
-    4 GiB), the e820 map, and the ACPI RSDP address;
+    4 GiB), the e820 map, the ACPI RSDP address, and `screen_info` describing the boot
+    framebuffer as an EFI GOP framebuffer (what Linux's EFI stub writes there from the GOP
+    mode; Linux's efifb takes it from there);
   - enters at load address + 0x200 in 64-bit mode with RSI = zero page, an identity map
     covering kernel, zero page, command line and initrd, __BOOT_CS/__BOOT_DS, interrupts off.
 
@@ -59,6 +61,39 @@ HDR_PREF_ADDRESS = 0x258
 HDR_INIT_SIZE = 0x260
 
 E820_RAM, E820_RESERVED, E820_ACPI = 1, 2, 3
+
+# struct screen_info (include/uapi/linux/screen_info.h), at offset 0 of boot_params.
+SI_ISVGA, SI_LFB_WIDTH, SI_LFB_BASE, SI_LINELENGTH, SI_RED, SI_PAGES = 0x0F, 0x12, 0x18, 0x24, \
+    0x26, 0x32
+SI_CAPABILITIES, SI_EXT_LFB_BASE = 0x36, 0x3A
+VIDEO_TYPE_EFI = 0x70
+VIDEO_CAPABILITY_SKIP_QUIRKS, VIDEO_CAPABILITY_64BIT_BASE = 1 << 0, 1 << 1
+
+
+@dataclass(frozen=True)
+class Framebuffer:
+    """A linear framebuffer as the firmware hands it over."""
+    address: int
+    width: int
+    height: int
+    stride: int
+    channels: tuple[tuple[int, int], ...]   # (size, position) of red, green, blue, reserved
+
+
+def screen_info(fb: Framebuffer) -> bytes:
+    """The 64-byte screen_info for an EFI GOP framebuffer."""
+    si = bytearray(0x40)
+    si[SI_ISVGA] = VIDEO_TYPE_EFI
+    struct.pack_into("<HHH", si, SI_LFB_WIDTH, fb.width, fb.height, 32)
+    struct.pack_into("<II", si, SI_LFB_BASE, fb.address & 0xFFFF_FFFF, fb.stride * fb.height)
+    struct.pack_into("<H", si, SI_LINELENGTH, fb.stride)
+    si[SI_RED:SI_RED + 8] = bytes(v for channel in fb.channels for v in channel)
+    struct.pack_into("<H", si, SI_PAGES, 1)
+    capabilities = VIDEO_CAPABILITY_SKIP_QUIRKS
+    if fb.address >> 32:
+        capabilities |= VIDEO_CAPABILITY_64BIT_BASE
+    struct.pack_into("<II", si, SI_CAPABILITIES, capabilities, fb.address >> 32)
+    return bytes(si)
 
 
 @dataclass(frozen=True)
@@ -135,7 +170,7 @@ def e820_map(ram_bytes: int, reserved: list[tuple[int, int, int]] = ()) -> list[
 
 
 def load(ram, image: BzImage, initrd: bytes, cmdline: str, e820: list[tuple],
-         acpi_rsdp: int = 0) -> tuple[int, int]:
+         acpi_rsdp: int = 0, framebuffer: Framebuffer | None = None) -> tuple[int, int]:
     """Place kernel, initrd, command line and zero page in RAM. Returns (entry RIP, RSI)."""
     encoded = cmdline.encode() + b"\0"
     if image.cmdline_size and len(encoded) > image.cmdline_size + 1:
@@ -154,6 +189,8 @@ def load(ram, image: BzImage, initrd: bytes, cmdline: str, e820: list[tuple],
         ram.write(initrd_address, initrd)
 
     zero_page = bytearray(4096)
+    if framebuffer is not None:
+        zero_page[:0x40] = screen_info(framebuffer)
     zero_page[BP_SETUP_HEADER:image.header_end] = image.image[BP_SETUP_HEADER:image.header_end]
     zero_page[HDR_TYPE_OF_LOADER] = LOADER_TYPE_UNDEFINED
     zero_page[HDR_LOADFLAGS] |= CAN_USE_HEAP

@@ -6,7 +6,8 @@
                                 points in the 0xE0000-0xFFFFF window where Linux scans)
     0x0010_0000 ─ 0x7FFF_FFFF   RAM below 4 GiB (2 GiB minus the first MiB)
     0x8000_0000 ─ 0xDFFF_FFFF   PCI memory window (BARs; the firmware assigns them from the
-                                bottom up)
+                                bottom up): root bus 00 below 0xC000_0000, root bus f0 (the
+                                GPU, its framebuffer included) from there
     0xE000_0000 ─ 0xEFFF_FFFF   PCI Express ECAM (buses 0-255)
     0xFEC0_0000 ─ 0xFEC0_0FFF   I/O APIC
     0xFED0_0000 ─ 0xFED0_03FF   HPET
@@ -37,6 +38,9 @@ BIOS_AREA_START = 0x000E_0000      # Linux scans 0xE0000-0xFFFFF for SMBIOS/ACPI
 RAM_BELOW_4G_END = 0x8000_0000     # where the PCI hole begins
 PCI_MMIO_START = 0x8000_0000
 PCI_MMIO_END = 0xE000_0000
+PCI_GPU_MMIO_START = 0xC000_0000   # root bus f0's share of the window
+PCI_IO_START = 0x1000              # I/O ports for PCI BARs (the platform's are below)
+PCI_GPU_IO_START = 0xE000          # root bus f0's share of them (bus 00 has those below)
 ECAM_BASE = 0xE000_0000            # PCIe MMCONFIG (MCFG table)
 ECAM_SIZE = 256 * MiB
 IOAPIC_BASE = 0xFEC0_0000

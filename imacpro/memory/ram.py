@@ -22,20 +22,16 @@ _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 _libc.mincore.restype = ctypes.c_int
 
 
-class Ram:
+class HostMemory:
+    """`size` bytes of sparse host memory (zero until touched) that engines can map: RAM, or
+    a device's memory such as the GPU's video memory."""
+
     def __init__(self, size: int):
         self.size = size
-        self.ranges: list[RamRange] = ram_ranges(size)
         self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
                               | MAP_NORESERVE)
         self.host_address = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
         self.view = memoryview(self._map)
-
-    def _host_offset(self, guest: int, length: int) -> int | None:
-        for r in self.ranges:
-            if r.guest_start <= guest and guest + length <= r.guest_start + r.size:
-                return r.host_offset + guest - r.guest_start
-        return None
 
     def clear(self) -> None:
         """Every byte zero again, and the host's pages given back (MADV_DONTNEED on a private
@@ -65,6 +61,20 @@ class Ram:
                     runs.append((offset, size))
                 start = pages.find(1, end)
         return runs
+
+
+class Ram(HostMemory):
+    """The machine's RAM: host memory at the guest-physical ranges of memory/layout.py."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.ranges: list[RamRange] = ram_ranges(size)
+
+    def _host_offset(self, guest: int, length: int) -> int | None:
+        for r in self.ranges:
+            if r.guest_start <= guest and guest + length <= r.guest_start + r.size:
+                return r.host_offset + guest - r.guest_start
+        return None
 
     def contains(self, guest: int, length: int = 1) -> bool:
         return self._host_offset(guest, length) is not None

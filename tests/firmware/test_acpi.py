@@ -279,8 +279,15 @@ def test_dsdt_contents():
     assert acpi.res_memory32_fixed(0xFED0_0000, 0x400, False) in aml
     assert acpi.res_memory32_fixed(0xE000_0000, 0x1000_0000) in aml
     assert acpi.res_io(0x600, 0x10) in aml
-    assert acpi.res_dword_memory(0x8000_0000, 0xDFFF_FFFF) in aml
-    assert acpi.res_word_space(acpi.SPACE_BUS, 0, 255) in aml
+    # Two host bridges split the buses, the 32-bit window and the PCI I/O ports.
+    assert b"PCF0" in aml
+    assert acpi.res_dword_memory(0x8000_0000, 0xBFFF_FFFF) in aml
+    assert acpi.res_dword_memory(0xC000_0000, 0xDFFF_FFFF) in aml
+    assert acpi.res_word_space(acpi.SPACE_BUS, 0, 0xEF) in aml
+    assert acpi.res_word_space(acpi.SPACE_BUS, 0xF0, 0xFF) in aml
+    assert acpi.res_word_space(acpi.SPACE_IO, 0, 0xCF7, acpi.IO_ENTIRE_RANGE) in aml
+    assert acpi.res_word_space(acpi.SPACE_IO, 0xD00, 0xDFFF, acpi.IO_ENTIRE_RANGE) in aml
+    assert acpi.res_word_space(acpi.SPACE_IO, 0xE000, 0xFFFF, acpi.IO_ENTIRE_RANGE) in aml
 
 
 def test_pci64_window_is_above_ram():
@@ -346,7 +353,7 @@ def test_iasl_disassembles_every_table(tmp_path, cpus):
         assert "error" not in output.lower().replace("errors", ""), output
         assert (tmp_path / f"{name}.dsl").exists()
     dsl = (tmp_path / "dsdt.dsl").read_text()
-    for text in ("_S5", "PCI0", "PNP0501", "PNP0B00", "PNP0103", "PNP0A08", "PNP0C02"):
+    for text in ("_S5", "PCI0", "PCF0", "PNP0501", "PNP0B00", "PNP0103", "PNP0A08", "PNP0C02"):
         assert text in dsl, text
     assert "ResourceTemplate" in dsl and "Memory32Fixed" in dsl
     # The compiler, stricter than the disassembler (resource descriptors, names), accepts it.

@@ -1,0 +1,1 @@
+"""The display: the GPU (vega.py), its boot framebuffer's modes (framebuffer.py)."""

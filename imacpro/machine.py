@@ -326,11 +326,12 @@ class Machine:
                 window[:] = (data & 0xFFFF_FFFF).to_bytes(4, "little")
 
     def _bars_moved(self) -> None:
-        """A BAR moved or decoding changed: each engine remaps the PCI windows before it
-        runs again (the running one's slice ends here)."""
+        """A BAR moved or decoding changed. The running engine remaps the PCI windows at
+        once, so its next access already sees the change (this comes from a configuration
+        write, through ECAM or the CF8/CFC ports, never from inside a window, whose pieces
+        the remap replaces); the others remap before they run again."""
         if self.mmio.moved():
-            for cpu in self.vcpus:
-                cpu.uc.emu_stop()
+            self._running.windows.update()
 
     def request_reset(self) -> None:
         self.reset_requested = True
@@ -406,8 +407,8 @@ class Machine:
         turn_end = time.monotonic_ns() + timeout_us * 1000
         while True:
             self._cut = False
+            self._running = cpu
             if self.clock.realtime:
-                self._running = cpu
                 self.clock.slice_end_ns = self.clock.now_ns() + timeout_us * 1000
             try:
                 cpu.run(timeout_us)

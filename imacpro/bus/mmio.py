@@ -11,8 +11,7 @@ and the parts that are plain memory (a BAR backed by host memory, such as a fram
 mapped into the engines directly, so the guest reaches them at memory speed with no Python
 call. `direct()` says where those parts are now; each vCPU's `MappedWindows` maps the window
 as device pieces around them and follows them when `generation` moves (a BAR moved, decoding
-turned on or off), between slices. Until then an access to a part that moved still lands
-right, through the device (the window's device reaches the same memory).
+turned on or off): the engine that made the change at once, the others before they run.
 """
 
 from __future__ import annotations
@@ -116,8 +115,8 @@ class MmioBus:
 
 class MappedWindows:
     """One engine's mapping of the bus's windows, redone when the bus's generation moves.
-    Call `update()` only between slices: unmapping frees the callbacks of pieces that
-    may be on the engine's stack inside one."""
+    Never call `update()` from inside a window's callback: unmapping frees the callbacks of
+    the pieces it replaces."""
 
     def __init__(self, uc, bus: MmioBus):
         self.uc = uc

@@ -1,0 +1,126 @@
+"""The PCI tree: bridges route configuration cycles by the bus numbers software programs,
+forward memory and I/O only inside their windows, and the firmware numbers and places it all
+as the board says."""
+
+import struct
+
+from imacpro.board import IMAC_PRO
+from imacpro.bus.pci import (CMD_IO, CMD_MEMORY, COMMAND, ROM_BAR, IoBar, MemoryBar, PciBus,
+                             PciFunction, PciIoWindow, PciMemoryWindow)
+from imacpro.bus.pci_bridge import PciBridge
+from imacpro.bus.pcie import ENDPOINT, ROOT_PORT, SWITCH_DOWNSTREAM, SWITCH_UPSTREAM
+from imacpro.catalog import configure
+from imacpro.clock import Clock
+from imacpro.firmware.pci import assign_resources
+from imacpro.machine import Machine
+from imacpro.memory import layout
+
+
+class Register:
+    def __init__(self):
+        self.writes = []
+
+    def read(self, offset, size):
+        return 0x1234
+
+    def write(self, offset, size, value):
+        self.writes.append((offset, value))
+
+
+def _tree():
+    """Root bus f0 → root port → switch up → switch down → an endpoint on board bus f3."""
+    bus = PciBus(root_buses=(0, 0xF0))
+    port = PciBridge(0x8086, 0x2030, 0xF1, ROOT_PORT, 8.0, 16)
+    up = PciBridge(0x1002, 0x1470, 0xF2, SWITCH_UPSTREAM, 8.0, 16)
+    down = PciBridge(0x1002, 0x1471, 0xF3, SWITCH_DOWNSTREAM, 8.0, 16)
+    end = PciFunction(0x1002, 0x6867, 0x030000)
+    registers = Register()
+    end.add_memory_bar(MemoryBar(0, 1 << 20, registers, prefetchable=True))
+    end.add_memory_bar(MemoryBar(2, 0x4000, registers, is64=False))
+    end.add_io_bar(IoBar(4, 256, registers))
+    end.add_rom(b"\x55\xAA", 0x8000)
+    for fn, b in ((end, 0xF3), (down, 0xF2), (up, 0xF1), (port, 0xF0)):   # any order
+        bus.attach(0, 0, fn, bus=b)
+    return bus, port, up, down, end, registers
+
+
+def test_configuration_cycles_follow_the_programmed_bus_numbers():
+    bus, port, up, down, end, _ = _tree()
+    assert bus.read(0xF0, 0, 0, 0, 4) == 0x2030_8086
+    assert bus.read(0xF3, 0, 0, 0, 4) == 0xFFFF_FFFF           # bridges not numbered yet
+    assert port.read_config(0x0E, 1) == 1 and port.read_config(0x0A, 2) == 0x0604
+    bus.write(0xF0, 0, 0, 0x18, 4, 0x00_F3_F1_F0)              # primary, secondary, subordinate
+    assert bus.read(0xF1, 0, 0, 0, 4) == 0x1470_1002
+    assert bus.read(0xF2, 0, 0, 0, 4) == 0xFFFF_FFFF
+    bus.write(0xF1, 0, 0, 0x18, 4, 0x00_F3_F2_F1)
+    bus.write(0xF2, 0, 0, 0x18, 4, 0x00_F3_F3_F2)
+    assert bus.read(0xF3, 0, 0, 0, 4) == 0x6867_1002
+    # Software may number the buses otherwise: the cycles follow the new numbers.
+    bus.write(0xF0, 0, 0, 0x18, 4, 0x00_22_20_F0)
+    bus.write(0x20, 0, 0, 0x18, 4, 0x00_22_21_20)
+    bus.write(0x21, 0, 0, 0x18, 4, 0x00_22_22_21)
+    assert bus.read(0x22, 0, 0, 0, 4) == 0x6867_1002 and bus.read(0xF3, 0, 0, 0, 4) == 0xFFFF_FFFF
+    # A loop of bridges programmed by a hostile guest ends in "absent", not a hang.
+    bus.write(0x20, 0, 0, 0x18, 4, 0x00_FF_20_20)
+    assert bus.read(0x30, 0, 0, 0, 4) == 0xFFFF_FFFF
+
+
+def test_memory_and_io_reach_a_function_only_through_open_bridge_windows():
+    bus, port, up, down, end, registers = _tree()
+    window = PciMemoryWindow(bus, layout.PCI_GPU_MMIO_START)
+    io = PciIoWindow(bus, 0xE000)
+    struct.pack_into("<Q", end.config, 0x10, 0xC000_000C)      # BAR0 at 0xC0000000
+    end.write_config(0x18, 4, 0xC010_0000)                     # BAR2
+    end.write_config(0x20, 4, 0xE000)                          # BAR4 (I/O)
+    end.write_config(COMMAND, 2, CMD_MEMORY | CMD_IO)
+    assert window.read(0, 4) == 0xFFFF_FFFF                    # the bridges forward nothing
+    for bridge in (port, up, down):
+        bridge.set_memory_windows((0xC010_0000, 0xC020_0000), (0xC000_0000, 0xC010_0000))
+        bridge.set_io_window((0xE000, 0xF000))
+        bridge.write_config(COMMAND, 2, CMD_MEMORY | CMD_IO)
+    assert window.read(0, 4) == 0x1234 and window.read(0x10_0000, 4) == 0x1234
+    assert io.read(0, 2) == 0x1234
+    down.set_memory_windows((0xC010_0000, 0xC020_0000), None)  # prefetchable window closed
+    assert window.read(0, 4) == 0xFFFF_FFFF and window.read(0x10_0000, 4) == 0x1234
+    down.write_config(COMMAND, 2, CMD_MEMORY)                   # I/O forwarding off
+    assert io.read(0, 2) == 0xFFFF
+    # The ROM answers only while enabled.
+    end.write_config(ROM_BAR, 4, 0xC018_0000)
+    assert window.read(0x18_0000, 2) == 0xFFFF
+    end.write_config(ROM_BAR, 4, 0xC018_0001)
+    assert window.read(0x18_0000, 2) == 0xAA55
+
+
+def test_the_firmware_numbers_the_buses_and_places_every_bar_inside_the_windows():
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1)
+    assign_resources(machine.pci, IMAC_PRO)
+    pci = machine.pci
+    assert [pci.read(b, 0, 0, 0, 4) for b in (0xF0, 0xF1, 0xF2, 0xF3)] == [
+        0x2030_8086, 0x1470_1002, 0x1471_1002, 0x6867_1002]
+    assert pci.read(0xF3, 0, 1, 0, 4) == 0xAAF8_1002
+    assert pci.read(0xF0, 0, 0, 0x18, 4) & 0xFF_FFFF == 0xF3_F1_F0
+    gpu = machine.devices["gpu"]
+    decoded = {bar.index: address for address, bar in gpu.pci.decoded_bars()}
+    assert decoded[0] == layout.PCI_GPU_MMIO_START               # the framebuffer, aligned
+    assert sorted(decoded) == [0, 2, 5]                          # the ROM is left disabled
+    root = IMAC_PRO.root_bus_of(0xF3)
+    for start, end, bar in pci.decoders():
+        assert start % bar.size == 0                             # naturally aligned
+        gpu_side = any(bar in fn.bars for fn in (gpu.pci, machine.devices["gpu_audio"].pci))
+        inside = root.memory if gpu_side else IMAC_PRO.root_bus_of(0).memory
+        assert inside[0] <= start and end <= inside[1]
+    assert [(a, bar.size) for a, _, bar in pci.io_decoders()] == [(layout.PCI_GPU_IO_START, 256)]
+    assert pci.direct_ranges() == [(layout.PCI_GPU_MMIO_START, 256 << 20,
+                                    gpu.aperture.host_address)]
+
+def test_an_endpoint_says_what_its_link_runs_at():
+    bus, port, up, down, end, _ = _tree()
+    from imacpro.bus.pcie import CAP_PCI_EXPRESS, pcie_capability
+    body, writable = pcie_capability(ENDPOINT, 8.0, 16)
+    at = end.add_capability(CAP_PCI_EXPRESS, body, writable)
+    assert end.read_config(at + 2, 2) >> 4 & 0xF == ENDPOINT
+    assert end.read_config(at + 0x12, 2) & 0x3FF == 3 | 16 << 4     # 8 GT/s x16
+    assert end.read_config(at + 4, 4) & 1 << 15                      # PCIe 1.1 or later
+    pcap = port.read_config(0x34, 1)
+    assert port.read_config(pcap, 1) == CAP_PCI_EXPRESS
+    assert port.read_config(pcap + 2, 2) >> 4 & 0xF == ROOT_PORT

@@ -25,9 +25,9 @@ or in memory/layout.py for addresses, and nowhere else.
     | host_bridge | PCI 00:00.0                |                          |                    |
     | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
     | gpu_port    | PCI f0:00.0 → bus f1       |                          | PCF0               |
-    | gpu_switch_up / gpu_switch_down: f1:00.0 → f2, f2:00.0 → f3                                |
-    | gpu         | PCI f3:00.0                | (MSI only)               |                    |
-    | gpu_audio   | PCI f3:00.1                | (MSI only)               |                    |
+    | gpu_switch_up, gpu_switch_down: PCI f1:00.0 → bus f2, f2:00.0 → bus f3                     |
+    | gpu         | PCI f3:00.0                | (none modelled)          |                    |
+    | gpu_audio   | PCI f3:00.1                | (none modelled)          |                    |
 
 ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
 unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
@@ -258,7 +258,8 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
         pci=PciSlot(4, pin=PIN_INTA, gsi=16), optional=True),
     # The GPU: the Xeon's root port on root bus f0, then the Vega package's own PCIe switch
     # (AMD's upstream and downstream ports) and the GPU with its HDMI/DP audio function.
-    Row("gpu_port", "Xeon W PCIe root port A (8086:2030)", pci=PciSlot(0, bus=0xF0, bridge_to=0xF1)),
+    Row("gpu_port", "Xeon W PCIe root port A (8086:2030)",
+        pci=PciSlot(0, bus=0xF0, bridge_to=0xF1)),
     Row("gpu_switch_up", "Radeon Pro Vega's PCIe switch, upstream port (1022:1470)",
         pci=PciSlot(0, bus=0xF1, bridge_to=0xF2)),
     Row("gpu_switch_down", "Radeon Pro Vega's PCIe switch, downstream port (1022:1471)",

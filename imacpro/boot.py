@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
-from imacpro import suspend
+from imacpro import settings, suspend
 from imacpro.console import READY_MARKER, ExecSession, Keyboard, RawTerminal, SerialInput
 from imacpro.control.protocol import socket_path
 from imacpro.control.server import ControlServer
-from imacpro.devices.nvme import ssd_serial
 from imacpro.devices.contract import StateError
+from imacpro.devices.display.framebuffer import MODES, Mode
+from imacpro.devices.nvme import ssd_serial
 from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
 from imacpro.disk.esp import find_boot_image
@@ -296,6 +297,23 @@ class RunningMachine:
             console.send(b"\r\n[imacpro: the machine is suspended]\r\n")
         self.events.request_stop("suspended")
 
+    def screenshot(self, path: str) -> dict:
+        """The boot framebuffer's bytes as they are now, into a new file at `path` (the
+        client's to read and encode, so that the machine spends only the copy): `mode`
+        says how to read them; None: the machine has no picture yet (black)."""
+        gpu = self.machine.devices.get("gpu") if self.machine else None
+        if gpu is None:
+            return {"mode": None}
+        mode = self.machine.display_mode
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(gpu.aperture.view[:mode.size])
+        except OSError as exc:
+            raise UserError(f"cannot write the screen to {path}: {exc.strerror}") from None
+        return {"mode": mode.name, "width": mode.width, "height": mode.height,
+                "bytes": mode.size}
+
     def attach_console(self, connection) -> None:
         connection.send(bytes(self._recent))
         self.consoles.add(connection)
@@ -347,8 +365,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         def suspend_now() -> suspend.Written:
             if ssd is not None:
                 ssd.flush()                 # the disk as the saved guest left it
-            return suspend.write(machine_bundle.path, chip,
-                                 machine_state(running, config), running.machine.ram)
+            return suspend.write(machine_bundle.path, chip, machine_state(running, config),
+                                 running.machine.memories())
 
         running.suspend_to = suspend_now
         errors_log = stack.enter_context(open(machine_bundle.path / GUEST_ERRORS_LOG, "w"))
@@ -371,7 +389,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 resumed = None
             else:
                 machine = _boot(source, ssd, chip, signer, verdicts, running, config,
-                                identity, cpus, errors_log)
+                                identity, cpus, errors_log,
+                                MODES[settings.display_mode(machine_bundle)])
             if on_started is not None:
                 on_started()
                 on_started = None
@@ -407,9 +426,10 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
 
 
 def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, identity,
-          cpus, errors_log) -> Machine:
+          cpus, errors_log, display_mode: Mode) -> Machine:
     """A boot or a reboot: the T2 checks the image, the board is built (or reset in place),
-    the firmware loads the kernel."""
+    the firmware loads the kernel and hands over the screen in `display_mode` (the
+    machine's setting as it is at this boot)."""
     image = source.read(ssd)
     verdict = chip.check_boot(BootImage(image.kernel, image.initrd, image.cmdline,
                                         image.manifest, image.external), signer)
@@ -424,6 +444,7 @@ def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, 
                           on_watchdog=running.watchdog_report)
     else:
         machine.reset()            # a reboot: the same board, back to power-on
+    machine.display_mode = display_mode
     firmware.install(machine, identity, image.kernel, image.initrd, image.cmdline)
     running.attach(machine)
     return machine
@@ -439,7 +460,7 @@ def machine_state(running: RunningMachine, config) -> dict:
     machine = running.machine
     return {"now_ns": machine.clock.now_ns(), "cpus": [cpu.save() for cpu in machine.vcpus],
             "devices": machine.save_devices(), "config": _config_state(config),
-            "running": running.save()}
+            "display": machine.display_mode.name, "running": running.save()}
 
 
 def resume(resumed: suspend.Suspended, machine: Machine, running: RunningMachine,
@@ -452,7 +473,10 @@ def resume(resumed: suspend.Suspended, machine: Machine, running: RunningMachine
         suspend.check_state(state)
         if state["config"] != _config_state(config):
             raise StateError("it was saved by a machine of another configuration")
-        resumed.restore_ram(machine.ram)
+        if state.get("display") not in MODES:
+            raise StateError("its display mode is not one this machine has")
+        machine.display_mode = MODES[state["display"]]   # the mode the firmware handed over
+        resumed.restore_ram(machine.memories())
         machine.clock.set_now(state["now_ns"])
         for cpu, saved in zip(machine.vcpus, state["cpus"], strict=True):
             cpu.load(saved)

@@ -10,10 +10,11 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from imacpro import __version__, bundle
+from imacpro import __version__, bundle, settings
 from imacpro.catalog import configure, data
 from imacpro.errors import UserError
 from imacpro.overview import (catalog_report, hardware_overview, list_row, render_catalog,
@@ -100,7 +101,7 @@ def list_machines(as_json: bool) -> None:
 def info(name: str, as_json: bool) -> None:
     """Show a machine's hardware overview."""
     b = bundle.open_bundle(name)
-    overview = hardware_overview(b.name, b.config(), b.identity())
+    overview = hardware_overview(b.name, b.config(), b.identity(), settings.display_mode(b))
     _emit(as_json, overview, render_overview(overview))
 
 
@@ -522,6 +523,61 @@ def suspend(name: str) -> None:
         time.sleep(0.05)
     click.echo(f"{name}: suspended: {reply['ram_bytes'] / 2**30:.2f} GiB of RAM in "
                f"{reply['size'] / 1e6:.1f} MB, {reply['seconds']:.1f} s ({reply['path']})")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--mode", type=click.Choice(["compat", "native"]),
+              help="compat: 3840 × 2160 at 8 bits per channel, what Apple's firmware gives "
+                   "any OS but macOS (the default); native: the panel's 5120 × 2880 at 10 bits.")
+def display(name: str, mode: str | None) -> None:
+    """Show or set the mode the firmware hands the OS for the screen (from the next boot)."""
+    from imacpro.devices.display.framebuffer import MODES
+    machine_bundle = bundle.open_bundle(name)
+    if mode is not None:
+        settings.set_display_mode(machine_bundle, mode)
+    current = MODES[settings.display_mode(machine_bundle)]
+    click.echo(f"{name}: display mode {current.name}: {current.width} × {current.height}, "
+               f"{current.drm_format}" + (" (from the next boot)" if mode else ""))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="The PNG file to write.")
+@click.option("--native-size", is_flag=True,
+              help="The framebuffer's own pixels, not the panel's 5120 × 2880.")
+def screenshot(name: str, output: str, native_size: bool) -> None:
+    """Save what the machine's screen shows as a PNG (16 bits per channel, Display P3).
+    A machine that is off or suspended shows black."""
+    import tempfile
+
+    from imacpro.control.client import NotRunning
+    from imacpro.devices.display import panel
+    from imacpro.devices.display.framebuffer import MODES
+    from imacpro.screenshot import write_png
+    machine_bundle = bundle.open_bundle(name)
+    pixels = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="imacpro-screen-") as tmp:
+            raw_path = Path(tmp) / "framebuffer"
+            with _client(name) as client:
+                reply = client.request("screenshot", path=str(raw_path))
+            mode = MODES.get(reply.get("mode"))
+            if mode is not None:
+                raw = raw_path.read_bytes()
+                if len(raw) != mode.size:
+                    raise UserError(f"machine {name!r} sent a partial screen")
+                pixels = panel.framebuffer_pixels(raw, mode) if native_size \
+                    else panel.panel_pixels(raw, mode)
+    except NotRunning:
+        pass
+    if pixels is None:                        # off, suspended, or no picture yet: black
+        mode = MODES[settings.display_mode(machine_bundle)]
+        pixels = panel.black(mode.width, mode.height) if native_size else panel.black()
+    write_png(Path(output), pixels)
+    height, width, _ = pixels.shape
+    click.echo(f"{name}: {width} × {height} screenshot in {output}")
 
 
 def _stop(name: str, force: bool, timeout: float = 30.0) -> bool:

@@ -273,6 +273,12 @@ class Machine:
             vcpu.reset()
         self.ram.clear()
 
+    def memories(self):
+        """RAM and the devices' memories (the GPU's VRAM aperture), as suspend.py saves them."""
+        from imacpro.suspend import Memories
+        gpu = self.devices.get("gpu")
+        return Memories(self.ram, *([gpu.aperture] if gpu is not None else []))
+
     def quiesce(self) -> None:
         """Wait for the host work devices have in flight (the SSD's fsyncs on their worker)
         and complete it: before the host side closes what they use."""

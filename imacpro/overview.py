@@ -15,7 +15,8 @@ def _mb(kib: int) -> str:
     return f"{kib / 1024:g} MB"
 
 
-def hardware_overview(name: str, config: Configuration, ident: Identity) -> dict:
+def hardware_overview(name: str, config: Configuration, ident: Identity,
+                      display_mode: str = "compat") -> dict:
     p = config.processor
     mem = config.memory_option
     gfx = config.graphics_option
@@ -49,6 +50,7 @@ def hardware_overview(name: str, config: Configuration, ident: Identity) -> dict
         "storage_model": apple_model(config.storage_option.capacity_bytes),
         "storage_serial": ssd_serial(ident.serial_number),
         "display": data.MODEL["display"].value,
+        "display_mode": display_mode,
         "boot_rom_version": data.MODEL["boot_rom_version"].value,
         "board_id": data.MODEL["board_id"].value,
         "security_chip": data.MODEL["security_chip"].value,
@@ -57,6 +59,14 @@ def hardware_overview(name: str, config: Configuration, ident: Identity) -> dict
         "as_of": config.as_of.isoformat() if config.as_of else None,
         "sold": window.describe() if window else None,
     }
+
+
+def _display_mode(name: str) -> str:
+    from imacpro.devices.display.framebuffer import MODES
+    mode = MODES[name]
+    handed = "as Apple's firmware gives any OS but macOS" if name == "compat" else \
+        "the panel's own, as Apple's firmware gives macOS"
+    return f"{name}: {mode.width} × {mode.height}, {mode.drm_format} ({handed})"
 
 
 def render_overview(o: dict) -> str:
@@ -80,6 +90,7 @@ def render_overview(o: dict) -> str:
         ("Storage", f"{o['storage_tb']} TB SSD, {o['storage_model']} (NVMe, serial "
                     f"{o['storage_serial']})"),
         ("Display", o["display"]),
+        ("Display Mode", _display_mode(o["display_mode"])),
         ("Boot ROM Version", o["boot_rom_version"]),
         ("Board ID", o["board_id"]),
         ("Serial Number (system)", o["serial_number"]),

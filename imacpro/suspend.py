@@ -9,8 +9,10 @@ its T2.
         STATE  the machine's state as plain data (plaindata.py): clock, CPUs (engine bytes,
                MSRs, run state), every device (devices/contract.py), the running machine's
                console facts, the suspend token
-        RAM    u64 host offset + zstd frame of up to CHUNK bytes of guest RAM (chunks that
-               are all zero are not written: RAM starts zero)
+        RAM    u64 offset + zstd frame of up to CHUNK bytes of the machine's memory (chunks
+               that are all zero are not written: memory starts zero). The offsets run over
+               `Memories`: guest RAM from 0, then the GPU's VRAM aperture (what the screen
+               shows) from the next CHUNK boundary
         END    nothing: the file is whole
 
 The key is the T2's: HKDF of the SEP's "suspend" key with the file's random salt, so only
@@ -110,8 +112,33 @@ class Written:
     seconds: float
 
 
-def write(bundle_path: Path, chip, machine_state: dict, ram) -> Written:
-    """Seal `machine_state` (plain data) and the RAM the guest touched into the bundle."""
+class Memories:
+    """The machine's memories (memory/ram.HostMemory: RAM, then devices' such as the VRAM
+    aperture) as one run of offsets, each from the CHUNK boundary after the one before."""
+
+    def __init__(self, *parts):
+        self.parts = []
+        base = 0
+        for part in parts:
+            self.parts.append((base, part))
+            base = -(-(base + part.size) // CHUNK) * CHUNK
+        self.size = base
+
+    def resident(self):
+        for base, part in self.parts:
+            for offset, length in part.resident():
+                yield base + offset, length
+
+    def window(self, offset: int, length: int) -> memoryview | None:
+        """[offset, offset + length) clipped to the memory holding `offset`, or None."""
+        for base, part in self.parts:
+            if base <= offset < base + part.size:
+                return part.view[offset - base:min(offset - base + length, part.size)]
+        return None
+
+
+def write(bundle_path: Path, chip, machine_state: dict, memories: Memories) -> Written:
+    """Seal `machine_state` (plain data) and the memory the guest touched into the bundle."""
     started = time.monotonic()
     token = secrets.token_hex(16)
     salt = secrets.token_bytes(16)
@@ -138,9 +165,9 @@ def write(bundle_path: Path, chip, machine_state: dict, ram) -> Written:
             out.write(MAGIC + header + b"\n")
             record(out, KIND_STATE, plaindata.encode({**machine_state, "token": token}))
             with ThreadPoolExecutor(WORKERS) as pool:
-                for offset, sealed in pool.map(_compress, _chunks(ram)):
+                for offset, length, sealed in pool.map(_compress, _chunks(memories)):
                     if sealed is not None:
-                        ram_bytes += min(CHUNK, ram.size - offset)
+                        ram_bytes += length
                         record(out, KIND_RAM, struct.pack("<Q", offset) + sealed)
             record(out, KIND_END, b"")
             out.flush()
@@ -157,14 +184,14 @@ def write(bundle_path: Path, chip, machine_state: dict, ram) -> Written:
     return Written(final, size, ram_bytes, time.monotonic() - started)
 
 
-def _chunks(ram):
-    """(host offset, view) of every CHUNK-aligned piece of RAM holding touched pages."""
+def _chunks(memories: Memories):
+    """(offset, view) of every CHUNK-aligned piece of memory holding touched pages."""
     seen = set()
-    for offset, length in ram.resident():
+    for offset, length in memories.resident():
         for start in range(offset - offset % CHUNK, offset + length, CHUNK):
             if start not in seen:
                 seen.add(start)
-                yield start, ram.view[start:min(start + CHUNK, ram.size)]
+                yield start, memories.window(start, CHUNK)
 
 
 def _decompress_into(payload: bytes, target: memoryview) -> str:
@@ -188,8 +215,8 @@ def _decompress_into(payload: bytes, target: memoryview) -> str:
 def _compress(item):
     offset, view = item
     if view == ZERO[:len(view)]:
-        return offset, None
-    return offset, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(view)
+        return offset, len(view), None
+    return offset, len(view), zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(view)
 
 
 class Suspended:
@@ -265,8 +292,8 @@ class Suspended:
         self._index += 1
         return kind, plain
 
-    def restore_ram(self, ram) -> None:
-        """Every RAM record into `ram`, through END. Records are read and authenticated here
+    def restore_ram(self, memories: Memories) -> None:
+        """Every RAM record into `memories`, through END. Records are read and authenticated here
         and decompressed by WORKERS threads straight into guest RAM: first touches of guest
         pages (the host's page faults) are most of a resume's time, and zstd releases the
         GIL while it faults them in."""
@@ -281,9 +308,9 @@ class Suspended:
                 if kind != KIND_RAM or len(payload) < 8:
                     raise self._refuse("it holds a record out of place")
                 offset, = struct.unpack_from("<Q", payload)
-                if offset % CHUNK or offset >= ram.size:
+                target = memories.window(offset, CHUNK) if offset % CHUNK == 0 else None
+                if target is None:
                     raise self._refuse("a RAM record lies outside the machine's memory")
-                target = ram.view[offset:offset + min(CHUNK, ram.size - offset)]
                 in_flight.append(pool.submit(_decompress_into, payload, target))
                 if len(in_flight) > 2 * WORKERS:          # bounded: records are 4 MiB
                     self._check(in_flight.pop(0))

@@ -9,6 +9,7 @@ still runs to its end in the guest, and the next one waits for it).
 
 What the commands do is the handler's (boot.py's running machine):
     status() -> dict                       exec(command, reply)     stop(force) -> dict
+    screenshot(path) -> dict
     suspend(reply)                         attach_console(connection)
     detach_console(connection)
     console_input(bytes)
@@ -23,6 +24,7 @@ from collections import deque
 from pathlib import Path
 
 from imacpro.control.protocol import MAX_LINE, ProtocolError, address, decode, encode
+from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,11 @@ class Connection:
             elif command == "suspend":
                 self.busy = True
                 handler.suspend(self._suspended)
+            elif command == "screenshot":
+                path = request.get("path")
+                if not isinstance(path, str) or not os.path.isabs(path):
+                    raise ProtocolError("screenshot needs an absolute \"path\" to write")
+                self.reply({"ok": True, **handler.screenshot(path)})
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True
@@ -104,6 +111,8 @@ class Connection:
                 raise ProtocolError(f"unknown command {command!r}")
         except ProtocolError as exc:
             self.fail(str(exc))
+        except UserError as exc:      # the request could not be done: say why, run on
+            self.reply({"ok": False, "error": str(exc)})
         except Exception as exc:      # a bug of ours: the client hears of it, the machine runs
             log.exception("control request failed")
             self.reply({"ok": False, "error": f"internal error: {exc}"})

@@ -14,6 +14,7 @@ import pytest
 from PIL import ImageCms
 
 from imacpro.guest import overlay
+from imacpro.guest.kernel_warnings import WARNINGS_SH, unexpected, warnings_in
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -156,3 +157,39 @@ def test_screenshot_refuses_what_it_cannot_write(imacpro_home, tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     result = imacpro("screenshot", "nobody", "-o", str(tmp_path / "x.png"))
     assert result.returncode == 2 and "nobody" in result.stderr
+
+
+def _kernel_modules(tmp_path: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
+    """Modules of the guest's own kernel package (downloaded with it), in load order."""
+    from imacpro.guest.build import DOWNLOADS_DIR, collect_modules, guest_dir
+    deb = next((guest_dir() / DOWNLOADS_DIR).glob("linux-image-*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path / "kernel")], check=True)
+    root = next((tmp_path / "kernel" / "lib" / "modules").iterdir())
+    return collect_modules(root, wanted)
+
+
+def test_amdgpu_fails_cleanly_and_the_boot_framebuffer_stays(signed_guest, tmp_path,
+                                                              imacpro_home):
+    """Debian's amdgpu on the emulated Vega: without Debian's firmware package it stops at
+    its own check, before it touches the GPU; the screen stays efifb's."""
+    modules = _kernel_modules(tmp_path, ("amdgpu",))
+    image = overlay.with_programs(signed_guest, [], tmp_path / "image", {
+        f"lib/modules/extra/{name}.ko": ko for name, ko in modules.items()})
+    load = " ".join(f"insmod /lib/modules/extra/{name}.ko;" for name in modules)
+    create("pro")
+    booted = imacpro("boot", "pro", "--kernel", str(image.kernel), "--initrd", str(image.initrd),
+                     "--append", image.cmdline, "--manifest", str(image.manifest), "--detach")
+    assert booted.returncode == 0, booted.stderr
+    try:
+        out = exec_ok(f"{load} sleep 2; dmesg | grep amdgpu; {WARNINGS_SH}; "
+                      "cat /proc/fb; ls /sys/bus/pci/drivers/amdgpu")
+        assert "amdgpu kernel modesetting enabled" in out, out
+        refusal = ("[drm:amdgpu_pci_probe [amdgpu]] *ERROR* amdgpu requires firmware installed",
+                   "amdgpu: See https://wiki.debian.org/Firmware")
+        assert refusal[0] in out, out
+        assert [w for w in unexpected(warnings_in(out)) if not w.startswith(refusal)] == []
+        assert "0 EFI VGA" in out and "0000:f3:00.0" not in out.split("0 EFI VGA")[1]
+        exec_ok(r"printf '\033[2J\033[H' > /dev/tty1; echo AFTER AMDGPU > /dev/tty1")
+        assert screenshot(tmp_path, "after", "--native-size").any()
+    finally:
+        imacpro("stop", "pro", "--force")

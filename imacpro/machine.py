@@ -27,6 +27,7 @@ from typing import Callable
 from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
 from imacpro.bus.guest_errors import GuestErrors
 from imacpro.bus.mmio import MmioBus
+from imacpro.bus.mmio import Offset
 from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciIoWindow, PciMemoryWindow, \
     host_bridge
 from imacpro.bus.pci_bridge import PciBridge
@@ -175,7 +176,7 @@ class Machine:
         for ports in row.ports:
             target = getattr(device, ports.view) if ports.view else device
             if ports.offset:
-                target = _Window(target, ports.offset)
+                target = Offset(target, ports.offset)
             self.pio.register(ports.base, ports.count, target)
         if row.mmio is not None and not row.mmio.per_cpu:
             self.mmio.register(row.mmio.base, row.mmio.size, device)
@@ -470,16 +471,3 @@ class Machine:
         self.clock.run_due()
         return True
 
-
-class _Window:
-    """A view of a device's register at `offset`, for devices whose ports are not contiguous."""
-
-    def __init__(self, device, offset: int):
-        self.device = device
-        self.offset = offset
-
-    def read(self, offset: int, size: int) -> int:
-        return self.device.read(self.offset + offset, size)
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        self.device.write(self.offset + offset, size, value)

@@ -137,13 +137,14 @@ class MappedWindows:
             if piece.host is not None:
                 self.uc.mem_map_ptr(piece.start, size, PROT_ALL, piece.host)
             else:
-                device = _Shifted(piece.window.device, piece.start - piece.window.base)
+                device = Offset(piece.window.device, piece.start - piece.window.base)
                 map_device(self.uc, piece.start, size, device, self.bus.errors)
         self.pieces = wanted
 
 
-class _Shifted:
-    """A window's device seen from a piece that starts `delta` bytes into the window."""
+class Offset:
+    """A device seen from `delta` bytes into it: a window's piece, or a register of a device
+    whose ports are not contiguous (machine.py)."""
 
     def __init__(self, device, delta: int):
         self.device = device

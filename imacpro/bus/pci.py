@@ -508,21 +508,24 @@ class Ecam:
                        offset & 0xFFF, size, value)
 
 
-class PciMemoryWindow:
-    """A PCI memory window (MMIO at `base`): each access goes to the BAR that decodes it.
-    Addresses no BAR decodes read as all ones (a master abort), writes there are dropped;
-    an access straddling a BAR's end is dropped the same way."""
+class _DecodingWindow:
+    """A range of an address space at `base` whose accesses go to the BAR that decodes them;
+    elsewhere reads are all ones (a master abort) and writes are dropped, as is an access
+    straddling a BAR's end."""
 
     def __init__(self, bus: PciBus, base: int):
         self.bus = bus
         self.base = base
 
+    def decoders(self) -> list:
+        raise NotImplementedError
+
     def reset(self) -> None:
         pass
 
-    def _find(self, offset: int, size: int) -> tuple[MemoryBar, int] | None:
+    def _find(self, offset: int, size: int):
         address = self.base + offset
-        for start, end, bar in self.bus.decoders():
+        for start, end, bar in self.decoders():
             if start <= address and address + size <= end:
                 return bar, address - start
         return None
@@ -541,36 +544,18 @@ class PciMemoryWindow:
             bar.device.write(inside, size, value)
 
 
-class PciIoWindow:
-    """The PCI I/O ports (a range of the port bus at `base`): each access goes to the I/O BAR
-    that decodes it; elsewhere reads are all ones and writes are dropped."""
+class PciMemoryWindow(_DecodingWindow):
+    """A PCI memory window (MMIO at `base`): the memory BARs and ROMs decode in it."""
 
-    def __init__(self, bus: PciBus, base: int):
-        self.bus = bus
-        self.base = base
+    def decoders(self) -> list:
+        return self.bus.decoders()
 
-    def reset(self) -> None:
-        pass
 
-    def _find(self, offset: int, size: int) -> tuple[IoBar, int] | None:
-        port = self.base + offset
-        for start, end, bar in self.bus.io_decoders():
-            if start <= port and port + size <= end:
-                return bar, port - start
-        return None
+class PciIoWindow(_DecodingWindow):
+    """The PCI I/O ports (ports from `base`): the I/O BARs decode in it."""
 
-    def read(self, offset: int, size: int) -> int:
-        found = self._find(offset, size)
-        if found is None:
-            return (1 << (8 * size)) - 1
-        bar, inside = found
-        return bar.device.read(inside, size)
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        found = self._find(offset, size)
-        if found is not None:
-            bar, inside = found
-            bar.device.write(inside, size, value)
+    def decoders(self) -> list:
+        return self.bus.io_decoders()
 
 
 def host_bridge() -> PciFunction:

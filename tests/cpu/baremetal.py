@@ -146,6 +146,18 @@ set_gate:                   # rdi vector, rsi handler, edx ist, ecx dpl, r8d typ
     call set_gate
 .endm
 
+# TRY name, insn: run insn, then print "name=<the vector it raised>" (0: none). A program
+# using it defines the quads `resume` and `vector`, and exception handlers that store their
+# vector in `vector` and return to `resume`.
+.macro TRY name, insn
+    lea 1f(%rip), %rax
+    mov %rax, resume(%rip)
+    movq $0, vector(%rip)
+    \insn
+1:  mov vector(%rip), %rax
+    PRINT \name
+.endm
+
 # TO_RING3 target, rflags: continue at target in ring 3 (code 0x23, data and stack 0x1b, the
 # stack at 0x88000); an exception or `int` there switches to the stack it left, kernel_rsp.
 .macro TO_RING3 target, rflags=0x2

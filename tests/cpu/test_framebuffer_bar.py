@@ -12,14 +12,6 @@ GPU = ECAM + (0xF3 << 20)                        # f3:00.0's configuration space
 BRIDGES = [ECAM + (bus << 20) for bus in (0xF0, 0xF1, 0xF2)]
 
 PROGRAM = r"""
-.macro TRY name, insn
-    lea 1f(%rip), %rax
-    mov %rax, resume(%rip)
-    movq $0, vector(%rip)
-    \insn
-1:  mov vector(%rip), %rax
-    PRINT \name
-.endm
 .macro STORE size, value, address        # addresses above 2 GiB go through a register
     mov $\address, %rdi
     mov\size $\value, (%rdi)

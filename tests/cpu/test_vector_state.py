@@ -115,14 +115,6 @@ def test_xsave_and_xrstor_keep_the_avx512_state_at_its_standard_offsets():
 
 
 TRAPS = r"""
-.macro TRY name, insn                # run insn; print the vector it raised (0: none)
-    lea 1f(%rip), %rax
-    mov %rax, resume(%rip)
-    movq $0, vector(%rip)
-    \insn
-1:  mov vector(%rip), %rax
-    PRINT \name
-.endm
 .macro HANDLER vec, code
 h\vec:
     .if \code

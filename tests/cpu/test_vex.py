@@ -9,7 +9,7 @@ import struct
 from baremetal import run_program
 
 VEX = r"""
-.macro TRY length, insn:vararg      # run insn; a #UD skips it (its length in bytes)
+.macro SKIP_UD length, insn:vararg  # run insn; a #UD skips it (its length in bytes)
     movq $\length, skip(%rip)
     \insn
 .endm
@@ -25,23 +25,23 @@ main:
     mov $0x4002000000000000, %rax
     movq %rax, %xmm2
     pxor %xmm0, %xmm0
-    TRY 4, vaddsd %xmm2, %xmm1, %xmm0
+    SKIP_UD 4, vaddsd %xmm2, %xmm1, %xmm0
     movq %xmm0, %rax
     PRINT vaddsd_result
     mov uds(%rip), %rax
     PRINT uds_after_vaddsd
-    TRY 5, vfmadd231ss %xmm10, %xmm12, %xmm0
-    TRY 3, vzeroupper
-    TRY 4, vxorpd %xmm1, %xmm1, %xmm1
+    SKIP_UD 5, vfmadd231ss %xmm10, %xmm12, %xmm0
+    SKIP_UD 3, vzeroupper
+    SKIP_UD 4, vxorpd %xmm1, %xmm1, %xmm1
     mov uds(%rip), %rax
     PRINT uds_after_four
 
     mov $0xf0f0, %rbx               # BMI1 andn (~rbx & rcx) and BMI2 shlx (rbx << rcx)
     mov $0xff00, %rcx
-    TRY 5, andn %rcx, %rbx, %rdx
+    SKIP_UD 5, andn %rcx, %rbx, %rdx
     PRINT andn, %rdx
     mov $4, %rcx
-    TRY 5, shlx %rcx, %rbx, %rdx
+    SKIP_UD 5, shlx %rcx, %rbx, %rdx
     PRINT shlx, %rdx
     mov uds(%rip), %rax
     PRINT uds_at_end

@@ -50,10 +50,12 @@ console script once; it prints the ready marker line `IMACPRO-READY`, then:
   - otherwise, an interactive shell on the console (`setsid cttyhack sh`: a controlling
     terminal, so job control and Ctrl-C work); leaving it powers the machine off.
 
-The default command line, `DEFAULT_CMDLINE`, is "console=ttyS0,115200 panic=-1 quiet loglevel=4":
-the console on COM1 (the machine's serial port), reboot at once on a panic (the T2 checks the
-image again and a scripted run ends instead of hanging), and only warnings and worse from the
-kernel so a session's output is the guest's own. The boot command appends its own options.
+The default command line, `DEFAULT_CMDLINE`, is
+"console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4": the kernel's messages on the
+screen (tty1, on the boot framebuffer) and on COM1 (the machine's serial port), which is also
+/dev/console (the last named), where the shell runs; reboot at once on a panic (the T2 checks
+the image again and a scripted run ends instead of hanging), and only warnings and worse from
+the kernel so a session's output is the guest's own. The boot command appends its own options.
 
 The manifest's version (anti-rollback) comes from the kernel package version, `image_version()`:
 "6.1.192-2" → 61192002, i.e. ((major × 10 + minor) × 1000 + patch) × 1000 + Debian revision,
@@ -101,7 +103,7 @@ KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the ke
 # mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named);
 # the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff.
 MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev")
-DEFAULT_CMDLINE = "console=ttyS0,115200 panic=-1 quiet loglevel=4"
+DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"
 CONSOLE_SCRIPT = "/etc/imacpro/console"

@@ -146,7 +146,8 @@ def test_init_script():
     inittab = ETC_FILES["etc/inittab"]
     assert f"::once:{CONSOLE_SCRIPT}\n" in inittab
     assert "::shutdown:/bin/umount -a -r 2>/dev/null\n" in inittab
-    assert guest.DEFAULT_CMDLINE == "console=ttyS0,115200 panic=-1 quiet loglevel=4"
+    assert guest.DEFAULT_CMDLINE == \
+        "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4"
 
 
 def run_exec_function(cmdline: str, shell: list[str], env=None):

@@ -374,6 +374,7 @@ class LocalApic:
             self._deadline_timer.arm(deadline_ns)
 
     def read_tsc_deadline(self) -> int:
+        self._catch_up(self._deadline_timer, self._deadline_expired)
         return self.tsc_deadline if self._timer_mode() == TSC_DEADLINE else 0
 
     # --- MMIO -------------------------------------------------------------------------------
@@ -413,6 +414,7 @@ class LocalApic:
         if offset == TIMER_INITIAL:
             return self.initial_count
         if offset == TIMER_CURRENT:
+            self._catch_up(self._count_timer, self._count_expired)
             return self.current_count()
         if offset == TIMER_DIVIDE:
             return self.divide_config
@@ -625,6 +627,14 @@ class LocalApic:
     def _deadline_expired(self) -> None:
         self.tsc_deadline = 0
         self._local_deliver(LVT_TIMER)
+
+    def _catch_up(self, timer, expired) -> None:
+        """A timer the guest finds run out (the count reads 0, the deadline MSR 0) has fired:
+        its interrupt is pending from that read on, as on hardware, not only once the clock
+        runs its timers after the slice (later still when the host is slow to end it)."""
+        if timer.deadline_ns is not None and timer.deadline_ns <= self._clock.now_ns():
+            timer.cancel()
+            expired()
 
     def _cancel_timer(self) -> None:
         self._count_timer.cancel()

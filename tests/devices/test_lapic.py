@@ -223,15 +223,20 @@ def test_divide_change_counts_on_from_current_value():
     assert clock.next_deadline() == 400 * 40 + 600 * 80
 
 
-def test_one_shot_reads_zero_once_expired_even_before_the_run_loop_catches_up():
+def test_one_shot_read_at_zero_is_pending_at_once_before_the_run_loop_catches_up():
+    """A guest that polls the count with IF=0 until it reads 0 and then enables interrupts
+    takes the timer's interrupt at once, as on hardware: the read fires the expiry, and the
+    clock's run does not deliver it a second time."""
     clock, _, (lapic,) = make()
     wr(lapic, DIVIDE, 0xB)
     wr(lapic, LVT_TIMER, 0x40)
     wr(lapic, INITIAL, 10)
     clock.advance(1000)
-    assert rd(lapic, CURRENT) == 0 and lapic.irr == 0
+    assert lapic.irr == 0
+    assert rd(lapic, CURRENT) == 0 and lapic.highest_pending() == 0x40
+    assert lapic.acknowledge() == 0x40 and lapic.irr == 0
     clock.run_due()
-    assert lapic.highest_pending() == 0x40
+    assert lapic.irr == 0 and not lapic._count_timer.armed     # not delivered twice
 
 
 def test_one_shot_to_periodic_switch_keeps_counting():

@@ -2,10 +2,10 @@
 """The screen under work: imacpro beside QEMU with a linear framebuffer of the same size.
 
 Both boot the default guest's kernel and initramfs at 3840 × 2160 × 32 bits: imacpro's boot
-framebuffer through Linux's efifb (compat mode), QEMU's standard VGA (`-device VGA` at that
-size, the only display: `-vga std`'s device, whose VGA BIOS the kernel's setup code needs)
-through Linux's bochs DRM driver and its fbdev emulation (the modules, from the guest's own
-kernel package, ride in an overlay). In the guest, timed by busybox's time:
+framebuffer through Linux's efifb (compat mode), QEMU's standard VGA (`-vga std`'s device,
+`-device VGA` at that size, as the only display) through Linux's bochs DRM driver and its
+fbdev emulation (the modules, from the guest's own kernel package, ride in an overlay). In
+the guest, timed by busybox's time:
 
   fill     dd of a whole frame to /dev/fb0, 100 times (3.3 GB through the fbdev write path)
   scroll   1000 lines printed on tty1 (fbcon redraws the screen at every line)

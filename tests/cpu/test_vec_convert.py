@@ -40,7 +40,7 @@ from fractions import Fraction
 import pytest
 
 import vecharness as vh
-from vecharness import DATA_SIZE, State
+from vecharness import DATA_SIZE, FORMATS, State, fp_bits
 
 GROUP = "convert"
 KNOWN_PER_LINE = 6
@@ -253,27 +253,6 @@ def for_line(line: str, state: State) -> State:
 
 
 # --- directed range states: narrowing conversions at the edges of the destination's format --
-
-FORMATS = {"f16": (16, 10, 15), "f32": (32, 23, 127), "f64": (64, 52, 1023)}  # bits, fraction
-
-
-def fp_bits(lane_format: str, value: Fraction) -> int:
-    """The exact encoding of a value the format holds (normal, denormal or zero)."""
-    width, fbits, bias = FORMATS[lane_format]
-    sign = 1 << (width - 1) if value < 0 else 0
-    value = abs(value)
-    if value == 0:
-        return sign
-    exp = value.numerator.bit_length() - value.denominator.bit_length()
-    if Fraction(2) ** exp > value:
-        exp -= 1
-    exp = max(exp, 1 - bias)                            # denormals: the smallest exponent
-    sig = value / Fraction(2) ** (exp - fbits)
-    assert sig.denominator == 1 and sig < 2 << fbits, (lane_format, value)
-    biased = exp + bias if int(sig) >> fbits else 0
-    assert biased < (1 << (width - fbits - 1)) - 1, (lane_format, value)
-    return sign | biased << fbits | (int(sig) & ((1 << fbits) - 1))
-
 
 def range_values(src: str, dst: str) -> list[tuple[str, list[Fraction]]]:
     """(name, source lanes, repeated across the register) around the destination format's

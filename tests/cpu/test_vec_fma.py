@@ -33,7 +33,7 @@ from fractions import Fraction
 import pytest
 
 import vecharness as vh
-from vecharness import DATA_SIZE, State
+from vecharness import DATA_SIZE, FORMATS, State, fp_bits
 
 GROUP = "fma"
 KNOWN_PER_LINE = 6      # recorded cases per line
@@ -169,27 +169,6 @@ DIRECTED = ["vfmadd132ps", "vfmadd213ps", "vfmadd231ps", "vfnmsub132ps", "vfnmsu
 
 
 # --- directed range states: x * y + z at the edges of the format ----------------------------
-
-FORMATS = {"f32": (32, 23, 127), "f64": (64, 52, 1023)}     # bits, fraction bits, bias
-
-
-def fp_bits(lane_format: str, value: Fraction) -> int:
-    """The exact encoding of a value the format holds (normal, denormal or zero)."""
-    width, fbits, bias = FORMATS[lane_format]
-    sign = 1 << (width - 1) if value < 0 else 0
-    value = abs(value)
-    if value == 0:
-        return sign
-    exp = value.numerator.bit_length() - value.denominator.bit_length()
-    if Fraction(2) ** exp > value:
-        exp -= 1
-    exp = max(exp, 1 - bias)                            # denormals: the smallest exponent
-    sig = value / Fraction(2) ** (exp - fbits)
-    assert sig.denominator == 1 and sig < 2 << fbits, (lane_format, value)
-    biased = exp + bias if int(sig) >> fbits else 0
-    assert biased < (1 << (width - fbits - 1)) - 1, (lane_format, value)
-    return sign | biased << fbits | (int(sig) & ((1 << fbits) - 1))
-
 
 def range_values(lane_format: str) -> list[tuple[str, list[tuple[Fraction, ...]]]]:
     """(name, lanes of (x, y, z)): the lanes compute x * y + z, repeated across the

@@ -158,6 +158,21 @@ set_gate:                   # rdi vector, rsi handler, edx ist, ecx dpl, r8d typ
     PRINT \name
 .endm
 
+# RESUME_HANDLER vec, code: the handler h<vec> for TRY: it drops the error code if the exception
+# pushes one (code 1), stores vec in `vector` and returns to `resume`.
+.macro RESUME_HANDLER vec, code
+h\vec:
+    .if \code
+    add $8, %rsp
+    .endif
+    movq $\vec, vector(%rip)
+    push %rax
+    mov resume(%rip), %rax
+    mov %rax, 8(%rsp)
+    pop %rax
+    iretq
+.endm
+
 # TO_RING3 target, rflags: continue at target in ring 3 (code 0x23, data and stack 0x1b, the
 # stack at 0x88000); an exception or `int` there switches to the stack it left, kernel_rsp.
 .macro TO_RING3 target, rflags=0x2

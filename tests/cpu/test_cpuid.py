@@ -94,12 +94,7 @@ def test_every_claimed_feature_executes_and_later_ones_do_not():
     body = r"""
 main:
     call setup_gdt
-    mov $6, %edi
-    lea ud(%rip), %rsi
-    xor %edx, %edx
-    xor %ecx, %ecx
-    mov $0xe, %r8d
-    call set_gate
+    GATE 6, h6
     mov %cr0, %rax              # SSE on: clear EM, set MP; CR4.OSFXSR, OSXMMEXCPT
     and $~4, %rax
     or $2, %rax
@@ -113,13 +108,7 @@ main:
     xsetbv
 """ + "".join(f'    TRY {name}, "{insn}"\n' for name, insn in probes) + r"""
     jmp finish
-ud:
-    movq $6, vector(%rip)
-    push %rax
-    mov resume(%rip), %rax
-    mov %rax, 8(%rsp)
-    pop %rax
-    iretq
+    RESUME_HANDLER 6, 0
 .data
 .align 16
 resume: .quad 0

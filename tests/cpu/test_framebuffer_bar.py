@@ -44,14 +44,7 @@ main:
 h8: movq $8, vector(%rip)
     cli
     hlt
-h14:
-    add $8, %rsp
-    movq $14, vector(%rip)
-    push %rax
-    mov resume(%rip), %rax
-    mov %rax, 8(%rsp)
-    pop %rax
-    iretq
+    RESUME_HANDLER 14, 1
 .data
 resume: .quad 0
 vector: .quad 0

@@ -114,25 +114,10 @@ def test_xsave_and_xrstor_keep_the_avx512_state_at_its_standard_offsets():
     assert after[2048:] == bytes(64), "opmask registers"
 
 
-TRAPS = r"""
-.macro HANDLER vec, code
-h\vec:
-    .if \code
-    add $8, %rsp                    # the error code
-    .endif
-    movq $\vec, vector(%rip)
-    push %rax
-    mov resume(%rip), %rax
-    mov %rax, 8(%rsp)
-    pop %rax
-    iretq
-.endm
-"""
-
 TRAP_HANDLERS = r"""
-    HANDLER 6, 0
-    HANDLER 7, 0
-    HANDLER 13, 1
+    RESUME_HANDLER 6, 0
+    RESUME_HANDLER 7, 0
+    RESUME_HANDLER 13, 1
 .data
 .align 64
 buffer: .fill 16, 8, 0
@@ -140,7 +125,7 @@ resume: .quad 0
 vector: .quad 0
 """
 
-FAULTS = TRAPS + r"""
+FAULTS = r"""
 .macro XCR0 value
     xor %ecx, %ecx
     mov $\value, %eax
@@ -214,7 +199,7 @@ def test_state_checks_raise_ud_nm_and_gp_as_the_sdm_orders():
     assert {key: v[key] for key in expected} == expected
 
 
-COMPACTED = REGISTER_MACROS + TRAPS + r"""
+COMPACTED = REGISTER_MACROS + r"""
 .macro ALL                          # EDX:EAX: every component
     mov $-1, %eax
     mov $-1, %edx

@@ -565,6 +565,9 @@ def screenshot(name: str, output: str, native_size: bool) -> None:
                 reply = client.request("screenshot", path=str(raw_path))
             mode = MODES.get(reply.get("mode"))
             if mode is not None:
+                # Scaling and encoding take a second or more of CPU: they yield to the
+                # machine's vCPUs, which on a host with few cores share a core with them.
+                os.nice(10)
                 raw = raw_path.read_bytes()
                 if len(raw) != mode.size:
                     raise UserError(f"machine {name!r} sent a partial screen")

@@ -24,6 +24,7 @@ or in memory/layout.py for addresses, and nowhere else.
     | lapic       | 0xFEE0_0000 (each CPU)     |                          | (MADT)             |
     | host_bridge | PCI 00:00.0                |                          |                    |
     | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
+    | xhci        | PCI 00:14.0                | INTA# → GSI 17, MSI      | (_PRT)             |
     | gpu_port    | PCI f0:00.0 → bus f1       |                          | PCF0               |
     | gpu_switch_up, gpu_switch_down: PCI f1:00.0 → bus f2, f2:00.0 → bus f3                     |
     | gpu         | PCI f3:00.0                | (none modelled)          |                    |
@@ -256,6 +257,9 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("host_bridge", "Xeon W host bridge (8086:2020)", pci=PciSlot(0)),
     Row("nvme", "the SSD: Apple ANS2 NVMe controller behind the T2 (106b:2005)",
         pci=PciSlot(4, pin=PIN_INTA, gsi=16), optional=True),
+    # The PCH's USB 3 controller; its INTA# has a pin of its own (the SSD's is 16).
+    Row("xhci", "PCH xHCI USB 3 controller (8086:a2af)",
+        pci=PciSlot(0x14, pin=PIN_INTA, gsi=17)),
     # The GPU: the Xeon's root port on root bus f0, then the Vega package's own PCIe switch
     # (AMD's upstream and downstream ports) and the GPU with its HDMI/DP audio function.
     Row("gpu_port", "Xeon W PCIe root port A (8086:2030)",

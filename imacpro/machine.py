@@ -46,6 +46,7 @@ from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
 from imacpro.devices.nvme import NvmeController
+from imacpro.devices.usb.xhci.controller import XhciController
 from imacpro.devices.pic import Pic8259Pair
 from imacpro.devices.pit import Pit8254, SystemControlPortB
 from imacpro.devices.reset import FastA20Port, KeyboardController, ResetControl
@@ -261,6 +262,9 @@ class Machine:
             return None
         return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row),
                               clock=self.clock)
+
+    def _make_xhci(self, row):
+        return XhciController(self.clock, intx=self._inta(row))
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI

@@ -392,6 +392,11 @@ class UsbDevice:
                 "remote_wakeup": self.remote_wakeup, **self.save_extra()}
 
     def load(self, state: dict) -> None:
+        self.apply_state(self.check_state(state))
+
+    def check_state(self, state: dict) -> tuple:
+        """The saved state, checked (StateError), for a holder that loads several devices
+        and must check them all before it changes any."""
         where = type(self).__name__
         address = _state.int_field(state, "address", where, 0, 127)
         configuration = _state.int_field(state, "configuration", where, 0, CONFIG_VALUE)
@@ -401,9 +406,12 @@ class UsbDevice:
         if any(a not in self.endpoints for a in halted):
             raise StateError(f"{where}.halted: an endpoint the device does not have")
         wakeup = _state.bool_field(state, "remote_wakeup", where)
-        extra = self.check_extra(state)
-        self.address, self.configuration, self.alternates = address, configuration, alternates
-        self.halted, self.remote_wakeup = list(halted), wakeup
+        return address, configuration, alternates, halted, wakeup, self.check_extra(state)
+
+    def apply_state(self, checked: tuple) -> None:
+        (self.address, self.configuration, alternates, halted, self.remote_wakeup,
+         extra) = checked
+        self.alternates, self.halted = list(alternates), list(halted)
         self.apply_extra(extra)
 
     def save_extra(self) -> dict:

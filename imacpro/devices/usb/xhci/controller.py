@@ -90,12 +90,16 @@ class XhciController(Commands, Transfers):
     def plug(self, port: int, device: UsbDevice) -> None:
         """Attach `device` to root port `port` (1-based); the guest sees a connect."""
         device.on_ready = lambda address, d=device: self.device_ready(d, address)
+        if hasattr(device, "on_child_ready"):      # a hub: the devices behind it too
+            device.on_child_ready = self.device_ready
         self._port_changed(self.ports[port - 1], self.ports[port - 1].attach(device))
 
     def unplug(self, port: int) -> UsbDevice | None:
         device, changed = self.ports[port - 1].detach()
         if device is not None:
             device.on_ready = lambda address: None
+            if hasattr(device, "on_child_ready"):
+                device.on_child_ready = lambda d, address: None
             self._port_changed(self.ports[port - 1], changed)
         return device
 

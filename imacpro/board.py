@@ -37,6 +37,9 @@ PCI has two root buses, each a host bridge in the DSDT (`ROOT_BUSES`): bus 00 (P
 platform's functions, and bus f0 (PCF0) with the root port of the GPU, as on the real machine.
 A row's PCI slot names its bus as the firmware numbers it; a bridge's slot names the bus on
 its secondary side (`bridge_to`).
+
+USB connectors (`usb`): each of the machine's USB connectors and the xHCI root ports its USB 2
+and USB 3 lanes reach; devices/usb/peripherals.py plugs the machine's devices into them.
 """
 
 from __future__ import annotations
@@ -140,15 +143,27 @@ class Row:
     optional: bool = False            # absent on some machines (the SSD when unreadable)
 
 
+@dataclass(frozen=True)
+class UsbConnector:
+    """A USB connector of the machine and the xHCI root ports its lanes reach (None: no such
+    lane). `internal`: inside the case, not for the user's plugs."""
+    name: str
+    usb2: int | None
+    usb3: int | None
+    internal: bool = False
+
+
 ONE_ROOT_BUS = (RootBus("PCI0", 0, 0xFF, (layout.PCI_MMIO_START, layout.PCI_MMIO_END),
                         (layout.PCI_IO_START, 0x10000)),)
 
 
 class Board:
     def __init__(self, name: str, rows: tuple[Row, ...], lpc_bridge: PciSlot,
-                 root_buses: tuple[RootBus, ...] = ONE_ROOT_BUS):
+                 root_buses: tuple[RootBus, ...] = ONE_ROOT_BUS,
+                 usb: tuple[UsbConnector, ...] = ()):
         self.name = name
         self.rows = rows
+        self.usb = usb
         self.lpc_bridge = lpc_bridge  # where the DSDT's LPCB sits (_ADR)
         self.root_buses = root_buses
         self._by_name = {row.name: row for row in rows}
@@ -277,4 +292,12 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
             (layout.PCI_IO_START, layout.PCI_GPU_IO_START)),
     RootBus("PCF0", 0xF0, 0xFF, (layout.PCI_GPU_MMIO_START, layout.PCI_MMIO_END),
             (layout.PCI_GPU_IO_START, 0x10000)),
+), usb=(
+    # The four USB-A ports on the back, each with a USB 2 and a USB 3 lane (the PCH's ports 1-4
+    # and 17-20); inside, the SDXC card reader on a USB 3 lane and Apple's hub on a USB 2 one.
+    # Which PCH port serves which connector is not in the probes: this numbering is ours.
+    UsbConnector("USB-A 1", 1, 17), UsbConnector("USB-A 2", 2, 18),
+    UsbConnector("USB-A 3", 3, 19), UsbConnector("USB-A 4", 4, 20),
+    UsbConnector("SDXC card reader", None, 21, internal=True),
+    UsbConnector("internal hub", 5, None, internal=True),
 ))

@@ -54,9 +54,12 @@ def catalog(as_json: bool) -> None:
               help="Only options on sale that day; defaults are that day's stock configuration.")
 @click.option("--third-party-memory", is_flag=True,
               help="Allow non-Apple memory modules (up to 512 GB, any date).")
+@click.option("--pointer", type=click.Choice(list(data.POINTERS), case_sensitive=False),
+              help="Magic Mouse 2 (the default), Magic Trackpad 2, or both.")
 @json_option
 def create(name: str, cpu: str | None, memory: str | None, graphics: str | None,
-           storage: str | None, as_of, third_party_memory: bool, as_json: bool) -> None:
+           storage: str | None, as_of, third_party_memory: bool, pointer: str | None,
+           as_json: bool) -> None:
     """Create a virtual iMac Pro named NAME."""
     config = configure(
         cpu=int(cpu) if cpu else None,
@@ -65,6 +68,7 @@ def create(name: str, cpu: str | None, memory: str | None, graphics: str | None,
         storage=storage.upper() if storage else None,
         as_of=as_of.date() if as_of else None,
         third_party_memory=third_party_memory,
+        pointer=pointer.lower() if pointer else None,
     )
     new = bundle.create(name, config)
     overview = hardware_overview(new.name, config, new.identity())

@@ -46,6 +46,7 @@ from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
 from imacpro.devices.nvme import NvmeController
+from imacpro.devices.usb.peripherals import Peripherals
 from imacpro.devices.usb.xhci.controller import XhciController
 from imacpro.devices.pic import Pic8259Pair
 from imacpro.devices.pit import Pit8254, SystemControlPortB
@@ -84,13 +85,14 @@ class Machine:
                  guest_error_log: Callable[[str], None] | None = None,
                  watchdog_s: float | None = DEFAULT_STALL_S,
                  on_watchdog: Callable[[Report], None] | None = None,
-                 display_mode: Mode = COMPAT):
+                 display_mode: Mode = COMPAT, sd_card: str | None = None):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
         `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
         `watchdog_s`: guest seconds of silence before the watchdog reports (watchdog.py;
         None: no watchdog), `on_watchdog(report)`: where its reports go; `display_mode`: the
-        boot framebuffer's mode (devices/display/framebuffer.py)."""
+        boot framebuffer's mode (devices/display/framebuffer.py); `sd_card`: an image in the
+        SDXC card reader."""
         self.config = config
         self.board = board
         self.display_mode = display_mode
@@ -108,6 +110,8 @@ class Machine:
         self.poweroff_requested = False
         self._serial_output = serial_output
         self._ssd, self._ssd_serial = ssd, ssd_serial
+        self._sd_card = sd_card
+        self.usb: Peripherals | None = None
 
         # Interrupt controllers and the lines that feed them: ISA IRQs to the 8259 input of
         # the same number and to the I/O APIC pin the board names; the other pins alone.
@@ -264,7 +268,10 @@ class Machine:
                               clock=self.clock)
 
     def _make_xhci(self, row):
-        return XhciController(self.clock, intx=self._inta(row))
+        xhci = XhciController(self.clock, intx=self._inta(row))
+        self.usb = Peripherals(xhci, self.board.usb, self.config.pointer_option.devices,
+                               sd_image=self._sd_card)
+        return xhci
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI

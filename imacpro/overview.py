@@ -51,6 +51,8 @@ def hardware_overview(name: str, config: Configuration, ident: Identity,
         "storage_serial": ssd_serial(ident.serial_number),
         "display": data.MODEL["display"].value,
         "display_mode": display_mode,
+        "keyboard": data.KEYBOARD,
+        "pointer": config.pointer_option.name,
         "boot_rom_version": data.MODEL["boot_rom_version"].value,
         "board_id": data.MODEL["board_id"].value,
         "security_chip": data.MODEL["security_chip"].value,
@@ -91,6 +93,7 @@ def render_overview(o: dict) -> str:
                     f"{o['storage_serial']})"),
         ("Display", o["display"]),
         ("Display Mode", _display_mode(o["display_mode"])),
+        ("Input", f"{o['keyboard']}; {o['pointer']} (USB)"),
         ("Boot ROM Version", o["boot_rom_version"]),
         ("Board ID", o["board_id"]),
         ("Serial Number (system)", o["serial_number"]),
@@ -135,6 +138,9 @@ def catalog_report() -> dict:
             {"graphics": g.key, "name": g.name, "memory_gb": g.vram_gb, "memory_type": g.vram_type,
              **_window(g.window), "sources": list(g.sources)}
             for g in data.GRAPHICS.values()],
+        "pointers": [
+            {"pointer": p.key, "name": p.name, **_window(p.window), "sources": list(p.sources)}
+            for p in data.POINTERS.values()],
         "storage": [
             {"storage": s.key, "capacity_bytes": s.capacity_bytes, **_window(s.window),
              "sources": list(s.sources)}
@@ -175,6 +181,9 @@ def render_catalog() -> str:
     lines += ["", "Storage (--storage):"]
     for s in data.STORAGE.values():
         lines.append(f"  {s.key:<4} {s.capacity_tb} TB SSD  {s.window.describe()}")
+    lines += ["", f"Keyboard: {data.KEYBOARD}. Pointing device (--pointer):"]
+    for option in data.POINTERS.values():
+        lines.append(f"  {option.key:<8} {option.name}  {option.window.describe()}")
     lines += ["", "Stock configurations:"]
     for b in data.BASE_CONFIGURATIONS:
         lines.append(f"  {b.cpu}-core, {b.memory} GB, {data.GRAPHICS[b.graphics].name}, "

@@ -27,6 +27,7 @@ class Configuration:
     storage: str
     as_of: date | None = None
     third_party_memory: bool = False
+    pointer: str = "mouse"
 
     @property
     def processor(self) -> data.Processor:
@@ -45,6 +46,10 @@ class Configuration:
         return data.STORAGE[self.storage]
 
     @property
+    def pointer_option(self) -> data.PointerOption:
+        return data.POINTERS[self.pointer]
+
+    @property
     def logical_cpus(self) -> int:
         return self.processor.threads
 
@@ -61,7 +66,8 @@ class Configuration:
 
     def to_dict(self) -> dict:
         out = {"cpu": self.cpu, "memory": self.memory, "graphics": self.graphics,
-               "storage": self.storage, "third_party_memory": self.third_party_memory}
+               "storage": self.storage, "third_party_memory": self.third_party_memory,
+               "pointer": self.pointer}
         if self.as_of is not None:
             out["as_of"] = self.as_of
         return out
@@ -75,7 +81,8 @@ class Configuration:
                 as_of = date.fromisoformat(as_of)
             return configure(cpu=raw["cpu"], memory=raw["memory"], graphics=raw["graphics"],
                              storage=raw["storage"], as_of=as_of,
-                             third_party_memory=bool(raw.get("third_party_memory", False)))
+                             third_party_memory=bool(raw.get("third_party_memory", False)),
+                             pointer=raw.get("pointer", "mouse"))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"invalid configuration ({exc!r})") from None
 
@@ -93,7 +100,8 @@ def base_configuration(day: date) -> data.BaseConfiguration | None:
 
 def configure(cpu: int | None = None, memory: int | None = None, graphics: str | None = None,
               storage: str | None = None, as_of: date | None = None,
-              third_party_memory: bool = False, today: date | None = None) -> Configuration:
+              third_party_memory: bool = False, today: date | None = None,
+              pointer: str | None = None) -> Configuration:
     """Build a validated Configuration; unspecified options take the stock configuration's."""
     day = as_of if as_of is not None else min(today or date.today(), last_day_sold())
     _check_machine_on_sale(as_of)
@@ -105,6 +113,7 @@ def configure(cpu: int | None = None, memory: int | None = None, graphics: str |
         storage=base.storage if storage is None else storage,
         as_of=as_of,
         third_party_memory=third_party_memory,
+        pointer="mouse" if pointer is None else pointer,
     )
     _check_options_exist(config)
     if as_of is not None:
@@ -143,6 +152,9 @@ def _check_options_exist(config: Configuration) -> None:
                         f"{_choices(data.GRAPHICS)}")
     if config.storage not in data.STORAGE:
         raise UserError(f"unknown storage '{config.storage}': choose {_choices(data.STORAGE)}")
+    if config.pointer not in data.POINTERS:
+        raise UserError(f"unknown pointing device '{config.pointer}': choose "
+                        f"{_choices(data.POINTERS)}")
     if not config.memory_option.apple and not config.third_party_memory:
         apple_max = max(m.key for m in data.MEMORY.values() if m.apple)
         raise UserError(f"{config.memory} GB needs third-party memory modules (Apple sold up to "

@@ -28,6 +28,7 @@ SOURCES: dict[str, str] = {
     "apple-serial-format": "Apple 12-character serial format PPPYWSSSCCCC (MacRumors 2010-04-16)",
     "ieee-oui": "IEEE MA-L registry, assignments to Apple, Inc.",
     "linux-hardware": "linux-hardware.org probes of iMacPro1,1 under Linux (lspci IDs, BARs)",
+    "linux-hid-ids": "Linux drivers/hid/hid-ids.h: USB product IDs of Apple's Magic devices",
 }
 
 
@@ -113,6 +114,17 @@ class StorageOption:
     def capacity_bytes(self) -> int:
         # Apple counts storage in decimal terabytes.
         return self.capacity_tb * 10**12
+
+
+@dataclass(frozen=True)
+class PointerOption:
+    """The pointing device in the box: the machine came with the black Magic Mouse 2 or the
+    Magic Trackpad 2, or both for a price."""
+    key: str
+    name: str
+    devices: tuple[str, ...]      # "mouse", "trackpad"
+    window: Window
+    sources: tuple[str, ...]
 
 
 RELEASED = date(2017, 12, 14)
@@ -241,3 +253,18 @@ SERIAL_MODEL_CODES = Fact(
 # Organizationally unique identifiers assigned to Apple, Inc. used for the machine's MACs.
 APPLE_OUIS = Fact("00:03:93 00:0A:27 00:0A:95 00:1C:B3 00:25:00 3C:07:54 F0:18:98 8C:85:90",
                   ("ieee-oui",))
+
+# The keyboard, the black Magic Keyboard with Numeric Keypad (USB 05ac:026c), came with every one.
+KEYBOARD = "Magic Keyboard with Numeric Keypad"
+
+POINTERS: dict[str, PointerOption] = {
+    p.key: p
+    for p in (
+        PointerOption("mouse", "Magic Mouse 2", ("mouse",), WHOLE_LIFE,
+                      ("seed", "apple-specs", "linux-hid-ids")),
+        PointerOption("trackpad", "Magic Trackpad 2", ("trackpad",), WHOLE_LIFE,
+                      ("seed", "apple-specs", "linux-hid-ids")),
+        PointerOption("both", "Magic Mouse 2 and Magic Trackpad 2", ("mouse", "trackpad"),
+                      WHOLE_LIFE, ("apple-specs", "linux-hid-ids")),
+    )
+}

@@ -101,8 +101,10 @@ E2FSCK_PACKAGE = "e2fsck-static"  # busybox has mke2fs but no checker
 KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the kernel release
 # Loaded at boot, with what they depend on (from .modinfo): the SSD's driver, and ext4 (which
 # mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named);
-# the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff.
-MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev")
+# the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff;
+# USB: the xHCI's driver, HID with Apple's keyboard and mouse/trackpad drivers, USB storage.
+MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev", "xhci_pci", "usbhid",
+           "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod")
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"

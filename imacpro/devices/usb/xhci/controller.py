@@ -254,8 +254,10 @@ class XhciController(Commands, Transfers):
         if value & R.HCRST:
             self._reset_registers()
             return
-        was_running = self.usbcmd & R.RUN
+        was_running, was_enabled = self.usbcmd & R.RUN, self.usbcmd & R.INTE
         self.usbcmd = value & R.USBCMD_WRITABLE
+        if self.usbcmd & R.INTE and not was_enabled:
+            self._signal(0)
         if self.usbcmd & R.RUN and not was_running:
             self.usbsts &= ~R.HCH
             for port in self.ports:              # connects seen while halted
@@ -326,13 +328,11 @@ class XhciController(Commands, Transfers):
             count = min(ir.erstsz, 1 << R.ERST_MAX)
             ir.ring.configure(self._dma_read, ir.erstba, count)
         elif register == R.ERDP:
-            if value & R.ERDP_EHB:
-                ir.busy = False
             ir.erdp = (ir.erdp & ~0xFFFF_FFFF) | (value & ~0xF)
-            self._consumed(n)
+            self._consumed(n, handled=bool(value & R.ERDP_EHB))
         elif register == R.ERDP + 4:
             ir.erdp = (ir.erdp & 0xFFFF_FFFF) | value << 32
-            self._consumed(n)
+            self._consumed(n, handled=False)
 
     # --- DMA -------------------------------------------------------------------------------
 
@@ -364,31 +364,40 @@ class XhciController(Commands, Transfers):
         if ir.ring.post(event, ir.erdp, self._dma_write):
             self._raise(interrupter)
 
-    def _consumed(self, n: int) -> None:
-        """Software moved ERDP: events waiting for room go in; events it has not consumed
-        yet make a new interrupt once it has cleared Event Handler Busy."""
+    def _consumed(self, n: int, handled: bool) -> None:
+        """Software moved ERDP: events waiting for room go in. `handled`: the write cleared
+        Event Handler Busy (the end of an interrupt handler); events it has not consumed
+        then make a new interrupt (§4.17.2). A write that leaves EHB alone (setting the
+        pointer up) raises nothing."""
         ir = self.interrupters[n]
+        if handled:
+            ir.busy = False
         try:
-            ir.ring.flush(ir.erdp, self._dma_write)
+            wrote = ir.ring.flush(ir.erdp, self._dma_write)
         except RingError as exc:
             self.host_system_error(str(exc))
             return
-        if not ir.busy and ir.ring.has_events_after(ir.erdp):
+        if wrote or handled and ir.ring.has_events_after(ir.erdp):
             self._raise(n)
 
     def _raise(self, n: int) -> None:
+        """New events on interrupter n's ring. While its handler is busy (EHB) they wait
+        for the handler's ERDP write; otherwise the pending bit goes up (§4.17.2)."""
         ir = self.interrupters[n]
-        ir.busy = True
+        if ir.busy:
+            return
+        ir.busy = ir.pending = True
         self.usbsts |= R.EINT
-        if not ir.pending:
-            ir.pending = True
-            self._signal(n)
+        self._signal(n)
         self._update_intx()
 
     def _signal(self, n: int) -> None:
-        """Interrupter n's pending bit went up (or its enable did): the message, with MSI."""
-        if n == 0 and self.usbcmd & R.INTE and self.interrupters[0].enabled \
+        """Interrupter n's pending bit went up (or its enable did): with MSI, the message,
+        which clears the pending bit once it is written (§5.5.2.1)."""
+        ir = self.interrupters[n]
+        if n == 0 and self.usbcmd & R.INTE and ir.enabled and ir.pending \
                 and self.msi.enabled:
+            ir.pending = False
             self.msi.send()
 
     def _update_intx(self) -> None:

@@ -283,6 +283,12 @@ class RunningMachine:
         if self.machine is None or self.suspend_to is None:
             reply({"ok": False, "error": "the machine has not started yet"})
             return
+        if self.machine.usb is not None and self.machine.usb.drives:
+            # A drive is the host's file, not the machine's: a resumed machine could not
+            # promise it back as it was.
+            reply({"ok": False, "error": "cannot suspend with USB drives attached: detach "
+                   "them first ('imacpro usb detach')"})
+            return
         try:
             written = self.suspend_to()
         except (OSError, UserError) as exc:
@@ -314,6 +320,34 @@ class RunningMachine:
         return {"mode": mode.name, "width": mode.width, "height": mode.height,
                 "bytes": mode.size}
 
+    # --- the keyboard, the pointing devices and USB drives (devices/usb/peripherals.py) ---
+
+    def _usb(self):
+        if self.machine is None or self.machine.usb is None:
+            raise UserError("the machine has no USB devices yet")
+        return self.machine.usb
+
+    def type_text(self, text: str) -> dict:
+        self._usb().type_text(text)
+        return {"typed": len(text)}
+
+    def key(self, combo: str) -> dict:
+        self._usb().key(combo)
+        return {"combo": combo}
+
+    def pointer(self, device: str, dx: int, dy: int, button: str | None, down: bool | None,
+                scroll: int) -> dict:
+        self._usb().pointer(device, dx, dy, button, down, scroll)
+        return {"device": device}
+
+    def usb(self, action: str, path: str | None, read_only: bool) -> dict:
+        usb = self._usb()
+        if action == "attach":
+            return {"connector": usb.attach_drive(path, read_only)}
+        if action == "detach":
+            return {"connector": usb.detach_drive(path)}
+        return {"devices": usb.describe()}
+
     def attach_console(self, connection) -> None:
         connection.send(bytes(self._recent))
         self.consoles.add(connection)
@@ -331,11 +365,14 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              cpus: int | None = None,
              notice: Callable[[str], None] = lambda line: None,
              on_started: Callable[[], None] | None = None,
-             control: bool = True, discard_state: bool = False) -> Outcome:
+             control: bool = True, discard_state: bool = False,
+             usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None) -> Outcome:
     """Power the machine on and run it until it powers off or suspends. A suspended machine
     resumes instead of booting (unless `discard_state`). The machine's process serves its
     control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
-    handed over to the first boot's kernel, or the resumed machine is about to run."""
+    handed over to the first boot's kernel, or the resumed machine is about to run.
+    `usb_drives`: raw disk images plugged in as USB flash drives at power-on; `sd_card`: an
+    image in the SDXC card reader."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -384,13 +421,19 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                                   cpus=len(resumed.state.get("cpus") or [0]), ssd=ssd,
                                   ssd_serial=ssd_serial(identity.serial_number),
                                   guest_error_log=_log_writer(errors_log),
-                                  on_watchdog=running.watchdog_report)
+                                  on_watchdog=running.watchdog_report, sd_card=sd_card)
+                stack.callback(machine.close)
                 resume(resumed, machine, running, config)
                 resumed = None
+                _plug_drives(machine, usb_drives)
             else:
+                first = running.machine is None
                 machine = _boot(source, ssd, chip, signer, verdicts, running, config,
                                 identity, cpus, errors_log,
-                                MODES[settings.display_mode(machine_bundle)])
+                                MODES[settings.display_mode(machine_bundle)], sd_card)
+                if first:
+                    stack.callback(machine.close)
+                    _plug_drives(machine, usb_drives)
             if on_started is not None:
                 on_started()
                 on_started = None
@@ -425,8 +468,13 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             return Outcome(result.reason, verdicts=verdicts)
 
 
+def _plug_drives(machine: Machine, drives: tuple[Path, ...]) -> None:
+    for path in drives:
+        machine.usb.attach_drive(path)
+
+
 def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, identity,
-          cpus, errors_log, display_mode: Mode) -> Machine:
+          cpus, errors_log, display_mode: Mode, sd_card: Path | None = None) -> Machine:
     """A boot or a reboot: the T2 checks the image, the board is built (or reset in place),
     the firmware loads the kernel and hands over the screen in `display_mode` (the
     machine's setting as it is at this boot)."""
@@ -441,7 +489,7 @@ def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, 
         machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
                           ssd_serial=ssd_serial(identity.serial_number),
                           guest_error_log=_log_writer(errors_log),
-                          on_watchdog=running.watchdog_report)
+                          on_watchdog=running.watchdog_report, sd_card=sd_card)
     else:
         machine.reset()            # a reboot: the same board, back to power-on
     machine.display_mode = display_mode

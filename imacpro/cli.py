@@ -322,6 +322,10 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--disk", type=click.Path(exists=True, dir_okay=False),
               help="Boot from this raw disk image (external media: its EFI System "
                    "Partition holds the boot image, as 'imacpro install --disk' writes it).")
+@click.option("--usb", "usb_drives", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Plug this raw disk image in as a USB 3 flash drive (repeatable).")
+@click.option("--sd", "sd_card", type=click.Path(exists=True, dir_okay=False),
+              help="Put this raw disk image in the SDXC card reader.")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -337,8 +341,9 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
               help="A suspended machine starts afresh instead of resuming.")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
-def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, serial_log,
-         exec_command, timeout, detach, discard_state, cpus, ready_fd) -> None:
+def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
+         headless, serial_log, exec_command, timeout, detach, discard_state, cpus,
+         ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
@@ -367,7 +372,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
         pid = start_detached(machine_bundle, kernel=kernel, initrd=initrd, cmdline=cmdline,
                              manifest=manifest, external=external, disk=disk,
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
-                             discard_state=discard_state)
+                             discard_state=discard_state, usb_drives=usb_drives,
+                             sd_card=sd_card)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
         return
@@ -387,6 +393,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, headless, seri
                                exec_command=exec_command, timeout_s=timeout, serial_log=log,
                                echo=echo, cpus=cpus, on_started=started,
                                discard_state=discard_state,
+                               usb_drives=tuple(Path(p).resolve() for p in usb_drives),
+                               sd_card=Path(sd_card).resolve() if sd_card else None,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:
@@ -487,6 +495,113 @@ def exec_(name: str, command: tuple[str, ...]) -> None:
     if reply.get("status") is None:
         raise UserError(f"machine {name!r}: {reply.get('error', 'the command did not end')}")
     sys.exit(int(reply["status"]))
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "b": "\b", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """`imacpro type`'s escapes: \\n Enter, \\t Tab, \\b Backspace, \\\\ a backslash."""
+    out, chars = [], iter(text)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        following = next(chars, None)
+        if following not in _ESCAPES:
+            raise UserError(f"unknown escape \\{following or ''} in the text "
+                            "(\\n, \\t, \\b and \\\\ are known)")
+        out.append(_ESCAPES[following])
+    return "".join(out)
+
+
+@cli.command(name="type")
+@click.argument("name")
+@click.argument("text")
+@click.option("--raw", is_flag=True, help="Type backslashes as they are (no \\n escapes).")
+def type_text(name: str, text: str, raw: bool) -> None:
+    """Type TEXT on the machine's keyboard (US layout). \\n is Enter, \\t Tab, \\b
+    Backspace, \\\\ a backslash."""
+    with _client(name) as client:
+        client.request("type", text=text if raw else unescape(text))
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("combos", nargs=-1, required=True)
+def key(name: str, combos: tuple[str, ...]) -> None:
+    """Press key combinations on the machine's keyboard, in turn: ctrl+alt+f2, enter,
+    shift+tab, kp5, fn+f12... (Apple's keyboard sends F1-F12 as media keys unless Fn is
+    held; docs/USB.md has every name)."""
+    with _client(name) as client:
+        for combo in combos:
+            client.request("key", combo=combo)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--trackpad", is_flag=True, help="The Magic Trackpad 2, not the mouse.")
+@click.option("--move", nargs=2, type=click.IntRange(-32767, 32767), metavar="DX DY",
+              help="Move by DX, DY (counts; on the trackpad, a finger's travel).")
+@click.option("--click", type=click.Choice(["left", "right"]), help="Press and release.")
+@click.option("--press", type=click.Choice(["left", "right"]), help="Press and hold.")
+@click.option("--release", type=click.Choice(["left", "right"]), help="Let go.")
+@click.option("--scroll", type=click.IntRange(-32767, 32767), default=0, metavar="N",
+              help="Scroll N detents (positive: up).")
+def pointer(name: str, trackpad: bool, move, click: str | None, press: str | None,
+            release: str | None, scroll: int) -> None:
+    """Move the mouse (or trackpad), click, and scroll."""
+    buttons = [(b, d) for b, d in ((click, None), (press, True), (release, False)) if b]
+    if len(buttons) > 1:
+        raise UserError("give one of --click, --press and --release")
+    if not move and not buttons and not scroll:
+        raise UserError("nothing to do: give --move, --click, --press, --release or --scroll")
+    button, down = buttons[0] if buttons else (None, None)
+    dx, dy = move or (0, 0)
+    with _client(name) as client:
+        client.request("pointer", device="trackpad" if trackpad else "mouse", dx=dx, dy=dy,
+                       button=button, down=down, scroll=scroll)
+
+
+@cli.group()
+def usb() -> None:
+    """USB drives on a running machine."""
+
+
+@usb.command(name="attach")
+@click.argument("name")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--read-only", is_flag=True, help="The guest cannot write to it.")
+def usb_attach(name: str, image: str, read_only: bool) -> None:
+    """Plug a raw disk IMAGE in as a USB 3 flash drive."""
+    with _client(name) as client:
+        reply = client.request("usb", action="attach", path=os.path.abspath(image),
+                               read_only=read_only)
+    click.echo(f"{name}: {image} attached at {reply['connector']}")
+
+
+@usb.command(name="detach")
+@click.argument("name")
+@click.argument("drive")
+def usb_detach(name: str, drive: str) -> None:
+    """Unplug the drive holding image DRIVE (or in connector DRIVE, e.g. "USB-A 3")."""
+    with _client(name) as client:
+        reply = client.request("usb", action="detach",
+                               path=drive if drive.startswith("USB-A") else
+                               os.path.abspath(drive))
+    click.echo(f"{name}: the drive at {reply['connector']} is unplugged")
+
+
+@usb.command(name="list")
+@click.argument("name")
+@json_option
+def usb_list(name: str, as_json: bool) -> None:
+    """What is plugged into the machine's USB connectors."""
+    with _client(name) as client:
+        devices = client.request("usb", action="list")["devices"]
+    lines = [f"{d['connector']:<18} {d['vendor']}:{d['product']} {d['name']}"
+             + (f" ({d['image']})" if "image" in d else "") for d in devices]
+    _emit(as_json, devices, "\n".join(lines))
 
 
 @cli.command()

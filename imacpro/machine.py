@@ -291,6 +291,12 @@ class Machine:
         gpu = self.devices.get("gpu")
         return Memories(self.ram, *([gpu.aperture] if gpu is not None else []))
 
+    def close(self) -> None:
+        """Let go of the host files the machine's devices hold open (USB drives, the SD
+        card)."""
+        if self.usb is not None:
+            self.usb.close()
+
     def quiesce(self) -> None:
         """Wait for the host work devices have in flight (the SSD's fsyncs on their worker)
         and complete it: before the host side closes what they use."""

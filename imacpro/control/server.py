@@ -9,7 +9,9 @@ still runs to its end in the guest, and the next one waits for it).
 
 What the commands do is the handler's (boot.py's running machine):
     status() -> dict                       exec(command, reply)     stop(force) -> dict
-    screenshot(path) -> dict
+    screenshot(path) -> dict               type_text(text) -> dict  key(combo) -> dict
+    pointer(device, dx, dy, button, down, scroll) -> dict
+    usb(action, path, read_only) -> dict
     suspend(reply)                         attach_console(connection)
     detach_console(connection)
     console_input(bytes)
@@ -102,6 +104,28 @@ class Connection:
                 if not isinstance(path, str) or not os.path.isabs(path):
                     raise ProtocolError("screenshot needs an absolute \"path\" to write")
                 self.reply({"ok": True, **handler.screenshot(path)})
+            elif command == "type":
+                text = request.get("text")
+                if not isinstance(text, str) or not text:
+                    raise ProtocolError("type needs a non-empty \"text\" string")
+                self.reply({"ok": True, **handler.type_text(text)})
+            elif command == "key":
+                combo = request.get("combo")
+                if not isinstance(combo, str) or not combo:
+                    raise ProtocolError("key needs a \"combo\" string such as ctrl+alt+f2")
+                self.reply({"ok": True, **handler.key(combo)})
+            elif command == "pointer":
+                self.reply({"ok": True, **handler.pointer(**_pointer_arguments(request))})
+            elif command == "usb":
+                action, path = request.get("action"), request.get("path")
+                if action not in ("attach", "detach", "list"):
+                    raise ProtocolError("usb's \"action\" is attach, detach or list")
+                if action != "list" and (not isinstance(path, str) or not path):
+                    raise ProtocolError(f"usb {action} needs a \"path\"")
+                read_only = request.get("read_only", False)
+                if not isinstance(read_only, bool):
+                    raise ProtocolError("\"read_only\" is true or false")
+                self.reply({"ok": True, **handler.usb(action, path, read_only)})
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True
@@ -174,6 +198,28 @@ class Connection:
         self.server.events.remove(self.sock)
         self.server.connections.discard(self)
         self.sock.close()
+
+
+def _pointer_arguments(request: dict) -> dict:
+    """The pointer request's fields, checked: device "mouse" or "trackpad"; dx, dy, scroll
+    integers of at most 32767 each way; button "left" or "right"; down true, false or absent
+    (a click)."""
+    device = request.get("device", "mouse")
+    if device not in ("mouse", "trackpad"):
+        raise ProtocolError("pointer's \"device\" is mouse or trackpad")
+    out = {"device": device}
+    for name in ("dx", "dy", "scroll"):
+        value = request.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) > 32767:
+            raise ProtocolError(f"pointer's \"{name}\" is an integer from -32767 to 32767")
+        out[name] = value
+    button, down = request.get("button"), request.get("down")
+    if button not in (None, "left", "right"):
+        raise ProtocolError("pointer's \"button\" is left or right")
+    if down is not None and (not isinstance(down, bool) or button is None):
+        raise ProtocolError("pointer's \"down\" is true or false, with a button")
+    out["button"], out["down"] = button, down
+    return out
 
 
 class ControlServer:

@@ -37,7 +37,8 @@ The initramfs (built in Python, `make_initramfs`):
                            .ko.xz and .ko.gz would be decompressed here)
     /dev/console, /dev /proc /sys /tmp /root /etc (passwd, group, profile), /usr/{bin,sbin}, /sbin
 
-/init mounts proc, sysfs and devtmpfs, installs the applets, loads the modules (a failure is
+/init mounts proc, sysfs and devtmpfs, installs the applets, loads the modules with the options
+the kernel command line gives them (`module.option=value`, as modprobe would; a failure is
 reported and boot goes on) and becomes busybox init (`exec busybox init`), so that `poweroff`
 and `reboot` in the guest work as on any Linux system: they signal PID 1, which stops the
 processes, unmounts, and asks the kernel to power off (ACPI S5) or restart. Init runs the
@@ -51,11 +52,17 @@ console script once; it prints the ready marker line `IMACPRO-READY`, then:
     terminal, so job control and Ctrl-C work); leaving it powers the machine off.
 
 The default command line, `DEFAULT_CMDLINE`, is
-"console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4": the kernel's messages on the
+"console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 hid_apple.fnmode=2": the kernel's messages on the
 screen (tty1, on the boot framebuffer) and on COM1 (the machine's serial port), which is also
 /dev/console (the last named), where the shell runs; reboot at once on a panic (the T2 checks
 the image again and a scripted run ends instead of hanging), and only warnings and worse from
-the kernel so a session's output is the guest's own. The boot command appends its own options.
+the kernel so a session's output is the guest's own; and Apple's keyboard's F1-F12 as
+function keys, its media keys with Fn held (`hid_apple.fnmode=2`, the choice most Linux
+users of Apple keyboards make; Linux's default for them is the other way round, as macOS's).
+The boot command appends its own options.
+
+Busybox init also keeps a login shell on tty1, the screen, for a person at the keyboard
+(respawned when it exits).
 
 The manifest's version (anti-rollback) comes from the kernel package version, `image_version()`:
 "6.1.192-2" → 61192002, i.e. ((major × 10 + minor) × 1000 + patch) × 1000 + Debian revision,
@@ -105,7 +112,8 @@ KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the ke
 # USB: the xHCI's driver, HID with Apple's keyboard and mouse/trackpad drivers, USB storage.
 MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev", "xhci_pci", "usbhid",
            "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod")
-DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4"
+DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 " \
+                  "hid_apple.fnmode=2"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
 EXEC_OPTION = "imacpro.exec"
 CONSOLE_SCRIPT = "/etc/imacpro/console"
@@ -204,8 +212,16 @@ export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root TERM=vt100
 /bin/busybox --install -s
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 hostname imacpro
+# A module's options from the kernel command line (module.option=value), as modprobe
+# passes them; insmod does not look.
+options() {{
+    for word in $(cat /proc/cmdline); do
+        case "$word" in "$1".*=*) echo "${{word#$1.}}";; esac
+    done
+}}
 for module in {' '.join(modules)}; do
-    insmod /lib/modules/$module.ko 2>/dev/null || echo "init: could not load $module"
+    insmod /lib/modules/$module.ko $(options "$(echo $module | tr - _)") 2>/dev/null ||
+        echo "init: could not load $module"
 done
 exec /bin/busybox init
 """
@@ -236,6 +252,7 @@ fi
 # cannot be unmounted: their complaints go nowhere).
 INITTAB = f"""::sysinit:/bin/busybox acpid -l /tmp/acpid.log
 ::once:{CONSOLE_SCRIPT}
+tty1::respawn:-/bin/sh
 ::shutdown:/bin/umount -a -r 2>/dev/null
 """
 # busybox acpid maps the power button's KEY_POWER event to the action PWRF/00000080 and runs
@@ -252,8 +269,9 @@ ETC_FILES = {
     # poweroff or reboot, like a login shell whose terminal goes away.
     "etc/profile": "export PS1='\\u@\\h:\\w\\$ '\n"
                    "trap 'exit 143' TERM\n"
-                   "echo \"imacpro default guest: Linux $(uname -r), busybox. "
-                   "Leave the shell (exit or Ctrl-D) to power off.\"\n",
+                   "echo \"imacpro default guest: Linux $(uname -r), busybox.\"\n"
+                   "[ \"$(tty)\" = /dev/tty1 ] || "
+                   "echo 'Leave the shell (exit or Ctrl-D) to power off.'\n",
 }
 
 

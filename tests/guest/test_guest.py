@@ -131,10 +131,18 @@ def test_init_script():
     for text in ("mount -t proc proc /proc", "mount -t sysfs sysfs /sys",
                  "mount -t devtmpfs devtmpfs /dev", "/bin/busybox --install -s",
                  "for module in crc64 nvme-core nvme; do",
-                 'insmod /lib/modules/$module.ko 2>/dev/null || echo "init: could not load',
+                 'insmod /lib/modules/$module.ko $(options "$(echo $module | tr - _)")',
+                 'echo "init: could not load $module"',
                  "export PATH=", "\nexec /bin/busybox init\n"):
         assert text in script, text
     assert script.index("insmod") < script.index("exec /bin/busybox init")
+    # options() hands a module what the kernel command line gives it, as modprobe does.
+    function = script[script.index("options() {"):script.index("for module in")]
+    function = function.replace("$(cat /proc/cmdline)", "$CMDLINE")
+    got = subprocess.run(["sh", "-c", function + 'options "$1"', "sh", "hid_apple"],
+                         capture_output=True, text=True, env={
+                             "CMDLINE": "quiet hid_apple.fnmode=2 nvme.x=1 hid_apple.iso=0"})
+    assert got.stdout.split() == ["fnmode=2", "iso=0"]
     console = guest.console_script()
     for text in ("\necho IMACPRO-READY\n", 'exec_command "$(cat /proc/cmdline)"', "base64 -d",
                  'sh -c "$command"', 'echo "IMACPRO-EXIT=$?"', "setsid cttyhack sh",
@@ -146,8 +154,9 @@ def test_init_script():
     inittab = ETC_FILES["etc/inittab"]
     assert f"::once:{CONSOLE_SCRIPT}\n" in inittab
     assert "::shutdown:/bin/umount -a -r 2>/dev/null\n" in inittab
+    assert "tty1::respawn:-/bin/sh\n" in inittab            # a shell on the screen too
     assert guest.DEFAULT_CMDLINE == \
-        "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4"
+        "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 hid_apple.fnmode=2"
 
 
 def run_exec_function(cmdline: str, shell: list[str], env=None):

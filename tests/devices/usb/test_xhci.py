@@ -317,3 +317,27 @@ def test_save_and_load_carry_a_running_controller():
     broken = dict(saved, slots={"1": dict(saved["slots"]["1"], waiting=[30])})
     with pytest.raises(StateError):
         other.xhci.load(broken)
+
+
+def test_an_interrupt_endpoint_completes_one_td_per_service_interval():
+    from imacpro.clock import Clock
+    from imacpro.devices.usb.xhci.controller import XhciController
+    clock = Clock()
+    driver = XhciDriver(XhciController(clock))
+    driver.start()
+    slot, button = enumerated(driver)                      # interval 0: 125 us
+    ep = driver.xhci.slots[slot].endpoints[3]
+    ep.interval_ns = 8_000_000                             # as a keyboard's 8 ms
+    for n in range(3):
+        button.queue.append(bytes([n]))
+        driver.queue_in(slot, 3, 8)
+    assert len(driver.events()) == 1                       # one now, the rest later
+    clock.advance(7_000_000)
+    clock.run_due()
+    assert driver.events() == []
+    clock.advance(1_000_000)
+    clock.run_due()
+    assert len(driver.events()) == 1
+    clock.advance(8_000_000)
+    clock.run_due()
+    assert len(driver.events()) == 1 and not button.queue

@@ -44,6 +44,9 @@ class Endpoint:
     ring: ConsumerRing
     state: int = C.EP_RUNNING
     max_packet: int = 0
+    interval_ns: int = 0               # an interrupt endpoint's service interval
+    next_ns: int = 0                   # when it may complete its next TD
+    timer: object = None               # clock.Timer that runs it then
 
 
 @dataclass
@@ -130,6 +133,9 @@ class Commands:
         raise CommandError(T.NO_SLOTS)
 
     def _disable_slot(self, c: T.Trb, slot: Slot) -> None:
+        for ep in slot.endpoints.values():
+            if ep.timer is not None:
+                ep.timer.cancel()
         del self.slots[c.slot]
         if slot.output:
             context = list(slot.context)
@@ -231,7 +237,9 @@ class Commands:
             ep = list(contexts[dci])
             pointer, cycle = C.dequeue(ep)
             slot.endpoints[dci] = Endpoint(C.ep_type(ep), ConsumerRing(pointer, cycle),
-                                           max_packet=C.max_packet(ep))
+                                           max_packet=C.max_packet(ep),
+                                           interval_ns=C.service_interval_ns(ep))
+            self.pace(c.slot, slot, dci)
             C.set_ep_state(ep, C.EP_RUNNING)
             self._write_context(slot, dci, ep)
         if add & 1:                   # the slot context's hub fields come with it
@@ -242,6 +250,9 @@ class Commands:
         self._slot_configured(slot)
 
     def _drop_endpoint(self, slot: Slot, dci: int) -> None:
+        ep = slot.endpoints.get(dci)
+        if ep is not None and ep.timer is not None:
+            ep.timer.cancel()
         if slot.endpoints.pop(dci, None) is not None:
             slot.waiting.discard(dci)
             self._write_context(slot, dci, [0] * 8)

@@ -99,6 +99,14 @@ def ep_type(ep: list[int]) -> int:
     return ep[1] >> 3 & 7
 
 
+def service_interval_ns(ep: list[int]) -> int:
+    """An interrupt endpoint's service interval, 125 us x 2^Interval (§6.2.3.6); 0 for the
+    other types, which run as fast as their TDs come."""
+    if ep_type(ep) not in (INTERRUPT_IN, INTERRUPT_OUT):
+        return 0
+    return 125_000 << min(ep[0] >> 16 & 0xFF, 15)
+
+
 def max_packet(ep: list[int]) -> int:
     return ep[1] >> 16
 

@@ -284,7 +284,7 @@ class XhciController(Commands, Transfers):
         if offset == 0:                                         # MFINDEX
             if not self.usbcmd & R.RUN or self.clock is None:
                 return 0
-            return self.clock.now_ns // 125_000 & 0x3FFF
+            return self.clock.now_ns() // 125_000 & 0x3FFF
         if offset < 0x20 or offset >= 0x20 + 0x20 * R.MAX_INTERRUPTERS:
             return 0
         ir = self.interrupters[(offset - 0x20) // 0x20]

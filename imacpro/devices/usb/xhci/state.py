@@ -56,7 +56,10 @@ def _save_slot(slot: Slot) -> dict:
             "context": list(slot.context), "waiting": sorted(slot.waiting),
             "attached": slot.device is not None,
             "endpoints": {str(dci): {"kind": ep.kind, "state": ep.state,
-                                     "max_packet": ep.max_packet, **ep.ring.save()}
+                                     "max_packet": ep.max_packet,
+                                     "interval_ns": ep.interval_ns, "next_ns": ep.next_ns,
+                                     "armed": ep.timer is not None and ep.timer.armed,
+                                     **ep.ring.save()}
                           for dci, ep in slot.endpoints.items()}}
 
 
@@ -107,11 +110,19 @@ def load(x, state: dict) -> None:
             setattr(ir, name, value)
         for name, value in ring_fields.items():
             setattr(ir.ring, name, value)
+    for slot in x.slots.values():
+        for ep in slot.endpoints.values():
+            if ep.timer is not None:
+                ep.timer.cancel()
     x.slots = {}
     for n, (slot, attached) in slots.items():
         if attached:
             slot.device = x._find_device(slot.root_port, slot.route)
         x.slots[n] = slot
+        for dci, ep in slot.endpoints.items():
+            x.pace(n, slot, dci)
+            if ep.timer is not None and ep.next_ns:
+                ep.timer.arm(ep.next_ns)        # the endpoint runs on when it is due
     x._update_intx()
 
 
@@ -168,7 +179,10 @@ def _slot(saved, where: str) -> tuple[Slot, bool]:
         slot.endpoints[int(key)] = Endpoint(
             _state.int_field(item, "kind", ew, 0, 7), _ring(item, ew),
             state=_state.int_field(item, "state", ew, 0, C.EP_ERROR),
-            max_packet=_state.int_field(item, "max_packet", ew, 0, 0xFFFF))
+            max_packet=_state.int_field(item, "max_packet", ew, 0, 0xFFFF),
+            interval_ns=_state.int_field(item, "interval_ns", ew, 0, 125_000 << 15),
+            next_ns=_state.int_field(item, "next_ns", ew))
+        _state.bool_field(item, "armed", ew)
     slot.waiting = set(_state.int_list(saved, "waiting", where, 1, C.ENTRIES - 1))
     if not slot.waiting <= set(slot.endpoints):
         raise StateError(f"{where}.waiting: an endpoint the slot does not have")

@@ -66,10 +66,33 @@ class Transfers:
                 except RingError as exc:
                     self.host_system_error(str(exc))
 
+    def pace(self, slot_id: int, slot, dci: int) -> None:
+        """Give an interrupt endpoint its timer: it completes at most one TD per service
+        interval, as the device is polled no faster on a real bus (a key press every 8 ms
+        for the keyboard), so the guest's readers are never flooded."""
+        ep = slot.endpoints[dci]
+        if ep.interval_ns and self.clock is not None:
+            ep.timer = self.clock.timer(lambda: self._interval_over(slot_id, slot, dci))
+
+    def _interval_over(self, slot_id: int, slot, dci: int) -> None:
+        if self.slots.get(slot_id) is slot and dci in slot.endpoints:
+            try:
+                self._run_endpoint(slot_id, slot, dci)
+            except RingError as exc:
+                self.host_system_error(str(exc))
+
+    def _too_soon(self, ep) -> bool:
+        if ep.timer is None:
+            return False
+        if self.clock.now_ns() < ep.next_ns:
+            ep.timer.arm(ep.next_ns)
+            return True
+        return False
+
     def _run_endpoint(self, slot_id: int, slot, dci: int) -> None:
         ep = slot.endpoints[dci]
         for _ in range(MAX_TDS_PER_RUN):
-            if not self.running or ep.state != C.EP_RUNNING:
+            if not self.running or ep.state != C.EP_RUNNING or self._too_soon(ep):
                 return
             try:
                 outcome = self._control(slot_id, slot, ep) if dci == 1 \
@@ -89,6 +112,8 @@ class Transfers:
                 return
             if outcome == EMPTY:
                 return
+            if ep.timer is not None:
+                ep.next_ns = self.clock.now_ns() + ep.interval_ns
 
     def _fail(self, slot_id: int, slot, dci: int, error: TransferError) -> None:
         self._post(T.event(T.TRANSFER_EVENT, error.address, error.code, error.residual,

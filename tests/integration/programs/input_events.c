@@ -1,0 +1,57 @@
+/* input-events SECONDS: every input event of every /dev/input/event* device for SECONDS
+ * seconds, one line each: "<device name>|<type> <code> <value>" (EV_SYN and EV_MSC left out),
+ * the way evtest shows them. Prints "ready" once every device is open. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/input.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DEVICES 32
+
+int main(int argc, char **argv) {
+    int seconds = argc > 1 ? atoi(argv[1]) : 10;
+    struct pollfd fds[MAX_DEVICES];
+    char names[MAX_DEVICES][128];
+    int count = 0;
+    DIR *dir = opendir("/dev/input");
+    struct dirent *entry;
+    while (dir && (entry = readdir(dir)) && count < MAX_DEVICES) {
+        char path[300];
+        if (strncmp(entry->d_name, "event", 5) != 0)
+            continue;
+        snprintf(path, sizeof path, "/dev/input/%s", entry->d_name);
+        int fd = open(path, O_RDONLY | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        names[count][0] = 0;
+        ioctl(fd, EVIOCGNAME(sizeof names[count]), names[count]);
+        fds[count].fd = fd;
+        fds[count].events = POLLIN;
+        count++;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end) {
+        if (poll(fds, count, 200) <= 0)
+            continue;
+        for (int i = 0; i < count; i++) {
+            struct input_event ev;
+            if (!(fds[i].revents & POLLIN))
+                continue;
+            while (read(fds[i].fd, &ev, sizeof ev) == sizeof ev) {
+                if (ev.type == EV_SYN || ev.type == EV_MSC)
+                    continue;
+                printf("%s|%d %d %d\n", names[i], ev.type, ev.code, ev.value);
+            }
+        }
+        fflush(stdout);
+    }
+    return 0;
+}

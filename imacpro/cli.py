@@ -326,6 +326,9 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
               help="Plug this raw disk image in as a USB 3 flash drive (repeatable).")
 @click.option("--sd", "sd_card", type=click.Path(exists=True, dir_okay=False),
               help="Put this raw disk image in the SDXC card reader.")
+@click.option("--boot-usb", is_flag=True,
+              help="Start up from the first --usb drive (external media, as the T2's "
+                   "policy allows), as the Startup Manager would.")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -342,7 +345,7 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
-         headless, serial_log, exec_command, timeout, detach, discard_state, cpus,
+         boot_usb, headless, serial_log, exec_command, timeout, detach, discard_state, cpus,
          ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
@@ -352,6 +355,12 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
 
     from imacpro.boot import BootRefused, BootSource, DiskSource, power_on
     machine_bundle = bundle.open_bundle(name)
+    if boot_usb:
+        if not usb_drives:
+            raise UserError("--boot-usb starts up from a --usb drive: give one")
+        if kernel or disk:
+            raise UserError("give one of --boot-usb, --disk and --kernel")
+        disk = usb_drives[0]
     if kernel:
         if disk:
             raise UserError("give --kernel or --disk, not both")
@@ -372,8 +381,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
         pid = start_detached(machine_bundle, kernel=kernel, initrd=initrd, cmdline=cmdline,
                              manifest=manifest, external=external, disk=disk,
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
-                             discard_state=discard_state, usb_drives=usb_drives,
-                             sd_card=sd_card)
+                             discard_state=discard_state,
+                             usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
         return

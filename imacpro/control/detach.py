@@ -22,12 +22,15 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
            external=False, disk=None, serial_log=None, timeout=None, cpus=None,
-           discard_state=False, usb_drives=(), sd_card=None) -> int:
+           discard_state=False, usb_drives=(), sd_card=None, boot_usb=False) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""
     if machine_bundle.held():
         raise UserError(f"machine {machine_bundle.name!r} is in use by another imacpro "
                         "process (powered on, or being installed or erased)")
     args = [sys.executable, "-m", "imacpro", "boot", machine_bundle.name, "--headless"]
+    if boot_usb:
+        args.append("--boot-usb")
+        disk = None                       # the first --usb drive is the disk
     for option, value in (("--kernel", kernel), ("--initrd", initrd), ("--manifest", manifest),
                           ("--disk", disk), ("--serial-log", serial_log), ("--sd", sd_card),
                           *(("--usb", drive) for drive in usb_drives)):

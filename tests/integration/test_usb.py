@@ -181,3 +181,22 @@ def test_a_usb_drive_keeps_its_data_and_can_be_pulled_out_mid_read(desk, tmp_pat
     assert imacpro("status", "desk").returncode == 0
     assert imacpro("usb", "detach", "desk", "USB-A 4").returncode == 2   # nothing there
     assert imacpro("usb", "attach", "desk", str(tmp_path / "none.img")).returncode == 2
+
+
+def test_booting_from_a_usb_drive_is_external_boot_under_the_t2s_policy(signed_guest,  # noqa
+                                                                         tmp_path,
+                                                                         imacpro_home):
+    assert imacpro("create", "stick").returncode == 0
+    drive = tmp_path / "usb.img"
+    assert imacpro("install", "stick", "--disk", str(drive), "--size", "1").returncode == 0
+    refused = imacpro("boot", "stick", "--usb", str(drive), "--boot-usb", "--exec", "true")
+    assert refused.returncode == 1 and "external boot" in refused.stderr
+    assert "booting from external media is disallowed" in refused.stderr
+    assert imacpro("security", "stick", "--external-boot", "allow").returncode == 0
+    booted = imacpro("boot", "stick", "--usb", str(drive), "--boot-usb", "--exec",
+                     "while ! grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; "
+                     "do sleep 1; done; grep -l 'USB Flash Drive' /sys/block/sd*/device/model",
+                     "--timeout", "600")
+    assert booted.returncode == 0, booted.stderr
+    assert "/device/model" in booted.stdout
+    assert imacpro("boot", "stick", "--boot-usb", "--exec", "true").returncode == 2

@@ -36,9 +36,10 @@ Names `parse_combo` takes ("ctrl+alt+f2", "cmd+shift+3", "fn+left"), case-insens
                 Control+Shift+1). "+" itself is written last: "ctrl++".
 Every name but the last must be a modifier; the last may be one too ("cmd" alone taps it).
 
-Note for Linux guests: hid-apple (fnmode 1 for Apple keyboards) turns F1-F12 into media keys
-(brightness, volume...) unless Fn is held, as on a Mac: to send the guest KEY_F2, combine
-"fn+ctrl+alt+f2". The usages themselves are what the real keyboard sends.
+Note for Linux guests: hid-apple's default for Apple keyboards (fnmode 1) turns F1-F12 into
+media keys (brightness, volume...) unless Fn is held, as on a Mac; the default guest boots
+with hid_apple.fnmode=2, F-keys first, so "ctrl+alt+f2" is KEY_F2 there and "fn+f2" the
+media key. The usages themselves are what the real keyboard sends.
 """
 
 from __future__ import annotations

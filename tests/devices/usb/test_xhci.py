@@ -282,10 +282,26 @@ def test_random_register_writes_and_trbs_never_raise():
             address = ring.base + 16 * rng.randrange(64)
             driver.ram.write(address, rng.randbytes(16))
             driver.xhci.write(R.DBOFF + 4 * slot, 4, rng.randrange(1, 8))
-        else:
+        elif choice < 0.9:
             driver.ram.write(driver.commands.base + 16 * rng.randrange(64), rng.randbytes(16))
             driver.xhci.write(R.DBOFF, 4, 0)
+        else:                          # contexts: the input ones commands read, the outputs
+            where = rng.choice([driver.output[slot], driver.dcbaa, 0x100000,
+                                driver.next_free - C.INPUT_CONTEXT])
+            driver.ram.write(where + rng.randrange(0, 1024, 4), rng.randbytes(64))
+            kind = rng.choice([T.ADDRESS_DEVICE, T.CONFIGURE_ENDPOINT, T.EVALUATE_CONTEXT])
+            driver.commands.put(where, 0, kind << 10 | slot << 24)
+            driver.xhci.write(R.DBOFF, 4, 0)
+            driver.events()
         driver.xhci.read(rng.randrange(0, R.BAR_SIZE, 4), 4)
+    # Whatever state that left, a controller reset and a driver starting afresh find the
+    # device again, as xhci_hcd does after a host controller error.
+    driver.xhci.unplug(3)
+    driver.start()
+    slot, button = enumerated(driver)
+    driver.queue_in(slot, 3, 8)
+    button.press(b"ok")
+    assert [code(e) for e in driver.events()] == [T.SHORT_PACKET]
 
 
 def test_save_and_load_carry_a_running_controller():

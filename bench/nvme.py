@@ -94,9 +94,14 @@ def main() -> None:
                                                     args.timeout), args.mib)
         ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
                                                        args.timeout), args.mib)
-    rows = (("sequential write", qemu_write, ours_write), ("sequential read", qemu_read, ours_read))
+    report((("sequential write", qemu_write, ours_write),
+            ("sequential read", qemu_read, ours_read)), args.markdown)
+
+
+def report(rows, markdown: bool) -> None:
+    """(name, QEMU's MB/s, imacpro's MB/s) rows, as a table's lines or as text."""
     for name, theirs, ours in rows:
-        if args.markdown:
+        if markdown:
             print(f"| {name} | {theirs:.0f} MB/s | {ours:.0f} MB/s | {ours / theirs:.2f}× |")
         else:
             print(f"{name:17} QEMU {theirs:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "

@@ -28,7 +28,7 @@ from imacpro.firmware import boot as firmware  # noqa: E402
 from imacpro.guest.build import exec_option  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
-from nvme import command, throughput  # noqa: E402
+from nvme import command, report, throughput  # noqa: E402
 
 DRIVE_BYTES = 2 * 2**30
 DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
@@ -81,13 +81,8 @@ def main() -> None:
                                                     args.timeout), args.mib)
         ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
                                                        args.timeout), args.mib)
-    for name, theirs, ours in (("sequential write", qemu_write, ours_write),
-                               ("sequential read", qemu_read, ours_read)):
-        if args.markdown:
-            print(f"| {name} | {theirs:.0f} MB/s | {ours:.0f} MB/s | {ours / theirs:.2f}× |")
-        else:
-            print(f"{name:17} QEMU {theirs:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "
-                  f"{ours / theirs:5.2f}× QEMU")
+    report((("sequential write", qemu_write, ours_write),
+            ("sequential read", qemu_read, ours_read)), args.markdown)
 
 
 if __name__ == "__main__":

@@ -149,41 +149,61 @@ def test_devices_enumerate_and_input_reaches_tty1_and_dev_input(desk):
     assert (EV_KEY, BTN_LEFT, 1) in trackpad and (EV_KEY, BTN_LEFT, 0) in trackpad
 
 
-def test_a_usb_drive_keeps_its_data_and_can_be_pulled_out_mid_read(desk, tmp_path):
-    stick = tmp_path / "stick.img"
-    stick.write_bytes(b"")
-    with open(stick, "r+b") as f:
-        f.truncate(64 << 20)
-    attached = retry("usb", "attach", "desk", str(stick))
-    assert attached.returncode == 0, attached.stderr
-    assert "USB-A 4" in attached.stdout                    # 1-3 hold keyboard, mouse, pad
+def test_a_usb_drive_keeps_its_data_and_can_be_pulled_out_mid_read(signed_guest,  # noqa
+                                                                   tmp_path, imacpro_home):
+    stick, card = tmp_path / "stick.img", tmp_path / "card.img"
+    for image, size in ((stick, 64 << 20), (card, 32 << 20)):
+        with open(image, "wb") as f:
+            f.truncate(size)
+    create("drive")
+    booted = imacpro("boot", "drive", "--usb", str(stick), "--sd", str(card), "--detach")
+    assert booted.returncode == 0, booted.stderr
+    try:
+        check_drive_and_card(stick, tmp_path)
+    finally:
+        imacpro("stop", "drive", "--force")
+
+
+def check_drive_and_card(stick: Path, tmp_path: Path) -> None:
+    def run(command: str) -> str:
+        result = imacpro("exec", "drive", command, timeout=600)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        return result.stdout
+
+    listed = imacpro("usb", "list", "drive").stdout
+    assert f"USB-A 3            1209:0001 imacpro USB flash drive ({stick})" in listed, listed
+    refused = imacpro("suspend", "drive")
+    assert refused.returncode == 2 and "USB drives attached" in refused.stderr
     disk = "/dev/$(basename $(dirname $(dirname $(grep -l 'USB Flash Drive' "\
            "/sys/block/sd*/device/model))))"
-    exec_ok("while ! grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; "
-            "done")
-    assert exec_ok(f"cat /sys/block/$(basename {disk})/size") == "131072\n"
-    written = exec_ok(f"mke2fs -q {disk} && mkdir -p /mnt && mount {disk} /mnt && "
-                      "dd if=/dev/urandom of=/mnt/data bs=1M count=8 2>/dev/null && "
-                      "md5sum /mnt/data && umount /mnt && sync")
-    assert imacpro("usb", "detach", "desk", str(stick)).returncode == 0
-    exec_ok("while grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; done")
-    assert imacpro("usb", "attach", "desk", str(stick)).returncode == 0
-    exec_ok("while ! grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; "
-            "done")
+    reader = "$(basename $(dirname $(dirname $(grep -l 'SD Card Reader' "\
+             "/sys/block/sd*/device/model))))"
+    run("while ! grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; done")
+    assert run(f"cat /sys/block/$(basename {disk})/size") == "131072\n"
+    assert run(f"cat /sys/block/{reader}/size") == "65536\n"       # the card: 32 MiB
+    written = run(f"mke2fs -q {disk} && mkdir -p /mnt && mount {disk} /mnt && "
+                  "dd if=/dev/urandom of=/mnt/data bs=1M count=8 2>/dev/null && "
+                  "md5sum /mnt/data && umount /mnt && sync")
     checksum = written.splitlines()[-1]                    # (busybox mke2fs talks)
     assert checksum.endswith("  /mnt/data")
-    assert exec_ok(f"mount {disk} /mnt && md5sum /mnt/data && umount /mnt") == checksum + "\n"
+    assert imacpro("usb", "detach", "drive", str(stick)).returncode == 0
+    run("while grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; done")
+    assert imacpro("usb", "attach", "drive", str(stick)).returncode == 0
+    run("while ! grep -qs 'USB Flash Drive' /sys/block/sd*/device/model; do sleep 1; done")
+    assert run(f"mount {disk} /mnt && md5sum /mnt/data && umount /mnt") == checksum + "\n"
 
     # Pulled out while the guest reads it: the reads fail, both sides run on.
-    exec_ok(f"d={disk}; (while dd if=$d of=/dev/null bs=64k 2>/dev/null; do :; done; "
-            "echo reader-ended) > /tmp/reader 2>&1 &")
+    run(f"d={disk}; (while dd if=$d of=/dev/null bs=64k 2>/dev/null; do :; done; "
+        "echo reader-ended) > /tmp/reader 2>&1 &")
     time.sleep(1)
-    assert imacpro("usb", "detach", "desk", "USB-A 4").returncode == 0
-    exec_ok("while [ ! -s /tmp/reader ]; do sleep 1; done")
-    assert exec_ok("cat /tmp/reader") == "reader-ended\n"
-    assert imacpro("status", "desk").returncode == 0
-    assert imacpro("usb", "detach", "desk", "USB-A 4").returncode == 2   # nothing there
-    assert imacpro("usb", "attach", "desk", str(tmp_path / "none.img")).returncode == 2
+    assert imacpro("usb", "detach", "drive", "USB-A 3").returncode == 0
+    run("while [ ! -s /tmp/reader ]; do sleep 1; done")
+    assert run("cat /tmp/reader") == "reader-ended\n"
+    assert imacpro("status", "drive").returncode == 0
+    assert imacpro("usb", "detach", "drive", "USB-A 3").returncode == 2    # nothing there
+    assert imacpro("usb", "attach", "drive", str(tmp_path / "none.img")).returncode == 2
+    suspended = imacpro("suspend", "drive")
+    assert suspended.returncode == 0, suspended.stderr     # no drive left: it may sleep
 
 
 def test_booting_from_a_usb_drive_is_external_boot_under_the_t2s_policy(signed_guest,  # noqa

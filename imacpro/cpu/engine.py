@@ -33,6 +33,11 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               by any member to a page another member has
                                               code from invalidates that code, and pages
                                               without code are written at full speed
+  uc_imacpro_dirtylog_new(host_base, size)    a log of the pages of host memory (a framebuffer)
+  uc_imacpro_dirtylog_join(uc, log)           that this engine writes: the first write to a
+  uc_imacpro_dirtylog_collect(log, out, size) page after a collect takes the slow path and
+  uc_imacpro_dirtylog_free(log)               marks it; collect copies the page bits out and
+                                              clears them (between time slices)
 
 The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
 """
@@ -60,7 +65,7 @@ def _load_error() -> str:
     return "an older build"
 
 
-if not hasattr(uclib, "uc_imacpro_xcr0"):
+if not hasattr(uclib, "uc_imacpro_dirtylog_collect"):
     raise UserError(f"the CPU engine is stock Unicorn, without imacpro's patch ({_load_error()}): "
                     "run 'make' (tools/build-unicorn) to build it")
 
@@ -96,6 +101,14 @@ uclib.uc_imacpro_codemap_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_codemap_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_codemap_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 uclib.uc_imacpro_codemap_join.restype = ctypes.c_int
+uclib.uc_imacpro_dirtylog_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+uclib.uc_imacpro_dirtylog_new.restype = ctypes.c_void_p
+uclib.uc_imacpro_dirtylog_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+uclib.uc_imacpro_dirtylog_join.restype = ctypes.c_int
+uclib.uc_imacpro_dirtylog_collect.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+uclib.uc_imacpro_dirtylog_collect.restype = ctypes.c_size_t
+uclib.uc_imacpro_dirtylog_free.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_dirtylog_free.restype = None
 
 STATUS_HALTED = 1
 STATUS_TRIPLE_FAULT = 2
@@ -168,6 +181,12 @@ class Engine:
         if err:
             raise unicorn.UcError(err)
 
+    def join_dirty_log(self, log: DirtyLog) -> None:
+        """Log this engine's writes to the log's memory."""
+        err = uclib.uc_imacpro_dirtylog_join(self._uch, log.handle)
+        if err:
+            raise unicorn.UcError(err)
+
     def cpu_state(self) -> bytes:
         """The vCPU's state as bytes of this engine build (see the module docstring)."""
         size = uclib.uc_imacpro_cpu_state(self._uch, None, 0)
@@ -183,3 +202,27 @@ class Engine:
     def set_tsc(self, tsc: int, anchor_ns: int, hz: int, running: bool) -> None:
         uclib.uc_imacpro_set_tsc(self._uch, tsc & 0xFFFF_FFFF_FFFF_FFFF, anchor_ns, hz,
                                  1 if running else 0)
+
+
+class DirtyLog:
+    """Which 4 KiB pages of a stretch of host memory (the boot framebuffer) the engines that
+    joined wrote since the last `collect` (see the module docstring). Engines join with
+    Engine.join_dirty_log; `close` frees it (engines closed before leave on their own)."""
+
+    def __init__(self, host_address: int, size: int):
+        self.pages = size >> 12
+        self.handle = uclib.uc_imacpro_dirtylog_new(host_address, size)
+        if not self.handle:
+            raise MemoryError("no memory for a dirty log")
+        self._bits = ctypes.create_string_buffer((self.pages + 7) // 8)
+
+    def collect(self) -> bytes:
+        """The pages written since the last call, a bit each (page n: byte n // 8, bit
+        n % 8), and the log cleared."""
+        uclib.uc_imacpro_dirtylog_collect(self.handle, self._bits, len(self._bits))
+        return self._bits.raw
+
+    def close(self) -> None:
+        if self.handle:
+            uclib.uc_imacpro_dirtylog_free(self.handle)
+            self.handle = None

@@ -64,3 +64,65 @@ def test_the_aperture_is_memory_at_bar0_wherever_the_guest_puts_it():
     assert bytes(aperture[:8]) == bytes.fromhex("4433221188776655")
     direct = [p for p in machine.bsp.windows.pieces if p.host is not None]
     assert [(p.start, p.end - p.start) for p in direct] == [(0xD000_0000, 256 << 20)]
+
+
+DIRTY_PROGRAM = r"""
+.macro COLLECT
+    push %rdx
+    mov $0x510, %dx
+    out %al, (%dx)
+    pop %rdx
+.endm
+main:
+    mov $0xC0000000, %rdi
+    movl $1, (%rdi)                         # page 0
+    movl $1, 0x5000(%rdi)                   # page 5
+    COLLECT                                 # the host collects: {0, 5}
+    movl $2, 0x5004(%rdi)                   # page 5 again: logged again after a collect
+    movq $3, 0x64000(%rdi)                  # page 100
+    mov 0x7000(%rdi), %rax                  # a read logs nothing
+    COLLECT                                 # {5, 100}
+    COLLECT                                 # nothing
+    lea 0xC8000(%rdi), %rdi                 # rep stos over pages 200-203
+    mov $0x4000, %rcx
+    mov $0xAB, %al
+    rep stosb
+    COLLECT                                 # {200, 201, 202, 203}
+    jmp finish
+"""
+
+
+class Collector:
+    """Port 0x510: each write collects the framebuffer's dirty log."""
+
+    def __init__(self, machine):
+        from imacpro.cpu.engine import DirtyLog
+        aperture = machine.devices["gpu"].aperture
+        self.log = DirtyLog(aperture.host_address, aperture.size)
+        machine.bsp.engine.join_dirty_log(self.log)
+        self.collected = []
+        machine.pio.register(0x510, 1, self)
+
+    def read(self, offset, size):
+        return 0
+
+    def write(self, offset, size, value):
+        bits = self.log.collect()
+        self.collected.append({n for n in range(self.log.pages) if bits[n // 8] >> n % 8 & 1})
+
+    def reset(self):
+        pass
+
+
+def test_the_dirty_log_names_the_framebuffer_pages_the_guest_wrote_since_the_last_look():
+    holder = {}
+
+    def setup(machine):
+        assign_resources(machine.pci, machine.board)
+        holder["collector"] = Collector(machine)
+    values, output, machine, result = run_program(DIRTY_PROGRAM, setup=setup)
+    assert "DONE" in output, (result, output)
+    collector = holder["collector"]
+    assert collector.collected == [{0, 5}, {5, 100}, set(), {200, 201, 202, 203}]
+    assert bytes(machine.devices["gpu"].aperture.view[0xC8000:0xCC000]) == b"\xAB" * 0x4000
+    collector.log.close()

@@ -126,3 +126,43 @@ def test_the_dirty_log_names_the_framebuffer_pages_the_guest_wrote_since_the_las
     assert collector.collected == [{0, 5}, {5, 100}, set(), {200, 201, 202, 203}]
     assert bytes(machine.devices["gpu"].aperture.view[0xC8000:0xCC000]) == b"\xAB" * 0x4000
     collector.log.close()
+
+
+BANDS_PROGRAM = r"""
+main:
+    mov $0xC0000000, %rdi
+    movl $1, (%rdi)                         # row 0: page 0 is bytes 0-4095 of row 0
+    movl $1, 153620(%rdi)                   # row 10 (stride 15360): page 37, rows 9-10
+    movq $1, 1551356(%rdi)                  # rows 100-101: page 378
+    mov $0x510, %dx
+    out %al, (%dx)
+    out %al, (%dx)                          # nothing since
+    jmp finish
+"""
+
+
+def test_screen_changes_are_bands_of_the_rows_the_written_pages_cover():
+    from imacpro.devices.display.changes import ScreenChanges
+    from imacpro.devices.display.framebuffer import COMPAT
+    looks = []
+
+    class Look:
+        def read(self, offset, size):
+            return 0
+
+        def write(self, offset, size, value):
+            looks.append(changes.bands(COMPAT))
+
+        def reset(self):
+            pass
+
+    def setup(machine):
+        nonlocal changes
+        assign_resources(machine.pci, machine.board)
+        changes = ScreenChanges(machine)
+        machine.pio.register(0x510, 1, Look())
+    changes = None
+    values, output, machine, result = run_program(BANDS_PROGRAM, setup=setup, cpus=2)
+    assert "DONE" in output, (result, output)
+    assert looks == [[(0, 1), (9, 11), (100, 102)], []]
+    changes.close()

@@ -17,13 +17,17 @@ class FakeMachine:
     resets = 0
 
     def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial="",
-                 guest_error_log=None, on_watchdog=None):
+                 guest_error_log=None, on_watchdog=None, sd_card=None):
         FakeMachine.built += 1
         self.uart = None
+        self.usb = None
         self.vcpus = []
         self.guest_errors = GuestErrors()
 
     def quiesce(self):
+        pass
+
+    def close(self):
         pass
 
     def reset(self):

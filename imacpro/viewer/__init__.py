@@ -1,0 +1,1 @@
+"""Sitting at the machine from the host: the RFB (VNC) protocol (rfb.py)."""

@@ -172,3 +172,18 @@ def test_vnc_des_follows_the_protocols_bit_order():
     value every VNC password file of "password" holds."""
     key = "".join(chr(b) for b in (23, 82, 107, 6, 35, 78, 88, 7))
     assert rfb.vnc_response(b"password" + bytes(8), key)[:8].hex() == "dbd83cfd727a1458"
+
+
+def test_keysyms_name_the_keys_of_the_us_layout():
+    from imacpro.devices.usb import keymap
+    from imacpro.viewer.keysyms import usage
+    assert usage(ord("a")) == usage(ord("A")) == 0x04
+    assert usage(ord("!")) == usage(ord("1")) == 0x1E
+    assert usage(ord("~")) == usage(ord("`")) == 0x35
+    assert usage(0xFF0D) == keymap.ENTER and usage(0xFF08) == keymap.BACKSPACE
+    assert usage(0xFFBE) == keymap.F1 and usage(0xFFC9) == keymap.F1 + 11
+    assert usage(0xFFB5) == keymap.KEY_NAMES["kp5"] and usage(0xFF8D) == 0x58
+    assert usage(0xFFE3) == keymap.LEFT_CTRL and usage(0xFFEB) == keymap.LEFT_GUI
+    for char in map(chr, range(0x20, 0x7F)):
+        assert usage(ord(char)) == keymap.TEXT[char][1]
+    assert usage(0x20AC) is None and usage(0xE9) is None      # the euro sign, é: no key

@@ -366,13 +366,15 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              notice: Callable[[str], None] = lambda line: None,
              on_started: Callable[[], None] | None = None,
              control: bool = True, discard_state: bool = False,
-             usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None) -> Outcome:
+             usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None,
+             vnc_port: int | None = None) -> Outcome:
     """Power the machine on and run it until it powers off or suspends. A suspended machine
     resumes instead of booting (unless `discard_state`). The machine's process serves its
     control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
     handed over to the first boot's kernel, or the resumed machine is about to run.
     `usb_drives`: raw disk images plugged in as USB flash drives at power-on; `sd_card`: an
-    image in the SDXC card reader."""
+    image in the SDXC card reader; `vnc_port`: serve the screen, keyboard and mouse over VNC
+    on 127.0.0.1 (0: any free port), its port and password in the bundle's vnc.json."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -426,6 +428,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 resume(resumed, machine, running, config)
                 resumed = None
                 _plug_drives(machine, usb_drives)
+                _serve_vnc(stack, machine, events, machine_bundle, vnc_port, notice)
             else:
                 first = running.machine is None
                 machine = _boot(source, ssd, chip, signer, verdicts, running, config,
@@ -434,6 +437,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 if first:
                     stack.callback(machine.close)
                     _plug_drives(machine, usb_drives)
+                    _serve_vnc(stack, machine, events, machine_bundle, vnc_port, notice)
             if on_started is not None:
                 on_started()
                 on_started = None
@@ -466,6 +470,32 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             if events.stop_reason is not None:
                 return Outcome(events.stop_reason, verdicts=verdicts)
             return Outcome(result.reason, verdicts=verdicts)
+
+
+VNC_FILE = "vnc.json"      # in the bundle while the machine serves VNC: port and password
+
+
+def _serve_vnc(stack, machine: Machine, events: HostEvents, machine_bundle, port: int | None,
+               notice: Callable[[str], None]) -> None:
+    """VNC on 127.0.0.1:`port` (viewer/vnc.py), with a new random password each power-on."""
+    if port is None:
+        return
+    import json
+    import secrets
+
+    from imacpro.files import atomic_write
+    from imacpro.viewer.vnc import VncServer
+    password = secrets.token_urlsafe(6)[:8]
+    try:
+        server = VncServer(machine, events, port, machine_bundle.name, password)
+    except OSError as exc:
+        raise UserError(f"cannot serve VNC on 127.0.0.1:{port}: {exc.strerror}") from None
+    stack.callback(server.close)
+    path = machine_bundle.path / VNC_FILE
+    atomic_write(path, json.dumps({"host": "127.0.0.1", "port": server.port,
+                                    "password": password}).encode())
+    stack.callback(lambda: path.unlink(missing_ok=True))      # (mkstemp: mode 0600)
+    notice(f"VNC on 127.0.0.1:{server.port}, password in {path}")
 
 
 def _plug_drives(machine: Machine, drives: tuple[Path, ...]) -> None:

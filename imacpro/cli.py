@@ -329,6 +329,9 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--boot-usb", is_flag=True,
               help="Start up from the first --usb drive (external media, as the T2's "
                    "policy allows), as the Startup Manager would.")
+@click.option("--vnc", "vnc_port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve the screen, keyboard and mouse over VNC on 127.0.0.1:PORT (0: any "
+                   "free port); the port and a new password go in the bundle's vnc.json.")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -345,8 +348,8 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
-         boot_usb, headless, serial_log, exec_command, timeout, detach, discard_state, cpus,
-         ready_fd) -> None:
+         boot_usb, vnc_port, headless, serial_log, exec_command, timeout, detach,
+         discard_state, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
@@ -382,7 +385,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                              manifest=manifest, external=external, disk=disk,
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
                              discard_state=discard_state,
-                             usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb)
+                             usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb,
+                             vnc_port=vnc_port)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
         return
@@ -404,6 +408,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                                discard_state=discard_state,
                                usb_drives=tuple(Path(p).resolve() for p in usb_drives),
                                sd_card=Path(sd_card).resolve() if sd_card else None,
+                               vnc_port=vnc_port,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:

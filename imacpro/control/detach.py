@@ -22,7 +22,8 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
            external=False, disk=None, serial_log=None, timeout=None, cpus=None,
-           discard_state=False, usb_drives=(), sd_card=None, boot_usb=False) -> int:
+           discard_state=False, usb_drives=(), sd_card=None, boot_usb=False,
+           vnc_port=None) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""
     if machine_bundle.held():
         raise UserError(f"machine {machine_bundle.name!r} is in use by another imacpro "
@@ -46,6 +47,8 @@ def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=N
         args += ["--timeout", repr(timeout)]
     if cpus is not None:
         args += ["--cpus", str(cpus)]
+    if vnc_port is not None:
+        args += ["--vnc", str(vnc_port)]
     read_end, write_end = os.pipe()
     args += ["--ready-fd", str(write_end)]
     with open(machine_bundle.path / PROCESS_LOG, "ab") as log:

@@ -289,13 +289,23 @@ class RfbSession:
         self.outgoing += struct.pack(">BxH", 0, len(rects)) + body
 
     def _clip(self, rects) -> list[tuple[int, int, int, int]]:
+        """The rectangles inside the request and the screen, those of the same columns
+        that touch or overlap merged (changes pile up while the client is not asking)."""
         _, rx, ry, rw, rh = self.request
         width, height = self.screen.width, self.screen.height
-        out = []
+        clipped = []
         for x, y, w, h in rects:
             x0, y0 = max(x, rx, 0), max(y, ry, 0)
             x1, y1 = min(x + w, rx + rw, width), min(y + h, ry + rh, height)
             if x1 > x0 and y1 > y0:
+                clipped.append((x0, x1, y0, y1))
+        out: list[tuple[int, int, int, int]] = []
+        for x0, x1, y0, y1 in sorted(clipped):
+            if out and out[-1][0] == x0 and out[-1][2] == x1 - x0 and y0 <= out[-1][1] + \
+                    out[-1][3]:
+                px, py, pw, ph = out[-1]
+                out[-1] = (px, py, pw, max(py + ph, y1) - py)
+            else:
                 out.append((x0, y0, x1 - x0, y1 - y0))
         return out
 

@@ -51,6 +51,8 @@ def connect(s, password=None):
 
 
 def read_update(s):
+    """The rectangles' headers of an update (for updates of one rectangle, or of
+    DesktopSize, which has no data)."""
     kind, count = struct.unpack(">BxH", take(s, 4))
     assert kind == 0
     rects = []
@@ -187,3 +189,18 @@ def test_keysyms_name_the_keys_of_the_us_layout():
     for char in map(chr, range(0x20, 0x7F)):
         assert usage(ord(char)) == keymap.TEXT[char][1]
     assert usage(0x20AC) is None and usage(0xE9) is None      # the euro sign, é: no key
+
+
+def test_changes_that_pile_up_are_merged_into_one_rectangle_per_band():
+    s, _ = session()
+    connect(s)
+    s.changed([(0, 10, 64, 5), (0, 12, 64, 6), (0, 10, 64, 5), (0, 30, 64, 2), (0, 18, 64, 1)])
+    s.receive(struct.pack(">BBHHHH", 3, 1, 0, 0, 64, 48))
+    kind, count = struct.unpack(">BxH", take(s, 4))
+    rects = []
+    for _ in range(count):
+        x, y, w, h, encoding = struct.unpack(">HHHHi", take(s, 12))
+        take(s, w * h * 4)
+        rects.append((x, y, w, h))
+    assert rects == [(0, 10, 64, 9), (0, 30, 64, 2)]
+    assert not s.outgoing

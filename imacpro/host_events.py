@@ -13,6 +13,8 @@ import os
 import selectors
 from typing import Callable
 
+GONE, WAITING, SENT = "gone", "waiting", "sent"
+
 
 class HostEvents:
     def __init__(self):
@@ -69,3 +71,28 @@ class HostEvents:
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+
+def receive(sock, size: int = 65536) -> bytes | None:
+    """What a non-blocking socket has: its bytes; b"" when the peer has gone or the socket
+    failed; None when nothing is there yet."""
+    try:
+        return sock.recv(size)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
+def send_some(sock, outbox: bytearray) -> str:
+    """Send what the socket takes of `outbox`, removing it: SENT (all of it), WAITING (the
+    rest waits for the socket to be writable) or GONE (the socket failed)."""
+    while outbox:
+        try:
+            sent = sock.send(outbox)
+        except (BlockingIOError, InterruptedError):
+            return WAITING
+        except OSError:
+            return GONE
+        del outbox[:sent]
+    return SENT

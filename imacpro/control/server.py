@@ -27,7 +27,7 @@ from pathlib import Path
 
 from imacpro.control.protocol import MAX_LINE, ProtocolError, address, decode, encode
 from imacpro.errors import UserError
-from imacpro.host_events import HostEvents
+from imacpro.host_events import GONE, WAITING, HostEvents, receive, send_some
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,9 @@ class Connection:
     # --- input ------------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = receive(self.sock, RECV_SIZE)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.close()
             return
@@ -175,16 +172,13 @@ class Connection:
         self._flush()
 
     def _flush(self) -> None:
-        while self.outbox:
-            try:
-                sent = self.sock.send(self.outbox)
-            except (BlockingIOError, InterruptedError):
-                self.server.events.want_write(self.sock, self._flush)
-                return
-            except OSError:
-                self.close()
-                return
-            del self.outbox[:sent]
+        outcome = send_some(self.sock, self.outbox)
+        if outcome == WAITING:
+            self.server.events.want_write(self.sock, self._flush)
+            return
+        if outcome == GONE:
+            self.close()
+            return
         self.server.events.want_write(self.sock, None)
         if self.closing:
             self.close()

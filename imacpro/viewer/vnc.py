@@ -26,6 +26,7 @@ import socket
 import numpy as np
 
 from imacpro.devices.display.changes import ScreenChanges
+from imacpro.host_events import GONE, WAITING, receive, send_some
 from imacpro.viewer import keysyms
 from imacpro.viewer.rfb import RfbError, RfbSession
 
@@ -77,12 +78,9 @@ class Connection:
         self._flush()
 
     def _readable(self) -> None:
-        try:
-            data = self.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = receive(self.sock, RECV_SIZE)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.close()
             return
@@ -104,21 +102,13 @@ class Connection:
         self._flush()
 
     def _flush(self) -> None:
-        out = self.session.outgoing
-        while out:
-            try:
-                sent = self.sock.send(out)
-            except (BlockingIOError, InterruptedError):
-                if len(out) > MAX_BACKLOG:
-                    self.close()
-                    return
-                self.server.events.want_write(self.sock, self._flush)
-                return
-            except OSError:
-                self.close()
-                return
-            del out[:sent]
-        self.server.events.want_write(self.sock, None)
+        if self.sock is None:
+            return
+        outcome = send_some(self.sock, self.session.outgoing)
+        if outcome == GONE or outcome == WAITING and len(self.session.outgoing) > MAX_BACKLOG:
+            self.close()
+        else:
+            self.server.events.want_write(self.sock, self._flush if outcome == WAITING else None)
 
     def close(self) -> None:
         if self.sock is None:

@@ -16,6 +16,10 @@ need is the client's business. The keys:
     | FFE1-FFEC, FE03            | Shift, Control, Meta, Alt, Super (left and right),   |
     |                            | ISO Level 3 Shift (AltGr) as Right Alt               |
 Anything else has no key on this keyboard and is dropped.
+
+Some clients (scripted ones such as vncdotool) send "A" or "!" without pressing Shift first;
+`needs_shift` says which keysyms the layout types with Shift, so the server can hold it for
+them.
 """
 
 from __future__ import annotations
@@ -53,3 +57,12 @@ def usage(keysym: int) -> int | None:
         stroke = keymap.TEXT.get(chr(keysym).lower())
         return None if stroke is None else stroke[1]
     return None
+
+
+SHIFTS = (0xFFE1, 0xFFE2)
+
+
+def needs_shift(keysym: int) -> bool:
+    """Whether the US layout types this printable keysym with Shift held."""
+    stroke = keymap.TEXT.get(chr(keysym)) if 0x20 <= keysym <= 0x7E else None
+    return stroke is not None and keymap.LEFT_SHIFT in stroke[0]

@@ -7,7 +7,8 @@ machine's run loop (host_events.py) like the control socket.
     changes   every 1/30 s of machine time the engines' dirty log (devices/display/
               changes.py) gives the rows drawn on; each session is sent those bands when it
               has asked for an update, and nothing when nothing was drawn
-    keyboard  keysyms (keysyms.py) pressed and released on the Magic Keyboard
+    keyboard  keysyms (keysyms.py) pressed and released on the Magic Keyboard; a shifted
+              symbol sent without Shift (as scripted clients do) gets Shift held for it
     pointer   the Magic Mouse 2 moved by the difference between the client's pointer
               positions (a real mouse is relative: the guest's pointer follows with its own
               acceleration, as it would under a person's hand), buttons 1 and 3 as left and
@@ -27,6 +28,7 @@ import numpy as np
 
 from imacpro.devices.display.changes import ScreenChanges
 from imacpro.host_events import GONE, WAITING, receive, send_some
+from imacpro.devices.usb import keymap
 from imacpro.viewer import keysyms
 from imacpro.viewer.rfb import RfbError, RfbSession
 
@@ -72,6 +74,8 @@ class Connection:
         self.server, self.sock = server, sock
         self.last_pointer: tuple[int, int] | None = None
         self.buttons = 0
+        self.shifts: set[int] = set()         # the client's Shift keys held
+        self.held_for: set[int] = set()       # keysyms we hold Shift for
         self.session = RfbSession(server.screen, self._key, self._pointer, server.name,
                                   server.password)
         server.events.add_reader(sock, self._readable)
@@ -125,7 +129,20 @@ class Connection:
         usb = self.server.machine.usb
         if usage is None or usb is None or not usb.keyboard.configuration:
             return
-        usb.keyboard.key_event(usage, down)
+        keyboard = usb.keyboard
+        if keysym in keysyms.SHIFTS:
+            self.shifts = self.shifts | {keysym} if down else self.shifts - {keysym}
+        if keysyms.needs_shift(keysym) and not self.shifts:
+            # A shifted symbol from a client that pressed no Shift: hold it for the key.
+            if down:
+                keyboard.key_event(keymap.LEFT_SHIFT, True)
+                self.held_for.add(keysym)
+            keyboard.key_event(usage, down)
+            if not down and keysym in self.held_for:
+                self.held_for.discard(keysym)
+                keyboard.key_event(keymap.LEFT_SHIFT, False)
+            return
+        keyboard.key_event(usage, down)
 
     def _pointer(self, x: int, y: int, buttons: int) -> None:
         usb = self.server.machine.usb

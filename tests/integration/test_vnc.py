@@ -122,3 +122,65 @@ def test_a_vnc_client_sees_the_screen_types_and_is_sent_only_what_changed(  # no
     finally:
         imacpro("stop", "vnc", "--force")
     assert not (imacpro_home / "machines" / "vnc" / "vnc.json").exists()
+
+
+def test_vncdotool_captures_the_screen_types_and_clicks(signed_guest, imacpro_home,  # noqa
+                                                        tmp_path):
+    """A standard Python RFB client: its capture is the screenshot's picture, its keys reach
+    tty1 (capitals and symbols included, which it sends without Shift), its clicks reach the
+    mouse as BTN_LEFT."""
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image
+    from vncdotool import api
+
+    from imacpro.guest import overlay
+    program = tmp_path / "input-events"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(program),
+                    str(Path(__file__).parent / "programs" / "input_events.c")],
+                   check=True, capture_output=True)
+    image = overlay.with_programs(signed_guest, [], tmp_path / "image",
+                                  {"bin/input-events": program.read_bytes()})
+    create("vnc")
+    booted = imacpro("boot", "vnc", "--kernel", str(image.kernel), "--initrd",
+                     str(image.initrd), "--append", image.cmdline, "--manifest",
+                     str(image.manifest), "--vnc", "0", "--detach")
+    assert booted.returncode == 0, booted.stderr
+    client = None
+    try:
+        settings = json.loads((imacpro_home / "machines" / "vnc" / "vnc.json").read_text())
+        exec_ok("while ! grep -qs 'Magic Mouse' /proc/bus/input/devices; do sleep 1; done; "
+                "printf '\\033[2J\\033[H\\033[?25l' > /dev/tty1; "
+                "echo 0 > /sys/class/graphics/fbcon/cursor_blink; "
+                "echo 'VNCDOTOOL' > /dev/tty1")
+        client = api.connect(f"127.0.0.1::{settings['port']}", password=settings["password"])
+        capture = tmp_path / "capture.png"
+        client.captureScreen(str(capture))
+        shot = tmp_path / "shot.png"
+        assert imacpro("screenshot", "vnc", "-o", str(shot), "--native-size").returncode == 0
+        picture, _ = read_png(shot)
+        captured = np.asarray(Image.open(capture).convert("RGB"))
+        assert captured.shape == (2160, 3840, 3)
+        assert np.array_equal(captured, (picture >> 8).astype(np.uint8))
+
+        exec_ok("input-events 20 > /tmp/events 2>&1 & "
+                "while ! grep -qs ready /tmp/events; do usleep 100000; done")
+        for char in "echo VNCdo-OK! > /tmp/w":
+            client.keyPress(char)
+        client.keyPress("enter")
+        client.mouseMove(100, 100)
+        client.mouseMove(130, 90)
+        client.mousePress(1)
+        exec_ok("while [ ! -s /tmp/w ]; do sleep 1; done")
+        assert exec_ok("cat /tmp/w") == "VNCdo-OK!\n"
+        exec_ok("while pidof input-events >/dev/null; do sleep 1; done")
+        mouse = [line.split("|")[1] for line in exec_ok("cat /tmp/events").splitlines()
+                 if line.startswith("Apple Inc. Magic Mouse 2|")]
+        assert "1 272 1" in mouse and "1 272 0" in mouse        # BTN_LEFT down, up
+        assert sum(int(e.split()[2]) for e in mouse if e.startswith("2 0 ")) == 30   # REL_X
+    finally:
+        if client is not None:
+            client.disconnect()
+        api.shutdown()
+        imacpro("stop", "vnc", "--force")

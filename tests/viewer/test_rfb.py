@@ -204,3 +204,9 @@ def test_changes_that_pile_up_are_merged_into_one_rectangle_per_band():
         rects.append((x, y, w, h))
     assert rects == [(0, 10, 64, 9), (0, 30, 64, 2)]
     assert not s.outgoing
+
+
+def test_needs_shift_follows_the_layout():
+    from imacpro.viewer.keysyms import needs_shift
+    assert needs_shift(ord("A")) and needs_shift(ord("!")) and needs_shift(ord(">"))
+    assert not needs_shift(ord("a")) and not needs_shift(ord(".")) and not needs_shift(0xFF0D)

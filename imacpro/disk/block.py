@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from imacpro.disk import DiskError
+from imacpro.files import OwnedFd, pread_full, pwrite_all
 from imacpro.t2.storage import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
 
 SECTOR_SIZE = 4096           # Apple's SSDs are 4K-native; so are imacpro's disks
@@ -51,7 +52,7 @@ class WritableBlockDevice(BlockDevice, Protocol):
     def flush(self) -> None: ...
 
 
-class RawDiskImage:
+class RawDiskImage(OwnedFd):
     """A host file as a disk of 4096-byte sectors (a trailing partial sector is not used)."""
 
     SECTOR_SIZE = SECTOR_SIZE
@@ -88,23 +89,15 @@ class RawDiskImage:
 
     def read(self, lba: int, count: int) -> bytes:
         offset, size = self._range(lba, count)
-        data = os.pread(self._fd, size, offset)
-        while len(data) < size:                # pread may return less; a shrunk file: zeros
-            more = os.pread(self._fd, size - len(data), offset + len(data))
-            if not more:
-                return data + bytes(size - len(data))
-            data += more
-        return data
+        return pread_full(self._fd, size, offset)
 
     def write(self, lba: int, data: bytes) -> None:
         with memoryview(data) as source, source.cast("B") as view:
             if view.nbytes % SECTOR_SIZE:
                 raise ValueError(f"write of {view.nbytes} bytes: not a multiple of "
                                  f"{SECTOR_SIZE}")
-            offset, size = self._range(lba, view.nbytes // SECTOR_SIZE)
-            done = 0
-            while done < size:
-                done += os.pwrite(self._fd, view[done:], offset + done)
+            offset, _ = self._range(lba, view.nbytes // SECTOR_SIZE)
+            pwrite_all(self._fd, view, offset, str(self.path))
 
     def trim(self, lba: int, count: int) -> None:
         offset, size = self._range(lba, count)
@@ -118,15 +111,6 @@ class RawDiskImage:
 
     def flush(self) -> None:
         os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __del__(self):
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
     def _range(self, lba: int, count: int) -> tuple[int, int]:
         lba, count = operator.index(lba), operator.index(count)

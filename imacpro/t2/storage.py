@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Self
 
 from imacpro.errors import UserError
-from imacpro.files import fsync_dir, read_toml, write_toml
+from imacpro.files import OwnedFd, fsync_dir, read_toml, write_toml
 from imacpro.t2.sep import KeyUnwrapError
 from imacpro.t2.xts import SectorCipher
 
@@ -70,7 +70,7 @@ class DamagedImage(UserError):
     """ssd.img or ssd.meta is torn, truncated, altered or unreadable."""
 
 
-class EncryptedStore:
+class EncryptedStore(OwnedFd):
     SECTOR_SIZE = 4096
 
     def __init__(self, directory: Path, fd: int, capacity: int, media_key: bytes):
@@ -230,15 +230,6 @@ class EncryptedStore:
     def flush(self) -> None:
         """Everything written before this call survives a crash."""
         os.fsync(self._checked_fd())
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __del__(self):
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
     # --- inside ---------------------------------------------------------------------------
 

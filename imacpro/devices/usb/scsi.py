@@ -55,6 +55,7 @@ from pathlib import Path
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
 from imacpro.disk import DiskError
+from imacpro.files import OwnedFd, pread_full, pwrite_all
 
 BLOCK = 512
 MAX_TRANSFER = 0xFFFF            # blocks per command (Block Limits VPD; larger: 05/24/00)
@@ -130,7 +131,7 @@ def _ascii(text: str, width: int, what: str) -> bytes:
     return raw.ljust(width, b" ")
 
 
-class Medium:
+class Medium(OwnedFd):
     """An image file as 512-byte blocks, read and written with pread/pwrite."""
 
     def __init__(self, path: str | os.PathLike, read_only: bool = False):
@@ -159,31 +160,13 @@ class Medium:
 
     def read(self, offset: int, size: int) -> bytes:
         """`size` bytes at byte `offset`; zeros past the file's end (a file that shrank)."""
-        data = os.pread(self._fd, size, offset)
-        while len(data) < size:
-            more = os.pread(self._fd, size - len(data), offset + len(data))
-            if not more:
-                return data + bytes(size - len(data))
-            data += more
-        return data
+        return pread_full(self._fd, size, offset)
 
     def write(self, offset: int, data: bytes) -> None:
-        with memoryview(data) as view:
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], offset + done)
+        pwrite_all(self._fd, data, offset, str(self.path))
 
     def sync(self) -> None:
         os.fdatasync(self._fd)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-    def __del__(self):
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
     def describe(self) -> dict:
         return {"path": str(self.path), "blocks": self.blocks, "read_only": self.read_only}

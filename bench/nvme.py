@@ -81,10 +81,17 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run(__doc__, run_qemu, run_imacpro, timeout=900)
+
+
+def run(doc: str, run_qemu, run_imacpro, timeout: float) -> None:
+    """A sequential dd benchmark's command line: both machines, then the rows. `run_qemu`
+    and `run_imacpro` take (guest, cpus, mib, work directory, timeout) and return the
+    guest's console."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=16)
     parser.add_argument("--mib", type=int, default=256, help="MiB per dd run")
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--timeout", type=float, default=timeout)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     guest = qemu.guest_or_exit()

@@ -13,10 +13,8 @@ start of the drive, three times, timed by busybox's `time`; the best of each is 
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +26,7 @@ from imacpro.firmware import boot as firmware  # noqa: E402
 from imacpro.guest.build import exec_option  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
-from nvme import command, report, throughput  # noqa: E402
+from nvme import command, run  # noqa: E402
 
 DRIVE_BYTES = 2 * 2**30
 DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
@@ -68,21 +66,7 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cpus", type=int, default=16)
-    parser.add_argument("--mib", type=int, default=256, help="MiB per dd run")
-    parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
-    guest = qemu.guest_or_exit()
-    with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
-        work = Path(tmp)
-        qemu_write, qemu_read = throughput(run_qemu(guest, args.cpus, args.mib, work,
-                                                    args.timeout), args.mib)
-        ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
-                                                       args.timeout), args.mib)
-    report((("sequential write", qemu_write, ours_write),
-            ("sequential read", qemu_read, ours_read)), args.markdown)
+    run(__doc__, run_qemu, run_imacpro, timeout=1800)
 
 
 if __name__ == "__main__":

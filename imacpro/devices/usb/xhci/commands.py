@@ -84,7 +84,6 @@ class Commands:
             except RingError as exc:
                 if exc.code is None:
                     raise
-                found = None
                 self._post(T.event(T.COMMAND_COMPLETION, self.command_ring.dequeue, exc.code))
                 return
             if found is None:

@@ -70,14 +70,10 @@ class XhciController(Commands, Transfers):
     def __init__(self, clock=None, intx: IrqLine | None = None):
         self.clock = clock
         self.pci = _XhciFunction(self)
-        self.pci.config[SBRN] = 0x30
-        self.pci.config[FLADJ] = 0x20
-        self.pci.writable[FLADJ] = 0x3F
         self.msi = Msi(self.pci)
         self.pci.add_memory_bar(MemoryBar(0, R.BAR_SIZE, self))
         if intx is not None:
             self.pci.set_interrupt_pin(intx)
-        self.pci._initial = bytes(self.pci.config)
         self.ports = [Port(n, usb3=n in R.USB3_PORTS) for n in range(1, R.MAX_PORTS + 1)]
         self.interrupters = [Interrupter() for _ in range(R.MAX_INTERRUPTERS)]
         self.command_ring = ConsumerRing()
@@ -165,7 +161,7 @@ class XhciController(Commands, Transfers):
 
     def _read_dword(self, offset: int) -> int:
         if offset < R.CAPLENGTH:
-            caps = R.capability_registers()
+            caps = R.CAPABILITY_REGISTERS
             return struct.unpack_from("<I", caps, offset)[0] if offset < len(caps) else 0
         if offset < R.RTSOFF:
             return self._read_operational(offset - R.CAPLENGTH)
@@ -174,11 +170,11 @@ class XhciController(Commands, Transfers):
         if offset < R.XECP:
             return 0                                     # doorbells read 0
         if offset == R.LEGACY_SUPPORT:
-            return struct.unpack_from("<I", R.extended_capabilities(), 0)[0] | self.legacy
+            return struct.unpack_from("<I", R.EXTENDED_CAPABILITIES, 0)[0] | self.legacy
         if offset == R.LEGACY_SUPPORT + 4:
             return self.legacy_control
         if offset < R.XECP_END:
-            return struct.unpack_from("<I", R.extended_capabilities(), offset - R.XECP)[0]
+            return struct.unpack_from("<I", R.EXTENDED_CAPABILITIES, offset - R.XECP)[0]
         return 0
 
     def _write_dword(self, offset: int, value: int) -> None:
@@ -422,6 +418,10 @@ class _XhciFunction(PciFunction):
     def __init__(self, controller: XhciController):
         super().__init__(VENDOR_INTEL, DEVICE_XHCI, CLASS_XHCI, REVISION,
                          subsystem_vendor=SUBSYSTEM[0], subsystem=SUBSYSTEM[1])
+        # The registers the capabilities added next take into their power-on copy.
+        self.config[SBRN] = 0x30
+        self.config[FLADJ] = 0x20
+        self.writable[FLADJ] = 0x3F
         self.controller = controller
 
     def config_written(self, offset: int, size: int) -> None:

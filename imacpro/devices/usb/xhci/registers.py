@@ -93,9 +93,9 @@ IMOD_DEFAULT = 4000                            # 1 ms in 250 ns units (the reset
 BIOS_OWNED, OS_OWNED = 1 << 16, 1 << 24
 
 
-def capability_registers() -> bytes:
-    return struct.pack("<BBHIIIIIII", CAPLENGTH, 0, HCIVERSION, HCSPARAMS1, HCSPARAMS2,
-                       HCSPARAMS3, HCCPARAMS1, DBOFF, RTSOFF, HCCPARAMS2)
+CAPABILITY_REGISTERS = struct.pack("<BBHIIIIIII", CAPLENGTH, 0, HCIVERSION, HCSPARAMS1,
+                                   HCSPARAMS2, HCSPARAMS3, HCCPARAMS1, DBOFF, RTSOFF,
+                                   HCCPARAMS2)
 
 
 def _protocol(major: int, ports: range, next_dwords: int) -> bytes:
@@ -103,10 +103,10 @@ def _protocol(major: int, ports: range, next_dwords: int) -> bytes:
                        len(ports) << 8 | ports.start, 0)
 
 
-def extended_capabilities() -> bytes:
-    """0x8000-0x803F: legacy support (its registers are live: see the controller), then the
-    two Supported Protocol capabilities."""
-    legacy = struct.pack("<II", (USB2_PROTOCOL - LEGACY_SUPPORT) // 4 << 8 | 1, 0)
-    return legacy.ljust(USB2_PROTOCOL - LEGACY_SUPPORT, b"\0") + \
-        _protocol(0x02, USB2_PORTS, (USB3_PROTOCOL - USB2_PROTOCOL) // 4) + \
-        _protocol(0x03, USB3_PORTS, 0)
+# 0x8000-0x803F: legacy support (its registers are live: see the controller), then the two
+# Supported Protocol capabilities.
+EXTENDED_CAPABILITIES = struct.pack(
+    "<II", (USB2_PROTOCOL - LEGACY_SUPPORT) // 4 << 8 | 1, 0).ljust(
+        USB2_PROTOCOL - LEGACY_SUPPORT, b"\0") + \
+    _protocol(0x02, USB2_PORTS, (USB3_PROTOCOL - USB2_PROTOCOL) // 4) + \
+    _protocol(0x03, USB3_PORTS, 0)

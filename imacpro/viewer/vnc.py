@@ -4,9 +4,10 @@ machine's run loop (host_events.py) like the control socket.
     screen    the boot framebuffer as it is, at its own size (3840 × 2160, or 5120 × 2880
               whose 10-bit channels are sent as their top 8 bits); black while the machine
               has no picture
-    changes   every 1/30 s of machine time the engines' dirty log (devices/display/
-              changes.py) gives the rows drawn on; each session is sent those bands when it
-              has asked for an update, and nothing when nothing was drawn
+    changes   every 1/30 s of machine time while a client is connected, the engines' dirty
+              log (devices/display/changes.py) gives the rows drawn on; each session is sent
+              those bands when it has asked for an update, and nothing when nothing was
+              drawn; with no client connected nothing is looked at
     keyboard  keysyms (keysyms.py) pressed and released on the Magic Keyboard; a shifted
               symbol sent without Shift (as scripted clients do) gets Shift held for it
     pointer   the Magic Mouse 2 moved by the difference between the client's pointer
@@ -174,7 +175,6 @@ class VncServer:
         self.port = self.sock.getsockname()[1]
         events.add_reader(self.sock, self._accept)
         self.timer = machine.clock.timer(self._tick)
-        self.timer.arm(machine.clock.now_ns() + TICK_NS)
 
     def _accept(self) -> None:
         try:
@@ -183,9 +183,17 @@ class VncServer:
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not self.connections:
+            # Drawn on while nobody watched: the client asks for the whole screen anyway.
+            self.changes.bands(self.screen.mode)
+            self.timer.arm(self.machine.clock.now_ns() + TICK_NS)
         self.connections.add(Connection(self, sock))
 
     def _tick(self) -> None:
+        """Look for changes while anyone watches; with no client the log is left alone
+        (its pages stay marked, so the guest's stores never take the slow path)."""
+        if not self.connections:
+            return
         bands = self.changes.bands(self.screen.mode)
         for connection in list(self.connections):
             connection.tick(bands)

@@ -18,6 +18,7 @@ a reason, not lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -65,41 +66,41 @@ class Peripherals:
 
     # --- input from the host ---------------------------------------------------------------
 
-    def _ready(self, device, what: str) -> None:
+    @contextlib.contextmanager
+    def _input(self, device, what: str):
+        """Input for `device` (called `what`): refused with a reason when the machine has
+        none or the guest has not set it up; a full buffer or a key the layout lacks is a
+        UserError too."""
         if device is None:
             raise UserError(f"this machine has no {what}")
         if not device.configuration:
             raise UserError(f"the guest has not set up the {what} yet (no USB driver "
                             "running in it)")
-
-    def type_text(self, text: str) -> None:
-        self._ready(self.keyboard, "keyboard")
         try:
-            self.keyboard.type_text(text)
+            yield device
         except QueueFull:
-            raise UserError("the keyboard's buffer is full: the guest is not reading it") \
+            raise UserError(f"the {what}'s buffer is full: the guest is not reading it") \
                 from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
+
+    def type_text(self, text: str) -> None:
+        with self._input(self.keyboard, "keyboard") as keyboard:
+            keyboard.type_text(text)
 
     def key(self, combo: str) -> None:
         try:
             parse_combo(combo)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        self._ready(self.keyboard, "keyboard")
-        try:
-            self.keyboard.send_combo(combo)
-        except QueueFull:
-            raise UserError("the keyboard's buffer is full: the guest is not reading it") \
-                from None
+        with self._input(self.keyboard, "keyboard") as keyboard:
+            keyboard.send_combo(combo)
 
     def pointer(self, device: str, dx: int = 0, dy: int = 0, button: str | None = None,
                 down: bool | None = None, scroll: int = 0) -> None:
         """Move, press or release a button, or scroll the mouse or the trackpad."""
         target = {"mouse": self.mouse, "trackpad": self.trackpad}.get(device)
-        self._ready(target, device)
-        try:
+        with self._input(target, device) as target:
             if dx or dy:
                 target.move(dx, dy)
             if button is not None:
@@ -110,11 +111,6 @@ class Peripherals:
                     target.button(button, down)
             if scroll:
                 target.scroll(scroll)
-        except QueueFull:
-            raise UserError(f"the {device}'s buffer is full: the guest is not reading it") \
-                from None
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
 
     # --- drives ---------------------------------------------------------------------------
 

@@ -1,7 +1,5 @@
 """The xHCI controller driven as Linux's xhci_hcd drives it, with a small test device."""
 
-import struct
-
 import pytest
 
 from imacpro.devices.usb import device as U
@@ -9,7 +7,7 @@ from imacpro.devices.usb.xhci import contexts as C
 from imacpro.devices.usb.xhci import ports as P
 from imacpro.devices.usb.xhci import registers as R
 from imacpro.devices.usb.xhci import trb as T
-from tests.devices.usb.xhci_driver import IR0, OP, XhciDriver
+from tests.devices.usb.xhci_driver import OP, XhciDriver
 
 
 class Button(U.UsbDevice):

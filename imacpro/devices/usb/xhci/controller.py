@@ -99,13 +99,6 @@ class XhciController(Commands, Transfers):
             self._port_changed(self.ports[port - 1], changed)
         return device
 
-    def free_port(self, device: UsbDevice) -> int | None:
-        """The first empty root port that speaks `device`'s protocol."""
-        for port in self.ports:
-            if port.device is None and port.accepts(device):
-                return port.number
-        return None
-
     # --- reset -----------------------------------------------------------------------------
 
     def reset(self) -> None:

@@ -7,6 +7,8 @@ MACHINE ?= default
 
 ENGINE := imacpro/cpu/_lib/libunicorn.so.2
 XTS := imacpro/t2/_lib/libxts.so
+WEB := imacpro/viewer/page/vendor/novnc/core/rfb.js
+BROWSER := /usr/bin/chromedriver
 
 $(BIN)/imacpro: pyproject.toml tools/bootstrap-venv
 	tools/bootstrap-venv
@@ -23,16 +25,27 @@ $(XTS): native/xts_sectors.c
 	@mkdir -p $(dir $@)
 	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
 
+# The page's vendor files: noVNC and xterm.js from the npm registry, as web/package-lock.json
+# pins them (tools/build-web).
+$(WEB): web/package.json web/package-lock.json tools/build-web
+	tools/build-web
+	@touch $@
+
+# Debian's chromium and its driver, for the page's tests (tests/integration/test_page.py).
+$(BROWSER):
+	tools/install-debian-packages chromium chromium-driver
+
 # The default guest (Debian's kernel and busybox, signed for this installation), the default
 # machine with the guest installed on its SSD, and a boot to its shell on this terminal (Ctrl-A X powers off).
-run: $(BIN)/imacpro $(ENGINE) $(XTS)
+run: $(BIN)/imacpro $(ENGINE) $(XTS) $(WEB)
 	@$(BIN)/imacpro guest fetch
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || { $(BIN)/imacpro create $(MACHINE) \
 	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
-test: $(BIN)/imacpro $(ENGINE) $(XTS)
+test: $(BIN)/imacpro $(ENGINE) $(XTS) $(WEB) $(BROWSER)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib
+	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib \
+	    imacpro/viewer/page/vendor web/node_modules

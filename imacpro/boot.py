@@ -166,6 +166,7 @@ class RunningMachine:
         self.boots = 0
         self.suspend_to: Callable[[], suspend.Written] | None = None
         self.watchdog: list[Report] = []  # the machine's watchdog reports (watchdog.py)
+        self.viewers = None               # its VNC server and page (viewer/viewers.py)
 
     # --- COM1 -----------------------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class RunningMachine:
                 "console_log": str(self.log_path) if self.log_path else None,
                 "execs_waiting": len(self.jobs),
                 "watchdog": [report.as_dict() for report in self.watchdog],
+                "viewers": self.viewers.describe() if self.viewers else None,
                 "interrupts": interrupt_stats(machine) if machine else None}
 
     def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
@@ -348,6 +350,12 @@ class RunningMachine:
             return {"connector": usb.detach_drive(path)}
         return {"devices": usb.describe()}
 
+    def view(self, port: int) -> dict:
+        """The machine's page, served from now on if it was not (on `port`, 0: any)."""
+        if self.viewers is None:
+            raise UserError("the machine has not started yet")
+        return {"url": self.viewers.serve_page(port)}
+
     def attach_console(self, connection) -> None:
         connection.send(bytes(self._recent))
         self.consoles.add(connection)
@@ -367,14 +375,15 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              on_started: Callable[[], None] | None = None,
              control: bool = True, discard_state: bool = False,
              usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None,
-             vnc_port: int | None = None) -> Outcome:
+             vnc_port: int | None = None, page_port: int | None = None) -> Outcome:
     """Power the machine on and run it until it powers off or suspends. A suspended machine
     resumes instead of booting (unless `discard_state`). The machine's process serves its
     control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
     handed over to the first boot's kernel, or the resumed machine is about to run.
     `usb_drives`: raw disk images plugged in as USB flash drives at power-on; `sd_card`: an
     image in the SDXC card reader; `vnc_port`: serve the screen, keyboard and mouse over VNC
-    on 127.0.0.1 (0: any free port), its port and password in the bundle's vnc.json."""
+    on 127.0.0.1 (0: any free port), its port and password in the bundle's vnc.json;
+    `page_port`: serve the machine's page there (viewer/page.py), its URL given to `notice`."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -428,7 +437,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 resume(resumed, machine, running, config)
                 resumed = None
                 _plug_drives(machine, usb_drives)
-                _serve_vnc(stack, machine, events, machine_bundle, vnc_port, notice)
+                _start_viewers(stack, running, events, machine_bundle, vnc_port, page_port,
+                               notice)
             else:
                 first = running.machine is None
                 machine = _boot(source, ssd, chip, signer, verdicts, running, config,
@@ -437,7 +447,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 if first:
                     stack.callback(machine.close)
                     _plug_drives(machine, usb_drives)
-                    _serve_vnc(stack, machine, events, machine_bundle, vnc_port, notice)
+                    _start_viewers(stack, running, events, machine_bundle, vnc_port,
+                                   page_port, notice)
             if on_started is not None:
                 on_started()
                 on_started = None
@@ -472,30 +483,18 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             return Outcome(result.reason, verdicts=verdicts)
 
 
-VNC_FILE = "vnc.json"      # in the bundle while the machine serves VNC: port and password
-
-
-def _serve_vnc(stack, machine: Machine, events: HostEvents, machine_bundle, port: int | None,
-               notice: Callable[[str], None]) -> None:
-    """VNC on 127.0.0.1:`port` (viewer/vnc.py), with a new random password each power-on."""
-    if port is None:
-        return
-    import json
-    import secrets
-
-    from imacpro.files import atomic_write
-    from imacpro.viewer.vnc import VncServer
-    password = secrets.token_urlsafe(6)[:8]
-    try:
-        server = VncServer(machine, events, port, machine_bundle.name, password)
-    except OSError as exc:
-        raise UserError(f"cannot serve VNC on 127.0.0.1:{port}: {exc.strerror}") from None
-    stack.callback(server.close)
-    path = machine_bundle.path / VNC_FILE
-    atomic_write(path, json.dumps({"host": "127.0.0.1", "port": server.port,
-                                    "password": password}).encode())
-    stack.callback(lambda: path.unlink(missing_ok=True))      # (mkstemp: mode 0600)
-    notice(f"VNC on 127.0.0.1:{server.port}, password in {path}")
+def _start_viewers(stack, running: RunningMachine, events: HostEvents, machine_bundle,
+                   vnc_port: int | None, page_port: int | None,
+                   notice: Callable[[str], None]) -> None:
+    """The machine's viewers (viewer/viewers.py): `imacpro view` starts the page later; VNC
+    and the page start now when the boot asked for them."""
+    from imacpro.viewer.viewers import Viewers
+    running.viewers = Viewers(running.machine, events, running, machine_bundle)
+    stack.callback(running.viewers.close)
+    if vnc_port is not None:
+        notice(running.viewers.serve_vnc(vnc_port))
+    if page_port is not None:
+        notice(f"its page: {running.viewers.serve_page(page_port)}")
 
 
 def _plug_drives(machine: Machine, drives: tuple[Path, ...]) -> None:

@@ -332,6 +332,12 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--vnc", "vnc_port", type=click.IntRange(0, 65535), metavar="PORT",
               help="Serve the screen, keyboard and mouse over VNC on 127.0.0.1:PORT (0: any "
                    "free port); the port and a new password go in the bundle's vnc.json.")
+@click.option("--display", type=click.Choice(["terminal", "web"]), default="terminal",
+              show_default=True,
+              help="web: also serve the machine's page (its screen, keyboard, mouse, serial "
+                   "console and power button) on 127.0.0.1 and print its URL.")
+@click.option("--web-port", type=click.IntRange(0, 65535), default=0, metavar="PORT",
+              help="The page's port with --display web (default: any free port).")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -348,8 +354,8 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
-         boot_usb, vnc_port, headless, serial_log, exec_command, timeout, detach,
-         discard_state, cpus, ready_fd) -> None:
+         boot_usb, vnc_port, display, web_port, headless, serial_log, exec_command, timeout,
+         detach, discard_state, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
@@ -386,9 +392,13 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
                              discard_state=discard_state,
                              usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb,
-                             vnc_port=vnc_port)
+                             vnc_port=vnc_port,
+                             page_port=web_port if display == "web" else None)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
+        if display == "web":
+            with _client(name) as client:
+                click.echo(f"{name}: its page: {client.request('view')['url']}")
         return
     interactive = not headless and exec_command is None and sys.stdin.isatty()
     log = open(serial_log, "wb") if serial_log else None
@@ -409,6 +419,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                                usb_drives=tuple(Path(p).resolve() for p in usb_drives),
                                sd_card=Path(sd_card).resolve() if sd_card else None,
                                vnc_port=vnc_port,
+                               page_port=web_port if display == "web" else None,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:
@@ -481,6 +492,11 @@ def status(name: str, as_json: bool) -> None:
                 f"{'' if report['guest_ready'] else ' (starting)'}\n"
                 f"  console log:  {report['console_log']}\n"
                 f"  guest errors: {report['guest_errors']}")
+        viewers = report.get("viewers") or {}
+        if viewers.get("vnc"):
+            text += f"\n  VNC:          127.0.0.1:{viewers['vnc']['port']}"
+        if viewers.get("page"):
+            text += f"\n  page:         {viewers['page']}"
         for found in report.get("watchdog", []):
             for finding in found["findings"]:
                 text += f"\n  watchdog:     {finding['text']} (at {found['at_s']:.1f} s)"
@@ -491,6 +507,24 @@ def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Serve the page on this port if it is not served yet (default: any).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+def view(name: str, port: int, open_browser: bool) -> None:
+    """Print the URL of a running machine's page (its screen, keyboard, mouse, serial
+    console and power button), serving it from now on if it was not. The URL carries the
+    page's key: keep it to yourself."""
+    with _client(name) as client:
+        url = client.request("view", port=port)["url"]
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+        if not webbrowser.open(url):
+            raise UserError("no browser to open here: open the URL above yourself")
 
 
 @cli.command(name="exec", context_settings={"ignore_unknown_options": True})

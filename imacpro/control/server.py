@@ -11,7 +11,7 @@ What the commands do is the handler's (boot.py's running machine):
     status() -> dict                       exec(command, reply)     stop(force) -> dict
     screenshot(path) -> dict               type_text(text) -> dict  key(combo) -> dict
     pointer(device, dx, dy, button, down, scroll) -> dict
-    usb(action, path, read_only) -> dict
+    usb(action, path, read_only) -> dict    view(port) -> dict
     suspend(reply)                         attach_console(connection)
     detach_console(connection)
     console_input(bytes)
@@ -123,6 +123,12 @@ class Connection:
                 if not isinstance(read_only, bool):
                     raise ProtocolError("\"read_only\" is true or false")
                 self.reply({"ok": True, **handler.usb(action, path, read_only)})
+            elif command == "view":
+                port = request.get("port", 0)
+                if not isinstance(port, int) or isinstance(port, bool) or \
+                        not 0 <= port <= 65535:
+                    raise ProtocolError("view's \"port\" is a TCP port number (0: any)")
+                self.reply({"ok": True, **handler.view(port)})
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True

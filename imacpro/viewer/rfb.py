@@ -8,7 +8,7 @@ machine over bytes, so that the socket, the screen and the input are someone els
     client      SetPixelFormat (0), SetEncodings (2), FramebufferUpdateRequest (3),
                 KeyEvent (4), PointerEvent (5), ClientCutText (6, read and ignored)
     server      FramebufferUpdate (0): Raw (0) or zlib (6) rectangles, CopyRect (1) when the
-                caller says a band moved, DesktopSize (-223) when the screen's size changes
+                caller says a part moved, DesktopSize (-223) when the screen's size changes
 
 Pixels come from `screen.region(x, y, w, h)`: XRGB8888 as a (h, w) uint32 array. They go out
 in the pixel format the client asked for (true colour of 8, 16 or 32 bits, either byte
@@ -82,6 +82,13 @@ class PixelFormat:
         """XRGB8888 pixels in this format."""
         if self == PixelFormat():
             return xrgb.astype("<u4", copy=False).tobytes()
+        if self.bits == 32 and (self.red_max, self.green_max, self.blue_max) == (255,) * 3:
+            # 8-bit channels moved to other bytes (noVNC asks for red in the lowest):
+            # shifts only, no scaling.
+            px = xrgb.astype(np.uint32, copy=False)
+            out = ((px >> 16 & 0xFF) << self.red_shift) | ((px >> 8 & 0xFF) << self.green_shift) \
+                | ((px & 0xFF) << self.blue_shift)
+            return out.astype(">u4" if self.big_endian else "<u4", copy=False).tobytes()
         px = xrgb.astype(np.uint32)
         out = np.zeros(px.shape, dtype=np.uint32)
         for shift_in, maximum, shift in ((16, self.red_max, self.red_shift),
@@ -119,6 +126,7 @@ class RfbSession:
         self.encodings: list[int] = [RAW]
         self.request: tuple[bool, int, int, int, int] | None = None
         self.pending: list[tuple[int, int, int, int]] = []
+        self._copies: list[tuple[int, int, int, int, int, int]] = []
         self._zlib = zlib.compressobj(1)
         self._size = (screen.width, screen.height)
         self.authenticated = False
@@ -262,8 +270,17 @@ class RfbSession:
 
     # --- output ---------------------------------------------------------------------------
 
-    def changed(self, rects: list[tuple[int, int, int, int]]) -> None:
-        """Parts of the screen that changed: sent with the next update."""
+    def changed(self, rects: list[tuple[int, int, int, int]],
+                copies: list[tuple[int, int, int, int, int, int]] = ()) -> None:
+        """Parts of the screen that changed, sent with the next update. `copies` (x, y, w,
+        h, from_x, from_y) moved a part of the picture the client has (a scroll): they go
+        first as CopyRect when the client takes it and is waiting for an update, so that
+        its picture is the one they were found on; otherwise they are changes too."""
+        if copies and COPYRECT in self.encodings and self.request is not None \
+                and self._state == "messages" and not self._resized():
+            self._copies += copies
+        else:
+            self.pending += [copy[:4] for copy in copies]
         self.pending += rects
         self.flush()
 
@@ -271,22 +288,27 @@ class RfbSession:
         """Send an update if the client asked for one and something is to be sent."""
         if self.request is None or self._state != "messages":
             return
-        resized = (self.screen.width, self.screen.height) != self._size
-        if resized and DESKTOP_SIZE in self.encodings:
+        if self._resized() and DESKTOP_SIZE in self.encodings:
             self._size = (self.screen.width, self.screen.height)
-            self.pending = [(0, 0, *self._size)]
+            self.pending, self._copies = [(0, 0, *self._size)], []
             self.outgoing += struct.pack(">BxH", 0, 1) + \
                 struct.pack(">HHHHi", 0, 0, *self._size, DESKTOP_SIZE)
             self.request = None
             return
         rects = self._clip(self.pending)
-        if not rects:
+        copies, self._copies = self._copies, []
+        if not rects and not copies:
             return
         self.pending, self.request = [], None
         body = bytearray()
+        for x, y, w, h, from_x, from_y in copies:
+            body += struct.pack(">HHHHiHH", x, y, w, h, COPYRECT, from_x, from_y)
         for x, y, w, h in rects:
             body += self._rect(x, y, w, h)
-        self.outgoing += struct.pack(">BxH", 0, len(rects)) + body
+        self.outgoing += struct.pack(">BxH", 0, len(copies) + len(rects)) + body
+
+    def _resized(self) -> bool:
+        return (self.screen.width, self.screen.height) != self._size
 
     def _clip(self, rects) -> list[tuple[int, int, int, int]]:
         """The rectangles inside the request and the screen, those of the same columns
@@ -315,12 +337,3 @@ class RfbSession:
             packed = self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
             return struct.pack(">HHHHiI", x, y, w, h, ZLIB, len(packed)) + packed
         return struct.pack(">HHHHi", x, y, w, h, RAW) + data
-
-    def copy_rect(self, x: int, y: int, w: int, h: int, from_x: int, from_y: int) -> None:
-        """Tell the client to move a region it has (a scroll), if it takes CopyRect."""
-        if COPYRECT not in self.encodings or self.request is None:
-            self.changed([(x, y, w, h)])
-            return
-        self.outgoing += struct.pack(">BxH", 0, 1) + \
-            struct.pack(">HHHHiHH", x, y, w, h, COPYRECT, from_x, from_y)
-        self.request = None

@@ -102,8 +102,8 @@ def test_a_vnc_client_sees_the_screen_types_and_is_sent_only_what_changed(  # no
         exec_ok("while [ ! -s /tmp/v ]; do sleep 1; done")
         assert exec_ok("cat /tmp/v") == "VIEWER-OK\n"
         rects = client.update(True)
-        assert rects and all(w == 3840 for _, _, w, _, _ in rects)
-        assert sum(h for _, _, _, h, _ in rects) < 2160 // 4   # a few text lines, not it all
+        assert rects
+        assert sum(w * h for _, _, w, h, _ in rects) < 3840 * 2160 // 16   # a few lines' text
 
         # A wrong password and a client that sends garbage are dropped; the machine runs on.
         try:

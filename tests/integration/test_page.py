@@ -9,9 +9,11 @@ garbage are refused or dropped while the machine runs on."""
 import base64
 import http.client
 import io
+import json
 import re
 import shutil
 import socket
+import struct
 import time
 from urllib.parse import urlsplit
 
@@ -71,6 +73,36 @@ def canvas_pixels(driver) -> np.ndarray:
         "return document.querySelector('#screen canvas').toDataURL('image/png')")
     image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
     return np.asarray(image)
+
+
+def hostile_websockets(port: int, token: str) -> None:
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://127.0.0.1:{port}/not-the-token/rfb", open_timeout=60)
+    assert refused.value.response.status_code == 403
+    with connect(f"ws://127.0.0.1:{port}/{token}/rfb", open_timeout=60) as ws:
+        assert ws.recv(timeout=60) == b"RFB 003.008\n"
+        ws.send(b"RFB 009.999\n")                         # no such version: dropped
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=60)
+    with connect(f"ws://127.0.0.1:{port}/{token}/rfb", open_timeout=60) as ws:
+        ws.recv(timeout=60)
+        ws.send(b"RFB 003.008\n" + b"\x01" + b"\x01")      # security None, shared
+        ws.send(struct.pack(">BBHHHH", 3, 0, 0, 0, 3840, 2160))   # the whole screen...
+    # ...and gone before it arrived.
+    with connect(f"ws://127.0.0.1:{port}/{token}/machine", open_timeout=60,
+                 max_size=None) as ws:
+        assert "status" in json.loads(ws.recv(timeout=60))
+        ws.send("{not json")
+        while not isinstance(reply := ws.recv(timeout=60), str) or "status" in reply:
+            pass
+        assert "error" in json.loads(reply)
+        with pytest.raises(ConnectionClosed):
+            ws.send(b"x" * (2 << 20))                       # past the 1 MiB a message may be
+            while True:
+                ws.recv(timeout=60)
 
 
 def test_the_page_shows_the_screen_types_into_the_guest_and_powers_it_off(  # noqa: F811
@@ -147,6 +179,11 @@ def test_the_page_shows_the_screen_types_into_the_guest_and_powers_it_off(  # no
         assert status == 200 and png.startswith(b"\x89PNG")
         panel = Image.open(io.BytesIO(png))
         assert panel.size == (5120, 2880)
+
+        # WebSockets that break their protocol, ask too much or leave mid-frame are dropped.
+        hostile_websockets(port, token)
+        assert imacpro("status", "page").returncode == 0
+        assert exec_ok("echo still") == "still\n"
 
         # The power button: a press, and the guest shuts itself down.
         driver.find_element(By.ID, "power").click()

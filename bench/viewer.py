@@ -20,7 +20,7 @@ keyboard).
   idle CPU       the host CPU the emulator's process spends with the page connected and the
                  guest idle, minus what it spends without it, over 20 s: the viewer's cost
 
-    bench/viewer.py [--runs 3] [--modes 3840x2160 5120x2880]
+    bench/viewer.py [--runs 3] [--modes 3840x2160 5120x2880] [--only qemu|imacpro]
 """
 
 from __future__ import annotations
@@ -298,6 +298,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=sorted(MODES))
+    parser.add_argument("--only", choices=("qemu", "imacpro"), help="one side alone")
     args = parser.parse_args()
     if not shutil.which("chromium") or not shutil.which("chromedriver"):
         sys.exit("Debian's chromium and chromium-driver are needed")
@@ -308,7 +309,7 @@ def main() -> None:
         for run in range(args.runs):
             for size in args.modes:
                 mode, width, height = MODES[size]
-                for who in ("qemu", "imacpro"):
+                for who in [args.only] if args.only else ("qemu", "imacpro"):
                     driver = browser()
                     try:
                         result = run_qemu(driver, image, width, height) if who == "qemu" \
@@ -324,7 +325,7 @@ def main() -> None:
         for measure_name in ("key_ms_median", "key_ms_p90", "fps", "idle_cpu_pct"):
             row = []
             for who in ("qemu", "imacpro"):
-                values = [r[measure_name] for r in results[(size, who)]]
+                values = [r[measure_name] for r in results.get((size, who), [])] or [0.0]
                 row.append(f"{min(values):.1f}–{max(values):.1f}")
             print(f"| {size} | {measure_name} | {row[0]} | {row[1]} |")
 

@@ -26,8 +26,7 @@ class RfbPeer:
         self.feed = feed
         self.transmit, self.hang_up = transmit, hang_up
         self.input = MachineInput(feed.machine)
-        self.session = RfbSession(feed.screen, self.input.key, self.input.pointer, name,
-                                  password)
+        self.session = RfbSession(feed, self.input.key, self.input.pointer, name, password)
 
     def start(self) -> None:
         """Watch the screen and greet the client (once the carrier can hang up)."""
@@ -36,7 +35,8 @@ class RfbPeer:
 
     def received(self, data: bytes) -> None:
         try:
-            self.session.receive(data)
+            with self.feed.serving():
+                self.session.receive(data)
         except RfbError as exc:
             log.info("RFB client dropped: %s", exc)
             self._send()

@@ -82,6 +82,13 @@ class PixelFormat:
         """XRGB8888 pixels in this format."""
         if self == PixelFormat():
             return xrgb.astype("<u4", copy=False).tobytes()
+        if self.bits == 32 and (self.red_max, self.green_max, self.blue_max) == (255,) * 3 \
+                and (self.red_shift, self.green_shift, self.blue_shift) == (0, 8, 16):
+            # noVNC's: the bytes R, G, B, 0, which are XRGB's bytes (B, G, R, X) reversed
+            # and moved down one.
+            swapped = xrgb.astype(np.uint32).byteswap()
+            swapped >>= 8
+            return swapped.astype(">u4" if self.big_endian else "<u4", copy=False).tobytes()
         if self.bits == 32 and (self.red_max, self.green_max, self.blue_max) == (255,) * 3:
             # 8-bit channels moved to other bytes (noVNC asks for red in the lowest):
             # shifts only, no scaling.

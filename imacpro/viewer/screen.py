@@ -1,16 +1,17 @@
 """The machine's screen as its viewers see it: the boot framebuffer read where it is, and one
 feed of what changed on it, shared by every RFB client of the machine (VNC and the page).
 
-    MachineScreen  the framebuffer at its own size (3840 × 2160, or 5120 × 2880 whose 10-bit
-                   channels are given as their top 8 bits) as XRGB8888; black while the
-                   machine has no picture
+    MachineScreen  the framebuffer's words where they are, at its own size (3840 × 2160
+                   XRGB8888, or 5120 × 2880 XRGB2101010)
     ScreenFeed     every 1/30 s of machine time while a client is watching: the engines'
                    dirty log (devices/display/changes.py) names the rows drawn on; the feed
                    compares them with the picture it last gave out, narrows each band to the
                    columns that differ, and finds a scroll (the picture moved up or down by
                    some rows) so that clients copy what they have instead of being sent it
-                   again. Each client's `tick(update)` then gets the same Update. With no
-                   client watching nothing is looked at or kept.
+                   again. Each client's `tick(update)` then gets the same Update, and reads
+                   its pixels from the feed (as XRGB8888: 10-bit channels as their top 8
+                   bits; black while the machine has no picture). With no client watching
+                   nothing is looked at or kept.
 
 One feed, not one per client: the dirty log is read by looking (a look clears it), so two
 readers would take each other's changes.
@@ -18,6 +19,7 @@ readers would take each other's changes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,15 +57,6 @@ class MachineScreen:
         pixels = np.frombuffer(gpu.aperture.view, dtype="<u4", count=mode.width * mode.height)
         return pixels.reshape(mode.height, mode.width)
 
-    def region(self, x: int, y: int, w: int, h: int) -> np.ndarray:
-        raw = self.raw()
-        if raw is None:
-            return np.zeros((h, w), dtype=np.uint32)
-        part = raw[y:y + h, x:x + w]
-        if self.mode.bits == 8:
-            return part & 0xFFFFFF
-        return ((part >> 22 & 0xFF) << 16) | ((part >> 12 & 0xFF) << 8) | (part >> 2 & 0xFF)
-
 
 @dataclass
 class Update:
@@ -77,19 +70,48 @@ class Update:
 
 
 class ScreenFeed:
+    """What every client is given: `width`, `height` and `region()` read the picture as the
+    feed last gave it out (`shown`), never the framebuffer as it is at that moment, so that
+    what a client has is always what the feed compares with. (A client served later than
+    the look, reading a framebuffer that had moved on, could be left with a picture the feed
+    never knew: a blinking cursor caught off, then on again, would never be sent again.)"""
+
     def __init__(self, machine):
         self.machine = machine
         self.screen = MachineScreen(machine)
         self.changes = ScreenChanges(machine)
         self.clients: set = set()
-        self.shown: np.ndarray | None = None      # the picture as the clients were last given it
+        self.shown: np.ndarray | None = None      # the picture given out, framebuffer words
+        self.bits = self.screen.mode.bits
         self.timer = machine.clock.timer(self._tick)
+        self.spent_ns = 0                         # host time spent on the clients, this tick
+
+    # --- the picture, as the clients have it -------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        return self.shown.shape[1] if self.shown is not None else self.screen.width
+
+    @property
+    def height(self) -> int:
+        return self.shown.shape[0] if self.shown is not None else self.screen.height
+
+    def region(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """XRGB8888, (h, w)."""
+        if self.shown is None:
+            return np.zeros((h, w), dtype=np.uint32)
+        part = self.shown[y:y + h, x:x + w]
+        if self.bits == 8:
+            return part & 0xFFFFFF
+        return (part >> 6 & 0xFF0000) | (part >> 4 & 0xFF00) | (part >> 2 & 0xFF)
+
+    # --- clients -----------------------------------------------------------------------------
 
     def add(self, client) -> None:
         if not self.clients:
             # Drawn on while nobody watched: a new client asks for the whole screen anyway.
             self.changes.bands(self.screen.mode)
-            self.shown = None
+            self._snapshot()
             self.timer.arm(self.machine.clock.now_ns() + TICK_NS)
         self.clients.add(client)
 
@@ -98,15 +120,34 @@ class ScreenFeed:
         if not self.clients:
             self.shown = None                     # 59 MB at 5K, kept only while watched
 
+    def _snapshot(self) -> None:
+        raw = self.screen.raw()
+        self.shown = None if raw is None else raw.copy()
+        self.bits = self.screen.mode.bits
+
     def _tick(self) -> None:
         """Look for changes while anyone watches; with no client the log is left alone
-        (its pages stay marked, so the guest's stores never take the slow path)."""
+        (its pages stay marked, so the guest's stores never take the slow path). The next
+        look waits at least TICK_NS, and longer when the clients cost more than a quarter
+        of the run loop's time (a screen redrawn whole at 5K, 30 times a second, would
+        otherwise take all of it from the vCPUs)."""
         if not self.clients:
             return
+        started = time.perf_counter_ns()
         update = self.look()
         for client in list(self.clients):
             client.tick(update)
-        self.timer.arm(self.machine.clock.now_ns() + TICK_NS)
+        self.spent_ns += time.perf_counter_ns() - started
+        delay = max(TICK_NS, 3 * self.spent_ns)
+        self.spent_ns = 0
+        self.timer.arm(self.machine.clock.now_ns() + delay)
+
+    def serving(self) -> ServingClock:
+        """Time spent serving a client between looks (its requests, encoded when they
+        come) counts towards the next look's delay: `with feed.serving(): ...`."""
+        return ServingClock(self)
+
+    # --- looking -----------------------------------------------------------------------------
 
     def look(self) -> Update:
         mode = self.screen.mode
@@ -114,38 +155,52 @@ class ScreenFeed:
         raw = self.screen.raw()
         if raw is None:
             return Update()
-        if self.shown is None or self.shown.shape != raw.shape:
-            # The first look, or a new mode: every band whole, and a picture to compare with.
-            self.shown = raw.copy()
-            return Update(rects=[(0, start, mode.width, end - start) for start, end in bands])
+        if self.shown is None or self.shown.shape != raw.shape or self.bits != mode.bits:
+            # A new mode: the whole of it, and a picture to compare with.
+            self._snapshot()
+            return Update(rects=[(0, 0, mode.width, mode.height)])
         update = Update()
         for start, end in bands:
+            parts = [(start, end)]
             scroll = self._scroll(raw, start, end)
             if scroll is not None:
                 to, source, rows = scroll
                 update.copies.append((0, to, mode.width, rows, 0, source))
-                self.shown[to:to + rows] = self.shown[source:source + rows]
-            now, before = raw[start:end], self.shown[start:end]
-            differ = now != before
-            if not differ.any():
-                continue
-            rows = np.flatnonzero(differ.any(axis=1))
-            columns = np.flatnonzero(differ.any(axis=0))
-            x0, x1 = int(columns[0]), int(columns[-1]) + 1
-            y0, y1 = start + int(rows[0]), start + int(rows[-1]) + 1
-            update.rects.append((x0, y0, x1 - x0, y1 - y0))
-            self.shown[y0:y1, x0:x1] = raw[y0:y1, x0:x1]
+                # Those rows, copied, are the framebuffer's own (_scroll compared them).
+                self.shown[to:to + rows] = raw[to:to + rows]
+                parts = [(start, to), (to + rows, end)]
+            for top, bottom in parts:
+                rect = self._changed(raw, top, bottom)
+                if rect is not None:
+                    x, y, w, h = rect
+                    update.rects.append(rect)
+                    self.shown[y:y + h, x:x + w] = raw[y:y + h, x:x + w]
         return update
 
+    def _changed(self, raw, top: int, bottom: int) -> tuple[int, int, int, int] | None:
+        """The rectangle of the pixels of rows [top, bottom) that differ from the picture
+        given out, or None."""
+        if bottom <= top:
+            return None
+        rows = np.flatnonzero((raw[top:bottom] != self.shown[top:bottom]).any(axis=1))
+        if rows.size == 0:
+            return None
+        y0, y1 = top + int(rows[0]), top + int(rows[-1]) + 1
+        columns = np.flatnonzero((raw[y0:y1] != self.shown[y0:y1]).any(axis=0))
+        x0, x1 = int(columns[0]), int(columns[-1]) + 1
+        return x0, y0, x1 - x0, y1 - y0
+
     def _scroll(self, raw, start: int, end: int) -> tuple[int, int, int] | None:
-        """Whether the band [start, end) is, for the most part, what was shown some rows
-        below or above it (a console scrolling): (to row, from row, rows) of the part that
-        moved, or None. Rows of it that differ after all (a cursor, a new line) are found
-        by the comparison that follows the copy."""
+        """Whether a part of the band [start, end) is what was shown some rows below or
+        above it (a console scrolling): (to row, from row, rows) of the longest run of rows
+        that moved, or None. The guest may be caught halfway through its scroll (the top
+        moved, the bottom not yet): the run is what moved so far. Rows in it that differ
+        after all are found by the comparison that follows the copy."""
         height = end - start
         if height < 2 * MIN_SCROLL_ROWS:
             return None
-        for probe in (start + height // 2, start + height // 4, start + 3 * height // 4):
+        for probe in (start + height // 4, start + height // 2, start + 3 * height // 4,
+                      start + height // 8):
             row = raw[probe]
             if not row.any() or np.array_equal(row, self.shown[probe]):
                 continue                     # a blank row matches anywhere; this one stayed
@@ -159,11 +214,33 @@ class ScreenFeed:
                 if rows < MIN_SCROLL_ROWS:
                     continue
                 same = (raw[to:to + rows] == self.shown[source:source + rows]).all(axis=1)
-                if same.mean() >= 0.9:
-                    return to, source, rows
-            return None
+                run = _longest_run(same)
+                if run is not None and run[1] - run[0] >= MIN_SCROLL_ROWS:
+                    first, last = run
+                    return to + first, source + first, last - first
         return None
 
     def close(self) -> None:
         self.timer.cancel()
         self.changes.close()
+
+
+class ServingClock:
+    def __init__(self, feed: ScreenFeed):
+        self.feed = feed
+
+    def __enter__(self):
+        self.started = time.perf_counter_ns()
+
+    def __exit__(self, *exc):
+        self.feed.spent_ns += time.perf_counter_ns() - self.started
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
+    """[first, last) of the longest run of True in `flags`, or None if there is none."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], flags, [False])).astype(np.int8)))
+    if edges.size == 0:
+        return None
+    starts, ends = edges[::2], edges[1::2]
+    best = int(np.argmax(ends - starts))
+    return int(starts[best]), int(ends[best])

@@ -17,11 +17,27 @@ class Aperture:
         self.view = memoryview(bytearray(mode.size))
 
 
+class Timer:
+    def arm(self, deadline_ns):
+        self.deadline_ns = deadline_ns
+
+    def cancel(self):
+        self.deadline_ns = None
+
+
+class Clock:
+    def timer(self, callback):
+        return Timer()
+
+    def now_ns(self):
+        return 0
+
+
 class Machine:
     def __init__(self, mode):
         self.display_mode = mode
         self.devices = {"gpu": type("Gpu", (), {"aperture": Aperture(mode)})()}
-        self.clock = type("Clock", (), {"timer": lambda self, callback: None})()
+        self.clock = Clock()
 
     @property
     def pixels(self):
@@ -89,6 +105,40 @@ def test_a_scroll_is_a_copy_then_the_new_lines(feed):
     update = feed.look()
     assert update.copies == [(0, 16, 320, 240, 0, 0)]
     assert update.rects == [(0, 0, 320, 12)]
+
+
+def test_a_scroll_caught_halfway_is_a_copy_of_what_moved_so_far(feed):
+    feed, machine = feed
+    rng = np.random.default_rng(4)
+    machine.pixels[:] = text_lines(rng, 256, 320)
+    feed.changes.next = [(0, 256)]
+    feed.look()
+    before = machine.pixels.copy()
+    machine.pixels[:128] = before[16:144]                  # the guest's memmove, half done
+    feed.changes.next = [(0, 256)]
+    update = feed.look()
+    assert update.copies == [(0, 0, 320, 128, 0, 16)] and update.rects == []
+
+
+def test_clients_are_given_the_picture_the_feed_compares_with(feed):
+    feed, machine = feed
+    machine.pixels[0, :4] = [0x10, 0x20, 0x30, 0x40]
+    feed.changes.next = [(0, 256)]
+    feed.look()
+    machine.pixels[0, :4] = 0                              # drawn on since: not given yet
+    assert feed.region(0, 0, 4, 1).tolist() == [[0x10, 0x20, 0x30, 0x40]]
+    feed.changes.next = [(0, 1)]
+    assert feed.look().rects == [(0, 0, 4, 1)]
+    assert feed.region(0, 0, 4, 1).tolist() == [[0, 0, 0, 0]]
+
+
+def test_ten_bit_channels_are_given_as_their_top_eight_bits(monkeypatch):
+    monkeypatch.setattr(screen, "ScreenChanges", Changes)
+    machine = Machine(Mode("deep", 64, 32, 10))
+    machine.pixels[0, 0] = (0x3FF << 20) | (0x201 << 10) | 0x0FF
+    feed = screen.ScreenFeed(machine)
+    feed.add(object())
+    assert hex(int(feed.region(0, 0, 1, 1)[0, 0])) == hex(0xFF803F)
 
 
 def test_what_only_looks_like_a_scroll_is_sent(feed):

@@ -85,6 +85,7 @@ class ScreenFeed:
         self.bits = self.screen.mode.bits
         self.timer = machine.clock.timer(self._tick)
         self.spent_ns = 0                         # host time spent on the clients, this tick
+        self._last_shift = 0                      # the last scroll's distance in rows
 
     # --- the picture, as the clients have it -------------------------------------------------
 
@@ -199,6 +200,12 @@ class ScreenFeed:
         height = end - start
         if height < 2 * MIN_SCROLL_ROWS:
             return None
+        # A console scrolls by the same distance again and again: that one is tried first,
+        # before looking for where a row came from.
+        # (Most of the band, so that blank rows, which match at any distance, do not pass.)
+        if self._last_shift and (moved := self._moved(raw, start, end, self._last_shift)) \
+                and 2 * moved[2] >= height:
+            return moved
         for probe in (start + height // 4, start + height // 2, start + 3 * height // 4,
                       start + height // 8):
             row = raw[probe]
@@ -208,17 +215,25 @@ class ScreenFeed:
             # every column).
             candidates = np.flatnonzero((self.shown[start:end] == row).all(axis=1)) + start
             for source_row in candidates[:8]:
-                shift = int(source_row) - probe               # >0: the content moved up
-                to, source = (start, start + shift) if shift > 0 else (start - shift, start)
-                rows = height - abs(shift)
-                if rows < MIN_SCROLL_ROWS:
-                    continue
-                same = (raw[to:to + rows] == self.shown[source:source + rows]).all(axis=1)
-                run = _longest_run(same)
-                if run is not None and run[1] - run[0] >= MIN_SCROLL_ROWS:
-                    first, last = run
-                    return to + first, source + first, last - first
+                moved = self._moved(raw, start, end, int(source_row) - probe)
+                if moved:
+                    self._last_shift = int(source_row) - probe
+                    return moved
         return None
+
+    def _moved(self, raw, start: int, end: int, shift: int) -> tuple[int, int, int] | None:
+        """The longest run of rows of [start, end) that are the picture shown `shift` rows
+        below (> 0: the content moved up) or above, if it is long enough to copy."""
+        to, source = (start, start + shift) if shift > 0 else (start - shift, start)
+        rows = end - start - abs(shift)
+        if rows < MIN_SCROLL_ROWS:
+            return None
+        same = (raw[to:to + rows] == self.shown[source:source + rows]).all(axis=1)
+        run = _longest_run(same)
+        if run is None or run[1] - run[0] < MIN_SCROLL_ROWS:
+            return None
+        first, last = run
+        return to + first, source + first, last - first
 
     def close(self) -> None:
         self.timer.cancel()

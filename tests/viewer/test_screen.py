@@ -99,6 +99,14 @@ def test_a_scroll_is_a_copy_then_the_new_lines(feed):
     assert update.rects == [(0, 240, 320, 12)]             # only the new line's text
     assert np.array_equal(feed.shown, machine.pixels)
 
+    for _ in range(3):                                      # again and again, as consoles do
+        machine.pixels[:-16] = machine.pixels[16:].copy()
+        machine.pixels[-16:] = text_lines(rng, 16, 320)
+        feed.changes.next = [(0, 256)]
+        update = feed.look()
+        assert update.copies == [(0, 0, 320, 240, 0, 16)]
+        assert update.rects == [(0, 240, 320, 12)]
+
     machine.pixels[16:] = machine.pixels[:-16].copy()      # down a line: the other way
     machine.pixels[:16] = 0
     feed.changes.next = [(0, 256)]

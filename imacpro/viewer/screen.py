@@ -28,6 +28,7 @@ from imacpro.devices.display.changes import ScreenChanges
 
 TICK_NS = 33_333_333                 # how often changes are looked for
 MIN_SCROLL_ROWS = 64                 # a moved band shorter than this is sent, not copied
+PROBES = 32                          # rows of a band that vote for where it scrolled from
 
 
 class MachineScreen:
@@ -206,19 +207,26 @@ class ScreenFeed:
         if self._last_shift and (moved := self._moved(raw, start, end, self._last_shift)) \
                 and 2 * moved[2] >= height:
             return moved
-        for probe in (start + height // 4, start + height // 2, start + 3 * height // 4,
-                      start + height // 8):
-            row = raw[probe]
-            if not row.any() or np.array_equal(row, self.shown[probe]):
-                continue                     # a blank row matches anywhere; this one stayed
-            # Where the row came from: rows shown that equal it (whole rows: a scroll moves
-            # every column).
-            candidates = np.flatnonzero((self.shown[start:end] == row).all(axis=1)) + start
-            for source_row in candidates[:8]:
-                moved = self._moved(raw, start, end, int(source_row) - probe)
-                if moved:
-                    self._last_shift = int(source_row) - probe
-                    return moved
+        # Where rows came from: each of PROBES rows across the band votes for the distances
+        # at which the picture shown had a row like it (alike by a sum of its words; the
+        # copy is then checked pixel for pixel). Text repeats rows (a digit's stroke, the
+        # gap between lines), so one row alone would name many distances; the true one
+        # gets the most votes. Blank rows, which match anywhere, and rows that stayed do
+        # not vote.
+        shown = _row_sums(self.shown[start:end])
+        probes = np.linspace(0, height - 1, PROBES).astype(np.int64)
+        now = _row_sums(raw[start:end][probes])
+        votes: dict[int, int] = {}
+        for probe, value in zip(probes.tolist(), now.tolist()):
+            if value == 0 or value == shown[probe]:
+                continue
+            for source in np.flatnonzero(shown == value)[:64].tolist():
+                votes[source - probe] = votes.get(source - probe, 0) + 1
+        for shift in sorted(votes, key=votes.get, reverse=True)[:3]:
+            moved = self._moved(raw, start, end, shift)
+            if moved:
+                self._last_shift = shift
+                return moved
         return None
 
     def _moved(self, raw, start: int, end: int, shift: int) -> tuple[int, int, int] | None:
@@ -249,6 +257,12 @@ class ServingClock:
 
     def __exit__(self, *exc):
         self.feed.spent_ns += time.perf_counter_ns() - self.started
+
+
+def _row_sums(rows: np.ndarray) -> np.ndarray:
+    """Each row's words summed (wrapping): alike rows have alike sums."""
+    words = rows.view(np.uint64) if rows.shape[1] % 2 == 0 else rows
+    return words.sum(axis=1, dtype=np.uint64)
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:

@@ -149,6 +149,27 @@ def test_ten_bit_channels_are_given_as_their_top_eight_bits(monkeypatch):
     assert hex(int(feed.region(0, 0, 1, 1)[0, 0])) == hex(0xFF803F)
 
 
+def test_text_whose_rows_repeat_still_names_the_distance_it_scrolled(feed):
+    feed, machine = feed
+    rng = np.random.default_rng(5)
+    stroke = rng.integers(1, 1 << 24, size=(6, 320), dtype=np.uint32)
+
+    def lines(count):
+        picture = text_lines(rng, 16 * count, 320)
+        for top in range(0, 16 * count, 16):
+            picture[top:top + 6] = stroke          # the same first rows on every line
+        return picture
+    machine.pixels[:] = lines(16)
+    feed.changes.next = [(0, 256)]
+    feed.look()
+    machine.pixels[:-80] = machine.pixels[80:].copy()      # five lines at once
+    machine.pixels[-80:] = lines(5)
+    feed.changes.next = [(0, 256)]
+    update = feed.look()
+    assert update.copies == [(0, 0, 320, 176, 0, 80)]
+    assert np.array_equal(feed.shown, machine.pixels)
+
+
 def test_what_only_looks_like_a_scroll_is_sent(feed):
     feed, machine = feed
     rng = np.random.default_rng(3)

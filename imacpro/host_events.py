@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import socket
 from typing import Callable
 
 GONE, WAITING, SENT = "gone", "waiting", "sent"
@@ -96,3 +97,24 @@ def send_some(sock, outbox: bytearray) -> str:
             return GONE
         del outbox[:sent]
     return SENT
+
+
+def listen_local(port: int) -> socket.socket:
+    """A non-blocking TCP server socket on 127.0.0.1:`port` (0: any free port)."""
+    sock = socket.create_server(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+def accept(server: socket.socket) -> socket.socket | None:
+    """A client of `server`, non-blocking (and, over TCP, without Nagle's delay: viewers
+    send small input messages and expect their pictures at once); None if there is none
+    now or accepting failed."""
+    try:
+        sock, _ = server.accept()
+    except OSError:
+        return None
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

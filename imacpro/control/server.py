@@ -27,7 +27,7 @@ from pathlib import Path
 
 from imacpro.control.protocol import MAX_LINE, ProtocolError, address, decode, encode
 from imacpro.errors import UserError
-from imacpro.host_events import GONE, WAITING, HostEvents, receive, send_some
+from imacpro.host_events import GONE, WAITING, HostEvents, accept, receive, send_some
 
 log = logging.getLogger(__name__)
 
@@ -248,15 +248,9 @@ class ControlServer:
         events.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        try:
-            sock, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            log.warning("control socket: accept failed: %s", exc)
-            return
-        sock.setblocking(False)
-        self.connections.add(Connection(self, sock))
+        sock = accept(self.sock)
+        if sock is not None:
+            self.connections.add(Connection(self, sock))
 
     def close(self) -> None:
         for connection in list(self.connections):

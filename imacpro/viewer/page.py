@@ -54,7 +54,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from imacpro.host_events import GONE, WAITING, receive, send_some
+from imacpro.host_events import GONE, WAITING, accept, listen_local, receive, send_some
 from imacpro.viewer.peer import RfbPeer
 from imacpro.viewer.screen import ScreenFeed
 
@@ -107,8 +107,7 @@ class PageServer:
         self.connections: set[HttpConnection] = set()
         self.channels: set[MachineChannel] = set()
         self.screenshot = Screenshotter(self)
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.sock.setblocking(False)
+        self.sock = listen_local(port)
         self.port = self.sock.getsockname()[1]
         self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         events.add_reader(self.sock, self._accept)
@@ -125,13 +124,9 @@ class PageServer:
                 "uptime_s": status.get("uptime_s"), "boots": status.get("boots")}
 
     def _accept(self) -> None:
-        try:
-            sock, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError, OSError):
-            return
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connections.add(HttpConnection(self, sock))
+        sock = accept(self.sock)
+        if sock is not None:
+            self.connections.add(HttpConnection(self, sock))
 
     def _tell_status(self) -> None:
         if not self.channels:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 
-from imacpro.host_events import GONE, WAITING, receive, send_some
+from imacpro.host_events import GONE, WAITING, accept, listen_local, receive, send_some
 from imacpro.viewer.peer import RfbPeer
 from imacpro.viewer.screen import ScreenFeed
 
@@ -66,19 +66,14 @@ class VncServer:
         self.feed, self.events = feed, events
         self.name, self.password = name, password
         self.connections: set[Connection] = set()
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.sock.setblocking(False)
+        self.sock = listen_local(port)
         self.port = self.sock.getsockname()[1]
         events.add_reader(self.sock, self._accept)
 
     def _accept(self) -> None:
-        try:
-            sock, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError, OSError):
-            return
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connections.add(Connection(self, sock))
+        sock = accept(self.sock)
+        if sock is not None:
+            self.connections.add(Connection(self, sock))
 
     def close(self) -> None:
         for connection in list(self.connections):

@@ -166,6 +166,13 @@ class HttpConnection:
     # --- input ----------------------------------------------------------------------------
 
     def _readable(self) -> None:
+        try:
+            self._serve()
+        except Exception:             # a bug of ours: this client goes, the machine runs on
+            log.exception("page connection dropped after an internal error")
+            self.close()
+
+    def _serve(self) -> None:
         data = receive(self.sock, RECV_SIZE)
         if data is None:
             return

@@ -42,6 +42,10 @@ class RfbPeer:
             self._send()
             self.hang_up()
             return
+        except Exception:             # a bug of ours: this client goes, the machine runs on
+            log.exception("RFB client dropped after an internal error")
+            self.hang_up()
+            return
         self._send()
 
     def tick(self, update: Update) -> None:

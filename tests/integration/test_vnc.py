@@ -105,7 +105,8 @@ def test_a_vnc_client_sees_the_screen_types_and_is_sent_only_what_changed(  # no
         assert rects
         assert sum(w * h for _, _, w, h, _ in rects) < 3840 * 2160 // 16   # a few lines' text
 
-        # A wrong password and a client that sends garbage are dropped; the machine runs on.
+        # A wrong password, a client that sends garbage and one that leaves mid-update are
+        # dropped; the machine runs on.
         try:
             Client(settings["port"], "wrong")
             raise AssertionError("a wrong password was let in")
@@ -116,6 +117,9 @@ def test_a_vnc_client_sees_the_screen_types_and_is_sent_only_what_changed(  # no
         junk.sendall(b"GET / HTTP/1.1\r\n\r\n")
         time.sleep(1)
         assert junk.recv(100) == b""
+        leaver = Client(settings["port"], settings["password"])
+        leaver.sock.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, 3840, 2160))
+        leaver.sock.close()                                    # gone before its update came
         assert imacpro("status", "vnc").returncode == 0
         client.key(ord("x"))                                   # the first client still works
         client.sock.close()

@@ -92,7 +92,8 @@ def test_bad_requests_are_one_line_errors():
     missing = imacpro("status", "nosuch")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert imacpro("create", "idle").returncode == 0
-    for args in (("exec", "idle", "true"), ("stop", "idle"), ("console", "idle")):
+    for args in (("exec", "idle", "true"), ("stop", "idle"), ("console", "idle"),
+                 ("view", "idle")):
         result = imacpro(*args)
         assert result.returncode == 2 and "not running" in result.stderr, args
         assert result.stderr.count("\n") == 1

@@ -119,6 +119,11 @@ def test_the_page_shows_the_screen_types_into_the_guest_and_powers_it_off(  # no
     port, token = parts.port, parts.path.strip("/")
     driver = None
     try:
+        # `imacpro view` gives the page already served; `imacpro status` names it.
+        viewed = imacpro("view", "page", "--port", "1")
+        assert viewed.returncode == 0 and viewed.stdout.strip() == url
+        assert url in imacpro("status", "page").stdout
+
         # Without the token, with a wrong one, or from another Host: refused.
         assert get(port, "/")[0] == 403
         assert get(port, "/wrong-token/")[0] == 403

@@ -198,7 +198,7 @@ class HttpConnection:
         host = request.headers.get("Host", "")
         if host not in self.server.hosts or rest is None or \
                 not hmac.compare_digest(token.encode(), self.server.token.encode()):
-            self._respond(403, "text/plain; charset=utf-8", b"Forbidden\n")
+            self.respond(403, "text/plain; charset=utf-8", b"Forbidden\n")
             return
         if rest in ("rfb", "machine"):
             response = self.protocol.accept(request)
@@ -207,16 +207,16 @@ class HttpConnection:
                 self.channel = RfbChannel(self) if rest == "rfb" else MachineChannel(self)
             return
         if rest == "status":
-            self._respond(200, TYPES[".json"], json.dumps(self.server.status()).encode())
+            self.respond(200, TYPES[".json"], json.dumps(self.server.status()).encode())
         elif rest == "screenshot.png":
             self.server.screenshot.request(self)
         elif rest in self.server.files:
             path = self.server.files[rest]
             kind = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or \
                 "application/octet-stream"
-            self._respond(200, kind, path.read_bytes())
+            self.respond(200, kind, path.read_bytes())
         else:
-            self._respond(404, "text/plain; charset=utf-8", b"Not found\n")
+            self.respond(404, "text/plain; charset=utf-8", b"Not found\n")
 
     def _frame(self, frame) -> None:
         if self.channel is None or frame.opcode not in (Opcode.TEXT, Opcode.BINARY,
@@ -232,18 +232,17 @@ class HttpConnection:
 
     # --- output ---------------------------------------------------------------------------
 
-    def _respond(self, status: int, kind: str, body: bytes) -> None:
+    def respond(self, status: int, kind: str, body: bytes) -> None:
+        """An HTTP response, then the connection ends (a reply waited for, such as the
+        screenshot, may find its client gone)."""
+        if self.sock is None:
+            return
         phrase = {200: "OK", 403: "Forbidden", 404: "Not Found",
                   500: "Internal Server Error"}.get(status, "")
         headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
                            ("Connection", "close"), *SECURITY_HEADERS])
         self.protocol.send_response(Response(status, phrase, headers, body))
         self._flush()
-
-    def respond_file(self, status: int, kind: str, body: bytes) -> None:
-        """A reply that was waited for (the screenshot)."""
-        if self.sock is not None:
-            self._respond(status, kind, body)
 
     def send_binary(self, data: bytes) -> None:
         if self.sock is not None and self.protocol.state is State.OPEN:
@@ -376,7 +375,7 @@ class Screenshotter:
             reply = (500, "text/plain; charset=utf-8", b"the screenshot failed\n")
         self._finish()
         for connection in self.waiting:
-            connection.respond_file(*reply)
+            connection.respond(*reply)
         self.waiting = []
 
     def _finish(self) -> None:

@@ -57,8 +57,8 @@ class RfbPeer:
 
     def _send(self) -> None:
         if self.session.outgoing:
-            data = bytes(self.session.outgoing)
-            self.session.outgoing.clear()
+            # Handed over, not copied: a whole 5K frame is 59 MB.
+            data, self.session.outgoing = self.session.outgoing, bytearray()
             self.transmit(data)
 
     def closed(self) -> None:

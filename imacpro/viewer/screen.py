@@ -19,6 +19,7 @@ readers would take each other's changes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -144,10 +145,15 @@ class ScreenFeed:
         self.spent_ns = 0
         self.timer.arm(self.machine.clock.now_ns() + delay)
 
-    def serving(self) -> ServingClock:
+    @contextlib.contextmanager
+    def serving(self):
         """Time spent serving a client between looks (its requests, encoded when they
         come) counts towards the next look's delay: `with feed.serving(): ...`."""
-        return ServingClock(self)
+        started = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self.spent_ns += time.perf_counter_ns() - started
 
     # --- looking -----------------------------------------------------------------------------
 
@@ -246,17 +252,6 @@ class ScreenFeed:
     def close(self) -> None:
         self.timer.cancel()
         self.changes.close()
-
-
-class ServingClock:
-    def __init__(self, feed: ScreenFeed):
-        self.feed = feed
-
-    def __enter__(self):
-        self.started = time.perf_counter_ns()
-
-    def __exit__(self, *exc):
-        self.feed.spent_ns += time.perf_counter_ns() - self.started
 
 
 def _row_sums(rows: np.ndarray) -> np.ndarray:

@@ -29,7 +29,9 @@ count against the cycle. The machine's own figures since power-on come from stat
 longest an interrupt waited for its CPU, and the longest a busy CPU went without a tick.
 
 Every cycle is a line of OUT/cycles.jsonl (a run resumes where the file ends); OUT/summary.json
-and the printed summary add them up. It stops after --cycles cycles (or --hours).
+and the printed summary add them up. It stops after --cycles cycles (or --hours). While a
+file OUT/pause exists the soak waits between cycles: a host about to run something heavy
+(a test suite, a build) holds it there rather than load the cycles beyond their own faults.
 """
 
 from __future__ import annotations
@@ -369,6 +371,9 @@ def main() -> None:
         if log_path.exists() else []
     end = None if args.hours is None else time.monotonic() + args.hours * 3600
     while len(cycles) < args.cycles and (end is None or time.monotonic() < end):
+        if (args.out / "pause").exists():
+            time.sleep(5)
+            continue
         n = len(cycles)
         name = names[n % len(names)]
         mode = ("msi", "intx")[(n // len(names)) % 2]

@@ -145,11 +145,14 @@ def interrupt_stats(machine: Machine) -> dict:
     """Since power-on: interrupts taken, the longest any waited between its local APIC's
     IRR and the CPU's INTA, and the longest a busy CPU (no HLT between) went without a timer
     interrupt, and the longest a time slice ran past its end (device work inside it, or the
-    host not running the process). For `imacpro status` and the soak (bench/soak.py)."""
+    host not running the process), with the CPU time the run loop's thread had during that
+    turn (about the turn's length: work; far less: the thread waited on the host). For
+    `imacpro status` and the soak (bench/soak.py)."""
     return {"taken": sum(cpu.interrupts for cpu in machine.vcpus),
             "max_latency_ms": max(l.max_latency_ns for l in machine.lapics) / 1e6,
             "max_busy_tick_gap_ms": max(c.max_busy_tick_gap_ns for c in machine.vcpus) / 1e6,
             "max_slice_overrun_ms": machine.max_slice_overrun_ns / 1e6,
+            "max_slice_overrun_cpu_ms": machine.max_slice_overrun_cpu_ns / 1e6,
             "guest_time_s": machine.clock.now_ns() / NS_PER_S}
 
 

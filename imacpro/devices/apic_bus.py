@@ -42,12 +42,17 @@ class ApicBus:
     old parts: ignored. SMI and remote read are logged and dropped.
 
     `eoi_listeners` are called with the vector when a local APIC EOIs a level-triggered
-    interrupt (TMR bit set): the I/O APICs register `on_eoi` there.
+    interrupt (TMR bit set): the I/O APICs register `on_eoi` there. The EOIs of the edge
+    vectors in `edge_eoi_vectors` go there too: the I/O APIC puts there the vectors of pins
+    whose source wants to know when its edge was taken (the PIT's lost-tick reinjection;
+    KVM's "ack notifiers"). Real hardware sends no EOI message for an edge interrupt; no
+    guest can tell the difference.
     """
 
     def __init__(self):
         self.lapics: list[LocalApic] = []
         self.eoi_listeners: list[Callable[[int], None]] = []
+        self.edge_eoi_vectors: set[int] = set()
 
     def attach(self, lapic: LocalApic) -> None:
         if lapic not in self.lapics:

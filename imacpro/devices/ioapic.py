@@ -55,6 +55,10 @@ class IoApic:
     edge), so their trigger bit is ignored for delivery. Writing an entry as edge clears its
     Remote IRR (Linux's fallback EOI, __eoi_ioapic_pin, relies on this, as QEMU notes).
 
+    Acknowledgements: `ack_listeners[pin]` is called when a local APIC EOIs the vector of
+    that pin's unmasked entry, edge or level (the PIT gives back lost ticks on it); the bus's
+    `edge_eoi_vectors` is kept to those vectors so that edge EOIs reach `on_eoi`.
+
     Fault injection (tests of the machine's watchdog; empty, so off, unless a test fills it):
     `drop_next` holds pins whose next message is lost after the I/O APIC counted it as
     accepted, so a level pin keeps Remote IRR with no CPU ever seeing the interrupt.
@@ -71,12 +75,22 @@ class IoApic:
         self.levels = [False] * PINS  # wire levels: driven by devices, kept across reset
         bus.eoi_listeners.append(self.on_eoi)
         self.drop_next: set[int] = set()  # fault injection, off: pins whose next message is lost
+        self.ack_listeners: dict[int, Callable[[], None]] = {}
         self.reset()
 
     def reset(self) -> None:
         self.id = self.power_on_id
         self.ioregsel = 0
         self.entries = [MASKED] * PINS
+        self._entries_changed()
+
+    def add_ack_listener(self, pin: int, listener: Callable[[], None]) -> None:
+        self.ack_listeners[pin] = listener
+        self._entries_changed()
+
+    def _entries_changed(self) -> None:
+        self._bus.edge_eoi_vectors = {self.entries[pin] & 0xFF for pin in self.ack_listeners
+                                      if not self.entries[pin] & MASKED}
 
     # --- saved state ------------------------------------------------------------------------
 
@@ -93,6 +107,7 @@ class IoApic:
             if not isinstance(level, bool):
                 raise StateError(f"{where}.levels[{n}]: not a bool")
         load_fields(self, state, _SAVED)
+        self._entries_changed()
 
     # --- pins -------------------------------------------------------------------------------
 
@@ -117,6 +132,9 @@ class IoApic:
             if entry & REMOTE_IRR and entry & 0xFF == vector:
                 self.entries[pin] = entry & ~REMOTE_IRR
                 self._service(pin)
+        for pin, listener in self.ack_listeners.items():
+            if self.entries[pin] & (MASKED | 0xFF) == vector:
+                listener()
 
     def _active(self, pin: int) -> bool:
         return self.levels[pin] != bool(self.entries[pin] & ACTIVE_LOW)
@@ -188,6 +206,8 @@ class IoApic:
         if not entry & LEVEL:
             entry &= ~REMOTE_IRR
         self.entries[pin] = entry
+        if pin in self.ack_listeners:
+            self._entries_changed()
         self._service(pin)
 
 

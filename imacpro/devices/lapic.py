@@ -496,7 +496,7 @@ class LocalApic:
             return
         vector = self.isr.bit_length() - 1
         self.isr &= ~(1 << vector)
-        if self.tmr >> vector & 1:
+        if self.tmr >> vector & 1 or vector in self._bus.edge_eoi_vectors:
             self._bus.eoi(vector)
         for offset in (LVT_LINT0, LVT_LINT1):
             lvt = self.lvt[offset]

@@ -178,7 +178,8 @@ class Pic8259Pair:
     unmasked request, setting ISR (unless AEOI) and clearing an edge IRR. With no request left
     (the line dropped) it answers the spurious IR7 vector (base + 7) without setting ISR; a
     master IR2 acknowledge with nothing on the slave gives the slave's IR7 (IRQ 15) vector,
-    with master ISR bit 2 set, as the hardware does.
+    with master ISR bit 2 set, as the hardware does. `ack_listeners[irq]` is called after an
+    INTA that took that IRQ (the PIT gives back lost ticks on IRQ 0's).
 
     Power-on (`reset()`): IMR, IRR, ISR, ELCR 0, vector base 0, IR0 highest, ready (no init
     sequence pending), as QEMU; firmware or the OS must initialize before use. Multi-byte port
@@ -195,6 +196,7 @@ class Pic8259Pair:
         self.slave = _Chip(master=False)
         self.intr = False
         self.on_intr_change: Callable[[bool], None] | None = None
+        self.ack_listeners: dict[int, Callable[[], None]] = {}
         self.master_ports = _Ports(self, 0)
         self.slave_ports = _Ports(self, 1)
         self.elcr_ports = _Ports(self, 2)
@@ -240,6 +242,7 @@ class Pic8259Pair:
     def acknowledge(self) -> int:
         master, slave = self.master, self.slave
         ir = master.pending()
+        taken = None
         if ir is None:
             vector = master.base + 7  # spurious: the request went away before INTA
         else:
@@ -249,12 +252,15 @@ class Pic8259Pair:
                     vector = slave.base + 7  # spurious on the slave
                 else:
                     slave.ack(slave_ir)
-                    vector = slave.base + slave_ir
+                    vector, taken = slave.base + slave_ir, 8 + slave_ir
                 self._update()
             else:
-                vector = master.base + ir
+                vector, taken = master.base + ir, ir
             master.ack(ir)
         self._update()
+        listener = self.ack_listeners.get(taken)
+        if listener is not None:
+            listener()
         return vector & 0xFF
 
     def _update(self) -> None:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # The PC's PIT input clock: 14.31818 MHz / 12 = 105/88 MHz = 1,193,181.8 Hz; every PC
 # emulator and Linux (PIT_TICK_RATE) round it to this integer.
 PIT_HZ = 1_193_182
+MAX_LOST = PIT_HZ // 2  # lost edges kept: one second's worth at the fastest rate (count 2)
 CHANNELS = 3
 CONTROL = 3  # port offset of the control word register
 
@@ -127,8 +128,17 @@ class Pit8254(ByteRegisters):
 
     Each counter owns a clock timer; counter 0's is armed at OUT's next transition (the tick
     it stands for kept in `timer_tick`) and re-armed from there; a late timer still produces
-    the edge it stood for (several missed periods merge into one edge, as the PIC's IRR would
-    merge them anyway). OUT 1 and OUT 2 drive no interrupt: their timers stay idle.
+    the edge it stood for. OUT 1 and OUT 2 drive no interrupt: their timers stay idle.
+
+    Lost ticks are given back (KVM's PIT "reinject" policy). When the host runs the timer
+    late by several periods of a periodic mode (2 or 3), the rising edges missed are counted
+    in `lost_edges` (at most one second's worth), and each time the guest acknowledges IRQ 0
+    (`irq0_acked()`: the PIC's INTA, or the local APIC's EOI of the I/O APIC pin's vector)
+    one of them is sent as an edge at once. Without this a host that stalls the emulator
+    for a few periods makes a guest that counts ticks lose them: Linux's boot-time check
+    `timer_irq_works` wants 5 ticks within 10 ticks of TSC time, and misses them after a
+    stall of 30 ms ("MP-BIOS bug: 8254 timer not connected to IO-APIC"). A new mode or count,
+    or IRQ 0 handed to the HPET, forgets the lost edges.
 
     Simplifications (documented, harmless to PC software): a count is loaded at the write,
     not at the next clock edge (so OUT rises N ticks after the write instead of N+1); a new
@@ -145,8 +155,9 @@ class Pit8254(ByteRegisters):
 
     Saved state: the three counters (mode, count, gate, the start of counting and the ticks
     held before it, the byte flip-flops, latches and status, the timer's deadline and tick),
-    whether OUT 0 is connected, and the level last driven on IRQ 0 (it lags OUT while a
-    timer is due but has not run); `load()` drives IRQ 0 to that level.
+    whether OUT 0 is connected, the level last driven on IRQ 0 (it lags OUT while a
+    timer is due but has not run) and the lost edges still to give back; `load()` drives
+    IRQ 0 to that level.
     """
 
     def __init__(self, clock: Clock, irq0: IrqLine):
@@ -154,6 +165,8 @@ class Pit8254(ByteRegisters):
         self._irq0 = irq0
         self.irq0_enabled = True  # cleared while the HPET's legacy replacement owns IRQ 0
         self.irq0_level = False   # what the PIT last drove on IRQ 0
+        self.lost_edges = 0       # counter 0's periods the host ran late, still to give back
+        self._rising_edges = 0    # rising edges driven on IRQ 0 so far (counts lost ones)
         self.channels = [_Channel(i, None) for i in range(CHANNELS)]
         for ch in self.channels:
             ch.timer = clock.timer(self._timer_callback(ch))
@@ -173,12 +186,13 @@ class Pit8254(ByteRegisters):
             saved["timer"] = ch.timer.deadline_ns
             channels.append(saved)
         return {"irq0_enabled": self.irq0_enabled, "irq0_level": self.irq0_level,
-                "channels": channels}
+                "lost_edges": self.lost_edges, "channels": channels}
 
     def load(self, state: dict) -> None:
         where = "Pit8254"
         enabled = _state.bool_field(state, "irq0_enabled", where)
         level = _state.bool_field(state, "irq0_level", where)
+        lost = _state.int_field(state, "lost_edges", where, 0, MAX_LOST)
         saved = _state.list_field(state, "channels", where, length=CHANNELS)
         loaded = [ch.checked(_state.mapping(st, f"{where}.channels[{n}]"),
                              f"{where}.channels[{n}]")
@@ -188,12 +202,13 @@ class Pit8254(ByteRegisters):
         for ch, source, deadline_ns in zip(self.channels, loaded, deadlines):
             _state.copy_fields(source, ch, _Channel.SAVED)
             ch.timer.arm_from(deadline_ns)
-        self.irq0_enabled, self.irq0_level = enabled, level
+        self.irq0_enabled, self.irq0_level, self.lost_edges = enabled, level, lost
         if enabled:  # disconnected, the line is the HPET's to drive
             self._irq0.set(level)
 
     def reset(self) -> None:
         now = self.clock.now_ns()
+        self.lost_edges = 0
         for ch in self.channels:
             ch.timer.cancel()
             ch.timer_tick = None
@@ -326,6 +341,7 @@ class Pit8254(ByteRegisters):
         """The HPET's legacy replacement route disconnects counter 0 from IRQ 0."""
         self.irq0_enabled = bool(enabled)
         if not self.irq0_enabled:
+            self.lost_edges = 0
             self._drive_irq0(False)
         self._update_irq()
 
@@ -392,10 +408,23 @@ class Pit8254(ByteRegisters):
 
     def _changed(self, ch: _Channel) -> None:
         if ch.index == 0:
+            self.lost_edges = 0  # a new mode or count: the old period's ticks mean nothing
             self._update_irq()
 
     def _drive_irq0(self, level: bool) -> None:
+        if level and not self.irq0_level:
+            self._rising_edges += 1
         self.irq0_level = level
+        self._irq0.set(level)
+
+    def irq0_acked(self) -> None:
+        """The guest took an IRQ 0 (INTA at the PIC, or EOI of its vector at a local APIC):
+        give back one lost edge, if any, as a pulse on the line."""
+        if not self.lost_edges or not self.irq0_enabled:
+            return
+        self.lost_edges -= 1
+        level = self.irq0_level
+        self._irq0.set(not level)  # low then high, or high then low: one rising edge
         self._irq0.set(level)
 
     def _update_irq(self, scheduled_tick: int | None = None) -> None:
@@ -417,8 +446,18 @@ class Pit8254(ByteRegisters):
 
     def _on_timer(self, ch: _Channel) -> None:
         tick, ch.timer_tick = ch.timer_tick, None
-        if ch.index == 0:
-            self._update_irq(tick)
+        if ch.index != 0:
+            return
+        edges_before = self._rising_edges
+        self._update_irq(tick)
+        if ch.mode in (2, 3) and ch.loaded and self.irq0_enabled and tick is not None:
+            # OUT rises at every multiple of the count. Nothing changed before `tick` (the
+            # timer was armed for it); the rises from there to now, less the edge just
+            # driven, were lost to a timer the host ran late.
+            crossed = self._elapsed(ch) // ch.count - (tick - 1) // ch.count
+            lost = crossed - (self._rising_edges - edges_before)
+            if lost > 0:
+                self.lost_edges = min(self.lost_edges + lost, max(1, PIT_HZ // ch.count))
 
 
 class SystemControlPortB:

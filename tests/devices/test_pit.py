@@ -75,6 +75,49 @@ def test_mode_2_edges_survive_a_run_loop_that_checks_timers_late():
     assert len(edges) == 1010
 
 
+def test_periods_a_late_timer_missed_come_back_one_per_acknowledgement():
+    pit, _, clock, _, edges = make()
+    program(pit, CH0, 0x34, 4773)  # 250 Hz, Linux's HZ
+    run_until(clock, clock.now_ns() + ticks_ns(4773 * 3))
+    assert len(edges) == 3 and pit.lost_edges == 0  # on time: nothing lost
+    clock.advance(ticks_ns(4773 * 12) + 1000)  # the host ran nothing for 12 periods
+    clock.run_due()
+    assert len(edges) == 4 and pit.lost_edges == 11
+    for n in range(11):  # each IRQ 0 the guest takes brings back one edge, at once
+        pit.irq0_acked()
+        assert len(edges) == 5 + n
+    pit.irq0_acked()
+    assert len(edges) == 15 and pit.lost_edges == 0
+    run_until(clock, clock.now_ns() + ticks_ns(4773 * 10))
+    assert len(edges) == 25  # and the rate goes on as before
+
+
+def test_lost_periods_are_kept_up_to_one_second_and_forgotten_on_a_new_count():
+    pit, _, clock, _, edges = make()
+    program(pit, CH0, 0x36, 4773)  # mode 3, as firmware leaves it
+    clock.advance(5 * NS_PER_S)
+    clock.run_due()
+    assert pit.lost_edges == 1193182 // 4773
+    state = pit.save()
+    assert state["lost_edges"] == pit.lost_edges
+    program(pit, CH0, 0x34, 11932)
+    assert pit.lost_edges == 0
+    pit.irq0_acked()
+    assert pit.lost_edges == 0
+    pit.load(state)
+    assert pit.lost_edges == 1193182 // 4773
+    pit.set_irq0_enabled(False)  # the HPET takes IRQ 0 over
+    assert pit.lost_edges == 0
+
+
+def test_one_shot_modes_lose_nothing_to_give_back():
+    pit, _, clock, _, edges = make()
+    program(pit, CH0, 0x30, 1000)  # mode 0
+    clock.advance(NS_PER_S)
+    clock.run_due()
+    assert len(edges) == 1 and pit.lost_edges == 0
+
+
 def test_mode_0_is_a_one_shot_on_terminal_count():
     pit, _, clock, irq0, edges = make()
     pit.write(CONTROL, 1, 0x30)

@@ -31,7 +31,8 @@ from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
 from imacpro import settings, suspend
-from imacpro.console import READY_MARKER, ExecSession, Keyboard, RawTerminal, SerialInput
+from imacpro.console import (READY_MARKER, ExecSession, Keyboard, LoginExecSession,
+                             RawTerminal, SerialInput)
 from imacpro.control.protocol import socket_path
 from imacpro.control.server import ControlServer
 from imacpro.devices.contract import StateError
@@ -41,6 +42,7 @@ from imacpro.disk import DiskError
 from imacpro.disk.block import RawDiskImage
 from imacpro.disk.esp import find_boot_image
 from imacpro.errors import UserError
+from imacpro.guest.debian import Login, load_login
 from imacpro.firmware import boot as firmware
 from imacpro.host_events import HostEvents
 from imacpro.machine import Machine
@@ -133,6 +135,7 @@ class Outcome:
     exec_status: int | None = None
     exec_output: bytes = b""
     verdicts: list[Verdict] | None = None
+    exec_error: str | None = None      # why the command could not run (a refused login)
 
 
 @dataclass
@@ -148,8 +151,13 @@ class RunningMachine:
     commands (control/server.py calls `status`, `exec`, `stop` and the console's methods)."""
 
     def __init__(self, name: str, console_log: BinaryIO | None, serial_log: BinaryIO | None,
-                 echo: BinaryIO | None, events: HostEvents, log_path: Path | None = None):
+                 echo: BinaryIO | None, events: HostEvents, log_path: Path | None = None,
+                 login: Login | None = None):
         self.name = name
+        # An installed system (guest/debian.py) is ready at its getty's login prompt, and
+        # its execs log in there; the default guest prints its ready marker.
+        self.login = login
+        self.ready_marker = READY_MARKER if login is None else LoginExecSession.ready_marker
         self.console_log = console_log
         self.serial_log = serial_log
         self.echo = echo
@@ -180,8 +188,8 @@ class RunningMachine:
         self._recent += data
         del self._recent[:-CONSOLE_REPLAY]
         if not self.ready:
-            self.ready = READY_MARKER in self._tail + data
-        self._tail = (self._tail + data)[-len(READY_MARKER):]
+            self.ready = self.ready_marker in self._tail + data
+        self._tail = (self._tail + data)[-len(self.ready_marker):]
         if self.jobs:
             self.jobs[0].session.feed_output(data)
 
@@ -200,6 +208,12 @@ class RunningMachine:
     def _start_next(self) -> None:
         if self.jobs and self.ready:
             self.jobs[0].session.mark_ready()
+
+    def session(self, commands: str | list[str]) -> ExecSession:
+        """An exec session fit for the guest: one that logs in first on an installed system."""
+        if self.login is None:
+            return ExecSession(commands)
+        return LoginExecSession(commands, self.login.user, self.login.password)
 
     def add_exec(self, session: ExecSession, done: Callable[[ExecSession], None]) -> None:
         self.jobs.append(_ExecJob(session, done))
@@ -265,13 +279,16 @@ class RunningMachine:
 
     def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
         def done(session: ExecSession) -> None:
-            if session.status is None:
+            if session.error is not None:
+                reply({"status": None, "output": base64.b64encode(session.result()).decode(),
+                       "error": session.error})
+            elif session.status is None:
                 reply({"status": None, "output": base64.b64encode(session.result()).decode(),
                        "error": "the machine powered off before the command ended"})
             else:
                 reply({"status": session.status,
                        "output": base64.b64encode(session.result()).decode()})
-        self.add_exec(ExecSession(command_line), done)
+        self.add_exec(self.session(command_line), done)
 
     def stop(self, force: bool) -> dict:
         if force or self.machine is None:
@@ -391,7 +408,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
     resumed = suspend.find(machine_bundle.path, chip, discard_state)   # checked, or refused
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     verdicts = []
-    session = ExecSession(exec_command) if exec_command is not None else None
+    login = load_login(machine_bundle.path) if isinstance(source, DiskSource) and \
+        source.path is None else None
     finished: list[ExecSession] = []
 
     ssd = open_ssd(chip, notice)
@@ -405,7 +423,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         log_path = machine_bundle.path / CONSOLE_LOG
         console_log = stack.enter_context(open(log_path, "wb"))
         running = RunningMachine(machine_bundle.name, console_log, serial_log, echo, events,
-                                 log_path)
+                                 log_path, login)
+        session = running.session(exec_command) if exec_command is not None else None
         # The SSD's fsyncs in flight on their worker end before its store closes (callbacks
         # run last registered first).
         stack.callback(lambda: running.machine is not None and running.machine.quiesce())
@@ -461,7 +480,10 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 if session is not None and finished:
                     # --exec is done: power off as the guest would, or cut power if it does not.
                     if session.powering_off_since is None:
-                        running.serial_input.type(b"poweroff\n")
+                        if login is None:
+                            running.serial_input.type(b"poweroff\n")
+                        else:   # logged out: the power button, as a person would
+                            machine.acpi_pm.press_power_button()
                         session.powering_off_since = time.monotonic()
                     elif time.monotonic() - session.powering_off_since > POWEROFF_GRACE_S:
                         return True
@@ -475,7 +497,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 continue
             running.powered_off()
             if session is not None and session.status is not None:
-                return Outcome("exec", session.status, session.result(), verdicts)
+                return Outcome("exec", session.status, session.result(), verdicts,
+                               session.error)
             if keyboard is not None and keyboard.quit:
                 return Outcome("quit", verdicts=verdicts)
             if events.stop_reason is not None:
@@ -564,7 +587,7 @@ def resume(resumed: suspend.Suspended, machine: Machine, running: RunningMachine
     machine.rtc.slept(time.time_ns() - resumed.saved_at_ns)
     running.machine = machine
     resumed.consume()
-    if running.ready:
+    if running.ready and running.login is None:
         running.add_exec(ExecSession(SET_CLOCK_FROM_RTC), lambda session: None)
 
 

@@ -262,17 +262,72 @@ def _image_options(verb: str):
 @click.option("--size", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --disk: the new image's size in GB.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
+@click.option("--os", "os_name", type=click.Choice(["default", "debian"]), default="default",
+              show_default=True,
+              help="default: the default guest (busybox from its initramfs, an empty root "
+                   "partition); debian: Debian installed on the root partition.")
+@click.option("--release", default=None, help="With --os debian: the release (bookworm).")
+@click.option("--packages", default=None,
+              help="With --os debian: more packages to install, comma-separated.")
+@click.option("--user", default=None,
+              help="With --os debian: the user's name (default: imacpro).")
+@click.option("--ssh-key", type=click.Path(exists=True, dir_okay=False),
+              help="With --os debian: the user's SSH public key.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
+              help="With --os debian: a file whose first line is the user's password.")
+def install(name, kernel, initrd, cmdline, manifest, disk, size, yes, os_name, release,
+            packages, user, ssh_key, password_file) -> None:
     """Write a system onto the SSD: a GPT, an EFI System Partition holding the boot image
-    (the default guest unless --kernel), and a Linux root partition. Everything on the disk
-    is replaced."""
+    (the default guest unless --kernel or --os), and a Linux root partition. Everything on
+    the disk is replaced."""
     from pathlib import Path
 
     from imacpro.disk.block import RawDiskImage
     from imacpro.disk.install import install as write_system
+    from imacpro.guest import debian
     from imacpro.guest.build import ensure_signed, print_to_stderr
     machine_bundle = bundle.open_bundle(name)
-    if kernel:
+    debian_options = {"--release": release, "--packages": packages, "--user": user,
+                      "--ssh-key": ssh_key, "--password-file": password_file}
+    root_maker = login = None
+    if os_name == "debian":
+        if kernel or disk:
+            raise UserError("--os debian installs its own kernel onto the SSD: it goes "
+                            "without --kernel and --disk")
+        if not (ssh_key or password_file):
+            raise UserError("--os debian needs the user's way in: --password-file, "
+                            "--ssh-key, or both")
+        user = debian.check_user(user or "imacpro")
+        password = debian.read_password(Path(password_file)) if password_file else None
+        key = debian.read_ssh_key(Path(ssh_key)) if ssh_key else None
+        wanted = debian.packages_of(packages)
+        release = release or debian.DEFAULT_RELEASE
+    elif given := [option for option, value in debian_options.items() if value]:
+        raise UserError(f"{', '.join(given)} go with --os debian")
+    if os_name == "debian":
+        import functools
+        import secrets
+        import tempfile
+        import uuid
+        tar = debian.root_tar(release, wanted, print_to_stderr)
+        system = debian.DebianSystem.read(tar)
+        root_uuid = str(uuid.uuid4())
+        console_password = password or secrets.token_urlsafe(18)
+        setup = debian.Setup(hostname=name, user=user,
+                             password_hash=debian.password_hash(console_password),
+                             ssh_key=key, root_uuid=root_uuid)
+        login = debian.Login("debian", user, console_password)
+        command_line = debian.command_line(root_uuid)
+        scratch = tempfile.TemporaryDirectory(prefix="imacpro-install-")
+        signed = Path(scratch.name) / "boot.manifest"
+        bundle.signing_server().sign(system.kernel, system.initrd, command_line,
+                                     system.image_version).save(signed)
+        files = (None, None, command_line, signed)
+        kernel_bytes, initrd_bytes = system.kernel, system.initrd
+        described = f"Debian {release} (kernel {system.kernel_release})"
+        root_maker = functools.partial(debian.make_root, tar_path=tar, setup=setup,
+                                       progress=print_to_stderr)
+    elif kernel:
         files = (Path(kernel), Path(initrd) if initrd else None, cmdline or "",
                  Path(manifest) if manifest else None)
     else:
@@ -291,11 +346,13 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
             raise UserError(f"not replacing everything on {what} without confirmation: "
                             "pass --yes")
         click.confirm(f"Replace everything on {what}?", abort=True)
-    try:
-        kernel_bytes = kernel_path.read_bytes()
-        initrd_bytes = initrd_path.read_bytes() if initrd_path else b""
-    except OSError as exc:
-        raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    if kernel_path is not None:
+        try:
+            kernel_bytes = kernel_path.read_bytes()
+            initrd_bytes = initrd_path.read_bytes() if initrd_path else b""
+        except OSError as exc:
+            raise UserError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        described = kernel_path.name
     if disk:
         path = Path(disk)
         target = RawDiskImage(path, writable=True) if path.exists() else \
@@ -311,8 +368,13 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes) -> None:
             target = machine_bundle.t2().open_storage()
         with target:
             write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,
-                         progress=print_to_stderr)
-    click.echo(f"{name}: installed {kernel_path.name} on {what}")
+                         progress=print_to_stderr, root=root_maker)
+        if not disk:
+            if login is not None:
+                debian.save_login(machine_bundle.path, login)
+            else:
+                debian.forget_login(machine_bundle.path)
+    click.echo(f"{name}: installed {described} on {what}")
 
 
 @cli.command()
@@ -436,6 +498,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
     if outcome.reason == "exec":
         sys.stdout.buffer.write(outcome.exec_output)
         sys.stdout.flush()
+        if outcome.exec_error:
+            click.echo(f"imacpro: {name}: {outcome.exec_error}", err=True)
         sys.exit(outcome.exec_status)
     if outcome.reason == "timeout":
         click.echo(f"imacpro: {name}: powered off after {timeout:g} s (--timeout)", err=True)

@@ -169,8 +169,11 @@ class ExecSession:
     last command's status once every command has completed.
     """
 
+    ready_marker = READY_MARKER       # what the guest prints when its shell waits
+
     def __init__(self, commands: str | list[str]):
         self.commands = [commands] if isinstance(commands, str) else list(commands)
+        self.error: str | None = None   # why the commands could not run (a refused login)
         self.output = bytearray()       # everything the guest printed, across reboots
         self.results: list[bytes] = []
         self.statuses: list[int] = []
@@ -195,7 +198,7 @@ class ExecSession:
         # a command may print megabytes, a few bytes at a time.
         scan = max(self._start, len(self.output) - MARKER_OVERLAP)
         self.output.extend(data)
-        if not self._ready and self.output.find(READY_MARKER, scan) >= 0:
+        if not self._ready and self.output.find(self.ready_marker, scan) >= 0:
             self._ready = True
             if self._rebooting is not None:
                 self._complete(self._rebooting, 0)
@@ -259,3 +262,73 @@ class ExecSession:
         if self._begin_at < 0:
             return b""
         return bytes(self.output[self.output.index(b"\n", self._begin_at) + 1:])
+
+
+LOGIN_PROMPT = b"login: "
+PASSWORD_PROMPT = re.compile(rb"[Pp]assword: ?$")
+SHELL_PROMPT = re.compile(rb"[$#] ?$")
+LOGIN_REFUSED = b"Login incorrect"
+SHELL_MARKER = b"IMACPRO-SHELL"
+LOGOUT = b"exit\n"
+# A shell set up for commands whose output is read, not looked at: no pager, no colours, and
+# no echo of what is typed.
+SHELL_SETUP = (b"export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb; "
+               b"stty -echo; echo IMAC\"\"PRO-SHELL\n")
+
+
+class LoginExecSession(ExecSession):
+    """An ExecSession on an installed system (docs/DEBIAN.md): it logs in at the serial
+    console's getty with the installation's credentials, sets the shell up, runs the commands
+    as ExecSession does, and logs out after the last. A reboot during a command brings the
+    next boot's login prompt: it logs in again there. A refused login ends the session with
+    `error` set and every command's status 255."""
+
+    ready_marker = LOGIN_PROMPT
+
+    def __init__(self, commands: str | list[str], user: str, password: str):
+        super().__init__(commands)
+        self.user, self.password = user, password
+        self.stage = "prompt"   # prompt → user → password → setup → shell → out
+
+    def feed_output(self, data: bytes) -> None:
+        scan = max(0, len(self.output) - MARKER_OVERLAP)
+        super().feed_output(data)
+        tail = bytes(self.output[-MARKER_OVERLAP:]).rstrip(b"\r\n") if self.stage in (
+            "user", "password") else b""
+        if self.stage == "user" and PASSWORD_PROMPT.search(tail):
+            self.stage = "password-due"
+        elif self.stage == "password":
+            if self.output.find(LOGIN_REFUSED, scan) >= 0:
+                self._refused()
+            elif SHELL_PROMPT.search(tail):
+                self.stage = "setup-due"
+        elif self.stage == "setup" and self.output.find(SHELL_MARKER, scan) >= 0:
+            self.stage = "shell"
+
+    def poll(self, serial_input: SerialInput) -> None:
+        if self.status is not None:
+            if self.stage == "shell":
+                serial_input.type(LOGOUT)
+                self.stage = "out"
+            return
+        if not self._ready:
+            return
+        typed = {"prompt": (self.user.encode() + b"\n", "user"),
+                 "password-due": (self.password.encode() + b"\n", "password"),
+                 "setup-due": (SHELL_SETUP, "setup")}.get(self.stage)
+        if typed is not None:
+            serial_input.type(typed[0])
+            self.stage = typed[1]
+        elif self.stage == "shell":
+            super().poll(serial_input)
+
+    def rebooted(self) -> None:
+        super().rebooted()
+        self.stage = "prompt"
+
+    def _refused(self) -> None:
+        self.error = (f"the guest refused the login of {self.user!r} on its serial console: "
+                      "is the system on the SSD the one imacpro installed?")
+        while self.status is None:
+            self._complete(b"", 255)
+        self.stage = "out"

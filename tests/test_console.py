@@ -1,6 +1,6 @@
 """The scripted console: markers, output extraction, FIFO pacing, Ctrl-A X."""
 
-from imacpro.console import ExecSession, Keyboard, SerialInput
+from imacpro.console import ExecSession, Keyboard, LoginExecSession, SerialInput
 
 
 class FakeUart:
@@ -112,3 +112,67 @@ def test_output_arriving_in_small_pieces():
         session.feed_output(stream[at:at + 7])
     assert session.status == 12
     assert session.result() == body.replace(b"\r\n", b"\n")
+
+
+def take(serial):
+    typed = bytes(serial.buffer)
+    serial.buffer.clear()
+    return typed
+
+
+def log_in(session, serial, prompt=b"imacpro@pro:~$ "):
+    session.feed_output(b"\r\nDebian GNU/Linux 12 pro ttyS0\r\n\r\npro login: ")
+    session.poll(serial)
+    assert take(serial) == b"alice\n"
+    session.feed_output(b"alice\r\nPassword: ")
+    session.poll(serial)
+    assert take(serial) == b"secret\n"
+    session.poll(serial)
+    assert not serial.buffer                      # nothing until the shell's prompt
+    session.feed_output(b"\r\nLinux pro 6.1.0-57-amd64 #1 SMP\r\n" + prompt)
+    session.poll(serial)
+    setup = take(serial)
+    assert b"stty -echo" in setup and b"PAGER=cat" in setup
+    session.feed_output(b"IMACPRO-SHELL\r\n" + prompt)
+
+
+def test_login_session_logs_in_runs_the_commands_and_logs_out():
+    session, serial = LoginExecSession(["uname -m", "id -u"], "alice", "secret"), SerialInput()
+    session.poll(serial)
+    assert not serial.buffer
+    log_in(session, serial)
+    for output, status in ((b"x86_64", 0), (b"1000", 0)):
+        session.poll(serial)
+        assert b"IMAC\"\"PRO-BEGIN" in take(serial)
+        session.feed_output(b"IMACPRO-BEGIN\r\n" + output + b"\r\nIMACPRO-EXIT=%d\r\n$ " % status)
+    assert session.statuses == [0, 0] and session.result() == b"x86_64\n1000\n"
+    session.poll(serial)
+    assert take(serial) == b"exit\n"                 # logged out after the last command
+    session.poll(serial)
+    assert not serial.buffer
+
+
+def test_login_session_logs_in_again_after_a_reboot_and_reports_a_refused_login():
+    session, serial = LoginExecSession(["reboot", "uptime"], "alice", "secret"), SerialInput()
+    log_in(session, serial)
+    session.poll(serial)
+    take(serial)
+    session.feed_output(b"IMACPRO-BEGIN\r\n")
+    session.rebooted()
+    assert session.status is None and session.statuses == []
+    session.feed_output(b"[    0.000000] Linux version 6.1.0\r\n")
+    log_in(session, serial, prompt=b"# ")         # the prompt of the next boot completes it
+    assert session.statuses == [0]
+    session.poll(serial)
+    assert b"uptime" in take(serial)
+
+    refused, serial = LoginExecSession("true", "alice", "wrong"), SerialInput()
+    refused.feed_output(b"pro login: ")
+    refused.poll(serial)
+    refused.feed_output(b"alice\r\nPassword: ")
+    refused.poll(serial)
+    assert take(serial) == b"alice\nwrong\n"
+    refused.feed_output(b"\r\nLogin incorrect\r\npro login: ")
+    assert refused.status == 255 and "refused the login of 'alice'" in refused.error
+    refused.poll(serial)
+    assert not serial.buffer                      # no second try

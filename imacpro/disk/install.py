@@ -71,12 +71,17 @@ def layout(sectors: int) -> list[gpt.Partition]:
                           ROOT_NAME)]
 
 
+RootMaker = Callable[[Path, gpt.Partition], None]
+
+
 def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: str,
             manifest_path: Path | None, progress: Progress = _quiet,
-            workdir: Path | None = None) -> gpt.PartitionTable:
+            workdir: Path | None = None, root: RootMaker | None = None) -> gpt.PartitionTable:
     """Replace everything on `store` with the layout above holding this boot image; flushed
     when it returns. Temporary images go in `workdir` (default: the directory holding the
-    store's files, else the system's temporary directory)."""
+    store's files, else the system's temporary directory). `root(image, partition)` makes
+    the root partition's image instead of the empty file system (an installed system,
+    imacpro/guest/debian.py)."""
     if store.SECTOR_SIZE != SECTOR_SIZE:
         raise DiskError(f"cannot install onto a disk of {store.SECTOR_SIZE}-byte sectors")
     esp_part, root_part = layout(store.sectors)
@@ -100,7 +105,7 @@ def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: s
         size_gb = root_part.sectors * SECTOR_SIZE / 1e9
         progress(f"Linux root partition: ext4, {size_gb:.1f} GB")
         image = tmp / "root.img"
-        make_root(image, root_part)
+        (root or make_root)(image, root_part)
         copy_sparse(image, store, root_part.first_lba, root_part.sectors)
         image.unlink()
 
@@ -135,6 +140,18 @@ def make_root(image: Path, part: gpt.Partition) -> None:
     """An empty ext4 image of the partition's size, labelled ROOT_LABEL, owned by root."""
     with open(image, "wb") as f:
         f.truncate(part.sectors * SECTOR_SIZE)
-    run("mke2fs", "-q", "-F", "-t", "ext4", "-b", str(ROOT_BLOCK), "-i", str(BYTES_PER_INODE),
-        "-J", f"size={JOURNAL_MIB}", "-L", ROOT_LABEL,
-        "-E", "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0", str(image))
+    run("mke2fs", *mke2fs_args(), str(image))
+
+
+def mke2fs_args(fs_uuid: str | None = None, installed: bool = False) -> list[str]:
+    """mke2fs's options for the root file system (the module's docstring says why). An
+    installed system's (`installed`) has as many inodes as Debian's mke2fs.conf gives a
+    partition of its size (one per 16 to 64 KiB): its files need them."""
+    args = ["-q", "-F", "-t", "ext4", "-b", str(ROOT_BLOCK),
+            "-J", f"size={JOURNAL_MIB}", "-L", ROOT_LABEL,
+            "-E", "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"]
+    if not installed:
+        args[5:5] = ["-i", str(BYTES_PER_INODE)]
+    if fs_uuid is not None:
+        args += ["-U", fs_uuid]
+    return args

@@ -1,0 +1,115 @@
+"""Make a freshly built Debian tree one machine's: run inside fakeroot by imacpro/guest/debian.py.
+
+    python -m imacpro.guest.debian_setup TREE SETUP.json
+
+Writes, as Debian's installer would: /etc/hostname and /etc/hosts; /etc/fstab with the root
+file system by UUID; the user (the first free ID from 1000, in the groups Debian's installer
+gives its first user that exist here: sudo, adm, systemd-journal…), its home from /etc/skel,
+its password hash and SSH key, and sudo without a password, as Debian's cloud images give
+their first user (imacpro's execs run commands as that user: dmidecode and nvme need root,
+and a sudo that asked would wait on the console for ever); a getty on the serial console
+(ttyS0) beside tty1's. Files
+are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
+Only the standard library: this runs in its own interpreter, before anything else is set up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+FIRST_UID = 1000
+USER_GROUPS = ("adm", "sudo", "systemd-journal", "dialout", "cdrom", "plugdev", "video",
+               "audio", "users")
+SERIAL_GETTY = "etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+
+
+def write(tree: Path, name: str, text: str, mode: int = 0o644) -> None:
+    path = tree / name
+    path.write_text(text)
+    os.chown(path, 0, 0)
+    os.chmod(path, mode)
+
+
+def append_line(tree: Path, name: str, line: str) -> None:
+    path = tree / name
+    text = path.read_text()
+    path.write_text(text + ("" if text.endswith("\n") or not text else "\n") + line + "\n")
+
+
+def add_member(tree: Path, name: str, group: str, user: str, field: int) -> bool:
+    """Add `user` to `group`'s member list (field 3 in /etc/group, 3 in /etc/gshadow)."""
+    path = tree / name
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        fields = line.split(":")
+        if fields[0] == group and len(fields) > field:
+            members = [m for m in fields[field].split(",") if m]
+            if user not in members:
+                fields[field] = ",".join(members + [user])
+            lines[i] = ":".join(fields)
+            path.write_text("\n".join(lines) + "\n")
+            return True
+    return False
+
+
+def free_id(tree: Path) -> int:
+    used = set()
+    for name in ("etc/passwd", "etc/group"):
+        for line in (tree / name).read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit():
+                used.add(int(fields[2]))
+    uid = FIRST_UID
+    while uid in used:
+        uid += 1
+    return uid
+
+
+def add_user(tree: Path, user: str, password_hash: str | None, ssh_key: str | None) -> None:
+    uid = free_id(tree)
+    home = tree / "home" / user
+    append_line(tree, "etc/passwd", f"{user}:x:{uid}:{uid}:{user}:/home/{user}:/bin/bash")
+    days = int(time.time() // 86400)
+    append_line(tree, "etc/shadow", f"{user}:{password_hash or '!'}:{days}:0:99999:7:::")
+    append_line(tree, "etc/group", f"{user}:x:{uid}:")
+    append_line(tree, "etc/gshadow", f"{user}:!::")
+    for group in USER_GROUPS:
+        if add_member(tree, "etc/group", group, user, 3):
+            add_member(tree, "etc/gshadow", group, user, 3)
+    shutil.copytree(tree / "etc/skel", home, symlinks=True)
+    if ssh_key:
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh/authorized_keys").write_text(ssh_key.strip() + "\n")
+    for path in [home, *home.rglob("*")]:
+        os.lchown(path, uid, uid)
+    os.chmod(home, 0o700)
+    if ssh_key:
+        os.chmod(home / ".ssh/authorized_keys", 0o600)
+
+
+def main(tree: Path, setup: dict) -> None:
+    hostname = setup["hostname"]
+    write(tree, "etc/hostname", hostname + "\n")
+    write(tree, "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n"
+          "::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\n"
+          "ff02::2\t\tip6-allrouters\n")
+    write(tree, "etc/fstab", "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+          f"UUID={setup['root_uuid']}\t/\text4\terrors=remount-ro\t0\t1\n")
+    add_user(tree, setup["user"], setup["password_hash"], setup["ssh_key"])
+    write(tree, f"etc/sudoers.d/imacpro-{setup['user']}",
+          f"{setup['user']} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)
+    getty = tree / SERIAL_GETTY
+    getty.parent.mkdir(parents=True, exist_ok=True)
+    if not getty.is_symlink():
+        getty.symlink_to("/lib/systemd/system/serial-getty@.service")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m imacpro.guest.debian_setup TREE SETUP.json")
+    main(Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()))

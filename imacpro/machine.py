@@ -38,6 +38,7 @@ from imacpro.devices.display.framebuffer import COMPAT, Mode
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
+from imacpro.cpu.msr import UncoreMsrs
 from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.devices.acpi_pm import AcpiPm
 from imacpro.devices.apic_bus import ApicBus
@@ -155,8 +156,11 @@ class Machine:
         for lapic in self.lapics:
             self.apic_bus.attach(lapic)
         self.pic.on_intr_change = lambda level: self.lapics[0].set_lint(0, level)
+        # The package's uncore MSRs, shared by its logical CPUs (cpu/msr.py).
+        self.uncore = UncoreMsrs(tuple(root.bus for root in board.root_buses))
         self.vcpus = [Vcpu(i, apic_id_of(i), p, self.ram, self.pio, self.mmio, self.lapics[i],
-                           self.pic, self.clock, self.tsc_hz, bsp=(i == 0))
+                           self.pic, self.clock, self.tsc_hz, bsp=(i == 0),
+                           uncore=self.uncore)
                       for i in range(count)]
         self.bsp = self.vcpus[0]
         self.pci.on_decode_change = self._bars_moved
@@ -284,6 +288,7 @@ class Machine:
         for device in self.devices.values():
             device.reset()
         self.reset_control.reset()
+        self.uncore.reset()
         self.pci.reset()
         for vcpu in self.vcpus:
             vcpu.reset()
@@ -319,6 +324,7 @@ class Machine:
         """Every device's state (devices/contract.py), the LAPICs' included: plain data."""
         return {"devices": {name: device.save() for name, device in self.devices.items()},
                 "reset_control": self.reset_control.save(),
+                "uncore": self.uncore.save(),
                 "lapics": [lapic.save() for lapic in self.lapics]}
 
     def load_devices(self, state: dict) -> None:
@@ -337,6 +343,7 @@ class Machine:
         for name in order:
             self.devices[name].load(devices[name])
         self.reset_control.load(state.get("reset_control"))
+        self.uncore.load(state.get("uncore"))
         for lapic, saved in zip(self.lapics, lapics):
             lapic.load(saved)
 

@@ -5,7 +5,8 @@ GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision, IA32_XSS): `ENG
 answers the platform's: the APIC base and TSC deadline (to the local APIC), IA32_TSC_ADJUST
 (which offsets this CPU's TSC, SDM 17.17.3; a write to IA32_TSC itself is the engine's and
 does not move it), machine-check banks,
-MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control. Any other MSR raises #GP, as on
+MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control, and the package's uncore
+performance-monitoring MSRs (UncoreMsrs). Any other MSR raises #GP, as on
 hardware, so guests that probe with rdmsr_safe see what is really there.
 """
 
@@ -50,17 +51,108 @@ ENGINE_MSRS = frozenset(
      *range(0x200, 0x214), 0x250, 0x258, 0x259, *range(0x268, 0x270),
      *range(0xC0000080, 0xC0000085), *range(0xC0000100, 0xC0000104)})
 
+# Skylake-SP uncore MSRs: one set per package, shared by its logical CPUs (UncoreMsrs).
+SKX_MSR_CPU_BUS_NUMBER = 0x300     # CPUBUSNO: the IIO stacks' root bus numbers, read-only
+BUS_NUMBER_VALID = 1 << 63
+IIO_STACKS = 6                     # CSTACK (DMI), PSTACK0-2, MCP0-1: a byte each
+MSR_UNCORE_RATIO_LIMIT = 0x620     # the mesh's frequency limits: max ratio 6:0, min 14:8
+MSR_UNCORE_PERF_STATUS = 0x621     # its current ratio, 6:0, read-only
+# The W-2100's mesh runs from 1.2 to 2.4 GHz (ratios of 100 MHz), as on Skylake-SP parts; the
+# iMac Pro's own limits are not published (an assumption).
+UNCORE_MIN_RATIO, UNCORE_MAX_RATIO = 12, 24
+UNCORE_PMON = (range(0x703, 0x70A),    # UBOX: UCLK fixed counter and its control, CTL0-1, CTR0-1
+               range(0x710, 0x71B),    # PCU: box control, CTL0-3, filter, status, CTR0-3
+               range(0xA40, 0xB00),    # IIO 0-5 and IRP 0-5 boxes: controls and counters
+               range(0xB00, 0xB60),    # IIO free-running bandwidth and utilisation counters
+               (MSR_UNCORE_RATIO_LIMIT,))
+
 HANDLED, ENGINE, GP_FAULT = 1, 0, -1
 _SAVED = ("misc_enable", "tsc_adjust", "mcg_status", "mc_ctl")   # the engine keeps the rest
+
+
+class UncoreMsrs:
+    """The package's uncore MSRs (Intel Xeon Scalable uncore performance monitoring
+    reference; Linux's arch/x86/events/intel/uncore_snbep.c, "SKX"), shared by every logical
+    CPU of the package:
+
+    | MSR           | what                                                              |
+    |---------------|-------------------------------------------------------------------|
+    | 0x300         | CPUBUSNO: bit 63 valid, byte n the root bus of IIO stack n (RO)    |
+    | 0x620         | UNCORE_RATIO_LIMIT: the mesh's max (6:0) and min (14:8) ratios     |
+    | 0x621         | UNCORE_PERF_STATUS: its current ratio, the max (RO)                |
+    | 0x703-0x709   | UBOX: UCLK fixed counter control and counter, CTL0-1, CTR0-1       |
+    | 0x710-0x71A   | PCU: box control, CTL0-3, filter, status, CTR0-3                   |
+    | 0xA40-0xAFF   | IIO 0-5 (box control 0xA40 + 0x20n, CTR0-3, IOCLK, CTL0-3) and     |
+    |               | IRP 0-5 (box control 0xA58 + 0x20n, CTR0-1, CTL0-1)                 |
+    | 0xB00-0xB5F   | IIO free-running bandwidth and utilisation counters                |
+
+    Linux's intel_uncore writes the box controls as each CPU comes online and reads CPUBUSNO
+    to map IIO stacks to PCI root buses, and intel_uncore_frequency reads the ratio limits;
+    without them they log "unchecked MSR access error" (the real Xeon W has them). Registers hold what software writes and count nothing: there
+    is no performance-monitoring model, so counters read back what was written (0 from
+    reset). The stacks' bus numbers are the board's root buses in order; stacks without
+    one read 0xFF. The CHA boxes (0xE00-) are left out: Linux counts them from the PCU's
+    CAPID6 PCI register, which the board does not have, and probes none.
+
+    Saved state: the registers written (`values`)."""
+
+    def __init__(self, root_buses: tuple[int, ...] = (0,)):
+        buses = list(root_buses[:IIO_STACKS]) + [0xFF] * (IIO_STACKS - len(root_buses))
+        self.bus_number = BUS_NUMBER_VALID | int.from_bytes(bytes(buses), "little")
+        self.reset()
+
+    def reset(self) -> None:
+        self.values: dict[int, int] = {
+            MSR_UNCORE_RATIO_LIMIT: UNCORE_MIN_RATIO << 8 | UNCORE_MAX_RATIO}
+
+    @staticmethod
+    def holds(index: int) -> bool:
+        return index in (SKX_MSR_CPU_BUS_NUMBER, MSR_UNCORE_PERF_STATUS) or \
+            any(index in r for r in UNCORE_PMON)
+
+    def read(self, index: int) -> int:
+        if index == SKX_MSR_CPU_BUS_NUMBER:
+            return self.bus_number
+        if index == MSR_UNCORE_PERF_STATUS:
+            return UNCORE_MAX_RATIO
+        return self.values.get(index, 0)
+
+    def write(self, index: int, value: int) -> int:
+        if index in (SKX_MSR_CPU_BUS_NUMBER, MSR_UNCORE_PERF_STATUS):
+            return GP_FAULT
+        self.values[index] = value & (1 << 64) - 1
+        return HANDLED
+
+    def save(self) -> dict:
+        return {"values": [[index, value] for index, value in sorted(self.values.items())]}
+
+    def load(self, state) -> None:
+        from imacpro.devices import _state
+        from imacpro.devices.contract import StateError
+        where = "UncoreMsrs"
+        saved = _state.list_field(_state.mapping(state, where), "values", where)
+        values = {}
+        for n, pair in enumerate(saved):
+            if not (isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+                    and self.holds(pair[0])
+                    and pair[0] not in (SKX_MSR_CPU_BUS_NUMBER, MSR_UNCORE_PERF_STATUS)
+                    and 0 <= pair[1] < 1 << 64):
+                raise StateError(f"{where}.values[{n}]: not an uncore MSR and its value")
+            values[pair[0]] = pair[1]
+        self.values = values
 
 
 class MsrFile:
     """The platform MSRs of one logical CPU. `access()` is the engine's MSR callback."""
 
     def __init__(self, processor: Processor, lapic, tsc_hz: int,
-                 on_tsc_adjust: Callable[[], None] = lambda: None):
-        """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it."""
+                 on_tsc_adjust: Callable[[], None] = lambda: None,
+                 uncore: UncoreMsrs | None = None):
+        """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it.
+        `uncore`: the package's uncore MSRs (the machine's, shared; its own if None)."""
         self.lapic = lapic
+        self.uncore = uncore if uncore is not None else UncoreMsrs()
         self.tsc_hz = tsc_hz
         self.on_tsc_adjust = on_tsc_adjust
         base_ratio = round(processor.base_ghz * 10)
@@ -119,6 +211,8 @@ class MsrFile:
         bank, reg = divmod(index - IA32_MC0_CTL, 4)
         if 0 <= bank < MCA_BANKS:
             return HANDLED, self.mc_ctl[bank] if reg == 0 else 0  # no machine checks pending
+        if self.uncore.holds(index):
+            return HANDLED, self.uncore.read(index)
         return GP_FAULT, None
 
     def _write(self, index: int, value: int) -> int:
@@ -139,6 +233,8 @@ class MsrFile:
             return GP_FAULT  # locked by firmware
         elif index == IA32_BIOS_SIGN_ID:
             pass             # software writes 0 before CPUID to latch the revision
+        elif self.uncore.holds(index):
+            return self.uncore.write(index, value)
         else:
             bank, reg = divmod(index - IA32_MC0_CTL, 4)
             if not 0 <= bank < MCA_BANKS:

@@ -21,7 +21,7 @@ from unicorn import x86_const as x
 from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
-from imacpro.cpu.msr import MsrFile
+from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices.contract import StateError
 from imacpro.devices.lapic import LVT_TIMER
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
@@ -56,7 +56,7 @@ class _ApicPage:
 
 class Vcpu:
     def __init__(self, index: int, apic_id: int, processor, ram, pio, mmio, lapic, pic,
-                 clock, tsc_hz: int, bsp: bool):
+                 clock, tsc_hz: int, bsp: bool, uncore: UncoreMsrs | None = None):
         self.index = index
         self.apic_id = apic_id
         self.lapic = lapic
@@ -64,7 +64,8 @@ class Vcpu:
         self.clock = clock
         self.tsc_hz = tsc_hz
         self.pio = pio
-        self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc)
+        self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc,
+                            uncore=uncore)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.engine = Engine(self._intack, self.msrs.access)
         self.uc = uc = self.engine.uc

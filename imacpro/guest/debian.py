@@ -21,9 +21,10 @@ How, and why with these tools:
   the image has root's files owned by root, setuid bits, and /dev's nodes.
 
 The system: mmdebstrap's "important" variant (what a Debian installation has before tasks)
-plus systemd, udev, the stock kernel (linux-image-amd64) and initramfs-tools, whose initrd
-finds the root file system by UUID on the NVMe SSD, sshd, sudo and the tools that show the
-hardware (PACKAGES). apt's sources are Debian's mirrors for the release, its updates and
+plus systemd, udev, D-Bus and logind's PAM module (what systemd recommends: without them
+`systemctl` as a user and logind's seats do not work), the stock kernel (linux-image-amd64)
+and initramfs-tools, whose initrd finds the root file system by UUID on the NVMe SSD, sshd,
+sudo and the tools that show the hardware (PACKAGES). apt's sources are Debian's mirrors for the release, its updates and
 its security updates.
 """
 
@@ -51,7 +52,7 @@ RELEASES = ("bookworm",)   # the releases whose kernel the boot image versions f
 DEFAULT_RELEASE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools",
             "openssh-server", "sudo", "dmidecode", "pciutils", "usbutils", "nvme-cli",
-            "lm-sensors", "util-linux", "kmod", "procps", "less")
+            "lm-sensors", "util-linux", "kmod", "procps", "less", "dbus", "libpam-systemd")
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 RECIPE = 1                 # bump when the build below changes what a tarball holds
@@ -211,8 +212,12 @@ class Setup:
 def command_line(root_uuid: str) -> str:
     """The kernel command line of an installed system: its root by UUID, consoles on the
     screen and on COM1 (the last one named is /dev/console: the serial one, where systemd
-    starts a getty of its own)."""
-    return f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200"
+    starts a getty of its own), and amdgpu kept from loading. amdgpu cannot drive the
+    emulated Vega (docs/DISPLAY.md) and udev would load it: checking its 13 MB module's
+    signature, SHA-256 in the vector unit with preemption off, took one vCPU of sixteen on a
+    shared host thread over a minute (a soft lockup)."""
+    return (f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 "
+            "modprobe.blacklist=amdgpu")
 
 
 def make_root(image: Path, part: gpt.Partition, tar_path: Path, setup: Setup,

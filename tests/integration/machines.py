@@ -17,6 +17,13 @@ def _cache_dir() -> Path:
 
 
 @pytest.fixture
+def test_cache(monkeypatch):
+    """The tests' own cache (Debian's packages and systems built from them), as IMACPRO_CACHE."""
+    monkeypatch.setenv("IMACPRO_CACHE", str(_cache_dir()))
+    return _cache_dir()
+
+
+@pytest.fixture
 def signed_guest(monkeypatch):
     monkeypatch.setenv("IMACPRO_CACHE", str(_cache_dir()))
     return guest.build(progress=lambda line: None)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import struct
 
+from imacpro.bus.msi import Msi
 from imacpro.bus.pci import IoBar, MemoryBar, PciFunction
 from imacpro.bus.pcie import CAP_PCI_EXPRESS, ENDPOINT, pcie_capability
 from imacpro.catalog.data import GraphicsOption
@@ -126,7 +127,9 @@ class Vega:
 
 
 class VegaAudio:
-    """The GPU's HDMI/DP audio function (its HD audio controller is not modelled)."""
+    """The GPU's HDMI/DP audio function (its HD audio controller is not modelled). It offers
+    MSI as the real function does (one 64-bit vector): Linux's snd_hda_intel takes it rather
+    than an INTx line this function does not have; no message is ever sent."""
 
     def __init__(self, graphics: GraphicsOption):
         self.pci = PciFunction(VENDOR_AMD, DEVICE_HDMI_AUDIO, CLASS_HD_AUDIO,
@@ -134,6 +137,7 @@ class VegaAudio:
         self.pci.add_memory_bar(MemoryBar(0, AUDIO_REGISTERS_SIZE, Unmodelled(), is64=False))
         body, writable = pcie_capability(ENDPOINT, *LINK)
         self.pci.add_capability(CAP_PCI_EXPRESS, body, writable)
+        Msi(self.pci)
 
     def reset(self) -> None:
         self.pci.reset()

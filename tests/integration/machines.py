@@ -17,7 +17,7 @@ def _cache_dir() -> Path:
 
 
 @pytest.fixture
-def test_cache(monkeypatch):
+def tests_cache(monkeypatch):
     """The tests' own cache (Debian's packages and systems built from them), as IMACPRO_CACHE."""
     monkeypatch.setenv("IMACPRO_CACHE", str(_cache_dir()))
     return _cache_dir()

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from imacpro.guest.kernel_warnings import WARNINGS_SH, unexpected, warnings_in
-from machines import imacpro, test_cache  # noqa: F401 (a fixture)
+from machines import imacpro, tests_cache  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.network
 
@@ -67,7 +67,7 @@ def check_sees_an_imac_pro(output: str, model: str, cores: int, memory_gb: int) 
     assert not unexpected(warnings), unexpected(warnings)
 
 
-def test_debian_installs_boots_to_multi_user_and_keeps_its_files(test_cache, tmp_path):
+def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tmp_path):
     install("deb", tmp_path, "--cpu", "8")
     write = ("mkdir -p ~/data && for i in 1 2 3; do head -c 1M /dev/urandom > ~/data/f$i; "
              "done && (cd ~/data && sha256sum f1 f2 f3 > sums) && sync")

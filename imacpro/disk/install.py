@@ -147,11 +147,11 @@ def mke2fs_args(fs_uuid: str | None = None, installed: bool = False) -> list[str
     """mke2fs's options for the root file system (the module's docstring says why). An
     installed system's (`installed`) has as many inodes as Debian's mke2fs.conf gives a
     partition of its size (one per 16 to 64 KiB): its files need them."""
-    args = ["-q", "-F", "-t", "ext4", "-b", str(ROOT_BLOCK),
-            "-J", f"size={JOURNAL_MIB}", "-L", ROOT_LABEL,
-            "-E", "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"]
+    args = ["-q", "-F", "-t", "ext4", "-b", str(ROOT_BLOCK)]
     if not installed:
-        args[5:5] = ["-i", str(BYTES_PER_INODE)]
+        args += ["-i", str(BYTES_PER_INODE)]
+    args += ["-J", f"size={JOURNAL_MIB}", "-L", ROOT_LABEL,
+             "-E", "lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0"]
     if fs_uuid is not None:
         args += ["-U", fs_uuid]
     return args

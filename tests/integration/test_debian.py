@@ -24,7 +24,7 @@ SEES = "; ".join([
     "echo ==nvme; sudo nvme list",
     "echo ==lspci; lspci -nn",
     "echo ==free; free -g",
-    "echo ==tty1; sudo cat /dev/vcs1",
+    "echo ==tty1; sudo cat /dev/vcs1; echo",
     "echo ==ttyS0; systemctl is-active serial-getty@ttyS0",
     f"echo ==warnings; sudo {WARNINGS_SH}",
 ])

@@ -169,6 +169,7 @@ class Machine:
             vcpu.on_wake = self._woken.setdefault
         self._running = self.bsp
         self._cut = False
+        self._slice_end_ns = 0                  # when the next slice ends (_slice)
         self.clock.on_slice_cut = self._cut_slice
         self.max_slice_overrun_ns = 0
         self.max_slice_overrun_cpu_ns = 0  # the thread's CPU time in that turn
@@ -448,10 +449,13 @@ class Machine:
         while True:
             self._cut = False
             self._running = cpu
+            # The slice ends when the next timer is due, as `_slice` read the clock: a host
+            # that stalls the thread before the engine starts does not move it.
+            slice_end = self._slice_end_ns
             if self.clock.realtime:
                 self.clock.slice_end_ns = self.clock.now_ns() + timeout_us * 1000
             try:
-                cpu.run(timeout_us)
+                cpu.run(timeout_us, slice_end if self.clock.realtime else None)
             finally:
                 self.clock.slice_end_ns = None
             if not self._cut or self.reset_requested or self.poweroff_requested:
@@ -478,11 +482,15 @@ class Machine:
     def _slice(self, slice_us: int) -> int:
         """A slice ends at the next timer, so its interrupt arrives on time (Linux's
         timer check spins for ticks and panics if they come late)."""
+        host_ns = time.monotonic_ns()
         next_ns = self.clock.next_deadline()
         if next_ns is None or not self.clock.realtime:
-            return slice_us
-        until_us = (next_ns - self.clock.now_ns()) // 1000
-        return max(MIN_SLICE_US, min(slice_us, until_us))
+            timeout_us = slice_us
+        else:
+            until_us = (next_ns - self.clock.at_host(host_ns)) // 1000
+            timeout_us = max(MIN_SLICE_US, min(slice_us, until_us))
+        self._slice_end_ns = host_ns + timeout_us * 1000   # on the host's clock (engine)
+        return timeout_us
 
     def _idle(self, run_deadline: float | None, poll: bool = False,
               events: HostEvents | None = None) -> bool:

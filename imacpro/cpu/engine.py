@@ -19,6 +19,11 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               with uc_context_restore)
   uc_imacpro_cut_slice(uc, timeout_ns)        end the running time slice sooner (a timer
                                               armed during it falls due first)
+  uc_imacpro_slice_end(uc, end_ns)            the next slice ends by this CLOCK_MONOTONIC
+                                              time however late it starts; RDTSC after a
+                                              slice's end stops the slice and runs again
+                                              in the next (a stalled host's TSC jump is
+                                              never read before the timers due by then)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
   uc_imacpro_cpu_state(uc, buf, size)         the vCPU's state as bytes: CPUX86State up to
@@ -86,6 +91,8 @@ uclib.uc_imacpro_power_on.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_power_on.restype = None
 uclib.uc_imacpro_cut_slice.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
 uclib.uc_imacpro_cut_slice.restype = None
+uclib.uc_imacpro_slice_end.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+uclib.uc_imacpro_slice_end.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
@@ -161,6 +168,10 @@ class Engine:
     def cut_slice(self, timeout_ns: int) -> None:
         """From inside the running slice: end it `timeout_ns` from now if that is sooner."""
         uclib.uc_imacpro_cut_slice(self._uch, max(0, timeout_ns))
+
+    def slice_end(self, end_ns: int) -> None:
+        """Before a slice: it ends by CLOCK_MONOTONIC `end_ns`, however late it starts."""
+        uclib.uc_imacpro_slice_end(self._uch, end_ns)
 
     def xcr0(self) -> int:
         return uclib.uc_imacpro_xcr0(self._uch)

@@ -245,8 +245,11 @@ class Vcpu:
                 return True
         return False
 
-    def run(self, timeout_us: int) -> None:
-        """Run until HLT, shutdown or `timeout_us` of host time has passed."""
+    def run(self, timeout_us: int, end_ns: int | None = None) -> None:
+        """Run until HLT, shutdown or `timeout_us` of host time has passed, and no later
+        than host CLOCK_MONOTONIC `end_ns` however late the slice starts."""
+        if end_ns is not None:
+            self.engine.slice_end(end_ns)
         self._anchor_tsc()
         self.windows.update()
         self._nmi_pending = False

@@ -72,8 +72,12 @@ def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tm
     write = ("mkdir -p ~/data && for i in 1 2 3; do head -c 1M /dev/urandom > ~/data/f$i; "
              "done && (cd ~/data && sha256sum f1 f2 f3 > sums) && sync")
     log = tmp_path / "serial.log"
-    result = imacpro("boot", "deb", "--exec", SEES, "--exec", write, "--exec", "sudo reboot",
-                     "--exec", "cd ~/data && sha256sum -c sums && systemctl is-system-running",
+    # `sudo reboot` returns at once (systemd reboots behind it): the sleep keeps the command
+    # running until the machine resets, so it completes at the next boot's login prompt.
+    result = imacpro("boot", "deb", "--exec", SEES, "--exec", write,
+                     "--exec", "sudo reboot; sleep 600",
+                     "--exec", "cd ~/data && sha256sum -c sums && "
+                     "systemctl is-system-running --wait",
                      "--serial-log", str(log), "--timeout", "1500", timeout=1800)
     console = log.read_text(errors="replace")
     assert result.returncode == 0, (result.stderr, console[-3000:])

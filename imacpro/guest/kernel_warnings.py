@@ -16,6 +16,7 @@ EXPECTED = (
     # The installed Debian's udev loads every module that matches the hardware:
     "device-mapper: core: CONFIG_IMA_DISABLE_HTABLE is disabled.",
     "applesmc: probe of applesmc.768 failed with error -5",
+    "applesmc: driver init failed (ret=-5)!",
     "snd_hda_intel 0000:f3:00.1: CORB reset timeout#1, CORBRP = 0",
     "snd_hda_intel 0000:f3:00.1: no codecs found!",
 )

@@ -108,10 +108,14 @@ def root_tar(release: str, packages: tuple[str, ...], progress: Progress,
 
 def _mmdebstrap(release: str, packages: tuple[str, ...], path: Path, archives: Path,
                 progress: Progress) -> None:
+    if any(c.isspace() for c in str(archives)):
+        raise UserError(f"the cache directory {archives.parent} has white space in its path, "
+                        "which mmdebstrap's hooks cannot take: set IMACPRO_CACHE to another")
     archives.mkdir(parents=True, exist_ok=True)
     progress(f"debian: building {release} with {len(packages)} packages and what they need "
              f"(mmdebstrap; {len(list(archives.glob('*.deb')))} packages cached)")
     partial = path.with_suffix(".partial")
+    partial.unlink(missing_ok=True)      # what an interrupted build left
     # sync-in before the first package is fetched, sync-out before mmdebstrap's cleanup
     # removes the .debs; essential/unlink kept: the essential set's .debs would be gone.
     command = [find_mmdebstrap(), "--variant=important", "--components=main", "--format=tar",

@@ -31,8 +31,7 @@ from typing import BinaryIO, Callable
 
 from imacpro import bundle as bundles
 from imacpro import settings, suspend
-from imacpro.console import (READY_MARKER, ExecSession, Keyboard, LoginExecSession,
-                             RawTerminal, SerialInput)
+from imacpro.console import ExecSession, Keyboard, LoginExecSession, RawTerminal, SerialInput
 from imacpro.control.protocol import socket_path
 from imacpro.control.server import ControlServer
 from imacpro.devices.contract import StateError
@@ -157,7 +156,7 @@ class RunningMachine:
         # An installed system (guest/debian.py) is ready at its getty's login prompt, and
         # its execs log in there; the default guest prints its ready marker.
         self.login = login
-        self.ready_marker = READY_MARKER if login is None else LoginExecSession.ready_marker
+        self.ready_marker = (ExecSession if login is None else LoginExecSession).ready_marker
         self.console_log = console_log
         self.serial_log = serial_log
         self.echo = echo

@@ -169,7 +169,6 @@ class Machine:
             vcpu.on_wake = self._woken.setdefault
         self._running = self.bsp
         self._cut = False
-        self._slice_end_ns = 0                  # when the next slice ends (_slice)
         self.clock.on_slice_cut = self._cut_slice
         self.max_slice_overrun_ns = 0
         self.max_slice_overrun_cpu_ns = 0  # the thread's CPU time in that turn
@@ -443,17 +442,17 @@ class Machine:
         # stalled) fire first: the CPU must not run on, reading a clock that has jumped,
         # before the interrupts of that time are raised (as KVM injects before VM entry).
         self.clock.run_due()
-        timeout_us = self._slice(slice_us)
-        turn_end = time.monotonic_ns() + timeout_us * 1000
+        host_ns = time.monotonic_ns()
+        timeout_us = self._slice(slice_us, host_ns)
+        slice_end = turn_end = host_ns + timeout_us * 1000
         turn_cpu = time.thread_time_ns()
         while True:
             self._cut = False
             self._running = cpu
             # The slice ends when the next timer is due, as `_slice` read the clock: a host
             # that stalls the thread before the engine starts does not move it.
-            slice_end = self._slice_end_ns
             if self.clock.realtime:
-                self.clock.slice_end_ns = self.clock.now_ns() + timeout_us * 1000
+                self.clock.slice_end_ns = self.clock.at_host(slice_end)
             try:
                 cpu.run(timeout_us, slice_end if self.clock.realtime else None)
             finally:
@@ -464,7 +463,9 @@ class Machine:
             left_us = (turn_end - time.monotonic_ns()) // 1000
             if left_us < MIN_SLICE_US or not cpu.runnable():
                 break
-            timeout_us = self._slice(left_us)
+            host_ns = time.monotonic_ns()
+            timeout_us = self._slice(left_us, host_ns)
+            slice_end = host_ns + timeout_us * 1000
         # How far a turn ran past its time: device work done inside it (a big DMA), or the
         # host not running the thread, or a host call blocking it (a write the host's page
         # cache throttles). Every other CPU waited that long: the watchdog's statistics show
@@ -479,17 +480,18 @@ class Machine:
         self._cut = True
         self._running.engine.cut_slice(deadline_ns - self.clock.now_ns())
 
-    def _slice(self, slice_us: int) -> int:
+    def _slice(self, slice_us: int, host_ns: int | None = None) -> int:
         """A slice ends at the next timer, so its interrupt arrives on time (Linux's
-        timer check spins for ticks and panics if they come late)."""
-        host_ns = time.monotonic_ns()
+        timer check spins for ticks and panics if they come late). Its length from host
+        CLOCK_MONOTONIC `host_ns` (now if None), from which the engine holds it to its end."""
+        if host_ns is None:
+            host_ns = time.monotonic_ns()
         next_ns = self.clock.next_deadline()
         if next_ns is None or not self.clock.realtime:
             timeout_us = slice_us
         else:
             until_us = (next_ns - self.clock.at_host(host_ns)) // 1000
             timeout_us = max(MIN_SLICE_US, min(slice_us, until_us))
-        self._slice_end_ns = host_ns + timeout_us * 1000   # on the host's clock (engine)
         return timeout_us
 
     def _idle(self, run_deadline: float | None, poll: bool = False,

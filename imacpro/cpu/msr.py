@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Callable
 
 from imacpro.catalog.data import Processor
-from imacpro.devices.contract import load_fields, save_fields
+from imacpro.devices import _state
+from imacpro.devices.contract import StateError, load_fields, save_fields
 
 IA32_TSC = 0x10
 IA32_PLATFORM_ID = 0x17
@@ -127,8 +128,6 @@ class UncoreMsrs:
         return {"values": [[index, value] for index, value in sorted(self.values.items())]}
 
     def load(self, state) -> None:
-        from imacpro.devices import _state
-        from imacpro.devices.contract import StateError
         where = "UncoreMsrs"
         saved = _state.list_field(_state.mapping(state, where), "values", where)
         values = {}

@@ -290,11 +290,15 @@ def check_user(user: str) -> str:
     return user
 
 
-def read_password(path: Path) -> str:
+def _read_text(path: Path, what: str) -> str:
     try:
-        lines = path.read_text().splitlines()
+        return path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the password file {path}: {exc}") from None
+        raise UserError(f"cannot read the {what} {path}: {exc}") from None
+
+
+def read_password(path: Path) -> str:
+    lines = _read_text(path, "password file").splitlines()
     password = lines[0] if lines else ""
     if not password:
         raise UserError(f"the password file {path} is empty: its first line is the password")
@@ -302,10 +306,7 @@ def read_password(path: Path) -> str:
 
 
 def read_ssh_key(path: Path) -> str:
-    try:
-        key = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the SSH key {path}: {exc}") from None
+    key = _read_text(path, "SSH key").strip()
     if "\n" in key or not re.match(r"(ssh-|ecdsa-|sk-)", key):
         raise UserError(f"{path} is not an SSH public key (one line, like "
                         "'ssh-ed25519 AAAA… user@host'): give the .pub file")

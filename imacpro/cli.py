@@ -289,7 +289,7 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes, os_name, r
     machine_bundle = bundle.open_bundle(name)
     debian_options = {"--release": release, "--packages": packages, "--user": user,
                       "--ssh-key": ssh_key, "--password-file": password_file}
-    root_maker = login = None
+    root_maker = login = esp_volume_id = None
     if os_name == "debian":
         if kernel or disk:
             raise UserError("--os debian installs its own kernel onto the SSD: it goes "
@@ -311,11 +311,12 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes, os_name, r
         import uuid
         tar = debian.root_tar(release, wanted, print_to_stderr)
         system = debian.DebianSystem.read(tar)
-        root_uuid = str(uuid.uuid4())
+        root_uuid, esp_volume_id = str(uuid.uuid4()), secrets.randbits(32)
         console_password = password or secrets.token_urlsafe(18)
         setup = debian.Setup(hostname=name, user=user,
                              password_hash=debian.password_hash(console_password),
-                             ssh_key=key, root_uuid=root_uuid)
+                             ssh_key=key, root_uuid=root_uuid,
+                             esp_volume_id=esp_volume_id)
         login = debian.Login("debian", user, console_password)
         command_line = debian.command_line(root_uuid)
         scratch = tempfile.TemporaryDirectory(prefix="imacpro-install-")
@@ -368,13 +369,46 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes, os_name, r
             target = machine_bundle.t2().open_storage()
         with target:
             write_system(target, kernel_bytes, initrd_bytes, command_line, manifest_path,
-                         progress=print_to_stderr, root=root_maker)
+                         progress=print_to_stderr, root=root_maker,
+                         esp_volume_id=esp_volume_id)
         if not disk:
             if login is not None:
                 debian.save_login(machine_bundle.path, login)
             else:
                 debian.forget_login(machine_bundle.path)
     click.echo(f"{name}: installed {described} on {what}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="The administrator password, if one is set (first line of the file).")
+@json_option
+def bless(name: str, password_file, as_json: bool) -> None:
+    """Approve the kernel and initrd the installed system has now (after a kernel upgrade
+    in the guest): sign them as a new boot image version and put them on the ESP."""
+    from imacpro.disk.bless import bless as bless_disk
+    from imacpro.suspend import state_path
+    machine_bundle = bundle.open_bundle(name)
+    chip = machine_bundle.t2()
+    password = None
+    if chip.sep.has_password():
+        password = _password(password_file, "Administrator password")
+    chip.authorize(password, "approve a boot image")
+    with machine_bundle.in_use("blessing its boot image"):
+        if state_path(machine_bundle.path).exists():
+            raise UserError(f"machine {name!r} is suspended, with the EFI System Partition "
+                            "mounted: resume it and shut it down before blessing")
+        with chip.open_storage() as store:
+            done = bless_disk(store, bundle.signing_server(), chip.settings().highest_version)
+    report = {"name": name, "kernel": done.kernel_path, "initrd": done.initrd_path,
+              "kernel_bytes": done.kernel_size, "initrd_bytes": done.initrd_size,
+              "cmdline": done.cmdline, "version": done.version, "changed": done.changed}
+    what = (f"{done.kernel_path} ({done.kernel_size / 1e6:.1f} MB), {done.initrd_path} "
+            f"({done.initrd_size / 1e6:.1f} MB), command line {done.cmdline!r}")
+    _emit(as_json, report,
+          f"{name}: blessed {what} as boot image version {done.version}" if done.changed else
+          f"{name}: already blessed: {what}, boot image version {done.version}")
 
 
 @cli.command()

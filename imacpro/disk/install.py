@@ -76,12 +76,14 @@ RootMaker = Callable[[Path, gpt.Partition], None]
 
 def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: str,
             manifest_path: Path | None, progress: Progress = _quiet,
-            workdir: Path | None = None, root: RootMaker | None = None) -> gpt.PartitionTable:
+            workdir: Path | None = None, root: RootMaker | None = None,
+            esp_volume_id: int | None = None) -> gpt.PartitionTable:
     """Replace everything on `store` with the layout above holding this boot image; flushed
     when it returns. Temporary images go in `workdir` (default: the directory holding the
     store's files, else the system's temporary directory). `root(image, partition)` makes
     the root partition's image instead of the empty file system (an installed system,
-    imacpro/guest/debian.py)."""
+    imacpro/guest/debian.py). `esp_volume_id`: the FAT volume ID (32 bits) the ESP gets, for a
+    system that mounts it by that UUID (random if None)."""
     if store.SECTOR_SIZE != SECTOR_SIZE:
         raise DiskError(f"cannot install onto a disk of {store.SECTOR_SIZE}-byte sectors")
     esp_part, root_part = layout(store.sectors)
@@ -98,7 +100,7 @@ def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: s
         if manifest is not None:
             files[esp.MANIFEST] = manifest
         image = tmp / "esp.img"
-        make_esp(image, esp_part, files, tmp)
+        make_esp(image, esp_part, files, tmp, esp_volume_id)
         copy_sparse(image, store, esp_part.first_lba, esp_part.sectors)
         image.unlink()
 
@@ -115,14 +117,16 @@ def install(store: WritableBlockDevice, kernel: bytes, initrd: bytes, cmdline: s
     return table
 
 
-def make_esp(image: Path, part: gpt.Partition, files: dict[str, bytes], tmp: Path) -> None:
+def make_esp(image: Path, part: gpt.Partition, files: dict[str, bytes], tmp: Path,
+             volume_id: int | None = None) -> None:
     """A FAT32 image of the partition's size holding `files` (ESP path → contents)."""
     with open(image, "wb") as f:
         f.truncate(part.sectors * SECTOR_SIZE)
     # -S 4096 -s 1: 4 KiB logical sectors and clusters; -h: the sectors before the partition
     # (BPB_HiddSec, in logical sectors); --mbr=n: no fake MBR inside the partition.
+    volume = ["-i", f"{volume_id:08X}"] if volume_id is not None else []
     run("mkfs.fat", "-F", "32", "-S", str(SECTOR_SIZE), "-s", "1", "-n", ESP_LABEL,
-        "-h", str(part.first_lba), "--mbr=n", str(image))
+        "-h", str(part.first_lba), "--mbr=n", *volume, str(image))
     directories = set()
     for path in files:
         parts = path.strip("/").split("/")[:-1]

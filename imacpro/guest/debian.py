@@ -52,7 +52,8 @@ RELEASES = ("bookworm",)   # the releases whose kernel the boot image versions f
 DEFAULT_RELEASE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools",
             "openssh-server", "sudo", "dmidecode", "pciutils", "usbutils", "nvme-cli",
-            "lm-sensors", "util-linux", "kmod", "procps", "less", "dbus", "libpam-systemd")
+            "lm-sensors", "util-linux", "kmod", "procps", "less", "dbus", "libpam-systemd",
+            "dosfstools")
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 RECIPE = 1                 # bump when the build below changes what a tarball holds
@@ -211,6 +212,7 @@ class Setup:
     password_hash: str | None   # crypt(3) SHA-512 hash; None: no password login
     ssh_key: str | None         # a line for ~/.ssh/authorized_keys
     root_uuid: str
+    esp_volume_id: int          # the ESP's FAT volume ID: fstab's UUID=XXXX-XXXX for /boot/efi
 
 
 def command_line(root_uuid: str) -> str:

@@ -3,13 +3,14 @@
     python -m imacpro.guest.debian_setup TREE SETUP.json
 
 Writes, as Debian's installer would: /etc/hostname and /etc/hosts; /etc/fstab with the root
-file system by UUID; the user (the first free ID from 1000, in the groups Debian's installer
+file system and the EFI System Partition (at /boot/efi) by UUID; the user (the first free ID from 1000, in the groups Debian's installer
 gives its first user that exist here: sudo, adm, systemd-journal…), its home from /etc/skel,
 its password hash and SSH key, and sudo without a password, as Debian's cloud images give
 their first user (imacpro's execs run commands as that user: dmidecode and nvme need root,
 and a sudo that asked would wait on the console for ever); a getty on the serial console
-(ttyS0) beside tty1's. Files
-are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
+(ttyS0) beside tty1's; the kernel and initramfs hooks that put the current kernel and initrd
+on the ESP, where the T2 reads the boot image (ESP_HOOK: the T2 then refuses them until the
+owner approves them with `imacpro bless`, disk/bless.py). Files are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
 
@@ -26,6 +27,35 @@ FIRST_UID = 1000
 USER_GROUPS = ("adm", "sudo", "systemd-journal", "dialout", "cdrom", "plugdev", "video",
                "audio", "users")
 SERIAL_GETTY = "etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+# Run by the kernel packages after an install or upgrade (after initramfs-tools' own hook
+# has made the initrd: run-parts goes in name order) and by update-initramfs after it writes
+# an initrd. /vmlinuz and /initrd.img are linux-base's links to the newest kernel.
+ESP_HOOKS = ("etc/kernel/postinst.d/zz-imacpro-esp", "etc/initramfs/post-update.d/imacpro-esp")
+ESP_HOOK = r"""#!/bin/sh
+# imacpro: put the system's current kernel and initrd on the EFI System Partition, where the
+# iMac Pro's T2 reads the boot image. The T2 checks them against the signed manifest there:
+# under Full and Medium Security it refuses a changed kernel or initrd until the machine's
+# owner approves it, on the host, with the machine off:  imacpro bless @NAME@
+set -e
+esp=/boot/efi/EFI/imacpro
+if ! mountpoint -q /boot/efi || [ ! -d "$esp" ]; then
+    echo "imacpro: $esp is not there: the EFI System Partition keeps its boot image" >&2
+    exit 0
+fi
+kernel=$(readlink -f /vmlinuz) initrd=$(readlink -f /initrd.img)
+[ -f "$kernel" ] && [ -f "$initrd" ] || exit 0
+changed=
+for pair in "$kernel vmlinuz" "$initrd initrd.img"; do
+    set -- $pair
+    if ! cmp -s "$1" "$esp/$2"; then
+        cp "$1" "$esp/$2.new" && mv -f "$esp/$2.new" "$esp/$2"
+        changed=1
+    fi
+done
+[ -n "$changed" ] || exit 0
+sync -f "$esp"
+echo "imacpro: the boot image on the EFI System Partition is now $(basename "$kernel") with"      "$(basename "$initrd"). Under Full or Medium Security the T2 refuses to boot it until it"      "is approved on the host with: imacpro bless @NAME@" >&2
+"""
 
 
 def write(tree: Path, name: str, text: str, mode: int = 0o644) -> None:
@@ -98,8 +128,14 @@ def main(tree: Path, setup: dict) -> None:
     write(tree, "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n"
           "::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\n"
           "ff02::2\t\tip6-allrouters\n")
+    volume = setup["esp_volume_id"]
     write(tree, "etc/fstab", "# <file system> <mount point> <type> <options> <dump> <pass>\n"
-          f"UUID={setup['root_uuid']}\t/\text4\terrors=remount-ro\t0\t1\n")
+          f"UUID={setup['root_uuid']}\t/\text4\terrors=remount-ro\t0\t1\n"
+          f"UUID={volume >> 16:04X}-{volume & 0xFFFF:04X}\t/boot/efi\tvfat\tumask=0077\t0\t1\n")
+    (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
+    for hook in ESP_HOOKS:
+        (tree / hook).parent.mkdir(parents=True, exist_ok=True)
+        write(tree, hook, ESP_HOOK.replace("@NAME@", hostname), 0o755)
     add_user(tree, setup["user"], setup["password_hash"], setup["ssh_key"])
     write(tree, f"etc/sudoers.d/imacpro-{setup['user']}",
           f"{setup['user']} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)

@@ -58,12 +58,13 @@ class T2:
     def settings(self) -> Settings:
         return self.nvram.load()
 
-    def authorize(self, password: str | None) -> None:
-        """Changes to security settings need the administrator password, if one is set."""
+    def authorize(self, password: str | None, doing: str = "change security settings") -> None:
+        """Changes to security settings, and approving a boot image, need the administrator
+        password, if one is set."""
         if self.sep.has_password():
             if password is None:
                 raise PasswordRequired("an administrator password is set: it is needed to "
-                                       "change security settings")
+                                       f"{doing}")
             self.sep.check_password(password)
 
     def change_settings(self, policy: str | None = None, external_boot: str | None = None,

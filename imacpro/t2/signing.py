@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import tomli_w
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -88,6 +89,10 @@ class Manifest:
 
     def save(self, path: Path) -> None:
         write_toml(path, asdict(self))
+
+    def to_toml(self) -> str:
+        """The manifest file's text, as `save` writes it."""
+        return tomli_w.dumps(asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> Manifest:

@@ -12,7 +12,7 @@ import pytest
 
 from imacpro.errors import UserError
 from imacpro.guest import debian
-from imacpro.guest.debian_setup import SERIAL_GETTY
+from imacpro.guest.debian_setup import ESP_HOOKS, SERIAL_GETTY
 
 STATUS = """Package: linux-image-6.1.0-57-amd64
 Status: install ok installed
@@ -87,7 +87,8 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     (tree / "etc/sudoers.d").mkdir()
     setup = tmp_path / "setup.json"
     setup.write_text(json.dumps({"hostname": "pro", "user": "alice", "password_hash": "$6$x$y",
-                                 "ssh_key": "ssh-ed25519 AAAA alice", "root_uuid": "1234"}))
+                                 "ssh_key": "ssh-ed25519 AAAA alice", "root_uuid": "1234",
+                                 "esp_volume_id": 0x1A2B3C4D}))
     script = (f"{sys.executable} -m imacpro.guest.debian_setup {tree} {setup} && "
               f"stat -c '%u:%g %a %n' {tree}/home/alice {tree}/home/alice/.ssh/authorized_keys "
               f"{tree}/etc/sudoers.d/imacpro-alice {tree}/home/alice/.bashrc")
@@ -99,7 +100,12 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     assert owners[6:8] == ["0:0", "440"]
     assert owners[9] == "1001:1001"
     assert (tree / "etc/hostname").read_text() == "pro\n"
-    assert "UUID=1234\t/\text4" in (tree / "etc/fstab").read_text()
+    fstab = (tree / "etc/fstab").read_text()
+    assert "UUID=1234\t/\text4" in fstab
+    assert "UUID=1A2B-3C4D\t/boot/efi\tvfat\tumask=0077" in fstab and (tree / "boot/efi").is_dir()
+    for hook in ESP_HOOKS:      # the kernel's and update-initramfs's: executable, this machine's
+        assert (tree / hook).stat().st_mode & 0o777 == 0o755
+        assert "imacpro bless pro" in (tree / hook).read_text()
     assert "alice:x:1001:1001:alice:/home/alice:/bin/bash" in (tree / "etc/passwd").read_text()
     assert "alice:$6$x$y:" in (tree / "etc/shadow").read_text()
     group = (tree / "etc/group").read_text()

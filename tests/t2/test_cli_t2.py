@@ -69,3 +69,22 @@ def test_erase_needs_confirmation_and_rekeys(capsys, imacpro_home):
     assert code == 2 and "--yes" in err
     assert run(capsys, "erase", "m", "--yes")[0] == 0
     assert (t2 / "effaceable").read_bytes() != before
+
+
+def test_bless_needs_the_password_and_an_installed_system(capsys, tmp_path):
+    """The happy path: tests/disk/test_bless.py and the Debian integration test."""
+    run(capsys, "create", "m")
+    code, _, err = run(capsys, "bless", "m")
+    assert code == 2 and "has no GPT" in err and len(err.splitlines()) == 1
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"kernel" * 1000)
+    assert run(capsys, "install", "m", "--kernel", str(kernel), "--yes")[0] == 0
+    code, _, err = run(capsys, "bless", "m")          # the root partition is empty
+    assert code == 2 and "Linux root partition" in err and "has no /vmlinuz" in err
+    password = tmp_path / "pw"
+    password.write_text("correct horse\n")
+    assert run(capsys, "password", "m", "--new-password-file", str(password))[0] == 0
+    code, _, err = run(capsys, "bless", "m")
+    assert code == 2 and "--password-file" in err and len(err.splitlines()) == 1
+    code, _, err = run(capsys, "bless", "m", "--password-file", str(password))
+    assert code == 2 and "has no /vmlinuz" in err

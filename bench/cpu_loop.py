@@ -13,7 +13,6 @@ time, so start-up costs cancel out. Prints a table; --markdown prints rows for P
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import qemu  # noqa: E402
 from imacpro.catalog import configure  # noqa: E402
 from imacpro.firmware import long_mode  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
@@ -150,8 +151,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    if shutil.which("qemu-system-x86_64") is None:
-        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
+    qemu.require()
     with tempfile.TemporaryDirectory() as tmp:
         loop = build(args.iterations, Path(tmp))
         empty = build(0, Path(tmp))
@@ -162,13 +162,13 @@ def main() -> None:
             empty_s = min(fn(empty) for _ in range(args.repeat))
             rows[name] = max(loop_s - empty_s, 1e-9)
     instructions = args.iterations * INSTRUCTIONS_PER_ITERATION
-    qemu = rows["QEMU TCG"]
+    qemu_s = rows["QEMU TCG"]
     for name, seconds in rows.items():
         mips = instructions / seconds / 1e6
         if args.markdown:
-            print(f"| {name} | {seconds:.3f} s | {mips:.0f} | {seconds / qemu:.2f}× |")
+            print(f"| {name} | {seconds:.3f} s | {mips:.0f} | {seconds / qemu_s:.2f}× |")
         else:
-            print(f"{name:12} {seconds:8.3f} s  {mips:8.0f} MIPS  {seconds / qemu:6.2f}× QEMU")
+            print(f"{name:12} {seconds:8.3f} s  {mips:8.0f} MIPS  {seconds / qemu_s:6.2f}× QEMU")
 
 
 if __name__ == "__main__":

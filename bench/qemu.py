@@ -45,11 +45,16 @@ def run_until(argv: list[str], done: Callable[[bytes], bool], timeout_s: float) 
     return bytes(seen)
 
 
+def require() -> None:
+    """Exit the bench, saying what to install, if QEMU is not there."""
+    if shutil.which("qemu-system-x86_64") is None:
+        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
+
+
 def guest_or_exit():
     """The default guest to boot on both, once QEMU is known to be there."""
     from imacpro.guest.build import load
-    if shutil.which("qemu-system-x86_64") is None:
-        sys.exit("qemu-system-x86_64 is needed (Debian package qemu-system-x86)")
+    require()
     guest = load()
     if guest is None:
         sys.exit("the default guest is not built: imacpro guest fetch")

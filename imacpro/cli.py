@@ -291,9 +291,8 @@ def install(name, kernel, initrd, cmdline, manifest, disk, size, yes, os_name, r
                       "--ssh-key": ssh_key, "--password-file": password_file}
     root_maker = login = esp_volume_id = None
     if os_name == "debian":
-        if kernel or disk:
-            raise UserError("--os debian installs its own kernel onto the SSD: it goes "
-                            "without --kernel and --disk")
+        if kernel:
+            raise UserError("--os debian installs its own kernel: it goes without --kernel")
         if not (ssh_key or password_file):
             raise UserError("--os debian needs the user's way in: --password-file, "
                             "--ssh-key, or both")
@@ -521,6 +520,11 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
     except BootRefused as refused:
         _tell_parent(ready, f"the T2 refused to boot: {refused.verdict.reason}")
         click.echo(refused.verdict.render(), err=True)
+        if isinstance(source, DiskSource) and source.path is None and \
+                refused.verdict.reason.split(":")[0].endswith("digest"):
+            click.echo(f"  the system on the SSD changed its boot image (a kernel upgrade or "
+                       f"update-initramfs in the guest): if that was you, approve it with "
+                       f"'imacpro bless {name}'", err=True)
         sys.exit(EXIT_REFUSED)
     except (UserError, OSError) as exc:
         _tell_parent(ready, str(exc) if isinstance(exc, UserError) else

@@ -148,6 +148,15 @@ def test_a_blank_ssd_has_nothing_to_boot(capsys):
                        match="the internal SSD has no GPT (no partition table): nothing to boot")
 
 
+def test_debian_goes_without_a_kernel_of_its_own(capsys, tmp_path):
+    assert run(capsys, "create", "pro")[0] == 0
+    assert_usage_error(capsys, "install", "pro", "--os", "debian", "--kernel", __file__,
+                       "--password-file", __file__, "--yes", match="goes without --kernel")
+    assert_usage_error(capsys, "install", "pro", "--os", "debian", "--yes",
+                       match="--password-file, --ssh-key, or both")
+    assert_usage_error(capsys, "bless", "ghost", match="no machine named")
+
+
 def test_install_needs_confirmation_and_the_t2_judges_what_the_ssd_holds(capsys, tmp_path):
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"not signed by anyone" * 100)

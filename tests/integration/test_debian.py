@@ -6,10 +6,21 @@ packages) into the tests' cache and reused: later runs install it in ~30 s witho
 network. A boot to multi-user.target takes 2 to 3 minutes on the 8-core machine.
 """
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from imacpro import bundle
+from imacpro.disk import gpt, tools
+from imacpro.disk.block import SECTOR_SIZE, _data_extents
+from imacpro.t2.storage import IMAGE_FILE
 from imacpro.guest.kernel_warnings import WARNINGS_SH, unexpected, warnings_in
 from machines import imacpro, tests_cache  # noqa: F401 (a fixture)
 
@@ -68,6 +79,10 @@ def check_sees_an_imac_pro(output: str, model: str, cores: int, memory_gb: int) 
 
 
 def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tmp_path):
+    """One installation through its life: it boots and sees an iMac Pro, keeps files across
+    a reboot, upgrades its initrd (refused by the T2 until blessed; booted under No Security
+    without), is killed while it writes (journal replayed, synced files intact, fsck clean),
+    and installs a package copied in on a USB drive."""
     install("deb", tmp_path, "--cpu", "8")
     write = ("mkdir -p ~/data && for i in 1 2 3; do head -c 1M /dev/urandom > ~/data/f$i; "
              "done && (cd ~/data && sha256sum f1 f2 f3 > sums) && sync")
@@ -78,12 +93,141 @@ def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tm
                      "--exec", "sudo reboot; sleep 600",
                      "--exec", "cd ~/data && sha256sum -c sums && "
                      "systemctl is-system-running --wait",
+                     "--exec", "sudo update-initramfs -u",
                      "--serial-log", str(log), "--timeout", "1500", timeout=1800)
     console = log.read_text(errors="replace")
     assert result.returncode == 0, (result.stderr, console[-3000:])
     first, second = result.stdout.split("f1: OK")[0], result.stdout
     check_sees_an_imac_pro(first, "W-2140B", 8, 32)
     assert "f1: OK\nf2: OK\nf3: OK\nrunning" in second
+    assert "the boot image on the EFI System Partition is now vmlinuz-" in second   # the hook
     assert console.count("Reached target") and console.count(" login: ") >= 2
+    check_console(console)
+
+    check_a_changed_initrd_is_refused_until_blessed(tmp_path)
+
+
+def check_console(console: str) -> None:
     for bad in ("Oops", "Kernel panic", "BUG:", "soft lockup"):
         assert bad not in console, bad
+
+
+def check_a_changed_initrd_is_refused_until_blessed(tmp_path) -> None:
+    refused = imacpro("boot", "deb", "--exec", "true")
+    assert refused.returncode == 1, refused.stderr
+    assert "refused: initrd digest: the initrd differs from the signed one" in refused.stderr
+    assert "approve it with 'imacpro bless deb'" in refused.stderr
+
+    # No Security boots it without: there the guest writes, and is killed mid-write.
+    assert imacpro("security", "deb", "--policy", "none").returncode == 0
+    synced = kill_while_writing(tmp_path / "killed.log")
+    assert imacpro("security", "deb", "--policy", "full").returncode == 0
+    assert imacpro("boot", "deb", "--exec", "true").returncode == 1       # still refused
+
+    blessed = imacpro("bless", "deb", "--json")
+    assert blessed.returncode == 0, blessed.stderr
+    report = json.loads(blessed.stdout)
+    assert report["changed"] and report["kernel"].startswith("/boot/vmlinuz-6.1.0-")
+    assert report["version"] == json.loads(imacpro("security", "deb", "--json").stdout)[
+        "highest_booted_version"] + 1
+
+    stick = usb_drive_with_a_package(tmp_path)
+    log = tmp_path / "after.log"
+    after = imacpro("boot", "deb", "--usb", str(stick), "--serial-log", str(log),
+                    "--exec", "cat /run/initramfs/fsck.log; sudo dmesg | grep EXT4-fs",
+                    "--exec", "cd ~/kill && sha256sum -c sums && cd ~/data && sha256sum -c sums",
+                    "--exec", "while [ ! -b /dev/sda ]; do sleep 1; done; "
+                    "sudo mount -o ro /dev/sda /mnt && sudo dpkg -i /mnt/imacpro-hello_1.0_all.deb"
+                    " && imacpro-hello && sudo umount /mnt",
+                    "--exec", "systemctl is-system-running --wait",
+                    "--timeout", "1500", timeout=1800)
+    console = log.read_text(errors="replace")
+    assert after.returncode == 0, (after.stderr, console[-3000:])
+    out = after.stdout
+    assert "T2 secure boot: Full Security: allowed" in after.stderr
+    assert "recovering journal" in out and "clean," in out, out[:3000]   # replayed, then clean
+    for name in synced:
+        assert f"{name}: OK" in out
+    assert "f3: OK" in out and "hello from a package copied in" in out
+    assert out.rstrip().endswith("running")
+    check_console(console)
+    assert root_fsck(tmp_path) == 0        # after its clean shutdown: a full, forced check
+
+
+def kill_while_writing(log) -> list[str]:
+    """Boot, write and sync four files, go on writing, kill -9 the machine's process; the
+    synced files' names."""
+    names = [f"synced{i}" for i in range(1, 5)]
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "imacpro", "boot", "deb", "--timeout", "1200",
+         "--serial-log", str(log), "--exec",
+         "mkdir -p ~/kill && cd ~/kill && for f in " + " ".join(names) + "; do "
+         "head -c 8M /dev/urandom > $f; done && sha256sum synced* > sums && sync && "
+         "echo ALL-SYNCED && i=0; while :; do i=$((i+1)); head -c 4M /dev/urandom > "
+         "unsynced$i; done"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 1200
+        while b"ALL-SYNCED\r\n" not in (log.read_bytes() if log.exists() else b""):
+            assert writer.poll() is None, writer.stderr.read().decode()
+            assert time.monotonic() < deadline, "never synced"
+            time.sleep(1)
+        time.sleep(5)                     # it goes on writing
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    assert "No Security: allowed" in writer.stderr.read().decode()
+    return names
+
+
+def usb_drive_with_a_package(tmp_path: Path) -> Path:
+    """A FAT USB drive holding a Debian package built here (dpkg-deb)."""
+    package = tmp_path / "pkg"
+    (package / "DEBIAN").mkdir(parents=True)
+    (package / "DEBIAN/control").write_text(
+        "Package: imacpro-hello\nVersion: 1.0\nArchitecture: all\n"
+        "Maintainer: imacpro tests <tests@imacpro.invalid>\n"
+        "Description: a package copied in on a USB drive\n")
+    (package / "usr/bin").mkdir(parents=True)
+    script = package / "usr/bin/imacpro-hello"
+    script.write_text("#!/bin/sh\necho hello from a package copied in\n")
+    script.chmod(0o755)
+    deb = tmp_path / "imacpro-hello_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(package), str(deb)],
+                   check=True, capture_output=True)
+    stick = tmp_path / "stick.img"
+    with open(stick, "wb") as f:
+        f.truncate(64 << 20)
+    tools.run("mkfs.fat", "-n", "PACKAGES", str(stick))
+    tools.run("mcopy", "-i", str(stick), str(deb), "::/")
+    return stick
+
+
+def root_fsck(tmp_path: Path) -> int:
+    """e2fsck -f -n of the SSD's root file system, decrypted by the machine's T2 into a
+    sparse copy (only the sectors ever written: holes read as zeros)."""
+    machine = bundle.open_bundle("deb")
+    copy = tmp_path / "root.img"
+    with machine.t2().open_storage() as store:
+        root = gpt.read(store, "ssd").find(gpt.LINUX_ROOT_X86_64)
+        start, end = root.first_lba * SECTOR_SIZE, (root.last_lba + 1) * SECTOR_SIZE
+        fd = os.open(machine.path / "t2" / IMAGE_FILE, os.O_RDONLY)
+        try:
+            extents = list(_data_extents(fd, end))
+        finally:
+            os.close(fd)
+        with open(copy, "wb") as out:
+            out.truncate(end - start)
+            for first, last in extents:
+                first, last = max(first, start), min(last, end)
+                for at in range(first - first % SECTOR_SIZE, last, 1 << 24):
+                    count = -(-min(1 << 24, last - at) // SECTOR_SIZE)
+                    out.seek(at - start)
+                    out.write(store.read(at // SECTOR_SIZE, count))
+    done = subprocess.run([tools.find("e2fsck"), "-f", "-n", str(copy)], capture_output=True,
+                          text=True)
+    copy.unlink()
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.returncode

@@ -12,7 +12,7 @@ import pytest
 
 from imacpro.errors import UserError
 from imacpro.guest import debian
-from imacpro.guest.debian_setup import ESP_HOOKS, SERIAL_GETTY
+from imacpro.guest.debian_setup import ESP_HOOKS, INITRAMFS_CONF, SERIAL_GETTY
 
 STATUS = """Package: linux-image-6.1.0-57-amd64
 Status: install ok installed
@@ -106,6 +106,7 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     for hook in ESP_HOOKS:      # the kernel's and update-initramfs's: executable, this machine's
         assert (tree / hook).stat().st_mode & 0o777 == 0o755
         assert "imacpro bless pro" in (tree / hook).read_text()
+    assert "MODULES=dep" in (tree / INITRAMFS_CONF).read_text()
     assert "alice:x:1001:1001:alice:/home/alice:/bin/bash" in (tree / "etc/passwd").read_text()
     assert "alice:$6$x$y:" in (tree / "etc/shadow").read_text()
     group = (tree / "etc/group").read_text()

@@ -1,0 +1,1 @@
+"""The machine's network backends: passt.py, user-mode networking without root."""

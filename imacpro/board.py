@@ -25,6 +25,8 @@ or in memory/layout.py for addresses, and nowhere else.
     | host_bridge | PCI 00:00.0                |                          |                    |
     | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
     | xhci        | PCI 00:14.0                | INTA# → GSI 17, MSI      | (_PRT)             |
+    | net_port    | PCI 03:00.0 → bus 04       | INTA# → GSI 18           | PC03 (_PRT)        |
+    | nic         | PCI 04:00.0 (AQC107)       | INTA# → GSI 18, MSI-X    | (via net_port)     |
     | gpu_port    | PCI f0:00.0 → bus f1       |                          | PCF0               |
     | gpu_switch_up, gpu_switch_down: PCI f1:00.0 → bus f2, f2:00.0 → bus f3                     |
     | gpu         | PCI f3:00.0                | (none modelled)          |                    |
@@ -33,8 +35,11 @@ or in memory/layout.py for addresses, and nowhere else.
 ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
 unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
 
-PCI has two root buses, each a host bridge in the DSDT (`ROOT_BUSES`): bus 00 (PCI0) with the
-platform's functions, and bus f0 (PCF0) with the root port of the GPU, as on the real machine.
+PCI has three root buses, each a host bridge in the DSDT (`root_buses`): bus 00 (PCI0) with the
+platform's functions, bus 03 (PC03) with the root port of the 10GbE port, and bus f0 (PCF0)
+with the root port of the GPU, as on the real machine. A function behind a root port has no
+_PRT of its own: Linux swizzles its pin to the port's and looks the port up on its root bus
+(PCI-to-PCI Bridge Architecture 1.2 §9.1), so the port's row carries the route.
 A row's PCI slot names its bus as the firmware numbers it; a bridge's slot names the bus on
 its secondary side (`bridge_to`).
 
@@ -275,6 +280,11 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     # The PCH's USB 3 controller; its INTA# has a pin of its own (the SSD's is 16).
     Row("xhci", "PCH xHCI USB 3 controller (8086:a2af)",
         pci=PciSlot(0x14, pin=PIN_INTA, gsi=17)),
+    # The 10GbE port: the Xeon's root port on root bus 03 and the Aquantia controller.
+    Row("net_port", "Xeon W PCIe root port (8086:2030) of the 10GbE port",
+        pci=PciSlot(0, bus=0x03, bridge_to=0x04, pin=PIN_INTA, gsi=18)),
+    Row("nic", "Aquantia AQC107 10 Gigabit Ethernet (1d6a:07b1)",
+        pci=PciSlot(0, bus=0x04, pin=PIN_INTA)),
     # The GPU: the Xeon's root port on root bus f0, then the Vega package's own PCIe switch
     # (AMD's upstream and downstream ports) and the GPU with its HDMI/DP audio function.
     Row("gpu_port", "Xeon W PCIe root port A (8086:2030)",
@@ -288,8 +298,10 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("gpu_audio", "Radeon Pro Vega HDMI/DP audio (1002:aaf8)",
         pci=PciSlot(0, function=1, bus=0xF3)),
 ), lpc_bridge=PciSlot(0x1F), root_buses=(
-    RootBus("PCI0", 0x00, 0xEF, (layout.PCI_MMIO_START, layout.PCI_GPU_MMIO_START),
-            (layout.PCI_IO_START, layout.PCI_GPU_IO_START)),
+    RootBus("PCI0", 0x00, 0x02, (layout.PCI_MMIO_START, layout.PCI_NET_MMIO_START),
+            (layout.PCI_IO_START, layout.PCI_NET_IO_START)),
+    RootBus("PC03", 0x03, 0xEF, (layout.PCI_NET_MMIO_START, layout.PCI_GPU_MMIO_START),
+            (layout.PCI_NET_IO_START, layout.PCI_GPU_IO_START)),
     RootBus("PCF0", 0xF0, 0xFF, (layout.PCI_GPU_MMIO_START, layout.PCI_MMIO_END),
             (layout.PCI_GPU_IO_START, 0x10000)),
 ), usb=(

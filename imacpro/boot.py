@@ -450,7 +450,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                                   cpus=len(resumed.state.get("cpus") or [0]), ssd=ssd,
                                   ssd_serial=ssd_serial(identity.serial_number),
                                   guest_error_log=_log_writer(errors_log),
-                                  on_watchdog=running.watchdog_report, sd_card=sd_card)
+                                  on_watchdog=running.watchdog_report, sd_card=sd_card,
+                                  ethernet_mac=identity.ethernet_address)
                 stack.callback(machine.close)
                 resume(resumed, machine, running, config)
                 resumed = None
@@ -540,7 +541,8 @@ def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, 
         machine = Machine(config, serial_output=running.output, cpus=cpus, ssd=ssd,
                           ssd_serial=ssd_serial(identity.serial_number),
                           guest_error_log=_log_writer(errors_log),
-                          on_watchdog=running.watchdog_report, sd_card=sd_card)
+                          on_watchdog=running.watchdog_report, sd_card=sd_card,
+                          ethernet_mac=identity.ethernet_address)
     else:
         machine.reset()            # a reboot: the same board, back to power-on
     machine.display_mode = display_mode

@@ -13,6 +13,7 @@ days its configuration was on sale, so the serial tells the same story as the co
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ from imacpro.errors import UserError
 HALF_YEAR_CODES = "CDFGHJKLMNPQRSTVWXYZ"  # 2010 H1 … 2019 H2, repeating each decade
 WEEK_CODES = "123456789CDFGHJKLMNPQRTVWXY"  # weeks 1…27 of a half-year
 UNIT_CODES = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
+MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,15 @@ class Identity:
             raise UserError(f"invalid identity ({exc!r})") from None
         if not is_valid_serial(ident.serial_number):
             raise UserError(f"invalid serial number {ident.serial_number!r}")
+        for name in ("ethernet_mac", "wifi_mac", "bluetooth_mac"):
+            if not MAC.fullmatch(getattr(ident, name)):
+                raise UserError(f"invalid {name.replace('_', ' ')} {getattr(ident, name)!r}")
         return ident
+
+    @property
+    def ethernet_address(self) -> bytes:
+        """The 10GbE port's MAC address as its six bytes."""
+        return bytes.fromhex(self.ethernet_mac.replace(":", ""))
 
 
 def half_year_code(day: date) -> str:

@@ -46,6 +46,7 @@ from imacpro.devices.contract import StateError
 from imacpro.devices.hpet import Hpet
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
+from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.devices.nvme import NvmeController
 from imacpro.devices.usb.peripherals import Peripherals
 from imacpro.devices.usb.xhci.controller import XhciController
@@ -62,6 +63,9 @@ from imacpro.watchdog import DEFAULT_STALL_S, Report, Watchdog
 
 log = logging.getLogger(__name__)
 
+# The 10GbE port's MAC when the caller gives none (benches, tests): a locally administered
+# address. A machine's own comes from its identity (identity.py).
+DEFAULT_MAC = bytes.fromhex("020000c0ffee")
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
@@ -86,13 +90,15 @@ class Machine:
                  guest_error_log: Callable[[str], None] | None = None,
                  watchdog_s: float | None = DEFAULT_STALL_S,
                  on_watchdog: Callable[[Report], None] | None = None,
-                 display_mode: Mode = COMPAT, sd_card: str | None = None):
+                 display_mode: Mode = COMPAT, sd_card: str | None = None,
+                 ethernet_mac: bytes = DEFAULT_MAC):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
         `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
         `watchdog_s`: guest seconds of silence before the watchdog reports (watchdog.py;
         None: no watchdog), `on_watchdog(report)`: where its reports go; `display_mode`: the
-        boot framebuffer's mode (devices/display/framebuffer.py); `sd_card`: an image in the
+        boot framebuffer's mode (devices/display/framebuffer.py); `ethernet_mac`: the 10GbE
+        port's address (6 bytes); `sd_card`: an image in the
         SDXC card reader."""
         self.config = config
         self.board = board
@@ -112,6 +118,7 @@ class Machine:
         self._serial_output = serial_output
         self._ssd, self._ssd_serial = ssd, ssd_serial
         self._sd_card = sd_card
+        self._ethernet_mac = ethernet_mac
         self.usb: Peripherals | None = None
 
         # Interrupt controllers and the lines that feed them: ISA IRQs to the 8259 input of
@@ -262,6 +269,17 @@ class Machine:
     def _make_gpu_switch_down(self, row):
         return PciBridge(vega.VENDOR_AMD, 0x1471, row.pci.bridge_to, SWITCH_DOWNSTREAM,
                          *vega.LINK)
+
+    def _make_net_port(self, row):
+        return PciBridge(0x8086, 0x2030, row.pci.bridge_to, ROOT_PORT, 5.0, 4, revision=0x04)
+
+    def _make_nic(self, row):
+        """The AQC107; its INTA# reaches the I/O APIC through its root port's route."""
+        port = self.board["net_port"].pci
+        wire = self._gsi_line(port.gsi)
+        wire.set(True)
+        return Aqc107(self._ethernet_mac,
+                      intx=IrqLine("nic-inta", lambda asserted: wire.set(not asserted)))
 
     def _make_gpu(self, row):
         return vega.Vega(self.config.graphics_option)

@@ -103,12 +103,16 @@ def test_the_firmware_numbers_the_buses_and_places_every_bar_inside_the_windows(
     decoded = {bar.index: address for address, bar in gpu.pci.decoded_bars()}
     assert decoded[0] == layout.PCI_GPU_MMIO_START               # the framebuffer, aligned
     assert sorted(decoded) == [0, 2, 5]                          # the ROM is left disabled
-    root = IMAC_PRO.root_bus_of(0xF3)
+    bus_of = {id(bar): board_bus for (board_bus, _, _), fn in pci.functions.items()
+              for bar in fn.bars}
     for start, end, bar in pci.decoders():
         assert start % bar.size == 0                             # naturally aligned
-        gpu_side = any(bar in fn.bars for fn in (gpu.pci, machine.devices["gpu_audio"].pci))
-        inside = root.memory if gpu_side else IMAC_PRO.root_bus_of(0).memory
+        inside = IMAC_PRO.root_bus_of(bus_of[id(bar)]).memory     # its root bus's window
         assert inside[0] <= start and end <= inside[1]
+    nic = machine.devices["nic"]
+    assert pci.read(0x04, 0, 0, 0, 4) == 0x07B1_1D6A               # behind root port 03:00.0
+    assert pci.read(0x03, 0, 0, 0x18, 4) & 0xFF_FFFF == 0x04_04_03
+    assert sorted(bar.index for _, bar in nic.pci.decoded_bars()) == [0, 2, 4]
     assert [(a, bar.size) for a, _, bar in pci.io_decoders()] == [(layout.PCI_GPU_IO_START, 256)]
     assert pci.direct_ranges() == [(layout.PCI_GPU_MMIO_START, 256 << 20,
                                     gpu.aperture.host_address)]

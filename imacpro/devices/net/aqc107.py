@@ -165,6 +165,9 @@ RX_PACKETS, RX_OCTETS, RX_DROPS = 0x6800, 0x6808, 0x6818
 TX_PACKETS, TX_OCTETS = 0x8800, 0x8808
 LSO_FLAGS_FIRST_MIDDLE, LSO_FLAGS_LAST = 0x7820, 0x7824
 DATAPATH = range(0x2000, 0x9000)
+# The 64-bit DMA counters (low dword, then high) and the 32-bit drop counter, by register.
+COUNTER_REGISTERS = {RX_PACKETS: "rx_packets", RX_OCTETS: "rx_octets", RX_DROPS: "rx_drops",
+                     TX_PACKETS: "tx_packets", TX_OCTETS: "tx_octets"}
 
 # --- descriptors --------------------------------------------------------------------------
 TXD, TXC = 1, 2
@@ -341,14 +344,12 @@ class Aqc107:
         return regs[offset // 4]
 
     def _counter_register(self, offset: int) -> int | None:
-        names = {RX_PACKETS: "rx_packets", RX_OCTETS: "rx_octets", TX_PACKETS: "tx_packets",
-                 TX_OCTETS: "tx_octets"}
-        for base, name in names.items():
-            if offset in (base, base + 4):
-                return self.counters[name] >> (32 if offset == base + 4 else 0) & U32
         if offset == RX_DROPS:
             return self.counters["rx_drops"] & U32
-        return None
+        name = COUNTER_REGISTERS.get(offset & ~7)
+        if name is None or offset & 3 or name == "rx_drops":
+            return None
+        return self.counters[name] >> (32 if offset & 4 else 0) & U32
 
     @staticmethod
     def _ring_register(offset: int) -> tuple[str, int, int] | None:

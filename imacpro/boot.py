@@ -45,6 +45,8 @@ from imacpro.guest.debian import Login, load_login
 from imacpro.firmware import boot as firmware
 from imacpro.host_events import HostEvents
 from imacpro.machine import Machine
+from imacpro.net import link as net_link
+from imacpro.net.link import Network
 from imacpro.t2.secure_boot import BootImage, Verdict
 from imacpro.t2.signing import Manifest
 from imacpro.t2.storage import DamagedImage, PairingError
@@ -391,7 +393,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              on_started: Callable[[], None] | None = None,
              control: bool = True, discard_state: bool = False,
              usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None,
-             vnc_port: int | None = None, page_port: int | None = None) -> Outcome:
+             vnc_port: int | None = None, page_port: int | None = None,
+             network: Network = Network()) -> Outcome:
     """Power the machine on and run it until it powers off or suspends. A suspended machine
     resumes instead of booting (unless `discard_state`). The machine's process serves its
     control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
@@ -399,7 +402,9 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
     `usb_drives`: raw disk images plugged in as USB flash drives at power-on; `sd_card`: an
     image in the SDXC card reader; `vnc_port`: serve the screen, keyboard and mouse over VNC
     on 127.0.0.1 (0: any free port), its port and password in the bundle's vnc.json;
-    `page_port`: serve the machine's page there (viewer/page.py), its URL given to `notice`."""
+    `page_port`: serve the machine's page there (viewer/page.py), its URL given to `notice`;
+    `network`: the 10GbE port's backend (net/link.py), started once, before the first boot,
+    and kept across reboots."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -440,6 +445,9 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
             server = ControlServer(socket_path(machine_bundle.path), events, running)
             stack.callback(server.close)
         keyboard = Keyboard(sys.stdin.fileno(), on_input=events.wake) if interactive else None
+        link = net_link.start(network, events, notice)
+        if link is not None:
+            stack.callback(link.close)
         if interactive:
             stack.enter_context(RawTerminal())
         if session is not None:
@@ -456,6 +464,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 resume(resumed, machine, running, config)
                 resumed = None
                 _plug_drives(machine, usb_drives)
+                if link is not None:
+                    link.plug(machine.nic)
                 _start_viewers(stack, running, events, machine_bundle, vnc_port, page_port,
                                notice)
             else:
@@ -466,6 +476,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 if first:
                     stack.callback(machine.close)
                     _plug_drives(machine, usb_drives)
+                    if link is not None:
+                        link.plug(machine.nic)
                     _start_viewers(stack, running, events, machine_bundle, vnc_port,
                                    page_port, notice)
             if on_started is not None:

@@ -433,6 +433,13 @@ def bless(name: str, password_file, as_json: bool) -> None:
                    "console and power button) on 127.0.0.1 and print its URL.")
 @click.option("--web-port", type=click.IntRange(0, 65535), default=0, metavar="PORT",
               help="The page's port with --display web (default: any free port).")
+@click.option("--network", type=click.Choice(["user", "none"]), default=None,
+              help="user (the default): the 10GbE port on user-mode networking (passt: NAT "
+                   "to the host's network, DHCP, DNS; the host's 127.0.0.1 is 10.0.2.2); "
+                   "none: no cable, the link stays down.")
+@click.option("--forward", "forwards", multiple=True, metavar="tcp:HOSTPORT:GUESTPORT",
+              help="Forward 127.0.0.1:HOSTPORT on the host to the guest's GUESTPORT "
+                   "(repeatable).")
 @click.option("--headless", is_flag=True, help="No console on this terminal.")
 @click.option("--serial-log", type=click.Path(dir_okay=False, writable=True),
               help="Write everything COM1 prints to this file.")
@@ -449,8 +456,8 @@ def bless(name: str, password_file, as_json: bool) -> None:
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
-         boot_usb, vnc_port, display, web_port, headless, serial_log, exec_command, timeout,
-         detach, discard_state, cpus, ready_fd) -> None:
+         boot_usb, vnc_port, display, web_port, network, forwards, headless, serial_log,
+         exec_command, timeout, detach, discard_state, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
@@ -478,6 +485,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
             raise UserError("--external goes with --kernel or --disk")
         source = DiskSource(Path(disk) if disk else None)
     exec_command = list(exec_command) or None
+    net_settings = _network(network, forwards)
     if detach:
         if exec_command:
             raise UserError("--exec waits for its commands; with --detach use 'imacpro exec'")
@@ -487,7 +495,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
                              discard_state=discard_state,
                              usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb,
-                             vnc_port=vnc_port,
+                             vnc_port=vnc_port, network=network, forwards=forwards,
                              page_port=web_port if display == "web" else None)
         click.echo(f"{name}: running in the background (pid {pid}); "
                    f"'imacpro console {name}' attaches, 'imacpro stop {name}' powers it off")
@@ -513,7 +521,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                                discard_state=discard_state,
                                usb_drives=tuple(Path(p).resolve() for p in usb_drives),
                                sd_card=Path(sd_card).resolve() if sd_card else None,
-                               vnc_port=vnc_port,
+                               vnc_port=vnc_port, network=net_settings,
                                page_port=web_port if display == "web" else None,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
@@ -549,6 +557,20 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
     if outcome.reason not in ("poweroff", "quit", "stop", "suspended"):
         click.echo(f"imacpro: {name}: stopped ({outcome.reason})", err=True)
         sys.exit(EXIT_REFUSED)
+
+
+def _network(mode: str | None, forwards: tuple[str, ...]):
+    """The boot's network: user-mode unless `none`; passt missing is an error only when the
+    user named the network or gave forwards (else the machine boots with its link down)."""
+    from imacpro.net.link import Network
+    from imacpro.net.passt import Forward
+    parsed = tuple(Forward.parse(text) for text in forwards)
+    if mode == "none" and parsed:
+        raise UserError("--forward needs the network: not with --network none")
+    ports = [f.host_port for f in parsed]
+    if len(set(ports)) != len(ports):
+        raise UserError("--forward: each host port once")
+    return Network(mode or "user", parsed, required=mode is not None or bool(parsed))
 
 
 def _tell_parent(ready, message: str) -> None:

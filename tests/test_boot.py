@@ -5,6 +5,7 @@ import pytest
 from imacpro import boot, bundle
 from imacpro.catalog import configure
 from imacpro.bus.guest_errors import GuestErrors
+from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.machine import RunResult
 
 KERNEL, INITRD, CMDLINE, VERSION = b"kernel image", b"initramfs", "console=ttyS0", 61192002
@@ -21,6 +22,7 @@ class FakeMachine:
         FakeMachine.built += 1
         self.uart = None
         self.usb = None
+        self.nic = Aqc107(ethernet_mac or bytes(6))
         self.vcpus = []
         self.guest_errors = GuestErrors()
 

@@ -23,7 +23,7 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
            external=False, disk=None, serial_log=None, timeout=None, cpus=None,
            discard_state=False, usb_drives=(), sd_card=None, boot_usb=False,
-           vnc_port=None, page_port=None) -> int:
+           vnc_port=None, page_port=None, network=None, forwards=()) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""
     if machine_bundle.held():
         raise UserError(f"machine {machine_bundle.name!r} is in use by another imacpro "
@@ -51,6 +51,10 @@ def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=N
         args += ["--vnc", str(vnc_port)]
     if page_port is not None:
         args += ["--display", "web", "--web-port", str(page_port)]
+    if network is not None:
+        args += ["--network", network]
+    for forward in forwards:
+        args += ["--forward", forward]
     read_end, write_end = os.pipe()
     args += ["--ready-fd", str(write_end)]
     with open(machine_bundle.path / PROCESS_LOG, "ab") as log:

@@ -32,7 +32,10 @@ The initramfs (built in Python, `make_initramfs`):
     /etc/acpi/PWRF/00000080  what busybox acpid runs when the power button is pressed
                            (`imacpro stop`): poweroff, a clean shutdown
     /etc/imacpro/console   the script from `console_script()`
-    /lib/modules/*.ko      the NVMe driver (nvme.ko) and the modules it needs, in the order
+    /etc/imacpro/network   brings up the 10GbE port (eth0) and runs busybox udhcpc on it,
+    /etc/udhcpc/default.script  which sets the lease's address, route and resolver
+    /lib/modules/*.ko      the NVMe driver (nvme.ko), atlantic (the 10GbE port), the USB and
+                           input drivers, and the modules they need, in the order
                            /init loads them with insmod (Debian's 6.1 modules are plain .ko;
                            .ko.xz and .ko.gz would be decompressed here)
     /dev/console, /dev /proc /sys /tmp /root /etc (passwd, group, profile), /usr/{bin,sbin}, /sbin
@@ -110,8 +113,9 @@ KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the ke
 # mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named);
 # the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff;
 # USB: the xHCI's driver, HID with Apple's keyboard and mouse/trackpad drivers, USB storage.
+# The 10GbE port's driver, atlantic.
 MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev", "xhci_pci", "usbhid",
-           "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod")
+           "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod", "atlantic")
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 " \
                   "hid_apple.fnmode=2"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it
@@ -246,11 +250,46 @@ fi
 """
 
 
+# The 10GbE port (eth0: no udev here to name it enp4s0) is brought up; once it has a carrier
+# (a backend is plugged in), busybox udhcpc asks for an address, waiting for it at most about
+# 5 s before going on in the background (-b), so that --exec commands find the network
+# ready; with no carrier (--network none) it only waits 2 s for one. The DHCP script sets the
+# address, the default route and the resolver from the lease.
+NETWORK_SCRIPT = "/etc/imacpro/network"
+NETWORK = """#!/bin/sh
+[ -e /sys/class/net/eth0 ] || exit 0
+ip link set eth0 up
+n=0
+while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 20 ]; do
+    sleep 0.1; n=$((n + 1))
+done
+exec udhcpc -i eth0 -b -q -t 5 -T 1 -A 3 -s /etc/udhcpc/default.script >/tmp/udhcpc.log 2>&1
+"""
+DHCP_SCRIPT = "/etc/udhcpc/default.script"
+DHCP = """#!/bin/sh
+# busybox udhcpc's hook: $1 is the event; $interface, $ip, $subnet, $router, $dns, $mtu its lease.
+case "$1" in
+deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" ${mtu:+mtu $mtu}
+    while route del default gw 0.0.0.0 dev "$interface" 2>/dev/null; do :; done
+    for gateway in $router; do route add default gw "$gateway" dev "$interface"; break; done
+    : > /etc/resolv.conf
+    for server in $dns; do echo "nameserver $server" >> /etc/resolv.conf; done
+    ;;
+esac
+exit 0
+"""
+
 # busybox init's table (busybox's examples/inittab): the console script once, and on poweroff
 # or reboot (`poweroff`, `reboot`: signals to PID 1) unmount, or at least make read-only, what
 # the guest mounted, before the kernel's power-off or restart (the initramfs root and devtmpfs
 # cannot be unmounted: their complaints go nowhere).
 INITTAB = f"""::sysinit:/bin/busybox acpid -l /tmp/acpid.log
+::sysinit:{NETWORK_SCRIPT}
 ::once:{CONSOLE_SCRIPT}
 tty1::respawn:-/bin/sh
 ::shutdown:/bin/umount -a -r 2>/dev/null
@@ -259,6 +298,8 @@ tty1::respawn:-/bin/sh
 # /etc/acpi/PWRF/00000080: a clean shutdown through init, as a desktop's power button does.
 POWER_BUTTON_ACTION = "etc/acpi/PWRF/00000080"
 POWER_BUTTON_SCRIPT = "#!/bin/sh\nexec /bin/busybox poweroff\n"
+SCRIPTS = {POWER_BUTTON_ACTION: POWER_BUTTON_SCRIPT, NETWORK_SCRIPT.lstrip("/"): NETWORK,
+           DHCP_SCRIPT.lstrip("/"): DHCP}
 
 ETC_FILES = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
@@ -279,7 +320,7 @@ def recipe() -> str:
     """A digest of how this code builds the guest: a cached guest built by other code (another
     /init, other modules or command line) is rebuilt, from the downloaded packages."""
     parts = [init_script(["MODULES"]), console_script(), repr(sorted(ETC_FILES.items())),
-             POWER_BUTTON_SCRIPT,
+             repr(sorted(SCRIPTS.items())),
              repr(MODULES), DEFAULT_CMDLINE, str(GUEST_FORMAT), E2FSCK_PACKAGE]
     return sha384("\0".join(parts).encode())
 
@@ -290,7 +331,7 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str,
     stored as /lib/modules/<name>.ko. Same input, same bytes (timestamps are 0)."""
     cpio = CpioWriter()
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
-              "etc", "etc/imacpro", "etc/acpi", "etc/acpi/PWRF", "lib/modules"):
+              "etc", "etc/imacpro", "etc/acpi", "etc/acpi/PWRF", "etc/udhcpc", "lib/modules"):
         cpio.directory(d, 0o1777 if d == "tmp" else 0o700 if d == "root" else 0o755)
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
@@ -303,7 +344,8 @@ def make_initramfs(busybox: bytes, modules: dict[str, bytes], init_script: str,
         cpio.file(f"lib/modules/{name}.ko", ko)
     for path, text in ETC_FILES.items():
         cpio.file(path, text.encode())
-    cpio.file(POWER_BUTTON_ACTION, POWER_BUTTON_SCRIPT.encode(), 0o755)
+    for path, text in SCRIPTS.items():
+        cpio.file(path, text.encode(), 0o755)
     cpio.file("init", init_script.encode(), 0o755)
     cpio.file(CONSOLE_SCRIPT.lstrip("/"), console_script().encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)

@@ -1,1 +1,2 @@
-"""The machine's network backends: passt.py, user-mode networking without root."""
+"""The machine's network: passt.py, user-mode networking without root; link.py, the cable
+between the 10GbE port and it."""

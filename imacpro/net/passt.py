@@ -26,8 +26,9 @@ once its ports are bound (as root it runs as nobody, so that file is made for it
 forwarded port already in use, a host without user namespaces or without a route out) is a
 one-line UserError with passt's own last line.
 
-Flow control: frames from passt are read only while the NIC takes them (`pause`/`resume`);
-passt holds the rest in its socket buffer and its TCP windows. Frames to passt wait in an
+Flow control: frames from passt are handed on only while the NIC takes them (`accepts`), and
+the socket is not read while a READ_SIZE of them waits: passt holds the rest in its socket
+buffer and its TCP windows. Frames to passt wait in an
 outbox of at most OUTBOX_LIMIT bytes; while it is full the NIC stops running its TX rings
 (`can_send`), so a guest flooding the network is held at passt's speed, not buffered.
 """
@@ -85,6 +86,8 @@ class Passt:
     def __init__(self, forwards: tuple[Forward, ...] = ()):
         self.forwards = forwards
         self.on_frame: Callable[[bytes], None] = lambda frame: None
+        self.accepts: Callable[[], bool] = lambda: True
+        self._delivering = False
         self._inbox = bytearray()
         self._outbox = bytearray()
         self._process: subprocess.Popen | None = None
@@ -129,8 +132,13 @@ class Passt:
                     raise UserError(f"user-mode networking (passt) did not start: "
                                     f"{self._last_log_line()}; or boot with --network none")
                 time.sleep(0.01)
-        ours.setblocking(False)
-        self._socket = ours
+        self.adopt(ours)
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Speak the stream protocol over `sock`, already connected to a peer that speaks it
+        (a passt started elsewhere, or a test's own end of a socketpair)."""
+        sock.setblocking(False)
+        self._socket = sock
 
     def _last_log_line(self) -> str:
         if self._log is None:
@@ -146,8 +154,12 @@ class Passt:
     # --- frames --------------------------------------------------------------------------
 
     def read(self) -> bool:
-        """Take what passt sent and hand each whole frame to `on_frame`; False once passt
-        has gone (its end closed)."""
+        """Take what passt sent and hand whole frames to `on_frame` while `accepts()`; False
+        once passt has gone (its end closed) or its stream is out of step."""
+        if not self.deliver():
+            return False
+        if len(self._inbox) >= READ_SIZE:
+            return True                   # the receiver is full: the rest stays in passt
         try:
             data = self._socket.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -157,17 +169,28 @@ class Passt:
         if not data:
             return False
         self._inbox += data
-        while len(self._inbox) >= 4:
-            length = struct.unpack_from(">I", self._inbox)[0]
-            if length > MAX_FRAME:
-                return False              # out of step: not passt's stream
-            if len(self._inbox) < 4 + length:
-                break
-            frame = bytes(self._inbox[4:4 + length])
-            del self._inbox[:4 + length]
-            self.frames_in += 1
-            self.on_frame(frame)
-        return True
+        return self.deliver()
+
+    def deliver(self) -> bool:
+        """Hand the frames already read to `on_frame` while `accepts()` (a receiver that had
+        no room calls this when it has); False if the stream is out of step."""
+        if self._delivering:
+            return True                   # called back from on_frame: the loop below goes on
+        self._delivering = True
+        try:
+            while len(self._inbox) >= 4 and self.accepts():
+                length = struct.unpack_from(">I", self._inbox)[0]
+                if length > MAX_FRAME:
+                    return False          # not passt's stream
+                if len(self._inbox) < 4 + length:
+                    break
+                frame = bytes(self._inbox[4:4 + length])
+                del self._inbox[:4 + length]
+                self.frames_in += 1
+                self.on_frame(frame)
+            return True
+        finally:
+            self._delivering = False
 
     def can_send(self) -> bool:
         return len(self._outbox) < OUTBOX_LIMIT

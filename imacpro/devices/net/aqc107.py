@@ -265,6 +265,14 @@ class Aqc107:
         self.cable = True
         self._update_link()
 
+    def unplug(self) -> None:
+        """The backend has gone: the link goes down, as with the cable pulled; what the
+        guest sends meanwhile is dropped as a port with no link drops it."""
+        self.send, self.can_send = (lambda frame: None), (lambda: True)
+        self.on_rx_room = lambda: None
+        self.cable = False
+        self._guarded(self._update_link)
+
     def tx_ready(self) -> None:
         """The backend has room again: run the TX rings that waited."""
         self._guarded(self._run_all_tx)

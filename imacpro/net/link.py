@@ -1,0 +1,132 @@
+"""The cable between the machine's 10GbE port and its network backend.
+
+The NIC (devices/net/aqc107.py) and the backend (net/passt.py) know nothing of each other;
+this joins them in the run loop's thread, through HostEvents:
+
+    guest TX ring -> Aqc107.send -> Passt.send -> (outbox) -> passt's socket
+    passt's socket readable -> Passt.read -> Aqc107.receive -> guest RX ring
+
+Flow control both ways, so neither side buffers without bound:
+- passt's socket is read only while the NIC takes frames (`wants_frames`); when its queue
+  is full the socket is left unread (passt keeps the frames, and its TCP windows close) until
+  the guest gives RX buffers back (`on_rx_room`).
+- When the outbox to passt is full, `can_send` says no and the NIC leaves its TX rings as
+  they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
+
+passt going away (it crashed, or was killed) is the cable pulled: the link goes down in the
+guest, and the machine runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from imacpro.devices.net.aqc107 import Aqc107
+from imacpro.errors import UserError
+from imacpro.host_events import HostEvents
+from imacpro.net.passt import Forward, Passt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Network:
+    """What `imacpro boot` asked for: `user` (passt) or `none` (no cable: the link stays
+    down); `required` when the user asked for it by name or gave forwards, so that a host
+    without passt is an error rather than a notice."""
+    mode: str = "user"
+    forwards: tuple[Forward, ...] = ()
+    required: bool = False
+
+
+def start(network: Network, events: HostEvents,
+          notice: Callable[[str], None]) -> NetworkLink | None:
+    """The machine's backend, started before its first boot; None for no network."""
+    if network.mode == "none":
+        return None
+    backend = Passt(network.forwards)
+    try:
+        backend.start()
+    except UserError as exc:
+        if network.required:
+            raise
+        notice(f"no network: {exc}")
+        return None
+    return NetworkLink(backend, events)
+
+
+class NetworkLink:
+    def __init__(self, backend: Passt, events: HostEvents):
+        self.backend, self.events = backend, events
+        self.nic: Aqc107 | None = None
+        self.reading = True
+        self.writing = False
+        self.connected = False
+
+    def plug(self, nic: Aqc107) -> None:
+        """Join the port and the backend (at power-on, and again on resume, where the
+        loaded NIC state has no cable)."""
+        self.nic = nic
+        self.backend.on_frame = self.nic.receive
+        self.backend.accepts = self.nic.wants_frames
+        self.nic.connect(self._send, self.backend.can_send, self._rx_room)
+        self.connected = True
+        self.reading = self.nic.wants_frames()
+        self._watch()
+
+    def _send(self, frame: bytes) -> None:
+        self.backend.send(frame)
+        if self.backend.backlog and not self.writing:
+            self.writing = True
+            self._watch()
+
+    def _readable(self) -> None:
+        if not self.backend.read():
+            self._gone()
+            return
+        if not self.nic.wants_frames():
+            self.reading = False        # the guest's buffers are full: leave it in passt
+            self._watch()               # until `_rx_room`
+
+    def _rx_room(self) -> None:
+        """The guest gave RX buffers back: first what was read before the NIC filled up
+        (it may be all passt sent, with nothing left to make the socket readable), then
+        the socket again while the NIC wants more."""
+        if not self.connected:
+            return
+        if not self.backend.deliver():
+            self._gone()
+            return
+        reading = self.nic.wants_frames()
+        if reading != self.reading:
+            self.reading = reading
+            self._watch()
+
+    def _writable(self) -> None:
+        if self.backend.flush():
+            self.writing = False
+            self._watch()
+            self.nic.tx_ready()
+
+    def _watch(self) -> None:
+        self.events.watch(self.backend, self._readable if self.reading else None,
+                          self._writable if self.writing else None)
+
+    def _gone(self) -> None:
+        log.warning("the network backend (passt) has gone: the link is down")
+        self.unplug()
+
+    def unplug(self) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        self.reading = self.writing = False
+        self.events.remove(self.backend)
+        self.nic.unplug()
+        self.backend.on_frame = lambda frame: None
+
+    def close(self) -> None:
+        self.unplug()
+        self.backend.close()

@@ -465,7 +465,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 resumed = None
                 _plug_drives(machine, usb_drives)
                 if link is not None:
-                    link.plug(machine.nic)
+                    link.plug(machine.nic, resumed=True)
                 _start_viewers(stack, running, events, machine_bundle, vnc_port, page_port,
                                notice)
             else:

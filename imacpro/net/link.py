@@ -13,7 +13,8 @@ Flow control both ways, so neither side buffers without bound:
 - When the outbox to passt is full, `can_send` says no and the NIC leaves its TX rings as
   they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
 
-passt going away (it crashed, or was killed) is the cable pulled: the link goes down in the
+After a resume the backend is a new passt: the guest's connections from before are reset
+(net/stale.py). passt going away (it crashed, or was killed) is the cable pulled: the link goes down in the
 guest, and the machine runs on.
 """
 
@@ -27,6 +28,7 @@ from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
 from imacpro.net.passt import Forward, Passt
+from imacpro.net.stale import StaleFlows
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +63,17 @@ class NetworkLink:
     def __init__(self, backend: Passt, events: HostEvents):
         self.backend, self.events = backend, events
         self.nic: Aqc107 | None = None
+        self.stale: StaleFlows | None = None
         self.reading = True
         self.writing = False
         self.connected = False
 
-    def plug(self, nic: Aqc107) -> None:
+    def plug(self, nic: Aqc107, resumed: bool = False) -> None:
         """Join the port and the backend (at power-on, and again on resume, where the
-        loaded NIC state has no cable)."""
+        loaded NIC state has no cable; then the guest's connections from before the suspend
+        are answered with resets, net/stale.py)."""
         self.nic = nic
+        self.stale = StaleFlows() if resumed else None
         self.backend.on_frame = self.nic.receive
         self.backend.accepts = self.nic.wants_frames
         self.nic.connect(self._send, self.backend.can_send, self._rx_room)
@@ -77,6 +82,10 @@ class NetworkLink:
         self._watch()
 
     def _send(self, frame: bytes) -> None:
+        reset = self.stale.reset_for(frame) if self.stale is not None else None
+        if reset is not None:
+            self.nic.receive(reset)
+            return
         self.backend.send(frame)
         if self.backend.backlog and not self.writing:
             self.writing = True

@@ -147,3 +147,23 @@ def test_no_network_is_no_backend_and_a_missing_passt_a_notice_unless_asked_for(
     assert "passt is not installed" in notices[0]
     with pytest.raises(UserError, match="passt is not installed"):
         net_link.start(Network("user", (Forward(2222, 22),), required=True), events, print)
+
+
+def test_after_a_resume_old_connections_are_reset_and_new_ones_pass(events):
+    from tests.net.test_stale import GUEST_MAC, segment
+    from imacpro.net.stale import ACK, RST, SYN
+    d = opened_driver()
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    backend = Passt()
+    backend.adopt(ours)
+    link = NetworkLink(backend, events)
+    link.plug(d.nic, resumed=True)
+    d.transmit([segment(ACK, payload=b"after the resume")])
+    (reply, *_), = d.received()
+    assert reply[:6] == GUEST_MAC and reply[14 + 20 + 13] & 0x3F == RST
+    assert backend.frames_out == 0
+    d.transmit([segment(SYN, sport=42000)])
+    d.transmit([segment(ACK, sport=42000, payload=b"new")])
+    assert backend.frames_out == 2 and not d.received()
+    link.close()
+    peer.close()

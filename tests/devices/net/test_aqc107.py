@@ -357,3 +357,12 @@ def test_a_hostile_guest_cannot_break_it(driver):
     driver.window.write(0x7C10, 2, 1)                # odd widths are ignored
     assert driver.nic.save()                          # still whole
     assert all(len(frame) <= A.MAX_FRAME for frame in driver.sent)
+    # The driver's recovery: a soft reset and bring-up as at probe, and frames flow again.
+    driver.sent.clear()
+    driver.tx_tail = driver.rx_next = 0
+    assert driver.probe() == MAC
+    driver.open()
+    driver.transmit([ethernet(0x0800, ipv4(17, udp(b"after")))])
+    assert len(driver.sent) == 1 and driver.sent[0].endswith(b"after")
+    driver.nic.receive(ethernet(0x0800, ipv4(17, udp(b"back"))))
+    assert [f for f, *_ in driver.received()][0].endswith(b"back")

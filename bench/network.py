@@ -63,7 +63,7 @@ SINK_PORT, ECHO_PORT = 5002, 5003            # in the guest
 MESSAGE = bytes(range(64))
 WARMUP = 10
 QEMU_NICS = ("e1000e", "virtio-net-pci")
-QEMU_MODULES = MODULES + ("e1000e", "virtio_pci", "virtio_net")
+QEMU_MODULES = MODULES + ("e1000", "e1000e", "virtio_pci", "virtio_net")
 EXITED = b"IMACPRO-EXIT="
 
 
@@ -127,11 +127,10 @@ class Host(threading.Thread):
         buffer, got, start, end = bytearray(1 << 20), 0, 0.0, 0.0
         with conn:
             conn.settimeout(self.timeout_s)
-            while n := conn.recv_into(buffer):
+            while got < self.bytes and (n := conn.recv_into(buffer)):
                 start = start or time.perf_counter()
                 got += n
-                if got == self.bytes:
-                    end = time.perf_counter()
+            end = time.perf_counter()
         if got != self.bytes:
             raise RuntimeError(f"guest → host: {got} bytes arrived of {self.bytes}")
         return self.bytes * 8 / 1e6 / (end - start)

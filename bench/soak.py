@@ -367,6 +367,9 @@ def main() -> None:
         run_id_path.write_text(os.urandom(4).hex() + "\n")
     run_id = f"{run_id_path.read_text().strip()}-{os.urandom(2).hex()}"
     log_path = args.out / "cycles.jsonl"
+    # A run can go on across sessions (and new code): each cycle says which code it ran.
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
     cycles = [json.loads(line) for line in log_path.read_text().splitlines()] \
         if log_path.exists() else []
     end = None if args.hours is None else time.monotonic() + args.hours * 3600
@@ -383,6 +386,7 @@ def main() -> None:
         record = Cycle(n, name, mode, faults, env, args.out / "home" / "machines" / name,
                        args.work_s, threads_b64, run_id).go()
         record["seconds"] = round(time.monotonic() - began, 1)
+        record["commit"] = commit
         cycles.append(record)
         with open(log_path, "a") as log:
             log.write(json.dumps(record) + "\n")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,11 +50,15 @@ def sections(output: str) -> dict[str, str]:
 
 
 def install(name: str, tmp_path, *options: str) -> None:
+    """Install Debian with the password (for the console's logins) and an SSH key,
+    tmp_path / "key", for logins over the network."""
     password = tmp_path / "password"
     password.write_text(PASSWORD + "\n")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")],
+                   check=True)
     assert imacpro("create", name, *options).returncode == 0
     done = imacpro("install", name, "--os", "debian", "--password-file", str(password),
-                   "--yes", timeout=1800)
+                   "--ssh-key", str(tmp_path / "key.pub"), "--yes", timeout=1800)
     assert done.returncode == 0, done.stderr
     assert "installed Debian bookworm" in done.stdout
 
@@ -135,20 +140,46 @@ def check_a_changed_initrd_is_refused_until_blessed(tmp_path) -> None:
 
 def check_blessed_boot(tmp_path, report: dict, synced: list[str]) -> None:
     """Full Security boots the blessed image: the journal replayed by the initramfs's fsck,
-    the synced files intact, a package copied in on a USB drive installed."""
+    the synced files intact, a package copied in on a USB drive installed; with the system
+    up, the host logs in over ssh through a forward of the 10GbE port."""
     stick = usb_drive_with_a_package(tmp_path)
     log = tmp_path / "after.log"
-    after = imacpro("boot", "deb", "--usb", str(stick), "--serial-log", str(log),
-                    "--exec", "sudo cat /run/initramfs/fsck.log; sudo dmesg | grep EXT4-fs",
-                    "--exec", "cd ~/kill && sha256sum -c sums && cd ~/data && sha256sum -c sums",
-                    "--exec", "while [ ! -b /dev/sda ]; do sleep 1; done; "
-                    "sudo mount -o ro /dev/sda /mnt && sudo dpkg -i /mnt/imacpro-hello_1.0_all.deb"
-                    " && imacpro-hello && sudo umount /mnt",
-                    "--exec", "systemctl is-system-running --wait",
-                    "--timeout", "1500", timeout=1800)
+    port = free_port()
+    booted = subprocess.Popen(
+        [sys.executable, "-m", "imacpro", "boot", "deb", "--usb", str(stick),
+         "--forward", f"tcp:{port}:22", "--serial-log", str(log),
+         "--exec", "sudo cat /run/initramfs/fsck.log; sudo dmesg | grep EXT4-fs",
+         "--exec", "cd ~/kill && sha256sum -c sums && cd ~/data && sha256sum -c sums",
+         "--exec", "while [ ! -b /dev/sda ]; do sleep 1; done; "
+         "sudo mount -o ro /dev/sda /mnt && sudo dpkg -i /mnt/imacpro-hello_1.0_all.deb"
+         " && imacpro-hello && sudo umount /mnt",
+         # The sleep loop ends when the host's ssh session has left its mark.
+         "--exec", "systemctl is-system-running --wait; echo SSH-\"\"NOW; "
+         "while [ ! -e /tmp/ssh-was-here ]; do sleep 1; done",
+         "--timeout", "1500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 1500
+        while b"SSH-NOW" not in (log.read_bytes() if log.exists() else b""):
+            assert booted.poll() is None, booted.communicate()
+            assert time.monotonic() < deadline, "the system never came up"
+            time.sleep(1)
+        ssh = subprocess.run(
+            ["ssh", "-p", str(port), "-i", str(tmp_path / "key"), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ConnectTimeout=120", "imacpro@127.0.0.1",
+             "echo logged-in-over-ssh; cat /sys/class/net/enp4s0/speed; "
+             "ip -4 -o addr show enp4s0; touch /tmp/ssh-was-here"],
+            capture_output=True, text=True, timeout=300)
+        out, err = booted.communicate(timeout=900)
+    finally:
+        booted.kill()
+        booted.wait()
     console = log.read_text(errors="replace")
-    assert after.returncode == 0, (after.stderr, console[-3000:])
-    out = after.stdout
+    assert booted.returncode == 0, (err, console[-3000:])
+    assert ssh.returncode == 0, ssh.stderr
+    assert ssh.stdout.splitlines()[:2] == ["logged-in-over-ssh", "10000"], ssh.stdout
+    assert "10.0.2.15/24" in ssh.stdout
     security = json.loads(imacpro("security", "deb", "--json").stdout)
     assert security["policy"] == "full"                 # booted under Full Security, and
     assert security["highest_booted_version"] == report["version"]   # the blessed version
@@ -156,9 +187,15 @@ def check_blessed_boot(tmp_path, report: dict, synced: list[str]) -> None:
     for name in synced:
         assert f"{name}: OK" in out
     assert "f3: OK" in out and "hello from a package copied in" in out
-    assert out.rstrip().endswith("running")
+    assert "running" in out.splitlines()
     check_console(console)
     assert root_fsck(tmp_path) == 0        # after its clean shutdown: a full, forced check
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def kill_while_writing(log) -> list[str]:

@@ -25,6 +25,11 @@ import time
 from pathlib import Path
 
 FIRST_UID = 1000
+# The ESP is mounted when it appears but the boot does not wait on it (`nofail`): nothing
+# needs it until a kernel upgrade. On a host whose cores are all taken, udev's first pass
+# over every device can outlast systemd's 90 s wait for a device, and without nofail that
+# sent the boot to the emergency shell. The wait is made long enough for any such host.
+ESP_OPTIONS = "umask=0077,nofail,x-systemd.device-timeout=10min"
 USER_GROUPS = ("adm", "sudo", "systemd-journal", "dialout", "cdrom", "plugdev", "video",
                "audio", "users")
 SERIAL_GETTY = "etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
@@ -151,7 +156,7 @@ def main(tree: Path, setup: dict) -> None:
     volume = setup["esp_volume_id"]
     write(tree, "etc/fstab", "# <file system> <mount point> <type> <options> <dump> <pass>\n"
           f"UUID={setup['root_uuid']}\t/\text4\terrors=remount-ro\t0\t1\n"
-          f"UUID={volume >> 16:04X}-{volume & 0xFFFF:04X}\t/boot/efi\tvfat\tumask=0077\t0\t1\n")
+          f"UUID={volume >> 16:04X}-{volume & 0xFFFF:04X}\t/boot/efi\tvfat\t{ESP_OPTIONS}\t0\t1\n")
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     (tree / INITRAMFS_CONF).parent.mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)

@@ -23,7 +23,8 @@ How, and why with these tools:
 The system: mmdebstrap's "important" variant (what a Debian installation has before tasks)
 plus systemd, udev, D-Bus and logind's PAM module (what systemd recommends: without them
 `systemctl` as a user and logind's seats do not work), the stock kernel (linux-image-amd64)
-and initramfs-tools, whose initrd finds the root file system by UUID on the NVMe SSD, sshd,
+and initramfs-tools, whose initrd finds the root file system by UUID on the NVMe SSD,
+systemd-resolved (the DNS servers the 10GbE port's DHCP lease gives systemd-networkd), sshd,
 sudo and the tools that show the hardware (PACKAGES). apt's sources are Debian's mirrors for the release, its updates and
 its security updates.
 """
@@ -53,7 +54,7 @@ DEFAULT_RELEASE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools",
             "openssh-server", "sudo", "dmidecode", "pciutils", "usbutils", "nvme-cli",
             "lm-sensors", "util-linux", "kmod", "procps", "less", "dbus", "libpam-systemd",
-            "dosfstools")
+            "dosfstools", "systemd-resolved")
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 RECIPE = 1                 # bump when the build below changes what a tarball holds

@@ -11,7 +11,7 @@ and a sudo that asked would wait on the console for ever); a getty on the serial
 (ttyS0) beside tty1's; the kernel and initramfs hooks that put the current kernel and initrd
 on the ESP, where the T2 reads the boot image (ESP_HOOK: the T2 then refuses them until the
 owner approves them with `imacpro bless`, disk/bless.py); initrds made in the machine hold
-the modules its hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (INTERFACES). Files are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
+the modules its hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (NETWORK_FILE). Files are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
 
@@ -42,15 +42,32 @@ ESP_HOOKS = ("etc/kernel/postinst.d/zz-imacpro-esp", "etc/initramfs/post-update.
 # hardware never changes, and in the machine "most" takes 8 minutes to build and is 37 MB
 # against 2 minutes and 8 MB. (The installed initrd is mmdebstrap's, "most": it was built in
 # a chroot on the host, where "dep" would describe the host.)
-# ifupdown (in Debian's "important" set) brings the 10GbE port up with DHCP (isc-dhcp-client)
-# when udev announces it; systemd's network-online.target waits for it. Predictable naming
-# makes the AQC107 at 04:00.0 enp4s0.
-INTERFACES = "etc/network/interfaces.d/imacpro"
-INTERFACES_TEXT = """\
+# systemd-networkd brings the 10GbE port up with DHCP as soon as udev names it enp4s0
+# (predictable naming: the AQC107 at 04:00.0), and systemd-resolved takes the lease's DNS
+# servers. Not ifupdown (in Debian's "important" set, left unconfigured): on a busy host its
+# two paths both failed in our boots, the `allow-hotplug` one (udev starting ifup@enp4s0:
+# exit status 1) and the `auto` one (networking.service after a `udevadm settle` that gives
+# up after 120 s, while udev waits out applesmc's minute-long probe of the legacy SMC ports).
+NETWORK_FILE = "etc/systemd/network/20-imacpro-10gbe.network"
+NETWORK_TEXT = """\
 # imacpro: the iMac Pro's 10 Gigabit Ethernet (Aquantia AQC107, atlantic)
-allow-hotplug enp4s0
-iface enp4s0 inet dhcp
+[Match]
+Name=enp4s0
+
+[Network]
+DHCP=ipv4
 """
+# What `systemctl enable systemd-networkd` links (its [Install] section and Also=).
+NETWORKD_LINKS = {
+    "etc/systemd/system/multi-user.target.wants/systemd-networkd.service":
+        "/lib/systemd/system/systemd-networkd.service",
+    "etc/systemd/system/sockets.target.wants/systemd-networkd.socket":
+        "/lib/systemd/system/systemd-networkd.socket",
+    "etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service":
+        "/lib/systemd/system/systemd-networkd-wait-online.service",
+    "etc/systemd/system/dbus-org.freedesktop.network1.service":
+        "/lib/systemd/system/systemd-networkd.service",
+}
 INITRAMFS_CONF = "etc/initramfs-tools/conf.d/imacpro"
 INITRAMFS_SETTINGS = """\
 # imacpro: the modules this machine needs, not Debian's "most" (imacpro's docs/DEBIAN.md)
@@ -160,8 +177,13 @@ def main(tree: Path, setup: dict) -> None:
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     (tree / INITRAMFS_CONF).parent.mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)
-    (tree / INTERFACES).parent.mkdir(parents=True, exist_ok=True)
-    write(tree, INTERFACES, INTERFACES_TEXT)
+    (tree / NETWORK_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write(tree, NETWORK_FILE, NETWORK_TEXT)
+    for link, target in NETWORKD_LINKS.items():
+        path = tree / link
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_symlink():
+            path.symlink_to(target)
     for hook in ESP_HOOKS:
         (tree / hook).parent.mkdir(parents=True, exist_ok=True)
         write(tree, hook, ESP_HOOK.replace("@NAME@", hostname), 0o755)

@@ -3,6 +3,7 @@ boot files read from a tarball, and a tree made one machine's under fakeroot."""
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from imacpro.errors import UserError
 from imacpro.guest import debian
-from imacpro.guest.debian_setup import ESP_HOOKS, INITRAMFS_CONF, SERIAL_GETTY
+from imacpro.guest.debian_setup import ESP_HOOKS, INITRAMFS_CONF, NETWORK_FILE, SERIAL_GETTY
 
 STATUS = """Package: linux-image-6.1.0-57-amd64
 Status: install ok installed
@@ -107,6 +108,9 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
         assert (tree / hook).stat().st_mode & 0o777 == 0o755
         assert "imacpro bless pro" in (tree / hook).read_text()
     assert "MODULES=dep" in (tree / INITRAMFS_CONF).read_text()
+    assert "Name=enp4s0" in (tree / NETWORK_FILE).read_text()      # the 10GbE port, by DHCP
+    networkd = tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+    assert os.readlink(networkd) == "/lib/systemd/system/systemd-networkd.service"
     assert "alice:x:1001:1001:alice:/home/alice:/bin/bash" in (tree / "etc/passwd").read_text()
     assert "alice:$6$x$y:" in (tree / "etc/shadow").read_text()
     group = (tree / "etc/group").read_text()

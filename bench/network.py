@@ -28,7 +28,7 @@ those drivers added.
 
 QEMU 7.2 and Debian bookworm's passt (0.0~git20230309) cannot do every test together (their
 packet captures, `passt --pcap`, show why; see CANNOT): those are not run and show "—". A
-transfer the backend resets also shows "—", with the reset as a note under the table.
+connection the backend resets or ends early also shows "—", with a note under the table.
 
     bench/network.py [--cpus N] [--mib M] [--rounds R] [--nics NIC...] [--markdown]
 """
@@ -101,7 +101,7 @@ class Host(threading.Thread):
         self.forwards = (Forward(free_port(), SINK_PORT), Forward(free_port(), ECHO_PORT))
         self.stopped = False                 # set by the runner when the machine has ended
         self.results: list[float | None] = []
-        self.resets: dict[int, str] = {}     # row → the error of a connection the backend reset
+        self.resets: dict[int, str] = {}     # row → how the backend cut its connection
         self.error: Exception | None = None
 
     def guest_command(self) -> str:
@@ -119,7 +119,7 @@ class Host(threading.Thread):
             for row, test in enumerate((self.guest_to_host, self.host_to_guest, self.latency)):
                 try:
                     self.results.append(test(row in self.skip))
-                except ConnectionError as exc:
+                except ConnectionError as exc:     # reset, or ended early, by the backend
                     self.results.append(None)
                     self.resets[row] = str(exc)
         except Exception as exc:   # reported by finish()
@@ -156,7 +156,7 @@ class Host(threading.Thread):
                 got += n
             elapsed = time.perf_counter() - start
         if got != self.bytes:
-            raise RuntimeError(f"guest → host: {got} bytes arrived of {self.bytes}")
+            raise ConnectionError(f"the connection ended after {got} bytes")
         return self.bytes * 8 / 1e6 / elapsed
 
     def host_to_guest(self, skip: bool) -> float | None:
@@ -172,8 +172,8 @@ class Host(threading.Thread):
             elapsed = time.perf_counter() - start
         records = re.search(rb"(\d+)\+(\d+) records in", reply)
         if not records or (int(records[1]), int(records[2])) != (self.bytes // BLOCK, 0):
-            raise RuntimeError(f"host → guest: the guest's dd read {reply!r}, "
-                               f"not {self.bytes // BLOCK} blocks")
+            raise ConnectionError(f"the connection ended with dd's reply {reply!r}, "
+                                  f"not {self.bytes // BLOCK} blocks")
         return self.bytes * 8 / 1e6 / elapsed
 
     def latency(self, skip: bool) -> float | None:
@@ -189,7 +189,7 @@ class Host(threading.Thread):
                 while len(echo) < len(MESSAGE):
                     part = conn.recv(len(MESSAGE) - len(echo))
                     if not part:
-                        raise RuntimeError("the echo server closed")
+                        raise ConnectionError("the connection ended")
                     echo += part
                 times.append(time.perf_counter() - start)
                 if echo != MESSAGE:
@@ -301,7 +301,7 @@ def main() -> None:
                   + f"{' / '.join(ratios)} QEMU")
     notes = [f"{ROWS[row][0]}, QEMU {nic}: not run: {why}" for (nic, row), why in
              CANNOT.items() if nic in args.nics]
-    notes += [f"{ROWS[row][0]}, {name}: reset by the backend ({error})"
+    notes += [f"{ROWS[row][0]}, {name}: cut by the backend ({error})"
               for name, h in zip(names, (*theirs, ours)) for row, error in h.resets.items()]
     for note in notes:
         print(f"- {note}" if args.markdown else note)

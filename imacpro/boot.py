@@ -176,6 +176,7 @@ class RunningMachine:
         self.suspend_to: Callable[[], suspend.Written] | None = None
         self.watchdog: list[Report] = []  # the machine's watchdog reports (watchdog.py)
         self.viewers = None               # its VNC server and page (viewer/viewers.py)
+        self.network = None               # the 10GbE port's cable to passt (net/link.py)
 
     # --- COM1 -----------------------------------------------------------------------------
 
@@ -276,6 +277,7 @@ class RunningMachine:
                 "execs_waiting": len(self.jobs),
                 "watchdog": [report.as_dict() for report in self.watchdog],
                 "viewers": self.viewers.describe() if self.viewers else None,
+                "network": self.network.describe() if self.network else None,
                 "interrupts": interrupt_stats(machine) if machine else None}
 
     def exec(self, command_line: str, reply: Callable[[dict], None]) -> None:
@@ -448,6 +450,7 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         link = net_link.start(network, events, notice)
         if link is not None:
             stack.callback(link.close)
+            running.network = link
         if interactive:
             stack.enter_context(RawTerminal())
         if session is not None:

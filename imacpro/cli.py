@@ -621,6 +621,14 @@ def status(name: str, as_json: bool) -> None:
             text += f"\n  VNC:          127.0.0.1:{viewers['vnc']['port']}"
         if viewers.get("page"):
             text += f"\n  page:         {viewers['page']}"
+        network = report.get("network")
+        if network:
+            forwards = "".join(f", 127.0.0.1:{f['host_port']} → guest port {f['guest_port']}"
+                               for f in network["forwards"])
+            text += (f"\n  network:      user-mode (passt), link "
+                     f"{'up' if network['link_up'] else 'down'}{forwards}")
+        else:
+            text += "\n  network:      none"
         for found in report.get("watchdog", []):
             for finding in found["findings"]:
                 text += f"\n  watchdog:     {finding['text']} (at {found['at_s']:.1f} s)"

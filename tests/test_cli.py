@@ -176,6 +176,12 @@ def test_boot_options_that_do_not_go_together(capsys, tmp_path):
     assert_usage_error(capsys, "boot", "pro", "--kernel", str(disk), "--disk", str(disk),
                        match="not both")
     assert_usage_error(capsys, "boot", "pro", "--external", match="--external goes with")
+    assert_usage_error(capsys, "boot", "pro", "--network", "none", "--forward", "tcp:2222:22",
+                       match="not with --network none")
+    assert_usage_error(capsys, "boot", "pro", "--forward", "tcp:2222:22", "--forward",
+                       "tcp:2222:80", match="each host port once")
+    assert_usage_error(capsys, "boot", "pro", "--forward", "udp:53:53",
+                       match="tcp:HOSTPORT:GUESTPORT")
 
 
 def test_a_machine_in_use_cannot_be_booted_erased_installed_or_deleted(capsys):

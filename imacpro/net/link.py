@@ -136,6 +136,17 @@ class NetworkLink:
         self.nic.unplug()
         self.backend.on_frame = lambda frame: None
 
+    def describe(self) -> dict:
+        """For `imacpro status`: the backend, the link as the guest sees it, the forwards,
+        frames each way, resets given to connections from before a resume."""
+        return {"backend": "passt", "link_up": bool(self.nic and self.nic.link_up),
+                "connected": self.connected,
+                "forwards": [{"host": "127.0.0.1", "host_port": f.host_port,
+                              "guest_port": f.guest_port} for f in self.backend.forwards],
+                "frames_to_guest": self.backend.frames_in,
+                "frames_from_guest": self.backend.frames_out,
+                "resets_after_resume": self.stale.resets if self.stale else 0}
+
     def close(self) -> None:
         self.unplug()
         self.backend.close()

@@ -5,6 +5,7 @@ server in the guest reached through --forward, and a TCP connection across suspe
 import functools
 import hashlib
 import http.server
+import json
 import os
 import re
 import socket
@@ -51,6 +52,12 @@ def test_the_guest_is_on_the_network_and_the_host_reaches_it(signed_guest, tmp_p
         info = imacpro("info", "net").stdout
         assert re.search(r"Ethernet MAC Address:\s+(\S+)", info).group(1).lower() == mac
         assert "10.0.2.15/24" in seen
+        network = json.loads(imacpro("status", "net", "--json").stdout)["network"]
+        assert network["link_up"] and network["frames_to_guest"] > 0
+        assert network["forwards"] == [{"host": "127.0.0.1", "host_port": forward,
+                                        "guest_port": 8080}]
+        assert f"link up, 127.0.0.1:{forward} → guest port 8080" in \
+            imacpro("status", "net").stdout
 
         fetched = guest("net", f"wget -q -O - http://10.0.2.2:{server.server_port}/payload.bin"
                         " | sha256sum")

@@ -8,8 +8,9 @@ this joins them in the run loop's thread, through HostEvents:
 
 Flow control both ways, so neither side buffers without bound:
 - passt's socket is read only while the NIC takes frames (`wants_frames`); when its queue
-  is full the socket is left unread (passt keeps the frames, and its TCP windows close) until
-  the guest gives RX buffers back (`on_rx_room`).
+  is full the socket is left unread until the guest gives RX buffers back (`on_rx_room`).
+  What passt cannot write then, it drops and its TCP sends again (net/passt.py): bounded,
+  but slow for bulk transfers into the guest (docs/PERFORMANCE.md, the network).
 - When the outbox to passt is full, `can_send` says no and the NIC leaves its TX rings as
   they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
 

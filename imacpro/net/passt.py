@@ -27,8 +27,10 @@ forwarded port already in use, a host without user namespaces or without a route
 one-line UserError with passt's own last line.
 
 Flow control: frames from passt are handed on only while the NIC takes them (`accepts`), and
-the socket is not read while a READ_SIZE of them waits: passt holds the rest in its socket
-buffer and its TCP windows. Frames to passt wait in an
+the socket is not read while a READ_SIZE of them waits. passt does not hold what it cannot
+write then: Debian's passt (2023.03) drops the frames that do not fit the socket's buffer
+(about 208 KiB) and its TCP resends from the gap, which is what limits bulk transfers into the
+guest (docs/PERFORMANCE.md, the network). Frames to passt wait in an
 outbox of at most OUTBOX_LIMIT bytes; while it is full the NIC stops running its TX rings
 (`can_send`), so a guest flooding the network is held at passt's speed, not buffered.
 """

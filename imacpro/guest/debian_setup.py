@@ -33,6 +33,17 @@ ESP_OPTIONS = "umask=0077,nofail,x-systemd.device-timeout=10min"
 USER_GROUPS = ("adm", "sudo", "systemd-journal", "dialout", "cdrom", "plugdev", "video",
                "audio", "users")
 SERIAL_GETTY = "etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"
+# systemd's waits are host time, as the guest's clock is: on a host whose cores are all busy a
+# boot takes many minutes, and its default 90 s for a device (ttyS0, the ESP) or a service to
+# start ran out (the serial getty, systemd-networkd: no login on the console). The machine
+# waits as long as it takes, within reason.
+SYSTEMD_CONF = "etc/systemd/system.conf.d/imacpro.conf"
+SYSTEMD_SETTINGS = """\
+# imacpro: a busy host makes a boot slow; wait for devices and services (docs/DEBIAN.md)
+[Manager]
+DefaultTimeoutStartSec=10min
+DefaultDeviceTimeoutSec=10min
+"""
 # Run by the kernel packages after an install or upgrade (after initramfs-tools' own hook
 # has made the initrd: run-parts goes in name order) and by update-initramfs after it writes
 # an initrd. /vmlinuz and /initrd.img are linux-base's links to the newest kernel.
@@ -177,6 +188,8 @@ def main(tree: Path, setup: dict) -> None:
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     (tree / INITRAMFS_CONF).parent.mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)
+    (tree / SYSTEMD_CONF).parent.mkdir(parents=True, exist_ok=True)
+    write(tree, SYSTEMD_CONF, SYSTEMD_SETTINGS)
     (tree / NETWORK_FILE).parent.mkdir(parents=True, exist_ok=True)
     write(tree, NETWORK_FILE, NETWORK_TEXT)
     for link, target in NETWORKD_LINKS.items():

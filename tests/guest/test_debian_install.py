@@ -13,7 +13,8 @@ import pytest
 
 from imacpro.errors import UserError
 from imacpro.guest import debian
-from imacpro.guest.debian_setup import ESP_HOOKS, INITRAMFS_CONF, NETWORK_FILE, SERIAL_GETTY
+from imacpro.guest.debian_setup import (ESP_HOOKS, INITRAMFS_CONF, NETWORK_FILE,
+                                        SERIAL_GETTY, SYSTEMD_CONF)
 
 STATUS = """Package: linux-image-6.1.0-57-amd64
 Status: install ok installed
@@ -109,6 +110,7 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
         assert "imacpro bless pro" in (tree / hook).read_text()
     assert "MODULES=dep" in (tree / INITRAMFS_CONF).read_text()
     assert "Name=enp4s0" in (tree / NETWORK_FILE).read_text()      # the 10GbE port, by DHCP
+    assert "DefaultDeviceTimeoutSec=10min" in (tree / SYSTEMD_CONF).read_text()
     networkd = tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
     assert os.readlink(networkd) == "/lib/systemd/system/systemd-networkd.service"
     assert "alice:x:1001:1001:alice:/home/alice:/bin/bash" in (tree / "etc/passwd").read_text()

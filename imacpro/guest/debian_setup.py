@@ -10,7 +10,7 @@ their first user (imacpro's execs run commands as that user: dmidecode and nvme 
 and a sudo that asked would wait on the console for ever); a getty on the serial console
 (ttyS0) beside tty1's; the kernel and initramfs hooks that put the current kernel and initrd
 on the ESP, where the T2 reads the boot image (ESP_HOOK: the T2 then refuses them until the
-owner approves them with `imacpro bless`, disk/bless.py); initrds made in the machine hold
+owner approves them with `imacpro bless`, disk/bless.py); sshd's host keys made anew; initrds made in the machine hold
 the modules its hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (NETWORK_FILE). Files are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -175,6 +176,18 @@ def add_user(tree: Path, user: str, password_hash: str | None, ssh_key: str | No
         os.chmod(home / ".ssh/authorized_keys", 0o600)
 
 
+def new_host_keys(tree: Path) -> None:
+    """sshd's host keys, this machine's own: the ones openssh-server made when the cached
+    system was built would be every machine's built from it."""
+    ssh = tree / "etc/ssh"
+    if not ssh.is_dir():
+        return
+    for old in ssh.glob("ssh_host_*"):
+        old.unlink()
+    subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(tree)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def main(tree: Path, setup: dict) -> None:
     hostname = setup["hostname"]
     write(tree, "etc/hostname", hostname + "\n")
@@ -203,6 +216,7 @@ def main(tree: Path, setup: dict) -> None:
     add_user(tree, setup["user"], setup["password_hash"], setup["ssh_key"])
     write(tree, f"etc/sudoers.d/imacpro-{setup['user']}",
           f"{setup['user']} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)
+    new_host_keys(tree)
     getty = tree / SERIAL_GETTY
     getty.parent.mkdir(parents=True, exist_ok=True)
     if not getty.is_symlink():

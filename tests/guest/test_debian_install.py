@@ -87,6 +87,8 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     (tree / "etc/group").write_text("root:x:0:\nsudo:x:27:\nadm:x:4:bob\n")
     (tree / "etc/gshadow").write_text("root:*::\nsudo:*::\nadm:*::bob\n")
     (tree / "etc/sudoers.d").mkdir()
+    (tree / "etc/ssh").mkdir()
+    (tree / "etc/ssh/ssh_host_ed25519_key").write_text("the cached system's key\n")
     setup = tmp_path / "setup.json"
     setup.write_text(json.dumps({"hostname": "pro", "user": "alice", "password_hash": "$6$x$y",
                                  "ssh_key": "ssh-ed25519 AAAA alice", "root_uuid": "1234",
@@ -111,6 +113,9 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     assert "MODULES=dep" in (tree / INITRAMFS_CONF).read_text()
     assert "Name=enp4s0" in (tree / NETWORK_FILE).read_text()      # the 10GbE port, by DHCP
     assert "DefaultDeviceTimeoutSec=10min" in (tree / SYSTEMD_CONF).read_text()
+    key = (tree / "etc/ssh/ssh_host_ed25519_key").read_text()     # sshd's keys, its own
+    assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert (tree / "etc/ssh/ssh_host_rsa_key.pub").exists()
     networkd = tree / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
     assert os.readlink(networkd) == "/lib/systemd/system/systemd-networkd.service"
     assert "alice:x:1001:1001:alice:/home/alice:/bin/bash" in (tree / "etc/passwd").read_text()

@@ -426,12 +426,46 @@ def _build_library() -> Path:
     return target
 
 
+# The host is a reference only on the CPUs the recordings were checked against: AMD family
+# 0x19 (Zen 4, where they were recorded) and the Xeon W's own generation (Intel family 6,
+# model 0x55: Skylake and Cascade Lake servers). A later Intel core runs what neither does
+# (AVX512-FP16, ...) and differs where the SDM leaves room: DPPS's and VREDUCEPS's flags in
+# corner cases, CR2 of a masked store's fault (the first masked-in byte, not the element's
+# start). On other hosts the recordings alone are the reference; IMACPRO_VECTOR_HOST=any
+# uses the host anyway.
+REFERENCE_CPUS = {("AuthenticAMD", 0x19, None), ("GenuineIntel", 6, 0x55)}
+HOST_ENV = "IMACPRO_VECTOR_HOST"
+
+
+def host_cpu() -> tuple[str, int, int] | None:
+    """(vendor, family, model) of this host's CPU, from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    fields = [re.search(rf"^{name}\s*:\s*(\S+)", text, re.M)
+              for name in ("vendor_id", "cpu family", "model")]
+    if not all(fields):
+        return None
+    return fields[0].group(1), int(fields[1].group(1)), int(fields[2].group(1))
+
+
+def _is_reference(cpu: tuple[str, int, int] | None) -> bool:
+    return cpu is not None and any(
+        cpu[:2] == ref[:2] and ref[2] in (None, cpu[2]) for ref in REFERENCE_CPUS)
+
+
 class _Host:
     """The loaded runner and its buffers (one per process: vecref.c has global state)."""
 
     def __init__(self) -> None:
         if platform.machine() not in ("x86_64", "AMD64") or not Path("/proc").exists():
             raise HostUnavailable("the host side needs x86-64 Linux")
+        cpu = host_cpu()
+        if not _is_reference(cpu) and os.environ.get(HOST_ENV) != "any":
+            raise HostUnavailable(f"this host's CPU ({cpu}) is not one the recordings were "
+                                  f"checked on: they are the reference ({HOST_ENV}=any uses "
+                                  "it anyway)")
         self.lib = ctypes.CDLL(str(_build_library()))
         self.lib.vecref_init.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32,
                                          ctypes.c_int, ctypes.POINTER(_VecrefInfo)]

@@ -19,6 +19,12 @@ EXPECTED = (
     "applesmc: driver init failed (ret=-5)!",
     "snd_hda_intel 0000:f3:00.1: CORB reset timeout#1, CORBRP = 0",
     "snd_hda_intel 0000:f3:00.1: no codecs found!",
+    # systemd-networkd asks for nl80211, which loads cfg80211; it looks for the wireless
+    # regulatory database, which Debian's wireless-regdb (not installed) holds:
+    "platform regulatory.0: firmware: failed to load regulatory.db (-2)",
+    "platform regulatory.0: Direct firmware load for regulatory.db failed with error -2",
+    "firmware_class: See https://wiki.debian.org/Firmware for information about missing "
+    "firmware",
 )
 
 

@@ -114,9 +114,18 @@ echo "imacpro: the boot image on the EFI System Partition is now $(basename "$ke
 
 def write(tree: Path, name: str, text: str, mode: int = 0o644) -> None:
     path = tree / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     os.chown(path, 0, 0)
     os.chmod(path, mode)
+
+
+def enable(tree: Path, link: str, unit: str) -> None:
+    """What `systemctl enable` makes: `link` pointing at the unit file `unit`."""
+    path = tree / link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_symlink():
+        path.symlink_to(unit)
 
 
 def append_line(tree: Path, name: str, line: str) -> None:
@@ -199,28 +208,18 @@ def main(tree: Path, setup: dict) -> None:
           f"UUID={setup['root_uuid']}\t/\text4\terrors=remount-ro\t0\t1\n"
           f"UUID={volume >> 16:04X}-{volume & 0xFFFF:04X}\t/boot/efi\tvfat\t{ESP_OPTIONS}\t0\t1\n")
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
-    (tree / INITRAMFS_CONF).parent.mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)
-    (tree / SYSTEMD_CONF).parent.mkdir(parents=True, exist_ok=True)
     write(tree, SYSTEMD_CONF, SYSTEMD_SETTINGS)
-    (tree / NETWORK_FILE).parent.mkdir(parents=True, exist_ok=True)
     write(tree, NETWORK_FILE, NETWORK_TEXT)
-    for link, target in NETWORKD_LINKS.items():
-        path = tree / link
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_symlink():
-            path.symlink_to(target)
+    for link, unit in NETWORKD_LINKS.items():
+        enable(tree, link, unit)
     for hook in ESP_HOOKS:
-        (tree / hook).parent.mkdir(parents=True, exist_ok=True)
         write(tree, hook, ESP_HOOK.replace("@NAME@", hostname), 0o755)
     add_user(tree, setup["user"], setup["password_hash"], setup["ssh_key"])
     write(tree, f"etc/sudoers.d/imacpro-{setup['user']}",
           f"{setup['user']} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)
     new_host_keys(tree)
-    getty = tree / SERIAL_GETTY
-    getty.parent.mkdir(parents=True, exist_ok=True)
-    if not getty.is_symlink():
-        getty.symlink_to("/lib/systemd/system/serial-getty@.service")
+    enable(tree, SERIAL_GETTY, "/lib/systemd/system/serial-getty@.service")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ class HostEvents:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wake, None))
         self.stop_reason: str | None = None     # set by a handler: the run loop ends
-        self._watched: set = set()              # what `watch` registered
 
     def add_reader(self, fileobj, callback: Callable[[], None]) -> None:
         """`callback()` runs in the run loop's thread whenever `fileobj` is readable."""
@@ -38,26 +37,19 @@ class HostEvents:
 
     def watch(self, fileobj, on_read: Callable[[], None] | None,
               on_write: Callable[[], None] | None) -> None:
-        """Serve `fileobj` with whichever of the two callbacks is set, registering it,
-        changing what it waits for, or (both None) leaving it registered for nothing: a
-        backend that pauses reading while the guest has no buffers, or waits to write."""
+        """Serve `fileobj` with whichever of the two callbacks is set, registering it or
+        changing what it waits for; with neither, stop serving it. For a backend that
+        pauses reading while the guest has no buffers, or waits to write."""
         events = (selectors.EVENT_READ if on_read else 0) | \
             (selectors.EVENT_WRITE if on_write else 0)
-        registered = fileobj in self._watched
         if not events:
-            if registered:
-                self._selector.unregister(fileobj)
-                self._watched.discard(fileobj)
-            return
-        data = (on_read or _nothing, on_write)
-        if registered:
-            self._selector.modify(fileobj, events, data)
+            self.remove(fileobj)
+        elif fileobj in self._selector.get_map():
+            self._selector.modify(fileobj, events, (on_read, on_write))
         else:
-            self._selector.register(fileobj, events, data)
-            self._watched.add(fileobj)
+            self._selector.register(fileobj, events, (on_read, on_write))
 
     def remove(self, fileobj) -> None:
-        self._watched.discard(fileobj)
         try:
             self._selector.unregister(fileobj)
         except (KeyError, ValueError):
@@ -94,10 +86,6 @@ class HostEvents:
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
-
-
-def _nothing() -> None:
-    pass
 
 
 def receive(sock, size: int = 65536) -> bytes | None:

@@ -3,15 +3,18 @@
     python -m imacpro.guest.debian_setup TREE SETUP.json
 
 Writes, as Debian's installer would: /etc/hostname and /etc/hosts; /etc/fstab with the root
-file system and the EFI System Partition (at /boot/efi) by UUID; the user (the first free ID from 1000, in the groups Debian's installer
-gives its first user that exist here: sudo, adm, systemd-journal…), its home from /etc/skel,
-its password hash and SSH key, and sudo without a password, as Debian's cloud images give
-their first user (imacpro's execs run commands as that user: dmidecode and nvme need root,
-and a sudo that asked would wait on the console for ever); a getty on the serial console
-(ttyS0) beside tty1's; the kernel and initramfs hooks that put the current kernel and initrd
-on the ESP, where the T2 reads the boot image (ESP_HOOK: the T2 then refuses them until the
-owner approves them with `imacpro bless`, disk/bless.py); sshd's host keys made anew; initrds made in the machine hold
-the modules its hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (NETWORK_FILE). Files are given owners with os.chown, which fakeroot records for the mke2fs -d that follows.
+file system and the EFI System Partition (at /boot/efi) by UUID; the user (the first free ID
+from 1000, in the groups Debian's installer gives its first user that exist here: sudo, adm,
+systemd-journal…), its home from /etc/skel, its password hash and SSH key, and sudo without a
+password, as Debian's cloud images give their first user (imacpro's execs run commands as
+that user: dmidecode and nvme need root, and a sudo that asked would wait on the console for
+ever); a getty on the serial console (ttyS0) beside tty1's; the kernel and initramfs hooks
+that put the current kernel and initrd on the ESP, where the T2 reads the boot image
+(ESP_HOOK: the T2 then refuses them until the owner approves them with `imacpro bless`,
+disk/bless.py); sshd's host keys made anew; initrds made in the machine hold the modules its
+hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (NETWORK_FILE); systemd's waits
+(SYSTEMD_CONF). Files are given owners with os.chown, which fakeroot records for the
+mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
 

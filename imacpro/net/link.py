@@ -15,8 +15,8 @@ Flow control both ways, so neither side buffers without bound:
   they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
 
 After a resume the backend is a new passt: the guest's connections from before are reset
-(net/stale.py). passt going away (it crashed, or was killed) is the cable pulled: the link goes down in the
-guest, and the machine runs on.
+(net/stale.py). passt going away (it crashed, or was killed) is the cable pulled: the link
+goes down in the guest, and the machine runs on.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Callable
 
 from imacpro.errors import UserError
+from imacpro.host_events import GONE, receive, send_some
 
 GUEST_ADDRESS, NETMASK_BITS, GATEWAY = "10.0.2.15", 24, "10.0.2.2"
 MTU = 1500
@@ -162,12 +163,9 @@ class Passt:
             return False
         if len(self._inbox) >= READ_SIZE:
             return True                   # the receiver is full: the rest stays in passt
-        try:
-            data = self._socket.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = receive(self._socket, READ_SIZE)
+        if data is None:
             return True
-        except OSError:
-            return False
         if not data:
             return False
         self._inbox += data
@@ -206,15 +204,10 @@ class Passt:
 
     def flush(self) -> bool:
         """Send what the socket takes; True when the outbox is empty."""
-        while self._outbox and self._socket is not None:
-            try:
-                sent = self._socket.send(self._outbox)
-            except (BlockingIOError, InterruptedError):
-                return False
-            except OSError:
-                self._outbox.clear()          # passt has gone: the frames are lost
-                return True
-            del self._outbox[:sent]
+        if self._socket is None:
+            return not self._outbox
+        if send_some(self._socket, self._outbox) == GONE:
+            self._outbox.clear()              # passt has gone: the frames are lost
         return not self._outbox
 
     @property

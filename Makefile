@@ -7,6 +7,7 @@ MACHINE ?= default
 
 ENGINE := imacpro/cpu/_lib/libunicorn.so.2
 XTS := imacpro/t2/_lib/libxts.so
+READER := imacpro/net/_lib/libstreamreader.so
 WEB := imacpro/viewer/page/vendor/novnc/core/rfb.js
 BROWSER := /usr/bin/chromedriver
 
@@ -25,6 +26,11 @@ $(XTS): native/xts_sectors.c
 	@mkdir -p $(dir $@)
 	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
 
+# The thread that drains the network backend's socket (imacpro/net/stream_reader.py says why).
+$(READER): native/stream_reader.c
+	@mkdir -p $(dir $@)
+	cc -O2 -Wall -shared -fPIC -pthread -o $@ $<
+
 # The page's vendor files: noVNC and xterm.js from the npm registry, as web/package-lock.json
 # pins them (tools/build-web).
 $(WEB): web/package.json web/package-lock.json tools/build-web
@@ -37,15 +43,15 @@ $(BROWSER):
 
 # The default guest (Debian's kernel and busybox, signed for this installation), the default
 # machine with the guest installed on its SSD, and a boot to its shell on this terminal (Ctrl-A X powers off).
-run: $(BIN)/imacpro $(ENGINE) $(XTS) $(WEB)
+run: $(BIN)/imacpro $(ENGINE) $(XTS) $(READER) $(WEB)
 	@$(BIN)/imacpro guest fetch
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || { $(BIN)/imacpro create $(MACHINE) \
 	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
-test: $(BIN)/imacpro $(ENGINE) $(XTS) $(WEB) $(BROWSER)
+test: $(BIN)/imacpro $(ENGINE) $(XTS) $(READER) $(WEB) $(BROWSER)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib \
+	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib imacpro/net/_lib \
 	    imacpro/viewer/page/vendor web/node_modules

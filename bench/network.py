@@ -244,7 +244,7 @@ def qemu_guest(guest, work: Path):
 def run_qemu(guest, cpus: int, nic: str, host: Host, timeout_s: float) -> Host:
     backend = Passt(host.forwards)
     backend.start()
-    fd = backend.fileno()   # QEMU gets our end of passt's socketpair, as the AQC107 has it
+    fd = backend.hand_over()   # QEMU gets our end of passt's socketpair, as the AQC107 has it
     argv = qemu.command(guest, cpus, f"{guest.cmdline} {exec_option(host.guest_command())}",
                         "-netdev", f"stream,id=net,server=off,addr.type=fd,addr.str={fd}",
                         "-device", f"{nic},netdev=net")

@@ -4,13 +4,12 @@ The NIC (devices/net/aqc107.py) and the backend (net/passt.py) know nothing of e
 this joins them in the run loop's thread, through HostEvents:
 
     guest TX ring -> Aqc107.send -> Passt.send -> (outbox) -> passt's socket
-    passt's socket readable -> Passt.read -> Aqc107.receive -> guest RX ring
+    passt's socket -> reader thread's ring -> Passt.read -> Aqc107.receive -> guest RX ring
 
 Flow control both ways, so neither side buffers without bound:
-- passt's socket is read only while the NIC takes frames (`wants_frames`); when its queue
-  is full the socket is left unread until the guest gives RX buffers back (`on_rx_room`).
-  What passt cannot write then, it drops and its TCP sends again (net/passt.py): bounded,
-  but slow for bulk transfers into the guest (docs/PERFORMANCE.md, the network).
+- passt's frames are taken from its reader (net/stream_reader.py) only while the NIC takes
+  them (`wants_frames`); when its queue is full they wait there until the guest gives RX
+  buffers back (`on_rx_room`), and when the reader's ring is full, in passt's socket.
 - When the outbox to passt is full, `can_send` says no and the NIC leaves its TX rings as
   they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
 
@@ -101,9 +100,9 @@ class NetworkLink:
             self._watch()               # until `_rx_room`
 
     def _rx_room(self) -> None:
-        """The guest gave RX buffers back: first what was read before the NIC filled up
-        (it may be all passt sent, with nothing left to make the socket readable), then
-        the socket again while the NIC wants more."""
+        """The guest gave RX buffers back: hand on what waits in the reader (it may be all
+        passt sent, with nothing new to make the reader readable), and wait on the reader
+        again while the NIC wants more."""
         if not self.connected:
             return
         if not self.backend.deliver():
@@ -121,8 +120,8 @@ class NetworkLink:
             self.nic.tx_ready()
 
     def _watch(self) -> None:
-        self.events.watch(self.backend, self._readable if self.reading else None,
-                          self._writable if self.writing else None)
+        self.events.watch(self.backend.reader, self._readable if self.reading else None, None)
+        self.events.watch(self.backend, None, self._writable if self.writing else None)
 
     def _gone(self) -> None:
         log.warning("the network backend (passt) has gone: the link is down")
@@ -133,6 +132,7 @@ class NetworkLink:
             return
         self.connected = False
         self.reading = self.writing = False
+        self.events.remove(self.backend.reader)
         self.events.remove(self.backend)
         self.nic.unplug()
         self.backend.on_frame = lambda frame: None

@@ -26,13 +26,19 @@ once its ports are bound (as root it runs as nobody, so that file is made for it
 forwarded port already in use, a host without user namespaces or without a route out) is a
 one-line UserError with passt's own last line.
 
-Flow control: frames from passt are handed on only while the NIC takes them (`accepts`), and
-the socket is not read while a READ_SIZE of them waits. passt does not hold what it cannot
-write then: Debian's passt (2023.03) drops the frames that do not fit the socket's buffer
-(about 208 KiB) and its TCP resends from the gap, which is what limits bulk transfers into the
-guest (docs/PERFORMANCE.md, the network). Frames to passt wait in an
-outbox of at most OUTBOX_LIMIT bytes; while it is full the NIC stops running its TX rings
-(`can_send`), so a guest flooding the network is held at passt's speed, not buffered.
+Flow control: passt does not hold what it cannot write. Debian's passt (2023.03) writes the
+frames it has for the guest in batches (up to about 390 KB) with one non-blocking call, drops
+the part that does not fit its socket's buffer, and its TCP then sends everything again from
+the gap, over and over. So passt's end gets the largest send buffer the host allows
+(SEND_BUFFER, capped at twice net.core.wmem_max: 416 KiB on a stock host, a whole batch), and
+a thread outside the interpreter (net/stream_reader.py) empties the socket into a bounded ring
+as soon as passt writes, so each batch finds it empty; the run loop, busy with vCPUs, reads
+it only between slices. docs/PERFORMANCE.md (the network) has the measurements. Frames are
+taken from the ring only while the NIC takes them (`accepts`); when the ring is full its
+thread stops reading and passt's dropping applies again, so nothing grows without bound.
+Frames to passt wait in an outbox of at most OUTBOX_LIMIT bytes; while it is full the NIC
+stops running its TX rings (`can_send`), so a guest flooding the network is held at passt's
+speed, not buffered.
 """
 
 from __future__ import annotations
@@ -49,12 +55,14 @@ from pathlib import Path
 from typing import Callable
 
 from imacpro.errors import UserError
-from imacpro.host_events import GONE, receive, send_some
+from imacpro.host_events import GONE, send_some
+from imacpro.net.stream_reader import SocketReader, ThreadReader, open_reader
 
 GUEST_ADDRESS, NETMASK_BITS, GATEWAY = "10.0.2.15", 24, "10.0.2.2"
 MTU = 1500
 OUTBOX_LIMIT = 1 << 20
-READ_SIZE = 256 * 1024
+READ_SIZE = 256 * 1024          # taken from the reader at a time
+SEND_BUFFER = 4 << 20           # asked for passt's end; the host caps it (net.core.wmem_max)
 MAX_FRAME = 65535 + 14         # passt's largest (it does not segment what the host sends)
 START_TIMEOUT_S = 10.0
 FORWARD = re.compile(r"tcp:(\d{1,5}):(\d{1,5})")
@@ -95,6 +103,8 @@ class Passt:
         self._outbox = bytearray()
         self._process: subprocess.Popen | None = None
         self._socket: socket.socket | None = None
+        self.reader: ThreadReader | SocketReader | None = None   # readable: frames to take
+        self.connected = False
         self._log = None
         self.frames_in = self.frames_out = 0
 
@@ -109,6 +119,10 @@ class Passt:
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # passt drops the frames a write of its batch (up to ~390 KB of TCP) does not fit:
+        # the default buffer (208 KiB) never holds a whole one, the doubled wmem_max a stock
+        # host allows (416 KiB) does, when the reader has emptied it in between.
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         with tempfile.TemporaryDirectory(prefix="imacpro-passt-") as tmp:
             # Started by root, passt runs as nobody: the pid file it writes is made here,
             # empty and writable, in a directory nobody may pass through but not list.
@@ -142,6 +156,15 @@ class Passt:
         (a passt started elsewhere, or a test's own end of a socketpair)."""
         sock.setblocking(False)
         self._socket = sock
+        self.reader = open_reader(sock)
+        self.connected = True
+
+    def hand_over(self) -> int:
+        """Stop reading passt's socket here and give its descriptor, for another process
+        to speak the stream protocol over (bench/network.py gives it to QEMU)."""
+        self.reader.close()
+        self.reader, self.connected = None, False
+        return self._socket.fileno()
 
     def _last_log_line(self) -> str:
         if self._log is None:
@@ -152,45 +175,52 @@ class Passt:
         return lines[-1] if lines else f"exit status {self._process.returncode}"
 
     def fileno(self) -> int:
+        """The socket, for waiting until it takes more frames (`reader` is for reading)."""
         return self._socket.fileno()
 
     # --- frames --------------------------------------------------------------------------
 
     def read(self) -> bool:
-        """Take what passt sent and hand whole frames to `on_frame` while `accepts()`; False
-        once passt has gone (its end closed) or its stream is out of step."""
-        if not self.deliver():
-            return False
-        if len(self._inbox) >= READ_SIZE:
-            return True                   # the receiver is full: the rest stays in passt
-        data = receive(self._socket, READ_SIZE)
-        if data is None:
-            return True
-        if not data:
-            return False
-        self._inbox += data
+        """passt has sent something: hand whole frames to `on_frame` while `accepts()`;
+        False once passt has gone (its end closed) or its stream is out of step."""
         return self.deliver()
 
     def deliver(self) -> bool:
-        """Hand the frames already read to `on_frame` while `accepts()` (a receiver that had
-        no room calls this when it has); False if the stream is out of step."""
+        """Hand frames to `on_frame` while `accepts()`, taking passt's bytes from the
+        reader only as they are needed (a receiver that had no room calls this when it
+        has); False once passt has gone or its stream is out of step."""
         if self._delivering:
             return True                   # called back from on_frame: the loop below goes on
         self._delivering = True
         try:
-            while len(self._inbox) >= 4 and self.accepts():
-                length = struct.unpack_from(">I", self._inbox)[0]
-                if length > MAX_FRAME:
-                    return False          # not passt's stream
-                if len(self._inbox) < 4 + length:
+            while self.connected and self.accepts():
+                frame = self._next_frame()
+                if frame is None:
                     break
-                frame = bytes(self._inbox[4:4 + length])
-                del self._inbox[:4 + length]
                 self.frames_in += 1
                 self.on_frame(frame)
-            return True
+            return self.connected
         finally:
             self._delivering = False
+
+    def _next_frame(self) -> bytes | None:
+        """The next whole frame, or None until more of it has come (or when the stream
+        has ended or is out of step: `connected` is then False)."""
+        while True:
+            if len(self._inbox) >= 4:
+                length = struct.unpack_from(">I", self._inbox)[0]
+                if length > MAX_FRAME:
+                    self.connected = False    # not passt's stream
+                    return None
+                if len(self._inbox) >= 4 + length:
+                    frame = bytes(self._inbox[4:4 + length])
+                    del self._inbox[:4 + length]
+                    return frame
+            data = self.reader.take(READ_SIZE)
+            if not data:
+                self.connected = data is not None
+                return None
+            self._inbox += data
 
     def can_send(self) -> bool:
         return len(self._outbox) < OUTBOX_LIMIT
@@ -218,6 +248,10 @@ class Passt:
 
     def close(self) -> None:
         """Close our end (passt exits on it) and reap passt."""
+        self.connected = False
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None

@@ -165,6 +165,7 @@ class ExecSession:
 
     A command during which the guest reboots (`reboot`) completes, with status 0, once the
     rebooted guest is ready again; the next command then runs in the new boot. A command
+    typed that the guest's shell never began before the reset is typed again in the new boot. A command
     during which the guest powers off (`poweroff`) completes with status 0. `status` is the
     last command's status once every command has completed.
     """
@@ -232,9 +233,14 @@ class ExecSession:
         self._ready = True
 
     def rebooted(self) -> None:
-        """The machine reset: wait for the new boot's ready marker before typing again."""
+        """The machine reset: wait for the new boot's ready marker before typing again. A
+        command that had begun completes there (it ran into the reboot); one typed into a
+        shell that never began it (the shell was going down with the system, e.g. after
+        `sudo reboot` returned at once) is typed again in the new boot."""
         if self.sent:
-            self._rebooting = self._so_far()
+            if self._begin_at >= 0:
+                self._rebooting = self._so_far()
+            self.sent = self._begin_at >= 0
             self._begin_at = -1
         self._ready = False
         self._start = len(self.output)

@@ -94,6 +94,28 @@ def test_a_reboot_before_the_command_was_typed_types_it_in_the_next_boot():
     assert b"true" in bytes(serial.buffer) and session.statuses == []
 
 
+def test_a_command_the_shell_never_began_before_a_reboot_is_typed_again_in_the_next_boot():
+    """`sudo reboot` returns at once: the next command may be typed into a shell that is going
+    down with the system and never runs it. It runs in the next boot, not counted as done."""
+    session, serial = LoginExecSession(["sudo reboot", "cat sums"], "alice", "secret"), \
+        SerialInput()
+    log_in(session, serial)
+    session.poll(serial)
+    take(serial)
+    session.feed_output(b"IMACPRO-BEGIN\r\nIMACPRO-EXIT=0\r\n$ ")
+    session.poll(serial)
+    assert b"cat sums" in take(serial)            # typed, but the shell is going down
+    session.feed_output(b"\r\n[  OK  ] Stopped session-1.scope\r\n")
+    session.rebooted()
+    session.feed_output(b"[    0.000000] Linux version 6.1.0\r\n")
+    log_in(session, serial)
+    assert session.statuses == [0]                # not counted as run
+    session.poll(serial)
+    assert b"cat sums" in take(serial)            # typed again in the new boot
+    session.feed_output(b"IMACPRO-BEGIN\r\nf1: OK\r\nIMACPRO-EXIT=0\r\n$ ")
+    assert session.statuses == [0, 0] and session.result() == b"f1: OK\n"
+
+
 def test_a_command_that_powers_off_completes():
     session, serial = ExecSession(["poweroff; sleep 9"]), SerialInput()
     session.feed_output(b"IMACPRO-READY\r\n")

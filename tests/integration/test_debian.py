@@ -93,9 +93,10 @@ def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tm
              "done && (cd ~/data && sha256sum f1 f2 f3 > sums) && sync")
     log = tmp_path / "serial.log"
     # `sudo reboot` returns at once (systemd reboots behind it): the sleep keeps the command
-    # running until the machine resets, so it completes at the next boot's login prompt.
+    # running until the machine resets, so it completes at the next boot's login prompt;
+    # ignoring SIGTERM keeps systemd's stop of the login session from ending it before.
     result = imacpro("boot", "deb", "--exec", SEES, "--exec", write,
-                     "--exec", "sudo reboot; sleep 600",
+                     "--exec", "trap '' TERM; sudo reboot; sleep 600",
                      "--exec", "cd ~/data && sha256sum -c sums && "
                      "systemctl is-system-running --wait",
                      "--exec", "sudo update-initramfs -u",

@@ -165,8 +165,8 @@ class ExecSession:
 
     A command during which the guest reboots (`reboot`) completes, with status 0, once the
     rebooted guest is ready again; the next command then runs in the new boot. A command
-    typed that the guest's shell never began before the reset is typed again in the new boot. A command
-    during which the guest powers off (`poweroff`) completes with status 0. `status` is the
+    typed that the guest's shell never began before the reset is typed again in the new
+    boot. A command during which the guest powers off (`poweroff`) completes with status 0. `status` is the
     last command's status once every command has completed.
     """
 

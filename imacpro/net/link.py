@@ -4,7 +4,7 @@ The NIC (devices/net/aqc107.py) and the backend (net/passt.py) know nothing of e
 this joins them in the run loop's thread, through HostEvents:
 
     guest TX ring -> Aqc107.send -> Passt.send -> (outbox) -> passt's socket
-    passt's socket -> reader thread's ring -> Passt.read -> Aqc107.receive -> guest RX ring
+    passt's socket -> reader thread's ring -> Passt.deliver -> Aqc107.receive -> guest RX ring
 
 Flow control both ways, so neither side buffers without bound:
 - passt's frames are taken from its reader (net/stream_reader.py) only while the NIC takes
@@ -92,7 +92,7 @@ class NetworkLink:
             self._watch()
 
     def _readable(self) -> None:
-        if not self.backend.read():
+        if not self.backend.deliver():
             self._gone()
             return
         if not self.nic.wants_frames():

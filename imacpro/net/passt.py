@@ -180,15 +180,11 @@ class Passt:
 
     # --- frames --------------------------------------------------------------------------
 
-    def read(self) -> bool:
-        """passt has sent something: hand whole frames to `on_frame` while `accepts()`;
-        False once passt has gone (its end closed) or its stream is out of step."""
-        return self.deliver()
-
     def deliver(self) -> bool:
         """Hand frames to `on_frame` while `accepts()`, taking passt's bytes from the
-        reader only as they are needed (a receiver that had no room calls this when it
-        has); False once passt has gone or its stream is out of step."""
+        reader only as they are needed (when the reader is readable, and when a receiver
+        that had no room has some again); False once passt has gone or its stream is out
+        of step."""
         if self._delivering:
             return True                   # called back from on_frame: the loop below goes on
         self._delivering = True

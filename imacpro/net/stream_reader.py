@@ -22,7 +22,7 @@ from pathlib import Path
 from imacpro.host_events import receive
 
 LIBRARY = Path(__file__).with_name("_lib") / "libstreamreader.so"
-RING_SIZE = 16 << 20       # more than a guest's largest TCP window, so passt never overflows
+RING_SIZE = 16 << 20       # more than a guest's TCP window: what passt sends at once
 
 
 def _load_native():
@@ -50,10 +50,11 @@ class ThreadReader:
         self._reader = _native.reader_new(sock.fileno(), ring_size)
         if not self._reader:
             raise OSError("cannot start the network reader thread")
+        self._notify_fd = _native.reader_notify_fd(self._reader)
         self._buffer = ctypes.create_string_buffer(0)
 
     def fileno(self) -> int:
-        return _native.reader_notify_fd(self._reader)
+        return self._notify_fd
 
     def take(self, size: int) -> bytes | None:
         """Up to `size` bytes the peer sent: b"" if none are waiting, None once the stream

@@ -42,7 +42,7 @@ def frames_until(net: Passt, want, timeout=10.0):
     while not any(want(f) for f in seen):
         ready, _, _ = select.select([net.reader], [], [], end)
         assert ready, f"nothing from passt; got {len(seen)} frames"
-        assert net.read()
+        assert net.deliver()
     return [f for f in seen if want(f)][0]
 
 

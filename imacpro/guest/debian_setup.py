@@ -12,7 +12,8 @@ ever); a getty on the serial console (ttyS0) beside tty1's; the kernel and initr
 that put the current kernel and initrd on the ESP, where the T2 reads the boot image
 (ESP_HOOK: the T2 then refuses them until the owner approves them with `imacpro bless`,
 disk/bless.py); sshd's host keys made anew; initrds made in the machine hold the modules its
-hardware needs (INITRAMFS_CONF); the 10GbE port on DHCP (NETWORK_FILE); systemd's waits
+hardware needs (INITRAMFS_CONF); applesmc, which cannot reach this machine's SMC, is not
+loaded (MODPROBE_CONF); the 10GbE port on DHCP (NETWORK_FILE); systemd's waits
 (SYSTEMD_CONF). Files are given owners with os.chown, which fakeroot records for the
 mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
@@ -83,6 +84,16 @@ NETWORKD_LINKS = {
     "etc/systemd/system/dbus-org.freedesktop.network1.service":
         "/lib/systemd/system/systemd-networkd.service",
 }
+# Debian's applesmc is loaded by its DMI match ("iMac") and probes the legacy SMC ports,
+# where the iMac Pro has no SMC: the T2 keeps it (ACPI APP0001, which the stock kernel has no
+# driver for). Its probe fails after a minute, as on real T2 Macs, once at boot and again when
+# udev replays the event; a udev worker stuck in it holds up shutdown until systemd kills it.
+# A module that cannot work on this machine is not loaded (docs/DEBIAN.md).
+MODPROBE_CONF = "etc/modprobe.d/imacpro.conf"
+MODPROBE_SETTINGS = """\
+# imacpro: the iMac Pro's SMC is behind the T2, not on the ports applesmc probes (docs/DEBIAN.md)
+blacklist applesmc
+"""
 INITRAMFS_CONF = "etc/initramfs-tools/conf.d/imacpro"
 INITRAMFS_SETTINGS = """\
 # imacpro: the modules this machine needs, not Debian's "most" (imacpro's docs/DEBIAN.md)
@@ -212,6 +223,7 @@ def main(tree: Path, setup: dict) -> None:
           f"UUID={volume >> 16:04X}-{volume & 0xFFFF:04X}\t/boot/efi\tvfat\t{ESP_OPTIONS}\t0\t1\n")
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)
+    write(tree, MODPROBE_CONF, MODPROBE_SETTINGS)
     write(tree, SYSTEMD_CONF, SYSTEMD_SETTINGS)
     write(tree, NETWORK_FILE, NETWORK_TEXT)
     for link, unit in NETWORKD_LINKS.items():

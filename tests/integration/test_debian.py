@@ -25,7 +25,7 @@ from imacpro.t2.storage import IMAGE_FILE
 from imacpro.guest.kernel_warnings import WARNINGS_SH, unexpected, warnings_in
 from machines import imacpro, tests_cache  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.longest]
 
 PASSWORD = "correct horse battery"
 

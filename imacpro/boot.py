@@ -396,7 +396,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
              control: bool = True, discard_state: bool = False,
              usb_drives: tuple[Path, ...] = (), sd_card: Path | None = None,
              vnc_port: int | None = None, page_port: int | None = None,
-             network: Network = Network()) -> Outcome:
+             network: Network = Network(),
+             on_exec_output: Callable[[bytes], None] | None = None) -> Outcome:
     """Power the machine on and run it until it powers off or suspends. A suspended machine
     resumes instead of booting (unless `discard_state`). The machine's process serves its
     control socket meanwhile (`control`); `on_started()` runs once, when the firmware has
@@ -406,7 +407,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
     on 127.0.0.1 (0: any free port), its port and password in the bundle's vnc.json;
     `page_port`: serve the machine's page there (viewer/page.py), its URL given to `notice`;
     `network`: the 10GbE port's backend (net/link.py), started once, before the first boot,
-    and kept across reboots."""
+    and kept across reboots; `on_exec_output`: each `exec_command`'s output as it ends (the
+    outcome's `exec_output` has them all)."""
     config = machine_bundle.config()
     identity = machine_bundle.identity()
     chip = machine_bundle.t2()
@@ -431,6 +433,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
         running = RunningMachine(machine_bundle.name, console_log, serial_log, echo, events,
                                  log_path, login)
         session = running.session(exec_command) if exec_command is not None else None
+        if session is not None:
+            session.on_result = on_exec_output
         # The SSD's fsyncs in flight on their worker end before its store closes (callbacks
         # run last registered first).
         stack.callback(lambda: running.machine is not None and running.machine.quiesce())

@@ -445,8 +445,9 @@ def bless(name: str, password_file, as_json: bool) -> None:
               help="Write everything COM1 prints to this file.")
 @click.option("--exec", "exec_command", metavar="CMD", multiple=True,
               help="Run CMD in the guest's shell, print its output, power off, and exit "
-                   "with its status. Repeat it to run several commands in turn; a command "
-                   "that reboots the guest ends when the guest is ready again.")
+                   "with its status. Repeat it to run several commands in turn (each "
+                   "one's output is printed as it ends); a command that reboots the guest "
+                   "ends when the guest is ready again.")
 @click.option("--timeout", type=click.FloatRange(min=0), help="Power off after S seconds.")
 @click.option("--detach", is_flag=True,
               help="Run in the background: return once the firmware has handed over to the "
@@ -507,6 +508,13 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
     log = open(serial_log, "wb") if serial_log else None
     echo = None if headless or exec_command is not None else sys.stdout.buffer
     ready = os.fdopen(ready_fd, "w") if ready_fd is not None else None
+    shown = 0                   # bytes of the commands' output written as each one ended
+
+    def show(output: bytes) -> None:
+        nonlocal shown
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
+        shown += len(output)
 
     def started() -> None:
         if ready is not None:
@@ -523,6 +531,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
                                sd_card=Path(sd_card).resolve() if sd_card else None,
                                vnc_port=vnc_port, network=net_settings,
                                page_port=web_port if display == "web" else None,
+                               on_exec_output=show,
                                notice=lambda line: click.echo(f"imacpro: {name}: {line}",
                                                               err=True))
     except BootRefused as refused:
@@ -542,8 +551,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
         if log:
             log.close()
     if outcome.reason == "exec":
-        sys.stdout.buffer.write(outcome.exec_output)
-        sys.stdout.flush()
+        show(outcome.exec_output[shown:])         # a command cut short: what it printed
         if outcome.exec_error:
             click.echo(f"imacpro: {name}: {outcome.exec_error}", err=True)
         sys.exit(outcome.exec_status)

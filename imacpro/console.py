@@ -22,6 +22,7 @@ import re
 import select
 import sys
 import threading
+from typing import Callable
 
 READY_MARKER = b"IMACPRO-READY"
 BEGIN_MARKER = b"IMACPRO-BEGIN"
@@ -178,6 +179,7 @@ class ExecSession:
         self.output = bytearray()       # everything the guest printed, across reboots
         self.results: list[bytes] = []
         self.statuses: list[int] = []
+        self.on_result: Callable[[bytes], None] | None = None   # each command's, as it ends
         self.sent = False               # the current command is typed
         self._ready = False             # the shell waits for a command
         self._start = 0                 # where the current command's output begins
@@ -226,6 +228,8 @@ class ExecSession:
         self.statuses.append(status)
         self.sent, self._rebooting, self._begin_at = False, None, -1
         self._start = len(self.output)
+        if self.on_result is not None:
+            self.on_result(self.results[-1])
 
     def mark_ready(self) -> None:
         """The guest's shell already waits for a command (its ready marker came before this

@@ -7,6 +7,9 @@ from imacpro.catalog import configure
 from imacpro.bus.guest_errors import GuestErrors
 from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.machine import RunResult
+from imacpro.net.link import Network
+
+NO_NETWORK = Network("none")       # a fake machine: no passt, no package cache
 
 KERNEL, INITRD, CMDLINE, VERSION = b"kernel image", b"initramfs", "console=ttyS0", 61192002
 
@@ -54,7 +57,7 @@ def machine(monkeypatch):
 def test_a_guest_reboot_is_checked_by_the_t2_again(machine):
     bundle_, source = machine
     FakeMachine.script = [(lambda: None, "reset"), (lambda: None, "poweroff")]
-    outcome = boot.power_on(bundle_, source, interactive=False)
+    outcome = boot.power_on(bundle_, source, interactive=False, network=NO_NETWORK)
     assert outcome.reason == "poweroff" and FakeMachine.built == 1 and FakeMachine.resets == 1
     assert [v.allowed for v in outcome.verdicts] == [True, True]
 
@@ -70,5 +73,5 @@ def test_a_reboot_is_refused_when_the_t2_no_longer_allows_the_image(machine):
 
     FakeMachine.script = [(newer_system_booted, "reset")]
     with pytest.raises(boot.BootRefused) as refused:
-        boot.power_on(bundle_, source, interactive=False)
+        boot.power_on(bundle_, source, interactive=False, network=NO_NETWORK)
     assert FakeMachine.built == 1 and "rollback" in refused.value.verdict.reason

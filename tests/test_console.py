@@ -61,11 +61,13 @@ def run_command(session, serial, output: bytes) -> None:
 
 def test_commands_run_in_turn_and_the_last_status_counts():
     session, serial = ExecSession(["echo a", "false"]), SerialInput()
+    shown = []
+    session.on_result = shown.append              # each command's output as it ends
     session.feed_output(b"IMACPRO-READY\r\n/ # ")
     run_command(session, serial, b"IMACPRO-BEGIN\r\na\r\nIMACPRO-EXIT=0\r\n/ # ")
-    assert session.status is None and session.statuses == [0]
+    assert session.status is None and session.statuses == [0] and shown == [b"a\n"]
     run_command(session, serial, b"IMACPRO-BEGIN\r\nIMACPRO-EXIT=1\r\n/ # ")
-    assert session.status == 1 and session.result() == b"a\n"
+    assert session.status == 1 and session.result() == b"a\n" and shown == [b"a\n", b""]
     session.poll(serial)
     assert not serial.buffer                      # nothing more to type
 

@@ -13,8 +13,8 @@ that put the current kernel and initrd on the ESP, where the T2 reads the boot i
 (ESP_HOOK: the T2 then refuses them until the owner approves them with `imacpro bless`,
 disk/bless.py); sshd's host keys made anew; initrds made in the machine hold the modules its
 hardware needs (INITRAMFS_CONF); applesmc, which cannot reach this machine's SMC, is not
-loaded (MODPROBE_CONF); the 10GbE port on DHCP (NETWORK_FILE); systemd's waits
-(SYSTEMD_CONF). Files are given owners with os.chown, which fakeroot records for the
+loaded (MODPROBE_CONF); apt uses the host's package cache when it answers (APT_PROXY_CONF);
+the 10GbE port on DHCP (NETWORK_FILE); systemd's waits (SYSTEMD_CONF). Files are given owners with os.chown, which fakeroot records for the
 mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
@@ -93,6 +93,28 @@ MODPROBE_CONF = "etc/modprobe.d/imacpro.conf"
 MODPROBE_SETTINGS = """\
 # imacpro: the iMac Pro's SMC is behind the T2, not on the ports applesmc probes (docs/DEBIAN.md)
 blacklist applesmc
+"""
+# apt fetches through the host's package cache (net/package_cache.py) when its proxy answers
+# at the gateway's port 3142, and straight from Debian's archive when not (apt runs the script
+# for each host it fetches from: it prints the proxy or DIRECT).
+APT_PROXY_CONF = "etc/apt/apt.conf.d/30imacpro-package-cache"
+APT_PROXY_SETTINGS = """\
+// imacpro: the host's package cache, when it answers (imacpro's docs/DEBIAN.md)
+Acquire::http::Proxy-Auto-Detect "/usr/lib/imacpro/apt-proxy";
+"""
+APT_PROXY_SCRIPT = "usr/lib/imacpro/apt-proxy"
+APT_PROXY_CHECK = """\
+#!/bin/bash
+# imacpro: apt's proxy for $1 (Proxy-Auto-Detect): for Debian's archive, the host's package
+# cache at the gateway's port 3142 when something answers there; else none.
+case "$1" in
+    http://deb.debian.org|http://deb.debian.org/*|http://security.debian.org|http://security.debian.org/*)
+        if timeout 3 bash -c 'exec 3<>/dev/tcp/10.0.2.2/3142' 2>/dev/null; then
+            echo http://10.0.2.2:3142
+            exit 0
+        fi;;
+esac
+echo DIRECT
 """
 INITRAMFS_CONF = "etc/initramfs-tools/conf.d/imacpro"
 INITRAMFS_SETTINGS = """\
@@ -224,6 +246,8 @@ def main(tree: Path, setup: dict) -> None:
     (tree / "boot/efi").mkdir(parents=True, exist_ok=True)
     write(tree, INITRAMFS_CONF, INITRAMFS_SETTINGS)
     write(tree, MODPROBE_CONF, MODPROBE_SETTINGS)
+    write(tree, APT_PROXY_CONF, APT_PROXY_SETTINGS)
+    write(tree, APT_PROXY_SCRIPT, APT_PROXY_CHECK, 0o755)
     write(tree, SYSTEMD_CONF, SYSTEMD_SETTINGS)
     write(tree, NETWORK_FILE, NETWORK_TEXT)
     for link, unit in NETWORKD_LINKS.items():

@@ -13,6 +13,9 @@ Flow control both ways, so neither side buffers without bound:
 - When the outbox to passt is full, `can_send` says no and the NIC leaves its TX rings as
   they are; once the socket has drained (`_writable`), `tx_ready` runs them again.
 
+While the machine runs it holds the host's package cache proxy (net/package_cache.py), which
+an installed Debian's apt uses at the gateway's port 3142.
+
 After a resume the backend is a new passt: the guest's connections from before are reset
 (net/stale.py). passt going away (it crashed, or was killed) is the cable pulled: the link
 goes down in the guest, and the machine runs on.
@@ -26,7 +29,9 @@ from typing import Callable
 
 from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.errors import UserError
+from imacpro.guest.debian import debian_dir
 from imacpro.host_events import HostEvents
+from imacpro.net import package_cache
 from imacpro.net.passt import Forward, Passt
 from imacpro.net.stale import StaleFlows
 
@@ -56,7 +61,12 @@ def start(network: Network, events: HostEvents,
             raise
         notice(f"no network: {exc}")
         return None
-    return NetworkLink(backend, events)
+    link = NetworkLink(backend, events)
+    try:
+        link.package_cache = package_cache.attach(debian_dir())
+    except OSError as exc:
+        notice(f"no package cache for the guest's apt: {exc.strerror or exc}")
+    return link
 
 
 class NetworkLink:
@@ -67,6 +77,7 @@ class NetworkLink:
         self.reading = True
         self.writing = False
         self.connected = False
+        self.package_cache = None         # this machine's hold on the package cache's proxy
 
     def plug(self, nic: Aqc107, resumed: bool = False) -> None:
         """Join the port and the backend (at power-on, and again on resume, where the
@@ -151,3 +162,6 @@ class NetworkLink:
     def close(self) -> None:
         self.unplug()
         self.backend.close()
+        if self.package_cache is not None:
+            self.package_cache.close()
+            self.package_cache = None

@@ -13,7 +13,8 @@ import pytest
 
 from imacpro.errors import UserError
 from imacpro.guest import debian
-from imacpro.guest.debian_setup import (ESP_HOOKS, INITRAMFS_CONF, MODPROBE_CONF, NETWORK_FILE,
+from imacpro.guest.debian_setup import (APT_PROXY_CONF, APT_PROXY_SCRIPT, ESP_HOOKS,
+                                        INITRAMFS_CONF, MODPROBE_CONF, NETWORK_FILE,
                                         SERIAL_GETTY, SYSTEMD_CONF)
 
 STATUS = """Package: linux-image-6.1.0-57-amd64
@@ -114,6 +115,9 @@ def test_a_tree_is_made_the_machines_under_fakeroot(tmp_path):
     assert "Name=enp4s0" in (tree / NETWORK_FILE).read_text()      # the 10GbE port, by DHCP
     assert "DefaultDeviceTimeoutSec=10min" in (tree / SYSTEMD_CONF).read_text()
     assert "blacklist applesmc" in (tree / MODPROBE_CONF).read_text().splitlines()
+    assert f'Proxy-Auto-Detect "/{APT_PROXY_SCRIPT}";' in (tree / APT_PROXY_CONF).read_text()
+    assert (tree / APT_PROXY_SCRIPT).stat().st_mode & 0o777 == 0o755   # the host's cache, port 3142
+    assert "10.0.2.2:3142" in (tree / APT_PROXY_SCRIPT).read_text()
     key = (tree / "etc/ssh/ssh_host_ed25519_key").read_text()     # sshd's keys, its own
     assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert (tree / "etc/ssh/ssh_host_rsa_key.pub").exists()

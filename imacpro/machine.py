@@ -69,6 +69,9 @@ DEFAULT_MAC = bytes.fromhex("020000c0ffee")
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
+# A turn that ends with the CPU's interrupts off goes on until they are on again, for at most
+# this long (Machine._leave_interrupts_off).
+IRQS_OFF_MAX_US = 1000
 
 
 def apic_id_of(index: int) -> int:
@@ -179,6 +182,8 @@ class Machine:
         self.clock.on_slice_cut = self._cut_slice
         self.max_slice_overrun_ns = 0
         self.max_slice_overrun_cpu_ns = 0  # the thread's CPU time in that turn
+        self.irqs_off_runs = 0             # turns run on by _leave_interrupts_off,
+        self.irqs_off_capped = 0           # and those IRQS_OFF_MAX_US ended
         self.watchdog = None if watchdog_s is None else \
             Watchdog(self, stall_s=watchdog_s, on_report=on_watchdog)
 
@@ -484,6 +489,9 @@ class Machine:
             host_ns = time.monotonic_ns()
             timeout_us = self._slice(left_us, host_ns)
             slice_end = host_ns + timeout_us * 1000
+        # Its time ran out (not HLT, not PAUSE): the last run reached its end, or a timer cut
+        # it with too little of the turn left to go on.
+        ran_out = time.monotonic_ns() >= min(slice_end, turn_end - MIN_SLICE_US * 1000)
         # How far a turn ran past its time: device work done inside it (a big DMA), or the
         # host not running the thread, or a host call blocking it (a write the host's page
         # cache throttles). Every other CPU waited that long: the watchdog's statistics show
@@ -492,6 +500,39 @@ class Machine:
         if overrun > self.max_slice_overrun_ns:
             self.max_slice_overrun_ns = overrun
             self.max_slice_overrun_cpu_ns = time.thread_time_ns() - turn_cpu
+        if ran_out:
+            self._leave_interrupts_off(cpu)
+
+    def _leave_interrupts_off(self, cpu: Vcpu) -> None:
+        """A CPU whose time ran out with its interrupts off (Linux holds a spinlock taken
+        with irqsave, or a run queue's lock, or is between CLI and STI) runs on until the
+        instruction that turns them on, for at most IRQS_OFF_MAX_US more, when another CPU
+        could run. Descheduled there, it would hold its lock through a round of every
+        runnable CPU's turn, and every CPU wanting the lock would spin through its own turns
+        meanwhile: lock-holder preemption, which made Linux's RCU report stalls of 21 s
+        (docs/RELIABILITY.md; tests/cpu/test_lock_holder.py). A CPU that halts or spins on
+        PAUSE meanwhile is waiting, not holding: its turn ends there."""
+        if IRQS_OFF_MAX_US <= 0 or cpu.state is not State.RUNNING or \
+                cpu.interrupts_enabled() or \
+                not any(other.runnable() for other in self.vcpus if other is not cpu):
+            return
+        self.clock.run_due()
+        host_ns = time.monotonic_ns()
+        end_ns = host_ns + IRQS_OFF_MAX_US * 1000
+        self._cut = False
+        self._running = cpu
+        if self.clock.realtime:
+            self.clock.slice_end_ns = self.clock.at_host(end_ns)
+        cpu.engine.until_interrupts_on(True)
+        try:
+            cpu.run(IRQS_OFF_MAX_US, end_ns if self.clock.realtime else None)
+        finally:
+            cpu.engine.until_interrupts_on(False)
+            self.clock.slice_end_ns = None
+        self.irqs_off_runs += 1
+        if time.monotonic_ns() >= end_ns and cpu.state is State.RUNNING and \
+                not cpu.interrupts_enabled():
+            self.irqs_off_capped += 1      # still off: the guest's doing, or the host's
 
     def _cut_slice(self, deadline_ns: int) -> None:
         """A timer armed during the running slice falls due before it ends: end it then."""

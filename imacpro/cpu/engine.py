@@ -24,6 +24,8 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               slice's end stops the slice and runs again
                                               in the next (a stalled host's TSC jump is
                                               never read before the timers due by then)
+  uc_imacpro_until_interrupts_on(uc, on)      while on, a slice ends at the instruction
+                                              that enables interrupts (STI, POPF, IRET)
   uc_imacpro_set_tsc(uc, tsc, anchor_ns, hz, running)
                                               TSC = tsc + (CLOCK_MONOTONIC - anchor_ns) * hz
   uc_imacpro_cpu_state(uc, buf, size)         the vCPU's state as bytes: CPUX86State up to
@@ -93,6 +95,8 @@ uclib.uc_imacpro_cut_slice.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
 uclib.uc_imacpro_cut_slice.restype = None
 uclib.uc_imacpro_slice_end.argtypes = [ctypes.c_void_p, ctypes.c_int64]
 uclib.uc_imacpro_slice_end.restype = None
+uclib.uc_imacpro_until_interrupts_on.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+uclib.uc_imacpro_until_interrupts_on.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
@@ -172,6 +176,10 @@ class Engine:
     def slice_end(self, end_ns: int) -> None:
         """Before a slice: it ends by CLOCK_MONOTONIC `end_ns`, however late it starts."""
         uclib.uc_imacpro_slice_end(self._uch, end_ns)
+
+    def until_interrupts_on(self, on: bool) -> None:
+        """While `on`, a slice ends as soon as the CPU enables interrupts."""
+        uclib.uc_imacpro_until_interrupts_on(self._uch, on)
 
     def xcr0(self) -> int:
         return uclib.uc_imacpro_xcr0(self._uch)

@@ -26,15 +26,7 @@ LOCK_HOLDER = PING_PONG[:PING_PONG.index("main:")] + r"""
 .set APS, 7
 main:
     call setup_gdt
-    lea trampoline(%rip), %rsi
-    mov $TRAMPOLINE, %rdi
-    mov $(trampoline_end - trampoline), %rcx
-    rep movsb
-    lea ap_main(%rip), %rax
-    mov %rax, TRAMPOLINE + (ap_entry - trampoline)
-    APIC_WRITE 0x300, $0xc4500      # INIT, all excluding self
-    APIC_WRITE 0x300, $0xc4608      # SIPI, vector 0x08
-    APIC_WRITE 0x300, $0xc4608
+    START_APS ap_main
 1:  pause
     cmpq $1, holder_done(%rip)
     jne 1b

@@ -19,7 +19,23 @@ from test_smp import SMP
 ROUNDS = 20000
 CPUS = 4
 
-PING_PONG = APIC + r"""
+# The APs started at `entry` in long mode, through test_smp's trampoline (copied to
+# TRAMPOLINE, 0x8000, which SIPI vector 0x08 names).
+START_APS = r"""
+.macro START_APS entry
+    lea trampoline(%rip), %rsi
+    mov $TRAMPOLINE, %rdi
+    mov $(trampoline_end - trampoline), %rcx
+    rep movsb
+    lea \entry(%rip), %rax
+    mov %rax, TRAMPOLINE + (ap_entry - trampoline)
+    APIC_WRITE 0x300, $0xc4500      # INIT, all excluding self
+    APIC_WRITE 0x300, $0xc4608      # SIPI, vector 0x08
+    APIC_WRITE 0x300, $0xc4608
+.endm
+"""
+
+PING_PONG = APIC + START_APS + r"""
 .set TRAMPOLINE, 0x8000
 .set APS, CPUS - 1
 .set ROUNDS, ROUND_COUNT
@@ -27,15 +43,7 @@ main:
     call setup_gdt
     GATE 0x40, ipi
     APIC_WRITE 0xf0, $0x1ff
-    lea trampoline(%rip), %rsi
-    mov $TRAMPOLINE, %rdi
-    mov $(trampoline_end - trampoline), %rcx
-    rep movsb
-    lea ap_main(%rip), %rax
-    mov %rax, TRAMPOLINE + (ap_entry - trampoline)
-    APIC_WRITE 0x300, $0xc4500      # INIT, all excluding self
-    APIC_WRITE 0x300, $0xc4608      # SIPI, vector 0x08
-    APIC_WRITE 0x300, $0xc4608
+    START_APS ap_main
 1:  pause
     cmpq $APS, started(%rip)
     jb 1b

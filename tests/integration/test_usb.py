@@ -52,8 +52,9 @@ def exec_ok(command: str, timeout: float = 600) -> str:
     return result.stdout
 
 
-def retry(*args, seconds: float = 120):
-    """An imacpro command until it succeeds: input waits for the guest's USB drivers."""
+def retry(*args, seconds: float = 300):
+    """An imacpro command until it succeeds: input waits for the guest's USB drivers (a
+    bound, not a measure: a host running other machines beside this one is slow)."""
     end = time.monotonic() + seconds
     while True:
         result = imacpro(*args)
@@ -82,6 +83,9 @@ def desk(signed_guest, tmp_path, imacpro_home):  # noqa: F811
                      str(image.initrd), "--append", image.cmdline, "--manifest",
                      str(image.manifest), "--detach")
     assert booted.returncode == 0, booted.stderr
+    # The shell answers once /init has loaded the USB drivers (xhci_pci, usbhid): then the
+    # keyboard's enumeration is all that is left to wait for.
+    exec_ok("true")
     yield
     imacpro("stop", "desk", "--force")
 

@@ -472,16 +472,7 @@ class Machine:
         slice_end = turn_end = host_ns + timeout_us * 1000
         turn_cpu = time.thread_time_ns()
         while True:
-            self._cut = False
-            self._running = cpu
-            # The slice ends when the next timer is due, as `_slice` read the clock: a host
-            # that stalls the thread before the engine starts does not move it.
-            if self.clock.realtime:
-                self.clock.slice_end_ns = self.clock.at_host(slice_end)
-            try:
-                cpu.run(timeout_us, slice_end if self.clock.realtime else None)
-            finally:
-                self.clock.slice_end_ns = None
+            self._run_until(cpu, timeout_us, slice_end)
             if not self._cut or self.reset_requested or self.poweroff_requested:
                 break
             self.clock.run_due()
@@ -493,7 +484,8 @@ class Machine:
             slice_end = host_ns + timeout_us * 1000
         # Its time ran out (not HLT, not PAUSE): the last run reached its end, or a timer cut
         # it with too little of the turn left to go on.
-        ran_out = time.monotonic_ns() >= min(slice_end, turn_end - MIN_SLICE_US * 1000)
+        ran_out = IRQS_OFF_MAX_US > 0 and \
+            time.monotonic_ns() >= min(slice_end, turn_end - MIN_SLICE_US * 1000)
         # How far a turn ran past its time: device work done inside it (a big DMA), or the
         # host not running the thread, or a host call blocking it (a write the host's page
         # cache throttles). Every other CPU waited that long: the watchdog's statistics show
@@ -505,32 +497,38 @@ class Machine:
         if ran_out:
             self._leave_interrupts_off(cpu)
 
+    def _run_until(self, cpu: Vcpu, timeout_us: int, end_ns: int) -> None:
+        """Run `cpu` for `timeout_us`, and no later than host CLOCK_MONOTONIC `end_ns`: the
+        slice ends when the next timer is due, as `_slice` read the clock, so a host that
+        stalls the thread before the engine starts does not move it."""
+        self._cut = False
+        self._running = cpu
+        if self.clock.realtime:
+            self.clock.slice_end_ns = self.clock.at_host(end_ns)
+        try:
+            cpu.run(timeout_us, end_ns if self.clock.realtime else None)
+        finally:
+            self.clock.slice_end_ns = None
+
     def _leave_interrupts_off(self, cpu: Vcpu) -> None:
         """A CPU whose time ran out with its interrupts off (Linux holds a spinlock taken
         with irqsave, or a run queue's lock, or is between CLI and STI) runs on until the
         instruction that turns them on, for at most IRQS_OFF_MAX_US more, when another CPU
         could run. Descheduled there, it would hold its lock through a round of every
         runnable CPU's turn, and every CPU wanting the lock would spin through its own turns
-        meanwhile: lock-holder preemption, which made Linux's RCU report stalls of 21 s
+        meanwhile: lock-holder preemption, the shape of the RCU stalls of 21 s Linux reported
         (docs/RELIABILITY.md; tests/cpu/test_lock_holder.py). A CPU that halts or spins on
         PAUSE meanwhile is waiting, not holding: its turn ends there."""
-        if IRQS_OFF_MAX_US <= 0 or cpu.state is not State.RUNNING or \
-                cpu.interrupts_enabled() or \
+        if cpu.state is not State.RUNNING or cpu.interrupts_enabled() or \
                 not any(other.runnable() for other in self.vcpus if other is not cpu):
             return
         self.clock.run_due()
-        host_ns = time.monotonic_ns()
-        end_ns = host_ns + IRQS_OFF_MAX_US * 1000
-        self._cut = False
-        self._running = cpu
-        if self.clock.realtime:
-            self.clock.slice_end_ns = self.clock.at_host(end_ns)
+        end_ns = time.monotonic_ns() + IRQS_OFF_MAX_US * 1000
         cpu.engine.until_interrupts_on(True)
         try:
-            cpu.run(IRQS_OFF_MAX_US, end_ns if self.clock.realtime else None)
+            self._run_until(cpu, IRQS_OFF_MAX_US, end_ns)
         finally:
             cpu.engine.until_interrupts_on(False)
-            self.clock.slice_end_ns = None
         self.irqs_off_runs += 1
         if time.monotonic_ns() >= end_ns and cpu.state is State.RUNNING and \
                 not cpu.interrupts_enabled():

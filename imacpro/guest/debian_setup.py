@@ -14,8 +14,8 @@ that put the current kernel and initrd on the ESP, where the T2 reads the boot i
 disk/bless.py); sshd's host keys made anew; initrds made in the machine hold the modules its
 hardware needs (INITRAMFS_CONF); applesmc, which cannot reach this machine's SMC, is not
 loaded (MODPROBE_CONF); apt uses the host's package cache when it answers (APT_PROXY_CONF);
-the 10GbE port on DHCP (NETWORK_FILE); systemd's waits (SYSTEMD_CONF). Files are given owners with os.chown, which fakeroot records for the
-mke2fs -d that follows.
+the 10GbE port on DHCP (NETWORK_FILE); systemd's waits (SYSTEMD_CONF). Files are given
+owners with os.chown, which fakeroot records for the mke2fs -d that follows.
 Only the standard library: this runs in its own interpreter, before anything else is set up.
 """
 
@@ -103,6 +103,8 @@ APT_PROXY_SETTINGS = """\
 Acquire::http::Proxy-Auto-Detect "/usr/lib/imacpro/apt-proxy";
 """
 APT_PROXY_SCRIPT = "usr/lib/imacpro/apt-proxy"
+# 10.0.2.2 is net/passt.py's GATEWAY, 3142 net/package_cache.py's PORT and the hosts its
+# UPSTREAMS (written out: this module imports nothing of imacpro's).
 APT_PROXY_CHECK = """\
 #!/bin/bash
 # imacpro: apt's proxy for $1 (Proxy-Auto-Detect): for Debian's archive, the host's package

@@ -190,8 +190,10 @@ def check_blessed_boot(tmp_path, report: dict, synced: list[str]) -> None:
          "--forward", f"tcp:{port}:22", "--serial-log", str(log),
          "--exec", "sudo cat /run/initramfs/fsck.log; sudo dmesg | grep EXT4-fs",
          "--exec", "cd ~/kill && sha256sum -c sums && cd ~/data && sha256sum -c sums",
-         "--exec", "while [ ! -b /dev/sda ]; do sleep 1; done; "
-         "sudo mount -o ro /dev/sda /mnt && sudo dpkg -i /mnt/imacpro-hello_1.0_all.deb"
+         # By its label: the empty SD card reader and the stick race for sda and sdb.
+         "--exec", "for i in $(seq 300); do [ -b /dev/disk/by-label/PACKAGES ] && break; "
+         "sleep 1; done; sudo mount -o ro /dev/disk/by-label/PACKAGES /mnt && "
+         "sudo dpkg -i /mnt/imacpro-hello_1.0_all.deb"
          " && imacpro-hello && sudo umount /mnt",
          # apt through the host's package cache (net/package_cache.py), which keeps what it
          # fetched for the next machine.
@@ -230,7 +232,8 @@ def check_blessed_boot(tmp_path, report: dict, synced: list[str]) -> None:
     assert "recovering journal" in out and "clean," in out, out[:3000]   # replayed, then clean
     for name in synced:
         assert f"{name}: OK" in out
-    assert "f3: OK" in out and "hello from a package copied in" in out
+    assert "f3: OK" in out, out
+    assert "hello from a package copied in" in out, out
     assert "http://10.0.2.2:3142\n" in out and "Hello, world!" in out     # apt, through the cache
     assert list((Path(os.environ["IMACPRO_CACHE"]) / "debian/archives").glob("hello_*.deb"))
     assert "running" in out.splitlines()

@@ -58,7 +58,7 @@ BOOT_DEADLINE_S = 900     # power-on to a shell (36 vCPUs on a 2-core host take 
 STEP_SLACK_S = 600        # beyond the work's own length, for any other exec
 STOP_DEADLINE_S = 180
 SIGSTOP_S = 3
-NVME = "0000:00:04.0"
+NVME = "0000:02:00.0"
 
 CHECK = r"""
 mkdir -p /mnt

@@ -23,10 +23,16 @@ or in memory/layout.py for addresses, and nowhere else.
     | ecam        | 0xE000_0000, 256 MiB       |                          | MBRD _CRS, MCFG    |
     | lapic       | 0xFEE0_0000 (each CPU)     |                          | (MADT)             |
     | host_bridge | PCI 00:00.0                |                          |                    |
-    | nvme        | PCI 00:04.0                | INTA# → GSI 16           | (_PRT)             |
+    | t2_port     | PCI 00:1c.0 → bus 02       | INTA# → GSI 16           | (_PRT)             |
+    | nvme        | PCI 02:00.0 (the T2's fn 0)| INTA# → GSI 16, MSI      | (via t2_port)      |
+    | t2_bridge, t2_sep, t2_audio: PCI 02:00.1-3, the T2's other functions (no interrupts used) |
+    | wifi_port   | PCI 00:1b.0 → bus 01       |                          |                    |
+    | lpc, pmc    | PCI 00:1f.0, 00:1f.2       |                          | (LPCB: lpc_bridge) |
     | xhci        | PCI 00:14.0                | INTA# → GSI 17, MSI      | (_PRT)             |
     | net_port    | PCI 03:00.0 → bus 04       | INTA# → GSI 18           | PC03 (_PRT)        |
     | nic         | PCI 04:00.0 (AQC107)       | INTA# → GSI 18, MSI-X    | (via net_port)     |
+    | tb1_*, tb2_*: PCI 05:02.0/05:03.0 → the Thunderbolt 3 controllers' bridges, buses 06-11  |
+    | uncore_BB_DD_F: the Xeon's uncore functions on buses 00, 03, 05, f0 (configuration only) |
     | gpu_port    | PCI f0:00.0 → bus f1       |                          | PCF0               |
     | gpu_switch_up, gpu_switch_down: PCI f1:00.0 → bus f2, f2:00.0 → bus f3                     |
     | gpu         | PCI f3:00.0                | (none modelled)          |                    |
@@ -35,9 +41,13 @@ or in memory/layout.py for addresses, and nowhere else.
 ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
 unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
 
-PCI has three root buses, each a host bridge in the DSDT (`root_buses`): bus 00 (PCI0) with the
-platform's functions, bus 03 (PC03) with the root port of the 10GbE port, and bus f0 (PCF0)
-with the root port of the GPU, as on the real machine. A function behind a root port has no
+PCI has four root buses, each a host bridge in the DSDT (`root_buses`), one per IIO stack of
+the Xeon, as on the real machine: bus 00 (PCI0) with the PCH's functions and the T2 behind its
+root port, bus 03 (PC03) with the root port of the 10GbE port and the CHA and PCU functions,
+bus 05 (PC05) with the Thunderbolt 3 root ports and the memory controllers, and bus f0 (PCF0)
+with the root port of the GPU. Rows with a `function` are made from their data alone (their
+configuration space; docs/LINUX.md lists the tree against the real machine's lspci); a row's
+`min_cores` leaves it out of smaller dies (the per-core CHA functions). A function behind a root port has no
 _PRT of its own: Linux swizzles its pin to the port's and looks the port up on its root bus
 (PCI-to-PCI Bridge Architecture 1.2 §9.1), so the port's row carries the route.
 A row's PCI slot names its bus as the firmware numbers it; a bridge's slot names the bus on
@@ -137,6 +147,27 @@ class Acpi:
 
 
 @dataclass(frozen=True)
+class Port:
+    """A PCI Express port's type ("root", "upstream", "downstream") and its link."""
+    kind: str
+    gts: float
+    width: int
+
+
+@dataclass(frozen=True)
+class Function:
+    """A PCI function the builder makes from this row alone: its identity and configuration
+    space, with no register model behind it (or, for a bridge, `port`). The builder adds the
+    few configuration registers drivers read from some of them (machine.py)."""
+    vendor: int
+    device: int
+    class_code: int
+    revision: int = 0
+    subsystem: tuple[int, int] = (0, 0)
+    port: Port | None = None
+
+
+@dataclass(frozen=True)
 class Row:
     name: str                         # the machine's attribute that holds the device
     what: str                         # what it is, for people
@@ -146,6 +177,8 @@ class Row:
     pci: PciSlot | None = None
     acpi: Acpi | None = None
     optional: bool = False            # absent on some machines (the SSD when unreadable)
+    function: Function | None = None  # made from data (see Function)
+    min_cores: int = 0                # present only on processors with at least this many cores
 
 
 @dataclass(frozen=True)
@@ -243,6 +276,74 @@ class Board:
         return [row for row in self.rows if row.acpi is not None and row.acpi.parent == parent]
 
 
+# --- the platform's PCI functions without a device model of their own ---------------------
+# From lspci -nn of real iMacPro1,1 under Linux (linux-hardware.org probes). The Xeon's uncore
+# functions say revision 04 (the W-2100's H0 stepping) and subsystem 8086:0000; the PCH's say
+# subsystem 8086:7270. Classes: 0880 system peripheral, 1101 performance counters, 080020
+# I/O APIC, 0600 host bridge, 0601 ISA bridge (LPC/eSPI), 0580 memory controller (the PMC),
+# 0604 PCI bridge.
+INTEL, APPLE = 0x8086, 0x106B
+SYSTEM_PERIPHERAL, PERFORMANCE_COUNTERS, IOXAPIC = 0x088000, 0x110100, 0x080020
+ISA_BRIDGE, PCI_BRIDGE, OTHER_MEMORY_CONTROLLER = 0x060100, 0x060400, 0x058000
+UNCORE_REVISION, UNCORE_SUBSYSTEM = 0x04, (INTEL, 0x0000)
+PCH_REVISION, PCH_PORT_REVISION, PCH_SUBSYSTEM = 0x00, 0xF0, (INTEL, 0x7270)
+MAX_CORES = 18                     # the W-2191B's; the CHA functions follow the core count
+
+
+def _uncore(bus: int, device: int, function: int, did: int, what: str,
+            class_code: int = SYSTEM_PERIPHERAL, name: str = "", min_cores: int = 0,
+            port: Port | None = None, bridge_to: int | None = None) -> Row:
+    return Row(name or f"uncore_{bus:02x}_{device:02x}_{function}",
+               f"Xeon W {what} ({INTEL:04x}:{did:04x})",
+               pci=PciSlot(device, function, bus, bridge_to=bridge_to),
+               function=Function(INTEL, did, class_code, UNCORE_REVISION, UNCORE_SUBSYSTEM,
+                                 port),
+               min_cores=min_cores)
+
+
+def _stack(bus: int) -> tuple[Row, ...]:
+    """Device 5 of IIO stacks 1-3: VT-d, RAS and I/O APIC configuration (stack 0's are
+    2024-2026)."""
+    return (_uncore(bus, 5, 0, 0x2034, "VT-d configuration"),
+            _uncore(bus, 5, 2, 0x2035, "RAS configuration"),
+            _uncore(bus, 5, 4, 0x2036, "IOxAPIC configuration", IOXAPIC))
+
+
+def _chas() -> tuple[Row, ...]:
+    """One pair of CHA functions per core on bus 03: 208d at devices 8-b, 208e at e-11."""
+    return tuple(_uncore(0x03, first + n // 8, n % 8, did, f"CHA {n} registers",
+                         min_cores=n + 1)
+                 for first, did in ((0x08, 0x208D), (0x0E, 0x208E)) for n in range(MAX_CORES))
+
+
+def _thunderbolt(number: int, root_device: int, root_did: int, bus: int) -> tuple[Row, ...]:
+    """An Alpine Ridge Thunderbolt 3 controller as its bridges: the Xeon's root port on bus 05,
+    the controller's upstream port on `bus`, its four downstream ports on `bus + 1` (to the
+    NHI, two hot-plug ports and the USB controller, each its own bus)."""
+    link = Port("downstream", 8.0, 4)
+    rows = [_uncore(0x05, root_device, 0, root_did, f"PCIe root port of Thunderbolt {number}",
+                    PCI_BRIDGE, port=Port("root", 8.0, 4), bridge_to=bus),
+            Row(f"tb{number}_up", f"Thunderbolt 3 controller {number}, upstream port (8086:1578)",
+                pci=PciSlot(0, bus=bus, bridge_to=bus + 1),
+                function=Function(INTEL, 0x1578, PCI_BRIDGE, 0x02,
+                                  port=Port("upstream", 8.0, 4)))]
+    for n, device in enumerate((0, 1, 2, 4)):
+        rows.append(Row(f"tb{number}_down{device}",
+                        f"Thunderbolt 3 controller {number}, downstream port (8086:15d3)",
+                        pci=PciSlot(device, bus=bus + 1, bridge_to=bus + 2 + n),
+                        function=Function(INTEL, 0x15D3, PCI_BRIDGE, 0x02, port=link)))
+    return tuple(rows)
+
+
+def _pch(device: int, function: int, did: int, what: str, class_code: int, name: str,
+         **slot) -> Row:
+    port = slot.pop("port", None)
+    return Row(name, f"PCH {what} ({INTEL:04x}:{did:04x})", pci=PciSlot(device, function, **slot),
+               function=Function(INTEL, did, class_code,
+                                 PCH_PORT_REVISION if port else PCH_REVISION,
+                                 (0, 0) if port else PCH_SUBSYSTEM, port))
+
+
 # The iMac Pro's platform as modelled today (docs/LINUX.md says what the real one has more of).
 IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("pic", "8259A interrupt controllers, master and slave, and the ELCR",
@@ -274,9 +375,28 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
         mmio=Mmio(layout.ECAM_BASE, layout.ECAM_SIZE), acpi=Acpi("MBRD")),
     Row("lapic", "local APIC (one per logical CPU)",
         mmio=Mmio(layout.LAPIC_BASE, layout.LAPIC_SIZE, per_cpu=True)),
-    Row("host_bridge", "Xeon W host bridge (8086:2020)", pci=PciSlot(0)),
-    Row("nvme", "the SSD: Apple ANS2 NVMe controller behind the T2 (106b:2005)",
-        pci=PciSlot(4, pin=PIN_INTA, gsi=16), optional=True),
+    Row("host_bridge", "Xeon W host bridge, DMI3 (8086:2020)", pci=PciSlot(0)),
+    _uncore(0x00, 5, 0, 0x2024, "MM/VT-d configuration"),
+    _uncore(0x00, 5, 2, 0x2025, "RAS"),
+    _uncore(0x00, 5, 4, 0x2026, "IOAPIC", IOXAPIC),
+    _uncore(0x00, 8, 0, 0x2014, "Ubox"),
+    _uncore(0x00, 8, 1, 0x2015, "Ubox performance counters", PERFORMANCE_COUNTERS),
+    # CPUBUSNO (the stacks' bus numbers), which skx_edac reads: machine.py.
+    _uncore(0x00, 8, 2, 0x2016, "Ubox, DECS", name="ubox_decs"),
+    # The T2 behind the PCH's root port 1c.0: the SSD is its function 0 (02:00.0), then
+    # its bridge, Secure Enclave and audio functions (devices/t2_functions.py).
+    _pch(0x1C, 0, 0xA294, "PCIe root port of the T2", PCI_BRIDGE, "t2_port", bridge_to=0x02,
+         pin=PIN_INTA, gsi=16, port=Port("root", 8.0, 4)),
+    Row("nvme", "the SSD: Apple ANS2 NVMe controller in the T2 (106b:2005)",
+        pci=PciSlot(0, bus=0x02, pin=PIN_INTA), optional=True),
+    Row("t2_bridge", "the T2's bridge function (106b:1801)", pci=PciSlot(0, 1, bus=0x02)),
+    Row("t2_sep", "the T2's Secure Enclave function (106b:1802)", pci=PciSlot(0, 2, bus=0x02)),
+    Row("t2_audio", "the T2's audio function (106b:1803)", pci=PciSlot(0, 3, bus=0x02)),
+    # The Wi-Fi card's port; the BCM4364 behind it (01:00.0) is not modelled (docs/LINUX.md).
+    _pch(0x1B, 0, 0xA2EB, "PCIe root port of the Wi-Fi card", PCI_BRIDGE, "wifi_port",
+         bridge_to=0x01, port=Port("root", 5.0, 1)),
+    _pch(0x1F, 0, 0xA2D4, "LPC/eSPI controller", ISA_BRIDGE, "lpc"),
+    _pch(0x1F, 2, 0xA2A1, "power management controller", OTHER_MEMORY_CONTROLLER, "pmc"),
     # The PCH's USB 3 controller; its INTA# has a pin of its own (the SSD's is 16).
     Row("xhci", "PCH xHCI USB 3 controller (8086:a2af)",
         pci=PciSlot(0x14, pin=PIN_INTA, gsi=17)),
@@ -285,6 +405,27 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
         pci=PciSlot(0, bus=0x03, bridge_to=0x04, pin=PIN_INTA, gsi=18)),
     Row("nic", "Aquantia AQC107 10 Gigabit Ethernet (1d6a:07b1)",
         pci=PciSlot(0, bus=0x04, pin=PIN_INTA)),
+    *_stack(0x03),
+    *_chas(),
+    *(_uncore(0x03, 0x1D, n, 0x2054 + n, f"CHA registers, all ({n})") for n in range(4)),
+    # CAPID6 (which CHAs the die has), which intel_uncore reads: machine.py.
+    *(_uncore(0x03, 0x1E, n, 0x2080 + n, f"PCU registers ({n})",
+              name="pcu_capid" if n == 3 else "") for n in range(7)),
+    # Root bus 05: the Thunderbolt 3 controllers' root ports and the memory controllers.
+    *_thunderbolt(1, 2, 0x2032, 0x06),
+    *_thunderbolt(2, 3, 0x2033, 0x0C),
+    *_stack(0x05),
+    _uncore(0x05, 8, 0, 0x2066, "IMC 0 mesh-to-memory"),
+    _uncore(0x05, 9, 0, 0x2066, "IMC 1 mesh-to-memory"),
+    *(_uncore(0x05, 0x0A + 2 * imc + n // 8, n % 8, 0x2040 + n,
+              f"IMC {imc} channel registers ({n})") for imc in range(2) for n in range(12)),
+    # Root bus f0: the GPU's root port, the mesh-to-PCIe and mesh-to-UPI agents.
+    *_stack(0xF0),
+    _uncore(0xF0, 0x12, 0, 0x204C, "M3KTI registers", PERFORMANCE_COUNTERS),
+    _uncore(0xF0, 0x12, 1, 0x204D, "M3KTI registers", PERFORMANCE_COUNTERS),
+    _uncore(0xF0, 0x12, 2, 0x204E, "M3KTI registers"),
+    *(_uncore(0xF0, device, function, 0x2018, "M2PCI registers")
+      for device, function in ((0x15, 0), (0x16, 0), (0x16, 4), (0x17, 0))),
     # The GPU: the Xeon's root port on root bus f0, then the Vega package's own PCIe switch
     # (AMD's upstream and downstream ports) and the GPU with its HDMI/DP audio function.
     Row("gpu_port", "Xeon W PCIe root port A (8086:2030)",
@@ -300,8 +441,10 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
 ), lpc_bridge=PciSlot(0x1F), root_buses=(
     RootBus("PCI0", 0x00, 0x02, (layout.PCI_MMIO_START, layout.PCI_NET_MMIO_START),
             (layout.PCI_IO_START, layout.PCI_NET_IO_START)),
-    RootBus("PC03", 0x03, 0xEF, (layout.PCI_NET_MMIO_START, layout.PCI_GPU_MMIO_START),
-            (layout.PCI_NET_IO_START, layout.PCI_GPU_IO_START)),
+    RootBus("PC03", 0x03, 0x04, (layout.PCI_NET_MMIO_START, layout.PCI_TB_MMIO_START),
+            (layout.PCI_NET_IO_START, layout.PCI_TB_IO_START)),
+    RootBus("PC05", 0x05, 0xEF, (layout.PCI_TB_MMIO_START, layout.PCI_GPU_MMIO_START),
+            (layout.PCI_TB_IO_START, layout.PCI_GPU_IO_START)),
     RootBus("PCF0", 0xF0, 0xFF, (layout.PCI_GPU_MMIO_START, layout.PCI_MMIO_END),
             (layout.PCI_GPU_IO_START, 0x10000)),
 ), usb=(

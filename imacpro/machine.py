@@ -28,8 +28,8 @@ from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
 from imacpro.bus.guest_errors import GuestErrors
 from imacpro.bus.mmio import MmioBus
 from imacpro.bus.mmio import Offset
-from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciIoWindow, PciMemoryWindow, \
-    host_bridge
+from imacpro.bus.pci import Ecam, PciBus, PciConfigPorts, PciFunction, PciIoWindow, \
+    PciMemoryWindow, host_bridge
 from imacpro.bus.pci_bridge import PciBridge
 from imacpro.bus.pio import PORT_COUNT
 from imacpro.bus.pcie import ROOT_PORT, SWITCH_DOWNSTREAM, SWITCH_UPSTREAM
@@ -48,6 +48,7 @@ from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
 from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.devices.nvme import NvmeController
+from imacpro.devices.t2_functions import t2_function
 from imacpro.devices.usb.peripherals import Peripherals
 from imacpro.devices.usb.xhci.controller import XhciController
 from imacpro.devices.pic import Pic8259Pair
@@ -66,6 +67,9 @@ log = logging.getLogger(__name__)
 # The 10GbE port's MAC when the caller gives none (benches, tests): a locally administered
 # address. A machine's own comes from its identity (identity.py).
 DEFAULT_MAC = bytes.fromhex("020000c0ffee")
+PORT_TYPES = {"root": ROOT_PORT, "upstream": SWITCH_UPSTREAM, "downstream": SWITCH_DOWNSTREAM}
+CPUBUSNO = 0xCC    # Ubox DECS function (8086:2016): the IIO stacks' bus numbers
+CAPID6 = 0x9C      # PCU function 3 (8086:2083): the CHAs present
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
@@ -169,7 +173,7 @@ class Machine:
             self.apic_bus.attach(lapic)
         self.pic.on_intr_change = lambda level: self.lapics[0].set_lint(0, level)
         # The package's uncore MSRs, shared by its logical CPUs (cpu/msr.py).
-        self.uncore = UncoreMsrs(tuple(root.bus for root in board.root_buses))
+        self.uncore = UncoreMsrs(tuple(root.bus for root in board.root_buses), chas=p.cores)
         self.vcpus = [Vcpu(i, apic_id_of(i), p, self.ram, self.pio, self.mmio, self.lapics[i],
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0),
                            uncore=self.uncore)
@@ -192,12 +196,26 @@ class Machine:
     # --- building from the board ------------------------------------------------------------
 
     def _build(self, row: Row):
+        if row.min_cores > self.processor.cores:
+            return None                        # a function of larger dies (the CHAs)
         make = getattr(self, f"_make_{row.name}", None)
         if make is None:
+            if row.function is not None:
+                return self._function(row)
             if row.mmio is not None and row.mmio.per_cpu:
                 return None                    # built with its CPU (the local APIC)
             raise ValueError(f"the builder cannot make board row {row.name!r}")
         return make(row)
+
+    def _function(self, row: Row) -> PciFunction:
+        """A function made from its row's data: a bridge when the row says where to, else
+        its configuration space alone."""
+        f = row.function
+        if row.pci.bridge_to is not None:
+            return PciBridge(f.vendor, f.device, row.pci.bridge_to, PORT_TYPES[f.port.kind],
+                             f.port.gts, f.port.width, revision=f.revision)
+        return PciFunction(f.vendor, f.device, f.class_code, f.revision,
+                           subsystem_vendor=f.subsystem[0], subsystem=f.subsystem[1])
 
     def _attach(self, row: Row, device) -> None:
         for ports in row.ports:
@@ -216,8 +234,14 @@ class Machine:
 
     def _inta(self, row: Row) -> IrqLine:
         """A PCI function's INTA#: asserted drives its I/O APIC pin low (PCI wires are active
-        low, idle high)."""
-        wire = self._gsi_line(row.pci.gsi)
+        low, idle high). Behind a root port, device 0's INTA# is the port's INTA# (the
+        swizzle of PCI-to-PCI Bridge 1.2 §9.1 is the identity for device 0)."""
+        slot = row.pci
+        while slot.gsi is None:
+            if slot.device != 0:
+                raise ValueError(f"{row.name}: no route for INTA# of device {slot.device}")
+            slot = next(r.pci for r in self.board.pci_rows() if r.pci.bridge_to == slot.bus)
+        wire = self._gsi_line(slot.gsi)
         wire.set(True)
         return IrqLine(f"{row.name}-inta", lambda asserted: wire.set(not asserted))
 
@@ -282,11 +306,7 @@ class Machine:
 
     def _make_nic(self, row):
         """The AQC107; its INTA# reaches the I/O APIC through its root port's route."""
-        port = self.board["net_port"].pci
-        wire = self._gsi_line(port.gsi)
-        wire.set(True)
-        return Aqc107(self._ethernet_mac,
-                      intx=IrqLine("nic-inta", lambda asserted: wire.set(not asserted)))
+        return Aqc107(self._ethernet_mac, intx=self._inta(row))
 
     def _make_gpu(self, row):
         return vega.Vega(self.config.graphics_option)
@@ -299,6 +319,29 @@ class Machine:
             return None
         return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row),
                               clock=self.clock)
+
+    def _make_t2_bridge(self, row):
+        """The T2's other functions, when its function 0 (the SSD) is there to be found."""
+        return t2_function(row.pci.function) if self._ssd is not None else None
+
+    _make_t2_sep = _make_t2_audio = _make_t2_bridge
+
+    def _make_ubox_decs(self, row):
+        """CPUBUSNO (0xCC): the root bus of IIO stacks 0-3, a byte each, as skx_edac reads it;
+        CPUBUSNO1 (0xD0) the stacks of the (absent) MCP packages."""
+        fn = self._function(row)
+        buses = [root.bus for root in self.board.root_buses][:4]
+        fn.config[CPUBUSNO:CPUBUSNO + 4] = bytes(buses + [0] * (4 - len(buses)))
+        fn.mark_reset_state()
+        return fn
+
+    def _make_pcu_capid(self, row):
+        """CAPID6 (0x9C): one bit per CHA the die has; intel_uncore counts its CHA boxes from
+        it (and then programs their MSRs: cpu/msr.py)."""
+        fn = self._function(row)
+        fn.config[CAPID6:CAPID6 + 4] = ((1 << self.processor.cores) - 1).to_bytes(4, "little")
+        fn.mark_reset_state()
+        return fn
 
     def _make_xhci(self, row):
         xhci = XhciController(self.clock, intx=self._inta(row))

@@ -3,6 +3,10 @@ forward memory and I/O only inside their windows, and the firmware numbers and p
 as the board says."""
 
 import struct
+from pathlib import Path
+
+import pytest
+import real_imac_pro
 
 from imacpro.board import IMAC_PRO
 from imacpro.bus.pci import (CMD_IO, CMD_MEMORY, COMMAND, ROM_BAR, IoBar, MemoryBar, PciBus,
@@ -14,6 +18,8 @@ from imacpro.clock import Clock
 from imacpro.firmware.pci import assign_resources
 from imacpro.machine import Machine
 from imacpro.memory import layout
+from imacpro.t2.sep import SecureEnclave
+from imacpro.t2.storage import EncryptedStore
 
 
 class Register:
@@ -128,3 +134,50 @@ def test_an_endpoint_says_what_its_link_runs_at():
     pcap = port.read_config(0x34, 1)
     assert port.read_config(pcap, 1) == CAP_PCI_EXPRESS
     assert port.read_config(pcap + 2, 2) >> 4 & 0xF == ROOT_PORT
+
+
+def _functions_as_lspci(machine: Machine) -> dict[str, tuple[int, int, int]]:
+    """What lspci -nn would list: "bus:dev.fn" → (vendor, device, class), by the bus numbers
+    the firmware programmed."""
+    assign_resources(machine.pci, machine.board)
+    out = {}
+    for bus in range(256):
+        for device in range(32):
+            for function in range(8):
+                vendor = machine.pci.read(bus, device, function, 0, 2)
+                if vendor == 0xFFFF:
+                    if function == 0:
+                        break
+                    continue
+                out[f"{bus:02x}:{device:02x}.{function}"] = (
+                    vendor, machine.pci.read(bus, device, function, 2, 2),
+                    machine.pci.read(bus, device, function, 8, 4) >> 8)
+                if function == 0 and not machine.pci.read(bus, device, 0, 0x0E, 1) & 0x80:
+                    break
+    return out
+
+
+@pytest.mark.parametrize("cores", (8, 18))
+def test_the_pci_tree_is_the_real_imac_pros(cores, tmp_path):
+    """Every function of the real machine's lspci at its address with its IDs and class, as a
+    scan by the OS finds them (multi-function devices say so), but those docs/LINUX.md lists
+    as left out; the Thunderbolt controllers as their bridges below bus 05's root ports."""
+    sep = SecureEnclave.create(tmp_path, 0x0012_3456_789A_BCDE)
+    with EncryptedStore.create(tmp_path, 64 << 20, sep) as ssd:
+        machine = Machine(configure(cpu=cores, memory=32), clock=Clock(), cpus=1, ssd=ssd)
+    seen = _functions_as_lspci(machine)
+    real = real_imac_pro.real_functions(cores)
+    missing = {address for address in real if seen.get(address) != real[address]}
+    assert missing == set(real_imac_pro.ABSENT), sorted(missing ^ set(real_imac_pro.ABSENT))
+    for port, (upstream, downstream, *absent) in real_imac_pro.THUNDERBOLT.items():
+        bus, device = int(port[:2], 16), int(port[3:5], 16)
+        secondary = machine.pci.read(bus, device, 0, 0x19, 1)
+        subordinate = machine.pci.read(bus, device, 0, 0x1A, 1)
+        ids = sorted(ids[1] for address, ids in seen.items()
+                     if secondary <= int(address[:2], 16) <= subordinate)
+        assert ids == [upstream] + [downstream] * 4, (port, ids)
+        assert not set(absent) & set(ids)
+        assert set(absent) == set(real_imac_pro.ABSENT_THUNDERBOLT)
+    docs = (Path(__file__).parents[1] / "docs/LINUX.md").read_text()
+    for address in real_imac_pro.ABSENT:               # the device named (its functions
+        assert f"`{address[:6]}" in docs, address      # may be given as a range)

@@ -5,15 +5,15 @@ An MSI is a DMA write of `data` to `address` (PCI Local Bus 3.0 §6.8). The func
 interrupt messages on the APIC bus (Intel SDM vol. 3A 10.11) and lets any other address be an
 ordinary memory write, as a real bus would.
 
-MSI capability (ID 05h), 64-bit, one vector, no per-vector masking:
+MSI capability (ID 05h), 64-bit, 1 to 32 vectors, no per-vector masking:
 
     | off | register                                                                     |
     |-----|------------------------------------------------------------------------------|
-    | +2  | message control: enable 0 (RW), MMC 3:1 = 0 (one vector), MME 6:4 (RW, only |
-    |     | 0 is meaningful), 64-bit capable 7                                           |
+    | +2  | message control: enable 0 (RW), MMC 3:1 (RO: log2 of the vectors offered),  |
+    |     | MME 6:4 (RW: log2 of those granted), 64-bit capable 7                        |
     | +4  | message address, bits 31:2 (RW)                                              |
     | +8  | message upper address (RW)                                                   |
-    | +C  | message data, 16 bits (RW)                                                   |
+    | +C  | message data, 16 bits (RW); vector n of 2^MME sends it with n in its low bits |
 
 MSI-X capability (ID 11h, PCI 3.0 §6.8.2) with its table and PBA in a memory BAR:
 
@@ -49,9 +49,11 @@ MSIX_ENTRY, VECTOR_MASKED = 16, 1
 
 
 class Msi:
-    def __init__(self, fn: PciFunction):
+    def __init__(self, fn: PciFunction, vectors: int = 1):
+        if vectors not in (1, 2, 4, 8, 16, 32):
+            raise ValueError("MSI offers a power of two vectors, at most 32")
         self.fn = fn
-        body = struct.pack("<HIIH", MSI_64BIT, 0, 0, 0)
+        body = struct.pack("<HIIH", MSI_64BIT | (vectors.bit_length() - 1) << 1, 0, 0, 0)
         writable = struct.pack("<HIIH", MSI_ENABLE | 0x70, 0xFFFF_FFFC, 0xFFFF_FFFF, 0xFFFF)
         self.offset = fn.add_capability(MSI_ID, body, writable)
 
@@ -72,10 +74,18 @@ class Msi:
     def apply_state(self, checked: None) -> None:
         """Nothing: the capability's registers came back with the function's config space."""
 
-    def send(self) -> None:
-        """The (one) vector's message."""
+    @property
+    def granted(self) -> int:
+        """How many vectors software enabled (MME), never more than offered (MMC)."""
+        control = self.fn.config[self.offset + 2]
+        return 1 << min((control >> 4) & 7, (control >> 1) & 7)
+
+    def send(self, vector: int = 0) -> None:
+        """Vector `vector`'s message: the data with the vector in its low bits (PCI 3.0
+        §6.8.1.6); a vector beyond those granted folds onto them."""
         low, high, data = struct.unpack_from("<IIH", self.fn.config, self.offset + 4)
-        self.fn.send_msi(high << 32 | low, data)
+        mask = self.granted - 1
+        self.fn.send_msi(high << 32 | low, (data & ~mask) | (vector & mask))
 
 
 class MsiX:

@@ -64,6 +64,7 @@ COMMAND_WRITABLE = CMD_IO | CMD_MEMORY | CMD_BUS_MASTER | 1 << 6 | 1 << 8 | CMD_
 STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
 BAR_IO, BAR_MEM64, BAR_PREFETCHABLE = 0b1, 0b100, 0b1000
 ROM_ENABLE = 1
+MULTIFUNCTION = 0x80                     # header type bit 7
 FIRST_CAPABILITY = 0x40
 CONFIG_ADDRESS_WRITABLE = 0x80FF_FFFC    # enable, bus, device, function, register
 MAX_IO_BAR = 256                         # PCI 3.0 §6.2.5.1: I/O BARs are at most 256 bytes
@@ -81,6 +82,18 @@ class MemoryBar:
 
 
 ROM_INDEX = -1
+
+
+class Unmodelled:
+    """What a BAR of a function answers when the registers behind it are not modelled (the
+    docs name each such BAR): reads 0, writes ignored. It keeps the BAR's size and address as
+    the real function's, so the OS lays out the bus as on the real machine."""
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        pass
 
 
 @dataclass
@@ -175,6 +188,14 @@ class PciFunction:
         self._next_capability = (end + 3) & ~3
         self._initial = bytes(self.config)
         return offset
+
+    def mark_multifunction(self) -> None:
+        self.config[0x0E] |= MULTIFUNCTION
+        self.mark_reset_state()
+
+    def mark_reset_state(self) -> None:
+        """What the builder set in the configuration space is what a reset goes back to."""
+        self._initial = bytes(self.config)
 
     def set_interrupt_pin(self, line: IrqLine) -> None:
         """INTA#: the device asserts it with `set_intx`; the command register can mask it."""
@@ -346,6 +367,12 @@ class PciBus:
 
     def attach(self, device: int, function: int, fn: PciFunction, bus: int = 0) -> None:
         self.functions[bus, device, function] = fn
+        # Function 0 of a device with more than one says so (header type bit 7), or the OS
+        # looks no further than function 0 (PCI 3.0 §6.2.1).
+        first = self.functions.get((bus, device, 0))
+        if first is not None and any((b, d) == (bus, device) and f
+                                     for b, d, f in self.functions):
+            first.mark_multifunction()
         fn.on_decode_change = self._decode_changed
         fn.send_msi = self.send_msi
         fn.memory = self.memory
@@ -560,4 +587,5 @@ class PciIoWindow(_DecodingWindow):
 
 def host_bridge() -> PciFunction:
     """00:00.0, the Xeon W's DMI host bridge (Sky Lake-E, 8086:2020)."""
-    return PciFunction(vendor=0x8086, device=0x2020, class_code=0x060000, revision=0x04)
+    return PciFunction(vendor=0x8086, device=0x2020, class_code=0x060000, revision=0x04,
+                       subsystem_vendor=0x8086)

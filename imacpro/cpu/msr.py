@@ -66,6 +66,7 @@ UNCORE_PMON = (range(0x703, 0x70A),    # UBOX: UCLK fixed counter and its contro
                range(0xA40, 0xB00),    # IIO 0-5 and IRP 0-5 boxes: controls and counters
                range(0xB00, 0xB60),    # IIO free-running bandwidth and utilisation counters
                (MSR_UNCORE_RATIO_LIMIT,))
+CHA_MSRS, CHA_STRIDE = 0xE00, 0x10   # CHA n: box control 0xE00 + 0x10n, CTL0-3, filters, CTR0-3
 
 HANDLED, ENGINE, GP_FAULT = 1, 0, -1
 _SAVED = ("misc_enable", "tsc_adjust", "mcg_status", "mc_ctl")   # the engine keeps the rest
@@ -86,30 +87,31 @@ class UncoreMsrs:
     | 0xA40-0xAFF   | IIO 0-5 (box control 0xA40 + 0x20n, CTR0-3, IOCLK, CTL0-3) and     |
     |               | IRP 0-5 (box control 0xA58 + 0x20n, CTR0-1, CTL0-1)                 |
     | 0xB00-0xB5F   | IIO free-running bandwidth and utilisation counters                |
+    | 0xE00 + 0x10n | CHA n (one per core): box control, CTL0-3, filters, status, CTR0-3 |
 
     Linux's intel_uncore writes the box controls as each CPU comes online and reads CPUBUSNO
     to map IIO stacks to PCI root buses, and intel_uncore_frequency reads the ratio limits;
     without them they log "unchecked MSR access error" (the real Xeon W has them). Registers hold what software writes and count nothing: there
     is no performance-monitoring model, so counters read back what was written (0 from
     reset). The stacks' bus numbers are the board's root buses in order; stacks without
-    one read 0xFF. The CHA boxes (0xE00-) are left out: Linux counts them from the PCU's
-    CAPID6 PCI register, which the board does not have, and probes none.
+    one read 0xFF. There is a CHA box per core: Linux counts them from the PCU's CAPID6
+    PCI register (machine.py sets it so).
 
     Saved state: the registers written (`values`)."""
 
-    def __init__(self, root_buses: tuple[int, ...] = (0,)):
+    def __init__(self, root_buses: tuple[int, ...] = (0,), chas: int = 0):
         buses = list(root_buses[:IIO_STACKS]) + [0xFF] * (IIO_STACKS - len(root_buses))
         self.bus_number = BUS_NUMBER_VALID | int.from_bytes(bytes(buses), "little")
+        self.chas = range(CHA_MSRS, CHA_MSRS + CHA_STRIDE * chas)
         self.reset()
 
     def reset(self) -> None:
         self.values: dict[int, int] = {
             MSR_UNCORE_RATIO_LIMIT: UNCORE_MIN_RATIO << 8 | UNCORE_MAX_RATIO}
 
-    @staticmethod
-    def holds(index: int) -> bool:
+    def holds(self, index: int) -> bool:
         return index in (SKX_MSR_CPU_BUS_NUMBER, MSR_UNCORE_PERF_STATUS) or \
-            any(index in r for r in UNCORE_PMON)
+            index in self.chas or any(index in r for r in UNCORE_PMON)
 
     def read(self, index: int) -> int:
         if index == SKX_MSR_CPU_BUS_NUMBER:

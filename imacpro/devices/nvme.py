@@ -4,7 +4,13 @@ An NVMe 1.1 controller as Linux's nvme driver uses it (NVM Express Base 1.4 for 
 and queue formats), over the T2's encrypted store (t2/storage.py): what the guest writes is
 encrypted there, by this machine's media key.
 
-BAR0, 64-bit, 16 KiB:
+Its PCI function is the T2's function 0 (02:00.0 behind the PCH's root port 00:1c.0), as on the
+real machine: subsystem 106b:1800, BAR0 4 MiB 64-bit prefetchable (the NVMe registers in its
+first 16 KiB; the rest reads 0), BAR2 512 KiB and BAR4 64 KiB (Apple's other ANS2 register
+spaces, which no OS driver of ours uses: not modelled, they read 0), MSI offering 8 vectors,
+no MSI-X; a PCI Express endpoint on a 8 GT/s x4 link.
+
+BAR0:
 
     | off   | register                                                                    |
     |-------|-----------------------------------------------------------------------------|
@@ -17,7 +23,6 @@ BAR0, 64-bit, 16 KiB:
     | 24    | AQA: ASQS 11:0, ACQS 27:16 (entries - 1)                                    |
     | 28/30 | ASQ / ACQ (8, 4 KiB aligned)                                                |
     | 1000  | doorbells: SQ y tail at 1000 + 8y, CQ y head at 1004 + 8y (y = 0..16)       |
-    | 2000  | MSI-X table (16 vectors);  3000: MSI-X PBA                                  |
 Registers take 4- and 8-byte accesses (8-byte ones on CAP, ASQ, ACQ); other widths and
 offsets read 0 and ignore writes.
 
@@ -26,7 +31,7 @@ Apple's quirks, and Linux's answers to them (drivers/nvme/host/pci.c, entry for 
     whatever CC.IOSQES says; the admin queue's are 64. Modelled: the driver sizes its I/O
     queues for 128-byte entries and this controller reads them so.
   - SINGLE_VECTOR: the real controller delivers only interrupt vector 0 correctly; Linux uses
-    one vector for every queue. This model delivers any vector; Linux asks for one.
+    one vector for every queue. This model delivers any vector MSI grants; Linux asks for one.
   - SHARED_TAGS / SKIP_CID_GEN: command IDs must be unique across the admin and I/O queues
     and below the queue depth. The controller only echoes them (a command waiting for its
     fsync keeps its ID until it completes); nothing to model.
@@ -63,8 +68,9 @@ import logging
 import struct
 from dataclasses import dataclass, field
 
-from imacpro.bus.msi import Msi, MsiX
-from imacpro.bus.pci import MemoryBar, PciFunction
+from imacpro.bus.msi import Msi
+from imacpro.bus.pci import MemoryBar, PciFunction, Unmodelled
+from imacpro.bus.pcie import ENDPOINT, pcie_capability
 from imacpro.clock import Clock
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
@@ -79,14 +85,16 @@ VENDOR_APPLE, DEVICE_ANS2 = 0x106B, 0x2005
 # (macOS's I/O Registry: "NVMe Revision Supported" = "1.10").
 CLASS_MASS_STORAGE_OTHER = 0x018002
 REVISION = 0x01
+SUBSYSTEM_T2_SSD = 0x1800              # the T2's functions are 106b:1800-1803 (lspci -nnv)
 FIRMWARE_REVISION = "1711.80."         # bridgeOS-era ANS2 firmware numbering; our value
 IEEE_OUI = 0x000393                    # Apple's first OUI
 MAX_POWER_CENTIWATTS = 800
 
 # --- geometry -----------------------------------------------------------------------------
-BAR_SIZE = 16 * 1024
+BAR0_SIZE, BAR2_SIZE, BAR4_SIZE = 4 << 20, 512 << 10, 64 << 10
 DOORBELLS, DOORBELLS_END = 0x1000, 0x2000
-MSIX_TABLE, MSIX_PBA, MSIX_VECTORS = 0x2000, 0x3000, 16
+MSI_VECTORS = 8
+LINK = (8.0, 4)                        # GT/s, lanes
 PAGE = 4096
 LBA_SIZE = 4096
 LBA_SHIFT = 12
@@ -231,11 +239,11 @@ class NvmeController:
         self.sectors = store.capacity // LBA_SIZE
 
         self.pci = _AnsFunction(self)
-        self.msi = Msi(self.pci)
-        self.msix = MsiX(self.pci, MSIX_VECTORS, bir=0, table_offset=MSIX_TABLE,
-                         pba_offset=MSIX_PBA)
-        self.pci.add_capability(0x10, _pcie_capability())
-        self.pci.add_memory_bar(MemoryBar(0, BAR_SIZE, self))
+        self.msi = Msi(self.pci, MSI_VECTORS)
+        self.pci.add_capability(0x10, *pcie_capability(ENDPOINT, *LINK, max_payload=128))
+        self.pci.add_memory_bar(MemoryBar(0, BAR0_SIZE, self, prefetchable=True))
+        for index, size in ((2, BAR2_SIZE), (4, BAR4_SIZE)):
+            self.pci.add_memory_bar(MemoryBar(index, size, Unmodelled()))
         if intx is not None:
             self.pci.set_interrupt_pin(intx)
         self.stats = {"read_units": 0, "write_units": 0, "reads": 0, "writes": 0}
@@ -267,7 +275,7 @@ class NvmeController:
         self.pending_events: list[int] = []       # async event results waiting for an AER
         self.aer_cids: list[int] = []
         self.intms = 0
-        self.msi_pending = False
+        self.msi_pending = 0          # MSI vectors that fired while INTMS masked them
         self.csts &= ~CSTS_RDY
         self._update_intx()
 
@@ -276,7 +284,7 @@ class NvmeController:
     def save(self) -> dict:
         self.settle()                       # completions in flight are posted first
         return {
-            "pci": self.pci.save(), "msix": self.msix.save(), "msi": self.msi.save(),
+            "pci": self.pci.save(), "msi": self.msi.save(),
             "cc": self.cc, "csts": self.csts, "aqa": self.aqa, "asq": self.asq,
             "acq": self.acq, "intms": self.intms, "msi_pending": self.msi_pending,
             "io_queues": self.io_queues,
@@ -296,7 +304,6 @@ class NvmeController:
     def load(self, state: dict) -> None:
         where = "NvmeController"
         parts = (self.pci.check_state(_state.field(state, "pci", where)),
-                 self.msix.check_state(_state.field(state, "msix", where)),
                  self.msi.check_state(_state.field(state, "msi", where)))
         _state.ranges(state, where, {"cc": (0, CC_WRITABLE), "csts": (0, 0xF),
                                      "aqa": (0, 0x0FFF_0FFF), "asq": (0, _state.U64),
@@ -305,7 +312,7 @@ class NvmeController:
         if state["cc"] & ~CC_WRITABLE or state["aqa"] & ~0x0FFF_0FFF \
                 or (state["asq"] | state["acq"]) & (PAGE - 1):
             raise StateError(f"{where}: register bits no host can set")
-        msi_pending = _state.bool_field(state, "msi_pending", where)
+        msi_pending = _state.int_field(state, "msi_pending", where, 0, (1 << MSI_VECTORS) - 1)
         features = self._checked_features(_state.field(state, "features", where))
         stats = _state.mapping(_state.field(state, "stats", where), f"{where}.stats")
         if stats.keys() != self.stats.keys():
@@ -324,8 +331,7 @@ class NvmeController:
             raise StateError(f"{where}: queues and CSTS.RDY disagree")
 
         self.pci.apply_state(parts[0])
-        self.msix.apply_state(parts[1])
-        self.msi.apply_state(parts[2])
+        self.msi.apply_state(parts[1])
         self.cc, self.csts, self.aqa = state["cc"], state["csts"], state["aqa"]
         self.asq, self.acq, self.intms = state["asq"], state["acq"], state["intms"]
         self.io_queues, self.msi_pending = state["io_queues"], msi_pending
@@ -358,7 +364,7 @@ class NvmeController:
             where = f"NvmeController.cqs[{n}]"
             q = self._checked_queue(item, where, ("qid", "base", "size", "vector",
                                                   "interrupts", "head", "tail", "phase"))
-            _state.int_field(q, "vector", where, 0, MSIX_VECTORS - 1)
+            _state.int_field(q, "vector", where, 0, MSI_VECTORS - 1)
             _state.int_field(q, "phase", where, 0, 1)
             _state.bool_field(q, "interrupts", where)
             if q["qid"] in cqs or not self._queue_in_ram(q["base"], q["size"] * CQE):
@@ -394,8 +400,6 @@ class NvmeController:
     # --- registers (BAR0) ----------------------------------------------------------------
 
     def read(self, offset: int, size: int) -> int:
-        if self.msix.holds(offset):
-            return self.msix.read(offset, size)
         if size not in (4, 8) or offset % 4 or offset >= DOORBELLS:
             return 0
         if size == 8:
@@ -414,9 +418,6 @@ class NvmeController:
             self.csts |= CSTS_CFS
 
     def _write(self, offset: int, size: int, value: int) -> None:
-        if self.msix.holds(offset):
-            self.msix.write(offset, size, value)
-            return
         if size not in (4, 8) or offset % 4:
             return
         if size == 8:
@@ -549,10 +550,9 @@ class NvmeController:
             cq.phase ^= 1
 
     def config_changed(self) -> None:
-        """A PCI configuration write: MSI-X may be unmasked, bus mastering turned back on
-        (commands that waited for it run now), the interrupt mode changed."""
+        """A PCI configuration write: bus mastering turned back on (commands that waited
+        for it run now), the interrupt mode changed."""
         try:
-            self.msix.unmasked()
             if self.pci.bus_master and self.csts & CSTS_RDY:
                 for sq in list(self.sqs.values()):
                     self._process(sq)
@@ -566,28 +566,28 @@ class NvmeController:
     def _interrupt(self, cq: CompletionQueue) -> None:
         if not cq.interrupts:
             return
-        if self.msix.enabled:
-            self.msix.signal(cq.vector)
-        elif self.msi.enabled:
-            if self.intms & 1:
-                self.msi_pending = True
+        if self.msi.enabled:
+            vector = cq.vector & (self.msi.granted - 1)     # the message it becomes
+            if self.intms >> vector & 1:
+                self.msi_pending |= 1 << vector         # INTMS masks MSI vectors (NVMe 3.1.3)
             else:
-                self.msi.send()
+                self.msi.send(vector)
         else:
             self._update_intx()
 
     def _unmasked(self) -> None:
-        if self.msi_pending and not self.intms & 1 and self.msi.enabled \
-                and not self.msix.enabled:
-            self.msi_pending = False
-            self.msi.send()
+        due = self.msi_pending & ~self.intms if self.msi.enabled else 0
+        self.msi_pending &= ~due
+        for vector in range(MSI_VECTORS):
+            if due >> vector & 1:
+                self.msi.send(vector)
         self._update_intx()
 
     def _update_intx(self) -> None:
         """INTA# is asserted while an interrupt-enabled CQ holds entries the host has not
-        consumed (and its vector is not masked); only when neither MSI-X nor MSI is on."""
+        consumed (and its vector is not masked); only while MSI is off."""
         asserted = False
-        if not self.msix.enabled and not self.msi.enabled:
+        if not self.msi.enabled:
             asserted = any(cq.interrupts and cq.head != cq.tail
                            and not self.intms >> cq.vector & 1
                            for cq in self.cqs.values())
@@ -646,7 +646,7 @@ class NvmeController:
             return INVALID_QSIZE | DNR
         if not contiguous or not self._queue_in_ram(c.prp1, size * CQE):
             return INVALID_FIELD | DNR
-        if vector >= MSIX_VECTORS:
+        if vector >= MSI_VECTORS:
             return INVALID_VECTOR | DNR
         if (self.cc >> 20) & 0xF != 4:      # CC.IOCQES must say 16-byte entries
             return INVALID_FIELD | DNR
@@ -744,7 +744,7 @@ class NvmeController:
             raise CommandError(INVALID_FIELD | DNR)
         if fid == 0x02 and value & 0x1F:    # power state: only PS0 exists
             raise CommandError(INVALID_FIELD | DNR)
-        if fid == FEATURE_VECTOR_CONFIG and value & 0xFFFF >= MSIX_VECTORS:
+        if fid == FEATURE_VECTOR_CONFIG and value & 0xFFFF >= MSI_VECTORS:
             raise CommandError(INVALID_FIELD | DNR)
         self.features[fid] = value
         return SUCCESS, 0
@@ -946,19 +946,15 @@ class NvmeController:
 
 
 class _AnsFunction(PciFunction):
-    """The controller's PCI function: config writes to the MSI-X control may unmask."""
+    """The controller's PCI function: config writes may turn bus mastering or MSI on."""
 
     def __init__(self, controller: NvmeController):
         super().__init__(VENDOR_APPLE, DEVICE_ANS2, CLASS_MASS_STORAGE_OTHER, REVISION,
-                         subsystem_vendor=VENDOR_APPLE, subsystem=DEVICE_ANS2)
+                         subsystem_vendor=VENDOR_APPLE, subsystem=SUBSYSTEM_T2_SSD)
         self.controller = controller
 
     def config_written(self, offset: int, size: int) -> None:
         self.controller.config_changed()
-
-    def reset(self) -> None:
-        super().reset()
-        self.controller.msix.reset()
 
 
 # --- data structures ------------------------------------------------------------------------
@@ -1001,10 +997,3 @@ def identify_namespace(sectors: int) -> bytes:
     struct.pack_into("<HBB", data, 128, 0, LBA_SHIFT, 0)             # LBAF0: 4096 bytes
     return bytes(data)
 
-
-def _pcie_capability() -> bytes:
-    """PCI Express capability v2 of a root-complex integrated endpoint (type 9): no link to
-    describe, 128-byte payloads, no function-level reset."""
-    body = bytearray(58)
-    struct.pack_into("<H", body, 0, 2 | 9 << 4)
-    return bytes(body)

@@ -30,15 +30,16 @@ def test_uncore_msrs_are_the_packages_and_cpubusno_names_the_root_buses():
     assert list(value.to_bytes(8, "little")[:len(buses)]) == buses
     assert cpu0.access(True, 0x300, 0)[0] == GP_FAULT              # read-only
     assert cpu0.access(True, 0x621, 0)[0] == GP_FAULT
-    assert cpu0.access(False, 0xE00, 0)[0] == GP_FAULT             # no CHA boxes here
+    assert cpu0.access(True, 0xE70, 1) == (HANDLED, None)           # CHA 7's box control
+    assert cpu0.access(False, 0xE80, 0)[0] == GP_FAULT             # an 8-core die: no CHA 8
     state = m.save_devices()
     assert state["uncore"] == {"values": [[0x620, 12 << 8 | 24], [0xA40, 0x10003],
-                                          [0xAE0, 3]]}
+                                          [0xAE0, 3], [0xE70, 1]]}
     m.reset()
     assert cpu1.access(False, 0xA40, 0) == (HANDLED, 0)
     m.load_devices(state)
     assert cpu1.access(False, 0xA40, 0) == (HANDLED, 0x10003)
-    for bad in ({"values": [[0x300, 1]]}, {"values": [[0x621, 1]]}, {"values": [[0xE00, 1]]}, {"values": [[0xA40]]},
+    for bad in ({"values": [[0x300, 1]]}, {"values": [[0x621, 1]]}, {"values": [[0xE80, 1]]}, {"values": [[0xA40]]},
                 {"values": [[0xA40, -1]]}, {}, None):
         with pytest.raises(StateError):
             m.uncore.load(bad)

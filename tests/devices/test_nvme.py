@@ -26,13 +26,13 @@ IOSQ, IOCQ = 0x11_0000, 0x12_0000        # 128 entries of 128 / 16 bytes
 DATA = 0x20_0000                         # data buffers from here
 PRP_LISTS = 0x1F_0000
 ADMIN_DEPTH, IO_DEPTH = 32, 128
-MSIX_ADDRESS = 0xFEE0_0000
+MSI_ADDRESS = 0xFEE0_0000
 
 
 class Host:
-    """A small NVMe driver: PCI setup, admin queue, one I/O queue pair on MSI-X vector 0."""
+    """A small NVMe driver: PCI setup, admin queue, one I/O queue pair on MSI vector 0."""
 
-    def __init__(self, store, ram=None, msix=True, clock=None):
+    def __init__(self, store, ram=None, msi=True, clock=None):
         self.ram = ram or Ram(RAM_SIZE)
         self.messages = []
         self.intx = IrqLine("inta")
@@ -45,8 +45,8 @@ class Host:
         fn.write_config(BAR0, 4, BAR)
         fn.write_config(BAR0 + 4, 4, 0)
         fn.write_config(COMMAND, 2, CMD_MEMORY | CMD_BUS_MASTER)
-        if msix:
-            self.enable_msix()
+        if msi:
+            self.enable_msi()
         self.sq_tail = {0: 0}
         self.cq_head = {0: 0}
         self.phase = {0: 1}
@@ -59,14 +59,11 @@ class Host:
     def set_reg(self, offset, value, size=4):
         self.window.write(offset, size, value)
 
-    def enable_msix(self):
-        cap = self.ctrl.msix.offset
-        self.ctrl.pci.write_config(cap + 2, 2, 0x8000)
-        for vector in range(nvme.MSIX_VECTORS):
-            base = nvme.MSIX_TABLE + 16 * vector
-            self.set_reg(base, MSIX_ADDRESS)
-            self.set_reg(base + 8, 0x40 + vector)
-            self.set_reg(base + 12, 0)           # unmask
+    def enable_msi(self, vectors_log2=0):
+        cap = self.ctrl.msi.offset
+        self.ctrl.pci.write_config(cap + 4, 4, MSI_ADDRESS)
+        self.ctrl.pci.write_config(cap + 12, 2, 0x40)
+        self.ctrl.pci.write_config(cap + 2, 2, 1 | vectors_log2 << 4)
 
     def enable(self, iosqes=6):
         self.set_reg(nvme.AQA, (ADMIN_DEPTH - 1) << 16 | (ADMIN_DEPTH - 1))
@@ -200,28 +197,30 @@ def test_pci_identity_bar_sizing_and_capabilities(store):
     fn = ctrl.pci
     assert fn.read_config(0, 4) == 0x2005_106B
     assert fn.read_config(0x08, 4) >> 8 == nvme.CLASS_MASS_STORAGE_OTHER
-    assert fn.read_config(0x2C, 4) == 0x2005_106B
-    fn.write_config(BAR0, 4, 0xFFFF_FFFF)
-    fn.write_config(BAR0 + 4, 4, 0xFFFF_FFFF)
-    assert fn.read_config(BAR0, 4) == (0xFFFF_FFFF & ~(nvme.BAR_SIZE - 1)) | 0b100  # 64-bit
-    assert fn.read_config(BAR0 + 4, 4) == 0xFFFF_FFFF
+    assert fn.read_config(0x2C, 4) == 0x1800_106B            # the T2's subsystem
+    for index, size, low_bits in ((0, 4 << 20, 0b1100), (2, 512 << 10, 0b100),
+                                  (4, 64 << 10, 0b100)):     # 64-bit; BAR0 prefetchable
+        fn.write_config(BAR0 + 4 * index, 4, 0xFFFF_FFFF)
+        fn.write_config(BAR0 + 4 * index + 4, 4, 0xFFFF_FFFF)
+        assert fn.read_config(BAR0 + 4 * index, 4) == (0xFFFF_FFFF & ~(size - 1)) | low_bits
+        assert fn.read_config(BAR0 + 4 * index + 4, 4) == 0xFFFF_FFFF
     caps, pointer = [], fn.read_config(0x34, 1)
     while pointer:
         caps.append(fn.read_config(pointer, 1))
         pointer = fn.read_config(pointer + 1, 1)
-    assert caps == [0x05, 0x11, 0x10]        # MSI, MSI-X, PCI Express
+    assert caps == [0x05, 0x10]              # MSI, PCI Express: no MSI-X
     assert fn.read_config(0x06, 2) & 0x10     # capabilities list
 
 
 def test_bar_decodes_only_with_memory_space_enabled_and_follows_moves(store):
-    h = Host(store, msix=False)
+    h = Host(store, msi=False)
     assert h.reg(nvme.VS) == 0x0001_0100
     h.ctrl.pci.write_config(COMMAND, 2, 0)
     assert h.reg(nvme.VS) == 0xFFFF_FFFF     # master abort: nothing decodes
     h.ctrl.pci.write_config(COMMAND, 2, CMD_MEMORY)
-    h.ctrl.pci.write_config(BAR0, 4, BAR + 0x10_0000)
+    h.ctrl.pci.write_config(BAR0, 4, BAR + 0x40_0000)
     assert h.reg(nvme.VS) == 0xFFFF_FFFF
-    assert h.reg(0x10_0000 + nvme.VS) == 0x0001_0100
+    assert h.reg(0x40_0000 + nvme.VS) == 0x0001_0100
 
 
 def test_apple_model_strings_by_capacity():
@@ -576,24 +575,31 @@ def test_invalid_doorbell_writes_raise_asynchronous_error_events(host):
     assert [c.code for c in host.completions(0)] == [nvme.AER_LIMIT]
 
 
-def test_msix_masked_vector_is_pending_until_unmasked(host):
-    host.messages.clear()
-    host.set_reg(nvme.MSIX_TABLE + 12, 1)                  # mask vector 0
-    host.submit(1, 0x00, nsid=1)
-    assert host.messages == [] and host.reg(nvme.MSIX_PBA) == 1
-    host.set_reg(nvme.MSIX_TABLE + 12, 0)
-    assert host.messages == [(MSIX_ADDRESS, 0x40)] and host.reg(nvme.MSIX_PBA) == 0
-    host.completions(1)
-    cap = host.ctrl.msix.offset
-    host.ctrl.pci.write_config(cap + 2, 2, 0xC000)         # function mask
-    host.submit(1, 0x00, nsid=1)
-    assert len(host.messages) == 1
-    host.ctrl.pci.write_config(cap + 2, 2, 0x8000)
-    assert len(host.messages) == 2
+def test_msi_offers_eight_vectors_and_no_msix(store):
+    """As the real T2's function 0: MSI with 8 vectors (MMC 3), no MSI-X capability; a CQ on
+    vector n sends the message data with n in its low bits once 8 are granted, and folds onto
+    the vectors granted otherwise."""
+    h = Host(store, msi=False)
+    fn = h.ctrl.pci
+    caps, at = [], fn.read_config(0x34, 1)
+    while at:
+        caps.append(fn.read_config(at, 1))
+        at = fn.read_config(at + 1, 1)
+    assert 0x05 in caps and 0x11 not in caps
+    assert (fn.read_config(h.ctrl.msi.offset + 2, 2) >> 1) & 7 == 3
+    h.enable_msi(vectors_log2=3)
+    h.enable()
+    h.create_io_queues(vector=5)
+    h.submit(1, 0x00, nsid=1)
+    assert h.messages[-1] == (MSI_ADDRESS, 0x45)
+    h.completions(1)
+    h.ctrl.pci.write_config(h.ctrl.msi.offset + 2, 2, 1 | 1 << 4)   # 2 vectors granted
+    h.submit(1, 0x00, nsid=1)
+    assert h.messages[-1] == (MSI_ADDRESS, 0x41)
 
 
 def test_msi_and_intx_fallbacks(store):
-    h = Host(store, msix=False)
+    h = Host(store, msi=False)
     h.enable()
     cap = h.ctrl.msi.offset
     h.ctrl.pci.write_config(cap + 4, 4, 0xFEE0_1000)

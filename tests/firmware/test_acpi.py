@@ -279,17 +279,20 @@ def test_dsdt_contents():
     assert acpi.res_memory32_fixed(0xFED0_0000, 0x400, False) in aml
     assert acpi.res_memory32_fixed(0xE000_0000, 0x1000_0000) in aml
     assert acpi.res_io(0x600, 0x10) in aml
-    # Three host bridges split the buses, the 32-bit window and the PCI I/O ports.
-    assert b"PC03" in aml and b"PCF0" in aml
+    # Four host bridges split the buses, the 32-bit window and the PCI I/O ports.
+    assert b"PC03" in aml and b"PC05" in aml and b"PCF0" in aml
     assert acpi.res_dword_memory(0x8000_0000, 0xAFFF_FFFF) in aml
-    assert acpi.res_dword_memory(0xB000_0000, 0xBFFF_FFFF) in aml
+    assert acpi.res_dword_memory(0xB000_0000, 0xB7FF_FFFF) in aml
+    assert acpi.res_dword_memory(0xB800_0000, 0xBFFF_FFFF) in aml
     assert acpi.res_dword_memory(0xC000_0000, 0xDFFF_FFFF) in aml
     assert acpi.res_word_space(acpi.SPACE_BUS, 0, 0x02) in aml
-    assert acpi.res_word_space(acpi.SPACE_BUS, 0x03, 0xEF) in aml
+    assert acpi.res_word_space(acpi.SPACE_BUS, 0x03, 0x04) in aml
+    assert acpi.res_word_space(acpi.SPACE_BUS, 0x05, 0xEF) in aml
     assert acpi.res_word_space(acpi.SPACE_BUS, 0xF0, 0xFF) in aml
     assert acpi.res_word_space(acpi.SPACE_IO, 0, 0xCF7, acpi.IO_ENTIRE_RANGE) in aml
     assert acpi.res_word_space(acpi.SPACE_IO, 0xD00, 0xCFFF, acpi.IO_ENTIRE_RANGE) in aml
-    assert acpi.res_word_space(acpi.SPACE_IO, 0xD000, 0xDFFF, acpi.IO_ENTIRE_RANGE) in aml
+    assert acpi.res_word_space(acpi.SPACE_IO, 0xD000, 0xD7FF, acpi.IO_ENTIRE_RANGE) in aml
+    assert acpi.res_word_space(acpi.SPACE_IO, 0xD800, 0xDFFF, acpi.IO_ENTIRE_RANGE) in aml
     assert acpi.res_word_space(acpi.SPACE_IO, 0xE000, 0xFFFF, acpi.IO_ENTIRE_RANGE) in aml
 
 

@@ -158,7 +158,7 @@ class Port:
 class Function:
     """A PCI function the builder makes from this row alone: its identity and configuration
     space, with no register model behind it (or, for a bridge, `port`). The builder adds the
-    few configuration registers drivers read from some of them (machine.py)."""
+    configuration registers drivers read from the uncore's (devices/uncore_registers.py)."""
     vendor: int
     device: int
     class_code: int
@@ -291,9 +291,9 @@ MAX_CORES = 18                     # the W-2191B's; the CHA functions follow the
 
 
 def _uncore(bus: int, device: int, function: int, did: int, what: str,
-            class_code: int = SYSTEM_PERIPHERAL, name: str = "", min_cores: int = 0,
+            class_code: int = SYSTEM_PERIPHERAL, min_cores: int = 0,
             port: Port | None = None, bridge_to: int | None = None) -> Row:
-    return Row(name or f"uncore_{bus:02x}_{device:02x}_{function}",
+    return Row(f"uncore_{bus:02x}_{device:02x}_{function}",
                f"Xeon W {what} ({INTEL:04x}:{did:04x})",
                pci=PciSlot(device, function, bus, bridge_to=bridge_to),
                function=Function(INTEL, did, class_code, UNCORE_REVISION, UNCORE_SUBSYSTEM,
@@ -381,8 +381,7 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     _uncore(0x00, 5, 4, 0x2026, "IOAPIC", IOXAPIC),
     _uncore(0x00, 8, 0, 0x2014, "Ubox"),
     _uncore(0x00, 8, 1, 0x2015, "Ubox performance counters", PERFORMANCE_COUNTERS),
-    # CPUBUSNO (the stacks' bus numbers), which skx_edac reads: machine.py.
-    _uncore(0x00, 8, 2, 0x2016, "Ubox, DECS", name="ubox_decs"),
+    _uncore(0x00, 8, 2, 0x2016, "Ubox, DECS"),
     # The T2 behind the PCH's root port 1c.0: the SSD is its function 0 (02:00.0), then
     # its bridge, Secure Enclave and audio functions (devices/t2_functions.py).
     _pch(0x1C, 0, 0xA294, "PCIe root port of the T2", PCI_BRIDGE, "t2_port", bridge_to=0x02,
@@ -408,9 +407,7 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     *_stack(0x03),
     *_chas(),
     *(_uncore(0x03, 0x1D, n, 0x2054 + n, f"CHA registers, all ({n})") for n in range(4)),
-    # CAPID6 (which CHAs the die has), which intel_uncore reads: machine.py.
-    *(_uncore(0x03, 0x1E, n, 0x2080 + n, f"PCU registers ({n})",
-              name="pcu_capid" if n == 3 else "") for n in range(7)),
+    *(_uncore(0x03, 0x1E, n, 0x2080 + n, f"PCU registers ({n})") for n in range(7)),
     # Root bus 05: the Thunderbolt 3 controllers' root ports and the memory controllers.
     *_thunderbolt(1, 2, 0x2032, 0x06),
     *_thunderbolt(2, 3, 0x2033, 0x0C),

@@ -342,6 +342,15 @@ class RunningMachine:
         return {"mode": mode.name, "width": mode.width, "height": mode.height,
                 "bytes": mode.size}
 
+    def inject(self, kind: str, dimm: str, address: int | None) -> dict:
+        """A hardware fault, as the machine's hardware reports it (only corrected memory
+        errors so far: "ecc")."""
+        if self.machine is None:
+            raise UserError("the machine is not running yet")
+        if kind != "ecc":
+            raise UserError(f"cannot inject {kind!r}: only ecc")
+        return self.machine.inject_corrected_memory_error(dimm, address)
+
     # --- the keyboard, the pointing devices and USB drives (devices/usb/peripherals.py) ---
 
     def _usb(self):

@@ -716,6 +716,34 @@ def type_text(name: str, text: str, raw: bool) -> None:
 
 @cli.command()
 @click.argument("name")
+@click.argument("fault", type=click.Choice(["ecc"]))
+@click.option("--dimm", required=True, type=click.Choice(["A0", "B0", "C0", "D0"]),
+              help="The memory slot (CPU1_DIMM_A0 ... D0).")
+@click.option("--correctable", is_flag=True, required=True,
+              help="A corrected error (the only kind modelled so far).")
+@click.option("--address", default=None,
+              help="The physical address (hex or decimal) on that DIMM; default: one of its "
+                   "lines at the top of RAM.")
+def inject(name: str, fault: str, dimm: str, correctable: bool, address: str | None) -> None:
+    """Make the running machine's hardware report a fault. `ecc --correctable`: a corrected
+    memory error on a DIMM, logged in its memory controller's machine-check bank and
+    signalled to Linux (CMCI), whose EDAC counts it against the DIMM."""
+    del correctable
+    at = None
+    if address is not None:
+        try:
+            at = int(address, 0)
+        except ValueError:
+            raise UserError(f"--address {address!r} is not a number") from None
+    with _client(name) as client:
+        reply = client.request("inject", kind=fault, dimm=dimm, address=at)
+    click.echo(f"{name}: corrected memory error on CPU1_DIMM_{reply['dimm']} at "
+               f"{reply['address']:#x} (rank {reply['rank']}, machine-check bank "
+               f"{reply['bank']})")
+
+
+@cli.command()
+@click.argument("name")
 @click.argument("combos", nargs=-1, required=True)
 def key(name: str, combos: tuple[str, ...]) -> None:
     """Press key combinations on the machine's keyboard, in turn: ctrl+alt+f2, enter,

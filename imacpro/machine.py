@@ -38,6 +38,7 @@ from imacpro.devices.display.framebuffer import COMPAT, Mode
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
+from imacpro.cpu.mca import MachineCheckBanks
 from imacpro.cpu.msr import UncoreMsrs
 from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.devices.acpi_pm import AcpiPm
@@ -48,6 +49,7 @@ from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
 from imacpro.devices.net.aqc107 import Aqc107
 from imacpro.devices.nvme import NvmeController
+from imacpro.devices import uncore_registers
 from imacpro.devices.t2_functions import t2_function
 from imacpro.devices.usb.peripherals import Peripherals
 from imacpro.devices.usb.xhci.controller import XhciController
@@ -56,6 +58,7 @@ from imacpro.devices.pit import Pit8254, SystemControlPortB
 from imacpro.devices.reset import FastA20Port, KeyboardController, ResetControl
 from imacpro.devices.rtc import CmosRtc
 from imacpro.devices.uart16550 import Uart16550
+from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
 from imacpro.irq import IrqLine
 from imacpro.memory import layout
@@ -68,8 +71,6 @@ log = logging.getLogger(__name__)
 # address. A machine's own comes from its identity (identity.py).
 DEFAULT_MAC = bytes.fromhex("020000c0ffee")
 PORT_TYPES = {"root": ROOT_PORT, "upstream": SWITCH_UPSTREAM, "downstream": SWITCH_DOWNSTREAM}
-CPUBUSNO = 0xCC    # Ubox DECS function (8086:2016): the IIO stacks' bus numbers
-CAPID6 = 0x9C      # PCU function 3 (8086:2083): the CHAs present
 SLICE_US = 2000     # host time a vCPU runs before the others get their turn
 IDLE_POLL_S = 0.01  # an idle machine still looks at `stop` (console input) this often
 MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
@@ -144,7 +145,10 @@ class Machine:
                           root_buses=tuple(root.bus for root in board.root_buses))
         self.reset_control = ResetControl(self.request_reset)
 
-        # The board's devices, in its order.
+        # The board's devices, in its order; the uncore functions with the registers that
+        # describe this configuration (devices/uncore_registers.py).
+        self._uncore_registers = uncore_registers.registers(
+            self.ram.size, p.cores, [root.bus for root in board.root_buses])
         self.devices: dict[str, object] = {}
         for row in board.rows:
             device = self._build(row)
@@ -174,9 +178,11 @@ class Machine:
         self.pic.on_intr_change = lambda level: self.lapics[0].set_lint(0, level)
         # The package's uncore MSRs, shared by its logical CPUs (cpu/msr.py).
         self.uncore = UncoreMsrs(tuple(root.bus for root in board.root_buses), chas=p.cores)
+        by_apic_id = {lapic.apic_id: lapic for lapic in self.lapics}
+        self.mca = MachineCheckBanks(cmci_of=lambda apic_id: by_apic_id[apic_id].signal_cmci())
         self.vcpus = [Vcpu(i, apic_id_of(i), p, self.ram, self.pio, self.mmio, self.lapics[i],
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0),
-                           uncore=self.uncore)
+                           uncore=self.uncore, mca=self.mca)
                       for i in range(count)]
         self.bsp = self.vcpus[0]
         self.pci.on_decode_change = self._bars_moved
@@ -214,8 +220,13 @@ class Machine:
         if row.pci.bridge_to is not None:
             return PciBridge(f.vendor, f.device, row.pci.bridge_to, PORT_TYPES[f.port.kind],
                              f.port.gts, f.port.width, revision=f.revision)
-        return PciFunction(f.vendor, f.device, f.class_code, f.revision,
-                           subsystem_vendor=f.subsystem[0], subsystem=f.subsystem[1])
+        fn = PciFunction(f.vendor, f.device, f.class_code, f.revision,
+                         subsystem_vendor=f.subsystem[0], subsystem=f.subsystem[1])
+        slot = (row.pci.bus, row.pci.device, row.pci.function)
+        for offset, value in self._uncore_registers.get(slot, {}).items():
+            fn.config[offset:offset + 4] = value.to_bytes(4, "little")
+        fn.mark_reset_state()
+        return fn
 
     def _attach(self, row: Row, device) -> None:
         for ports in row.ports:
@@ -326,28 +337,28 @@ class Machine:
 
     _make_t2_sep = _make_t2_audio = _make_t2_bridge
 
-    def _make_ubox_decs(self, row):
-        """CPUBUSNO (0xCC): the root bus of IIO stacks 0-3, a byte each, as skx_edac reads it;
-        CPUBUSNO1 (0xD0) the stacks of the (absent) MCP packages."""
-        fn = self._function(row)
-        buses = [root.bus for root in self.board.root_buses][:4]
-        fn.config[CPUBUSNO:CPUBUSNO + 4] = bytes(buses + [0] * (4 - len(buses)))
-        fn.mark_reset_state()
-        return fn
-
-    def _make_pcu_capid(self, row):
-        """CAPID6 (0x9C): one bit per CHA the die has; intel_uncore counts its CHA boxes from
-        it (and then programs their MSRs: cpu/msr.py)."""
-        fn = self._function(row)
-        fn.config[CAPID6:CAPID6 + 4] = ((1 << self.processor.cores) - 1).to_bytes(4, "little")
-        fn.mark_reset_state()
-        return fn
-
     def _make_xhci(self, row):
         xhci = XhciController(self.clock, intx=self._inta(row))
         self.usb = Peripherals(xhci, self.board.usb, self.config.pointer_option.devices,
                                sd_image=self._sd_card)
         return xhci
+
+    def inject_corrected_memory_error(self, dimm: str, address: int | None = None) -> dict:
+        """A corrected ECC error on DIMM `dimm` ("A0"-"D0"), at physical `address` (which
+        must be on that DIMM) or at a line of it (devices/uncore_registers.py): logged in its
+        channel's machine-check bank, which signals its CMCI (cpu/mca.py)."""
+        if dimm not in uncore_registers.DIMMS:
+            raise UserError(f"no DIMM {dimm!r}: the slots are "
+                            + ", ".join(uncore_registers.DIMMS))
+        if address is None:
+            address = uncore_registers.address_on(dimm, self.ram.size)
+        where = uncore_registers.locate(address, self.ram.size)
+        if where is None or where[0] != dimm:
+            raise UserError(f"address {address:#x} is not on DIMM {dimm}" + (
+                f" (it is on {where[0]})" if where else " (it is not RAM)"))
+        imc, channel = uncore_registers.DIMMS[dimm]
+        bank = self.mca.corrected_memory_error(imc, channel, address)
+        return {"dimm": dimm, "address": address, "bank": bank, "rank": where[1]}
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI
@@ -357,6 +368,7 @@ class Machine:
             device.reset()
         self.reset_control.reset()
         self.uncore.reset()
+        self.mca.reset()
         self.pci.reset()
         for vcpu in self.vcpus:
             vcpu.reset()
@@ -393,6 +405,7 @@ class Machine:
         return {"devices": {name: device.save() for name, device in self.devices.items()},
                 "reset_control": self.reset_control.save(),
                 "uncore": self.uncore.save(),
+                "mca": self.mca.save(),
                 "lapics": [lapic.save() for lapic in self.lapics]}
 
     def load_devices(self, state: dict) -> None:
@@ -412,6 +425,7 @@ class Machine:
             self.devices[name].load(devices[name])
         self.reset_control.load(state.get("reset_control"))
         self.uncore.load(state.get("uncore"))
+        self.mca.load(state.get("mca"))
         for lapic, saved in zip(self.lapics, lapics):
             lapic.load(saved)
 

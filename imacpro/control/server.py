@@ -12,6 +12,7 @@ What the commands do is the handler's (boot.py's running machine):
     screenshot(path) -> dict               type_text(text) -> dict  key(combo) -> dict
     pointer(device, dx, dy, button, down, scroll) -> dict
     usb(action, path, read_only) -> dict    view(port) -> dict
+    inject(kind, dimm, address) -> dict
     suspend(reply)                         attach_console(connection)
     detach_console(connection)
     console_input(bytes)
@@ -129,6 +130,15 @@ class Connection:
                         not 0 <= port <= 65535:
                     raise ProtocolError("view's \"port\" is a TCP port number (0: any)")
                 self.reply({"ok": True, **handler.view(port)})
+            elif command == "inject":
+                kind, dimm, address = (request.get(k) for k in ("kind", "dimm", "address"))
+                if not isinstance(kind, str) or not isinstance(dimm, str):
+                    raise ProtocolError("inject needs \"kind\" and \"dimm\" strings")
+                if address is not None and (not isinstance(address, int)
+                                            or isinstance(address, bool)
+                                            or not 0 <= address < 1 << 52):
+                    raise ProtocolError("inject's \"address\" is a physical address")
+                self.reply({"ok": True, **handler.inject(kind, dimm, address)})
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True

@@ -5,8 +5,8 @@ GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision, IA32_XSS): `ENG
 answers the platform's: the APIC base and TSC deadline (to the local APIC), IA32_TSC_ADJUST
 (which offsets this CPU's TSC, SDM 17.17.3; a write to IA32_TSC itself is the engine's and
 does not move it), machine-check banks,
-MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control, and the package's uncore
-performance-monitoring MSRs (UncoreMsrs). Any other MSR raises #GP, as on
+MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control, the package's machine-check banks
+(cpu/mca.py) and its uncore performance-monitoring MSRs (UncoreMsrs). Any other MSR raises #GP, as on
 hardware, so guests that probe with rdmsr_safe see what is really there.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from imacpro.catalog.data import Processor
+from imacpro.cpu.mca import MCG_CAP, MachineCheckBanks
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError, load_fields, save_fields
 
@@ -33,9 +34,6 @@ IA32_PERF_STATUS = 0x198
 IA32_MISC_ENABLE = 0x1A0
 MSR_TURBO_RATIO_LIMIT = 0x1AD
 IA32_TSC_DEADLINE = 0x6E0
-IA32_MC0_CTL = 0x400
-
-MCA_BANKS = 20  # Skylake-SP/W
 MISC_ENABLE = (1 << 0) | (1 << 11) | (1 << 12)  # fast strings; BTS and PEBS unavailable
 FEATURE_CONTROL_LOCKED = 1  # locked, VMX off (the engine has no VMX)
 
@@ -69,7 +67,7 @@ UNCORE_PMON = (range(0x703, 0x70A),    # UBOX: UCLK fixed counter and its contro
 CHA_MSRS, CHA_STRIDE = 0xE00, 0x10   # CHA n: box control 0xE00 + 0x10n, CTL0-3, filters, CTR0-3
 
 HANDLED, ENGINE, GP_FAULT = 1, 0, -1
-_SAVED = ("misc_enable", "tsc_adjust", "mcg_status", "mc_ctl")   # the engine keeps the rest
+_SAVED = ("misc_enable", "tsc_adjust", "mcg_status")   # the engine keeps the rest
 
 
 class UncoreMsrs:
@@ -149,11 +147,13 @@ class MsrFile:
 
     def __init__(self, processor: Processor, lapic, tsc_hz: int,
                  on_tsc_adjust: Callable[[], None] = lambda: None,
-                 uncore: UncoreMsrs | None = None):
+                 uncore: UncoreMsrs | None = None, mca: MachineCheckBanks | None = None):
         """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it.
-        `uncore`: the package's uncore MSRs (the machine's, shared; its own if None)."""
+        `uncore`, `mca`: the package's uncore MSRs and machine-check banks (the machine's,
+        shared; its own if None)."""
         self.lapic = lapic
         self.uncore = uncore if uncore is not None else UncoreMsrs()
+        self.mca = mca if mca is not None else MachineCheckBanks()
         self.tsc_hz = tsc_hz
         self.on_tsc_adjust = on_tsc_adjust
         base_ratio = round(processor.base_ghz * 10)
@@ -164,7 +164,7 @@ class MsrFile:
             MSR_SMI_COUNT: 0,
             MSR_CORE_THREAD_COUNT: processor.cores << 16 | processor.threads,
             MSR_PLATFORM_INFO: base_ratio << 8 | 12 << 40,  # max efficiency ratio: 1.2 GHz
-            IA32_MCG_CAP: MCA_BANKS,
+            IA32_MCG_CAP: MCG_CAP,
             IA32_PERF_STATUS: base_ratio << 8,
             MSR_TURBO_RATIO_LIMIT: int.from_bytes(bytes([turbo_ratio] * 8), "little"),
             IA32_BIOS_SIGN_ID: MICROCODE_REVISION << 32,
@@ -175,7 +175,6 @@ class MsrFile:
         self.misc_enable = MISC_ENABLE
         self.tsc_adjust = 0
         self.mcg_status = 0
-        self.mc_ctl = [0] * MCA_BANKS
 
     @property
     def tsc_offset(self) -> int:
@@ -209,9 +208,8 @@ class MsrFile:
             return HANDLED, self.tsc_adjust
         if index == IA32_MCG_STATUS:
             return HANDLED, self.mcg_status
-        bank, reg = divmod(index - IA32_MC0_CTL, 4)
-        if 0 <= bank < MCA_BANKS:
-            return HANDLED, self.mc_ctl[bank] if reg == 0 else 0  # no machine checks pending
+        if self.mca.holds(index):
+            return HANDLED, self.mca.read(index)
         if self.uncore.holds(index):
             return HANDLED, self.uncore.read(index)
         return GP_FAULT, None
@@ -236,12 +234,8 @@ class MsrFile:
             pass             # software writes 0 before CPUID to latch the revision
         elif self.uncore.holds(index):
             return self.uncore.write(index, value)
+        elif self.mca.holds(index):
+            return self.mca.write(index, value, self.lapic.apic_id)
         else:
-            bank, reg = divmod(index - IA32_MC0_CTL, 4)
-            if not 0 <= bank < MCA_BANKS:
-                return GP_FAULT
-            if reg == 0:
-                self.mc_ctl[bank] = value
-            elif reg == 1 and value != 0:
-                return GP_FAULT  # MCi_STATUS accepts only zero
+            return GP_FAULT
         return HANDLED

@@ -21,6 +21,7 @@ from unicorn import x86_const as x
 from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
+from imacpro.cpu.mca import MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices.contract import StateError
 from imacpro.devices.lapic import LVT_TIMER
@@ -56,7 +57,8 @@ class _ApicPage:
 
 class Vcpu:
     def __init__(self, index: int, apic_id: int, processor, ram, pio, mmio, lapic, pic,
-                 clock, tsc_hz: int, bsp: bool, uncore: UncoreMsrs | None = None):
+                 clock, tsc_hz: int, bsp: bool, uncore: UncoreMsrs | None = None,
+                 mca: MachineCheckBanks | None = None):
         self.index = index
         self.apic_id = apic_id
         self.lapic = lapic
@@ -65,7 +67,7 @@ class Vcpu:
         self.tsc_hz = tsc_hz
         self.pio = pio
         self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc,
-                            uncore=uncore)
+                            uncore=uncore, mca=mca)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.engine = Engine(self._intack, self.msrs.access)
         self.uc = uc = self.engine.uc

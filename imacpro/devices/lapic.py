@@ -317,6 +317,10 @@ class LocalApic:
         self._notify()
         return True
 
+    def signal_cmci(self) -> None:
+        """A machine-check bank this CPU owns logged a corrected error (cpu/mca.py)."""
+        self._local_deliver(LVT_CMCI)
+
     def accept(self, vector: int, level_triggered: bool) -> bool:
         if not self.software_enabled:
             log.debug("APIC %d disabled: vector %#x dropped", self.apic_id, vector)

@@ -147,8 +147,8 @@ DDR4_MILLIVOLTS = 1200           # JEDEC DDR4 VDD (JESD79-4)
 DATA_WIDTH = 64
 ECC_WIDTH = 8
 SIZE_USE_EXTENDED = 0x7FFF       # type 17 Size: "see Extended Size" (≥ 32 GiB - 1 MiB)
-SLOT_LOCATOR = "DIMM{}"          # slot names: not in the catalog; DIMM1-DIMM4, BANK 0-3
-BANK_LOCATOR = "BANK {}"
+SLOT_LOCATOR = "CPU1_DIMM_{}0"   # the real machine's slot names: CPU1_DIMM_A0 ... D0,
+BANK_LOCATOR = "NODE 1"          # all in bank "NODE 1" (dmidecode of real iMacPro1,1)
 APPLE_MEMORY_VENDOR = "Apple"    # the modules' maker is not in the catalog: name who supplied them
 THIRD_PARTY_MEMORY_VENDOR = "Third-party"
 ADDRESS_USE_EXTENDED = 0xFFFF_FFFF  # type 19: address in KiB does not fit a DWORD (≥ 4 TiB)
@@ -341,7 +341,7 @@ def _memory_device(config: Configuration, slot: int) -> bytes:
     fields = struct.pack(
         "<HHHHHBBBBBHHBBBBBIHHHH",
         H_MEMORY_ARRAY, NOT_PROVIDED, total_width, DATA_WIDTH, size, FORM_FACTOR_DIMM, 0,
-        s.add(SLOT_LOCATOR.format(slot + 1)), s.add(BANK_LOCATOR.format(slot)),
+        s.add(SLOT_LOCATOR.format("ABCD"[slot])), s.add(BANK_LOCATOR),
         MEMORY_TYPES[data.MEMORY_TYPE], DETAIL_SYNCHRONOUS, speed, s.add(vendor), 0, 0, 0,
         0,  # attributes: rank unknown
         extended, speed, DDR4_MILLIVOLTS, DDR4_MILLIVOLTS, DDR4_MILLIVOLTS)

@@ -113,9 +113,11 @@ KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the ke
 # mounts ext2 too) with the crc32c it asks the crypto API for (a soft dependency, so named);
 # the ACPI power button and evdev, whose /dev/input event busybox acpid turns into a poweroff;
 # USB: the xHCI's driver, HID with Apple's keyboard and mouse/trackpad drivers, USB storage.
-# The 10GbE port's driver, atlantic.
+# The 10GbE port's driver, atlantic. The platform drivers udev loads by the CPU's model: the
+# memory controllers' EDAC (skx_edac) and the uncore's performance monitoring (intel_uncore).
 MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev", "xhci_pci", "usbhid",
-           "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod", "atlantic")
+           "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod", "atlantic",
+           "skx_edac", "intel_uncore")
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 " \
                   "hid_apple.fnmode=2"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it

@@ -274,8 +274,8 @@ def test_memory_devices(machine):
         else:
             assert dimm.word(0x0C) == 0x7FFF and dimm.dword(0x1C) << 20 == dimm_bytes
         assert dimm.byte(0x0E) == 0x09                # DIMM
-        assert dimm.string(0x10) == f"DIMM{slot + 1}"
-        assert dimm.string(0x11) == f"BANK {slot}"
+        assert dimm.string(0x10) == f"CPU1_DIMM_{'ABCD'[slot]}0"   # the real machine's
+        assert dimm.string(0x11) == "NODE 1"
         assert dimm.byte(0x12) == 0x1A                # DDR4
         assert dimm.word(0x13) == 1 << 7              # synchronous (buffering not claimed)
         assert dimm.word(0x15) == dimm.word(0x20) == 2666

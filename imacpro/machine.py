@@ -38,6 +38,7 @@ from imacpro.devices.display.framebuffer import COMPAT, Mode
 from imacpro.bus.pio import PortIoBus
 from imacpro.catalog import Configuration
 from imacpro.clock import Clock
+from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MachineCheckBanks
 from imacpro.cpu.msr import UncoreMsrs
 from imacpro.cpu.vcpu import State, Vcpu
@@ -180,9 +181,10 @@ class Machine:
         self.uncore = UncoreMsrs(tuple(root.bus for root in board.root_buses), chas=p.cores)
         by_apic_id = {lapic.apic_id: lapic for lapic in self.lapics}
         self.mca = MachineCheckBanks(cmci_of=lambda apic_id: by_apic_id[apic_id].signal_cmci())
+        self.hwp = PackageHwp()
         self.vcpus = [Vcpu(i, apic_id_of(i), p, self.ram, self.pio, self.mmio, self.lapics[i],
                            self.pic, self.clock, self.tsc_hz, bsp=(i == 0),
-                           uncore=self.uncore, mca=self.mca)
+                           uncore=self.uncore, mca=self.mca, package_hwp=self.hwp)
                       for i in range(count)]
         self.bsp = self.vcpus[0]
         self.pci.on_decode_change = self._bars_moved
@@ -369,6 +371,7 @@ class Machine:
         self.reset_control.reset()
         self.uncore.reset()
         self.mca.reset()
+        self.hwp.reset()
         self.pci.reset()
         for vcpu in self.vcpus:
             vcpu.reset()
@@ -406,6 +409,7 @@ class Machine:
                 "reset_control": self.reset_control.save(),
                 "uncore": self.uncore.save(),
                 "mca": self.mca.save(),
+                "hwp": self.hwp.save(),
                 "lapics": [lapic.save() for lapic in self.lapics]}
 
     def load_devices(self, state: dict) -> None:
@@ -426,6 +430,7 @@ class Machine:
         self.reset_control.load(state.get("reset_control"))
         self.uncore.load(state.get("uncore"))
         self.mca.load(state.get("mca"))
+        self.hwp.load(state.get("hwp"))
         for lapic, saved in zip(self.lapics, lapics):
             lapic.load(saved)
 

@@ -13,7 +13,9 @@ Changes to the engine's answer, each because of the machine rather than the inst
   leaf 7  EBX.TSC_ADJUST set (the MSR is the machine's, msr.py; with it and the invariant
           TSC, Linux trusts the TSC as on the real machine and does not watch it against
           the HPET, a check that fails when a vCPU is descheduled between its reads).
-  leaf 6                  ARAT only (our APIC timer runs in every C-state).
+  leaf 6                  ARAT (our APIC timer runs in every C-state), Turbo Boost, HWP with
+                          notification, activity window, EPP and package requests, and
+                          APERF/MPERF (cpu/hwp.py); no energy-performance bias MSR.
   leaf 0xA                no architectural performance monitoring (not modelled).
   leaf 0xD                only the state components of features we claim (x87, SSE, AVX,
                           AVX-512), at their standard-format offsets; no supervisor components
@@ -42,6 +44,9 @@ TSC_DEADLINE = 1 << 24           # leaf 1 ECX
 HTT = 1 << 28                    # leaf 1 EDX
 INVARIANT_TSC = 1 << 8           # 0x80000007 EDX
 ARAT = 1 << 2                    # leaf 6 EAX
+LEAF6_TURBO = 1 << 1             # leaf 6 EAX: Turbo Boost available
+LEAF6_HWP = 0b1_1111 << 7        # HWP, notification, activity window, EPP, package request
+LEAF6_APERFMPERF = 1 << 0        # leaf 6 ECX
 TSC_ADJUST = 1 << 1              # leaf 7 EBX: IA32_TSC_ADJUST (msr.py)
 
 # Features of the real Xeon W-21xxB that the engine does not execute (so CPUID does not claim).
@@ -137,7 +142,7 @@ def cpuid_table(p: Processor, apic_id: int) -> dict[tuple[int, int], tuple[int, 
     t[4, 3] = _cache_leaf4(3, 3, p.l3_kib * 1024, l3_ways, _pow2_at_least(threads), p.cores)
     t[4, 4] = (0, 0, 0, 0)
     t[5, 0] = (0, 0, 0, 0)
-    t[6, 0] = (ARAT, 0, 0, 0)
+    t[6, 0] = (ARAT | LEAF6_TURBO | LEAF6_HWP, 0, LEAF6_APERFMPERF, 0)
     _, ebx7, ecx7, edx7 = native[7, 0]
     t[7, 0] = (0, ebx7 | TSC_ADJUST, ecx7, edx7)
     t[0xA, 0] = (0, 0, 0, 0)

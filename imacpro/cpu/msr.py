@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from imacpro.catalog.data import Processor
+from imacpro.cpu import hwp
 from imacpro.cpu.mca import MCG_CAP, MachineCheckBanks
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError, load_fields, save_fields
@@ -30,7 +31,6 @@ MSR_CORE_THREAD_COUNT = 0x35
 MSR_PLATFORM_INFO = 0xCE
 IA32_MCG_CAP = 0x179
 IA32_MCG_STATUS = 0x17A
-IA32_PERF_STATUS = 0x198
 IA32_MISC_ENABLE = 0x1A0
 MSR_TURBO_RATIO_LIMIT = 0x1AD
 IA32_TSC_DEADLINE = 0x6E0
@@ -147,10 +147,13 @@ class MsrFile:
 
     def __init__(self, processor: Processor, lapic, tsc_hz: int,
                  on_tsc_adjust: Callable[[], None] = lambda: None,
-                 uncore: UncoreMsrs | None = None, mca: MachineCheckBanks | None = None):
+                 uncore: UncoreMsrs | None = None, mca: MachineCheckBanks | None = None,
+                 now_ns: Callable[[], int] = lambda: 0,
+                 package_hwp: hwp.PackageHwp | None = None):
         """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it.
-        `uncore`, `mca`: the package's uncore MSRs and machine-check banks (the machine's,
-        shared; its own if None)."""
+        `uncore`, `mca`, `package_hwp`: the package's uncore MSRs, machine-check banks and
+        HWP request (the machine's, shared; its own if None). `now_ns()`: guest time, which
+        the frequency counters count (cpu/hwp.py)."""
         self.lapic = lapic
         self.uncore = uncore if uncore is not None else UncoreMsrs()
         self.mca = mca if mca is not None else MachineCheckBanks()
@@ -158,6 +161,7 @@ class MsrFile:
         self.on_tsc_adjust = on_tsc_adjust
         base_ratio = round(processor.base_ghz * 10)
         turbo_ratio = round(processor.turbo_ghz * 10)
+        self.perf = hwp.PerformanceState(base_ratio, turbo_ratio, tsc_hz, now_ns, package_hwp)
         self._fixed = {
             IA32_PLATFORM_ID: 0,
             IA32_FEATURE_CONTROL: FEATURE_CONTROL_LOCKED,
@@ -165,7 +169,6 @@ class MsrFile:
             MSR_CORE_THREAD_COUNT: processor.cores << 16 | processor.threads,
             MSR_PLATFORM_INFO: base_ratio << 8 | 12 << 40,  # max efficiency ratio: 1.2 GHz
             IA32_MCG_CAP: MCG_CAP,
-            IA32_PERF_STATUS: base_ratio << 8,
             MSR_TURBO_RATIO_LIMIT: int.from_bytes(bytes([turbo_ratio] * 8), "little"),
             IA32_BIOS_SIGN_ID: MICROCODE_REVISION << 32,
         }
@@ -175,6 +178,7 @@ class MsrFile:
         self.misc_enable = MISC_ENABLE
         self.tsc_adjust = 0
         self.mcg_status = 0
+        self.perf.reset()
 
     @property
     def tsc_offset(self) -> int:
@@ -182,10 +186,14 @@ class MsrFile:
         return self.tsc_adjust - (1 << 64 if self.tsc_adjust >> 63 else 0)
 
     def save(self) -> dict:
-        return save_fields(self, _SAVED)
+        return save_fields(self, _SAVED) | {"perf": self.perf.save()}
 
     def load(self, state: dict) -> None:
-        load_fields(self, state, _SAVED)
+        if not isinstance(state, dict) or "perf" not in state:
+            raise StateError("MsrFile: saved state without the P-state registers")
+        self.perf.check(state["perf"])
+        load_fields(self, {k: v for k, v in state.items() if k != "perf"}, _SAVED)
+        self.perf.load(state["perf"])
 
     def access(self, is_write: bool, index: int, value: int) -> tuple[int, int | None]:
         if index in ENGINE_MSRS:
@@ -210,6 +218,8 @@ class MsrFile:
             return HANDLED, self.mcg_status
         if self.mca.holds(index):
             return HANDLED, self.mca.read(index)
+        if index in hwp.MSRS:
+            return HANDLED, self.perf.read(index)
         if self.uncore.holds(index):
             return HANDLED, self.uncore.read(index)
         return GP_FAULT, None
@@ -236,6 +246,8 @@ class MsrFile:
             return self.uncore.write(index, value)
         elif self.mca.holds(index):
             return self.mca.write(index, value, self.lapic.apic_id)
+        elif index in hwp.MSRS:
+            return self.perf.write(index, value)
         else:
             return GP_FAULT
         return HANDLED

@@ -21,6 +21,7 @@ from unicorn import x86_const as x
 from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
+from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices.contract import StateError
@@ -58,7 +59,7 @@ class _ApicPage:
 class Vcpu:
     def __init__(self, index: int, apic_id: int, processor, ram, pio, mmio, lapic, pic,
                  clock, tsc_hz: int, bsp: bool, uncore: UncoreMsrs | None = None,
-                 mca: MachineCheckBanks | None = None):
+                 mca: MachineCheckBanks | None = None, package_hwp: PackageHwp | None = None):
         self.index = index
         self.apic_id = apic_id
         self.lapic = lapic
@@ -67,7 +68,8 @@ class Vcpu:
         self.tsc_hz = tsc_hz
         self.pio = pio
         self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc,
-                            uncore=uncore, mca=mca)
+                            uncore=uncore, mca=mca, now_ns=clock.now_ns,
+                            package_hwp=package_hwp)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.engine = Engine(self._intack, self.msrs.access)
         self.uc = uc = self.engine.uc
@@ -82,6 +84,8 @@ class Vcpu:
         self.on_wake = None             # called when an interrupt may wake this halted CPU
         self.bsp = bsp
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
+        if not bsp:
+            self.msrs.perf.halted(True)
         self.shutdown_reason = ""
         self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
         # Statistics for the watchdog and the soak (not state): interrupts taken, when the
@@ -105,6 +109,8 @@ class Vcpu:
         self.msrs.reset()
         self.lapic.reset()
         self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI
+        if not self.bsp:
+            self.msrs.perf.halted(True)          # out of C0 until its SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False
         self.last_interrupt_ns = self.clock.now_ns()
@@ -229,10 +235,12 @@ class Vcpu:
         uc.reg_write(x.UC_X86_REG_IDTR, (0, 0, 0xFFFF, 0))
         self.lapic.init_reset()
         self.state = State.WAIT_FOR_SIPI
+        self.msrs.perf.halted(True)            # out of C0 until its SIPI
 
     def _sipi(self, vector: int) -> None:
         self.engine.sipi(vector)
         self.state = State.RUNNING
+        self.msrs.perf.halted(False)
         self.last_interrupt_ns = self.clock.now_ns()   # online from now
 
     # --- running --------------------------------------------------------------------------
@@ -255,6 +263,8 @@ class Vcpu:
         self._anchor_tsc()
         self.windows.update()
         self._nmi_pending = False
+        if self.state is State.HALTED:
+            self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING
         rip = self.uc.reg_read(x.UC_X86_REG_RIP)
         try:
@@ -267,6 +277,7 @@ class Vcpu:
             self._shut_down("triple fault")
         elif status & STATUS_HALTED:
             self.state = State.HALTED
+            self.msrs.perf.halted(True)
             self._last_tick_ns = None   # idle: the next tick's gap is not a busy one
 
     def _anchor_tsc(self) -> None:

@@ -1,0 +1,190 @@
+"""Turbo Boost as Linux's intel_pstate and turbostat see it: the P-state MSRs of one logical CPU,
+Hardware P-states (HWP, Intel SDM vol. 3B 14.4) and the APERF/MPERF frequency counters.
+
+    | MSR   | what                                                                         |
+    |-------|------------------------------------------------------------------------------|
+    | 0xE7  | IA32_MPERF: counts at the TSC's rate while the CPU is in C0 (not halted)      |
+    | 0xE8  | IA32_APERF: counts at the CPU's actual clock while in C0                      |
+    | 0x198 | IA32_PERF_STATUS (RO): the current ratio in 15:8                              |
+    | 0x199 | IA32_PERF_CTL: the requested ratio in 15:8 (before HWP is on)                 |
+    | 0x1AA | MSR_MISC_PWR_MGMT: 0 (bits 8 and 18 clear: the OS, not the platform, runs   |
+    |       | P-states, so intel_pstate takes them)                                        |
+    | 0x770 | IA32_PM_ENABLE: HWP on (bit 0; once set, only a reset clears it)              |
+    | 0x771 | IA32_HWP_CAPABILITIES (RO): highest (turbo) 7:0, guaranteed (base) 15:8,      |
+    |       | most efficient 23:16, lowest 31:24                                           |
+    | 0x772 | IA32_HWP_REQUEST_PKG (the package's)                                          |
+    | 0x773 | IA32_HWP_INTERRUPT: change and excursion notifications (none ever happen)     |
+    | 0x774 | IA32_HWP_REQUEST: minimum 7:0, maximum 15:8, desired 23:16, EPP 31:24,        |
+    |       | activity window 41:32, package control 42                                     |
+    | 0x777 | IA32_HWP_STATUS: 0 (no guaranteed-performance change or excursion)            |
+
+Ratios are of the 100 MHz bus: the SKU's base (W-2140B 32) is guaranteed, its turbo (42) the
+highest, 12 (1.2 GHz) the lowest and most efficient (as MSR_PLATFORM_INFO says).
+
+The clock a CPU runs at: with HWP on, the maximum of its request (HWP_REQUEST, or the package's
+with package control), within the capabilities; before, PERF_CTL's ratio (the base at reset).
+A real CPU turbos less with more cores active and with its temperature; the machine has no
+thermal model yet and Intel does not publish the per-active-core turbo bins of these
+Apple-only SKUs, so every CPU runs at its request. APERF and MPERF then say that clock:
+MPERF counts the guest time a CPU spent out of HLT at the TSC's rate, APERF the same time at
+the CPU's clock, so APERF/MPERF × base is the frequency it ran at.
+
+Saved state: the registers software writes and the counters' values.
+"""
+
+from __future__ import annotations
+
+from imacpro.devices.contract import StateError
+
+IA32_MPERF, IA32_APERF = 0xE7, 0xE8
+IA32_PERF_STATUS, IA32_PERF_CTL = 0x198, 0x199
+MSR_MISC_PWR_MGMT = 0x1AA
+IA32_PM_ENABLE, IA32_HWP_CAPABILITIES, IA32_HWP_REQUEST_PKG = 0x770, 0x771, 0x772
+IA32_HWP_INTERRUPT, IA32_HWP_REQUEST, IA32_HWP_STATUS = 0x773, 0x774, 0x777
+LOWEST_RATIO = 12
+EPP_DEFAULT = 0x80
+PACKAGE_CONTROL = 1 << 42
+REQUEST_BITS = (1 << 43) - 1
+MSRS = frozenset({IA32_MPERF, IA32_APERF, IA32_PERF_STATUS, IA32_PERF_CTL, MSR_MISC_PWR_MGMT,
+                  IA32_PM_ENABLE, IA32_HWP_CAPABILITIES, IA32_HWP_REQUEST_PKG,
+                  IA32_HWP_INTERRUPT, IA32_HWP_REQUEST, IA32_HWP_STATUS})
+HANDLED, GP_FAULT = 1, -1
+U64 = (1 << 64) - 1
+SAVED = ("pm_enable", "perf_ctl", "hwp_request", "hwp_interrupt", "mperf", "aperf")
+
+
+class PackageHwp:
+    """What the package's CPUs share: HWP_REQUEST_PKG."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.request = 0
+
+    def save(self) -> dict:
+        return {"request": self.request}
+
+    def load(self, state) -> None:
+        if not isinstance(state, dict) or not isinstance(state.get("request"), int) \
+                or not 0 <= state["request"] <= REQUEST_BITS:
+            raise StateError("PackageHwp: not a package HWP request")
+        self.request = state["request"]
+
+
+class PerformanceState:
+    """One logical CPU's P-state MSRs and frequency counters. `now_ns()`: the machine's
+    guest time."""
+
+    def __init__(self, base_ratio: int, turbo_ratio: int, tsc_hz: int, now_ns,
+                 package: PackageHwp | None = None):
+        self.base, self.highest = base_ratio, turbo_ratio
+        self.tsc_hz = tsc_hz
+        self.now_ns = now_ns
+        self.package = package if package is not None else PackageHwp()
+        self.capabilities = (turbo_ratio | base_ratio << 8 | LOWEST_RATIO << 16
+                             | LOWEST_RATIO << 24)
+        self.reset()
+
+    def reset(self) -> None:
+        self.pm_enable = 0
+        self.perf_ctl = self.base << 8
+        self.hwp_request = (LOWEST_RATIO | self.highest << 8 | EPP_DEFAULT << 24)
+        self.hwp_interrupt = 0
+        self.mperf = self.aperf = 0
+        self._in_c0_since: int | None = self.now_ns()
+
+    # --- the clock the CPU runs at -----------------------------------------------------------
+
+    def ratio(self) -> int:
+        if not self.pm_enable:
+            wanted = (self.perf_ctl >> 8) & 0xFF
+        else:
+            request = self.package.request if self.hwp_request & PACKAGE_CONTROL \
+                else self.hwp_request
+            wanted = (request >> 8) & 0xFF
+        return max(LOWEST_RATIO, min(self.highest, wanted))
+
+    def _account(self) -> None:
+        """Add the C0 time since the last account to the counters, at today's ratio."""
+        if self._in_c0_since is None:
+            return
+        now = self.now_ns()
+        ticks = max(0, now - self._in_c0_since) * self.tsc_hz // 1_000_000_000
+        self.mperf = (self.mperf + ticks) & U64
+        self.aperf = (self.aperf + ticks * self.ratio() // self.base) & U64
+        self._in_c0_since = now
+
+    def halted(self, halted: bool) -> None:
+        """The CPU entered (True) or left HLT: its counters stop or go on."""
+        if halted:
+            self._account()
+            self._in_c0_since = None
+        elif self._in_c0_since is None:
+            self._in_c0_since = self.now_ns()
+
+    # --- the MSRs --------------------------------------------------------------------------
+
+    def read(self, index: int) -> int:
+        if index in (IA32_MPERF, IA32_APERF):
+            self._account()
+            return self.mperf if index == IA32_MPERF else self.aperf
+        return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
+                MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,
+                IA32_HWP_CAPABILITIES: self.capabilities,
+                IA32_HWP_REQUEST_PKG: self.package.request,
+                IA32_HWP_INTERRUPT: self.hwp_interrupt, IA32_HWP_REQUEST: self.hwp_request,
+                IA32_HWP_STATUS: 0}[index]
+
+    def write(self, index: int, value: int) -> int:
+        value &= U64
+        if index in (IA32_PERF_STATUS, IA32_HWP_CAPABILITIES):
+            return GP_FAULT                                   # read-only
+        self._account()                                       # the old clock up to now
+        if index == IA32_MPERF:
+            self.mperf = value
+        elif index == IA32_APERF:
+            self.aperf = value
+        elif index == IA32_PERF_CTL:
+            self.perf_ctl = value & 0xFFFF
+        elif index == IA32_PM_ENABLE:
+            if value & ~1:
+                return GP_FAULT
+            self.pm_enable |= value                           # sticky until reset
+        elif index in (IA32_HWP_REQUEST, IA32_HWP_REQUEST_PKG):
+            if value & ~REQUEST_BITS or (index == IA32_HWP_REQUEST_PKG
+                                         and value & PACKAGE_CONTROL):
+                return GP_FAULT
+            if index == IA32_HWP_REQUEST:
+                self.hwp_request = value
+            else:
+                self.package.request = value
+        elif index == IA32_HWP_INTERRUPT:
+            if value & ~0x7:
+                return GP_FAULT
+            self.hwp_interrupt = value
+        elif index == IA32_HWP_STATUS:
+            if value:
+                return GP_FAULT                               # status bits: write 0 to clear
+        return HANDLED                                        # MISC_PWR_MGMT: ignored
+
+    def save(self) -> dict:
+        self._account()
+        return {name: getattr(self, name) for name in SAVED} | {
+            "halted": self._in_c0_since is None}
+
+    def load(self, state) -> None:
+        self.check(state)
+        for name in SAVED:
+            setattr(self, name, state[name])
+        self._in_c0_since = None if state["halted"] else self.now_ns()
+
+    @staticmethod
+    def check(state) -> None:
+        if not isinstance(state, dict) or set(state) != set(SAVED) | {"halted"} \
+                or not isinstance(state["halted"], bool) \
+                or not all(isinstance(state[n], int) and not isinstance(state[n], bool)
+                           and 0 <= state[n] <= U64 for n in SAVED) \
+                or state["pm_enable"] > 1 or state["hwp_request"] > REQUEST_BITS \
+                or state["hwp_interrupt"] > 7 or state["perf_ctl"] > 0xFFFF:
+            raise StateError("PerformanceState: not a CPU's P-state registers")

@@ -1,6 +1,6 @@
 """The platform as Linux's own drivers find it: the memory controllers through skx_edac (four
 DIMMs with ECC, each where the SMBIOS names it) and a corrected memory error injected from
-the host, counted by EDAC against its DIMM."""
+the host, counted by EDAC against its DIMM; Turbo Boost through intel_pstate."""
 
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
@@ -43,5 +43,12 @@ def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest
         wrong = imacpro("inject", "pro", "ecc", "--dimm", "A0", "--correctable",
                         "--address", "0x1001000")
         assert wrong.returncode == 2 and "is on B0" in wrong.stderr, wrong.stderr
+
+        # Turbo Boost: intel_pstate with HWP, the W-2140B's 3.2 GHz base and 4.2 GHz turbo.
+        cpufreq = imacpro("exec", "pro", "cd /sys/devices/system/cpu/cpu5/cpufreq && cat "
+                          "scaling_driver base_frequency cpuinfo_max_freq cpuinfo_min_freq; "
+                          "dmesg | grep -c 'intel_pstate: HWP enabled'")
+        assert cpufreq.stdout.split() == ["intel_pstate", "3200000", "4200000", "1200000",
+                                          "1"], cpufreq.stdout
     finally:
         imacpro("stop", "pro", "--force")

@@ -24,6 +24,8 @@ Structures, in table order (handles are assigned in that order from 0):
     type 16   Physical Memory Array            §7.17
     type 17   Memory Device ×4                 §7.18
     type 19   Memory Array Mapped Address      §7.20  (one per RAM range of memory/layout.py)
+    type 8    Port Connector Information ×6    §7.9
+    type 11   OEM Strings                      §7.12
     type 32   System Boot Information          §7.33
     type 127  End-of-Table                     §7.46
 
@@ -32,7 +34,10 @@ Facts come from the catalog (catalog/data.py), the identity (identity.py), the m
 characteristics claim exactly what the engine executes. Values that no catalog record holds are
 named constants below, each with where it comes from. "Intel Macs" below means what dmidecode
 prints on real Intel Macs (public dmidecode listings of iMac14,1, iMac15,1, MacBookAir7,2 and
-MacBookPro6,2): Apple's firmware fills its strings the same way across models.
+MacBookPro6,2): Apple's firmware fills its strings the same way across models. "The real
+iMac Pro" means the three dmidecode dumps of real iMacPro1,1 (linux-hardware.org probes): where
+they show what Apple's firmware says, the tables say the same, even where it is odd (a
+"Pentium D" of a "Laptop" in an "LGA2011-3" socket); docs/LINUX.md lists those choices.
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ BOARD_LOCATION = "Part Component"               # Intel Macs
 INTEL = "Intel(R) Corporation"
 
 # --- Type 0, BIOS (§7.1) -------------------------------------------------------------------------
+# The real iMac Pro's firmware (T2 era) gives its own version and the bridgeOS (iBridge) one as
+# the BIOS version, and the older boot ROM ID in an OEM string (type 11). Which firmware goes
+# with the catalog's boot ROM ID is not published: this is the version one real dump shows.
+BIOS_VERSION = "1554.80.3.0.0 (iBridge: 18.16.14347.0.0,0)"
+OEM_ROM_VERSION = "Apple ROM Version.  BIOS ID: {}"
 BIOS_ROM_SIZE = 8 << 20          # Intel Macs report "ROM Size: 8192 kB" (MacBookAir7,2); not in
                                  # the catalog for the iMac Pro, whose firmware the T2 serves
 BIOS_RELEASE = (0, 1)            # Intel Macs report "BIOS Revision: 0.1"
@@ -92,14 +102,19 @@ BOARD_TYPE_MOTHERBOARD = 0x0A    # §7.3.2
 BOARD_SERIAL_LENGTH = 17         # Apple logic-board serials are 17 characters (Intel Macs)
 
 # --- Type 3, Chassis (§7.4) ----------------------------------------------------------------------
-CHASSIS_ALL_IN_ONE = 0x0D        # §7.4.1
+# §7.4.1. Apple's own database calls the iMac Pro an all-in-one (0x0D), but its firmware says
+# "Laptop" in every real dump, and that is what software reads.
+CHASSIS_LAPTOP = 0x09
 STATE_SAFE = 0x03                # boot-up, power supply, thermal state §7.4.2
 SECURITY_NONE = 0x03             # §7.4.3
 POWER_CORDS = 1                  # the iMac Pro has one AC inlet
 
 # --- Type 4, Processor (§7.5) --------------------------------------------------------------------
 PROCESSOR_CENTRAL = 0x03         # §7.5.1
-FAMILY_XEON = 0xB3               # §7.5.2 "Intel Xeon processor"
+# §7.5.2: Apple's firmware reports the Xeon W as a "Pentium D" (0xBB) in every real dump.
+FAMILY_PENTIUM_D = 0xBB
+SOCKET_DESIGNATION = "LGA2011-3" # the real dumps' (the W-2100's socket is LGA2066)
+EXTERNAL_CLOCK_MHZ = 25          # the real dumps' (the core crystal, cpu/cpuid.py)
 STATUS_POPULATED_ENABLED = 0x41  # §7.5: bit 6 socket populated, bits 2:0 = 1 CPU enabled
 UPGRADE_BY_SOCKET = {"LGA2066": 0x39}  # §7.5.5 "Socket LGA2066"
 VOLTAGE_UNKNOWN = 0x00           # §7.5.4: legacy mode, no voltage bit set
@@ -115,6 +130,18 @@ CPUID_1_ECX_VMX = 1 << 5
 CPUID_1_ECX_EIST = 1 << 7
 CPUID_X1_EDX_NX = 1 << 20
 CPUID_X1_EDX_LM = 1 << 29
+
+# --- Type 8, Port Connectors (§7.9) --------------------------------------------------------------
+# The real dumps' six internal reference designators; their connector and port types (not in
+# the probes we have) are what those connectors are.
+CONNECTOR_NONE, CONNECTOR_USB, CONNECTOR_MINI_JACK, CONNECTOR_OTHER = 0x00, 0x12, 0x1F, 0xFF
+PORT_USB, PORT_AUDIO, PORT_OTHER = 0x10, 0x1D, 0xFF
+PORT_CONNECTORS = (("USB0", CONNECTOR_USB, PORT_USB), ("USB1", CONNECTOR_USB, PORT_USB),
+                   ("Audio Line In", CONNECTOR_MINI_JACK, PORT_AUDIO),
+                   ("Thunderbolt", CONNECTOR_OTHER, PORT_OTHER),
+                   ("Microphone", CONNECTOR_NONE, PORT_AUDIO),
+                   ("Speaker", CONNECTOR_NONE, PORT_AUDIO))
+PORT_CONNECTOR, OEM_STRINGS = 8, 11
 
 # --- Type 7, Cache (§7.8) ------------------------------------------------------------------------
 L1_PER_CORE = 64 * 1024          # 32 KiB instruction + 32 KiB data (cpu/cpuid.py leaf 4), one
@@ -156,7 +183,7 @@ ADDRESS_USE_EXTENDED = 0xFFFF_FFFF  # type 19: address in KiB does not fit a DWO
 # --- Type 32 (§7.33) -----------------------------------------------------------------------------
 BOOT_NO_ERRORS = 0x00
 
-# --- Handles (§6.1.2), in table order; type 19s, type 32 and type 127 follow the DIMMs -----------
+# --- Handles (§6.1.2), in table order; types 19, 8, 11, 32 and 127 follow the DIMMs ---------------
 (H_BIOS, H_SYSTEM, H_BASEBOARD, H_CHASSIS, H_L1, H_L2, H_L3, H_PROCESSOR,
  H_MEMORY_ARRAY, H_FIRST_DIMM) = range(10)
 
@@ -209,10 +236,11 @@ def board_serial(identity: Identity) -> str:
 
 def _bios() -> bytes:
     s = _Strings()
-    version = data.MODEL["boot_rom_version"].value
+    rom_id = data.MODEL["boot_rom_version"].value
     rom_blocks = BIOS_ROM_SIZE // (64 * 1024) - 1   # 64 KiB × (n + 1); < 16 MiB: no extended size
-    fields = struct.pack("<BBHBBQBBBBBBH", s.add(APPLE), s.add(version), BIOS_STARTING_SEGMENT,
-                         s.add(release_date(version)), rom_blocks, CHAR_PCI, EXT1_ACPI,
+    fields = struct.pack("<BBHBBQBBBBBBH", s.add(APPLE), s.add(BIOS_VERSION),
+                         BIOS_STARTING_SEGMENT, s.add(release_date(rom_id)), rom_blocks,
+                         CHAR_PCI, EXT1_ACPI,
                          0,  # extension byte 2: neither EXT2_UEFI nor EXT2_VIRTUAL_MACHINE
                          *BIOS_RELEASE, EC_RELEASE_NONE, EC_RELEASE_NONE, 0)
     return _structure(BIOS, H_BIOS, fields, s)
@@ -241,7 +269,7 @@ def _baseboard(identity: Identity) -> bytes:
 def _chassis(identity: Identity) -> bytes:
     s = _Strings()
     # Intel Macs: version = board-id, serial = the system serial.
-    fields = struct.pack("<BBBBBBBBBIBBBBB", s.add(APPLE), CHASSIS_ALL_IN_ONE,
+    fields = struct.pack("<BBBBBBBBBIBBBBB", s.add(APPLE), CHASSIS_LAPTOP,
                          s.add(data.MODEL["board_id"].value), s.add(identity.serial_number), 0,
                          STATE_SAFE, STATE_SAFE, STATE_SAFE, SECURITY_NONE, 0, 0, POWER_CORDS,
                          0, 0, 0)
@@ -307,12 +335,24 @@ def _processor(p: data.Processor) -> bytes:
     eax, edx = processor_id(p)
     fields = struct.pack(
         "<BBBBIIBBHHHBBHHHBBBBBBHHHHH",
-        s.add(p.socket), PROCESSOR_CENTRAL, FAMILY_XEON, s.add(INTEL), eax, edx,
-        s.add(p.brand_string), VOLTAGE_UNKNOWN, cpuid.BUS_MHZ, round(p.turbo_ghz * 1000),
+        s.add(SOCKET_DESIGNATION), PROCESSOR_CENTRAL, FAMILY_PENTIUM_D, s.add(INTEL), eax, edx,
+        s.add(p.brand_string), VOLTAGE_UNKNOWN, EXTERNAL_CLOCK_MHZ, round(p.turbo_ghz * 1000),
         round(p.base_ghz * 1000), STATUS_POPULATED_ENABLED, UPGRADE_BY_SOCKET[p.socket],
         H_L1, H_L2, H_L3, 0, 0, 0, p.cores, p.cores, p.threads, processor_characteristics(p),
-        FAMILY_XEON, p.cores, p.cores, p.threads)
+        FAMILY_PENTIUM_D, p.cores, p.cores, p.threads)
     return _structure(PROCESSOR, H_PROCESSOR, fields, s)
+
+
+def _port_connector(handle: int, designator: str, connector: int, port: int) -> bytes:
+    s = _Strings()
+    fields = struct.pack("<BBBBB", s.add(designator), connector, 0, CONNECTOR_NONE, port)
+    return _structure(PORT_CONNECTOR, handle, fields, s)
+
+
+def _oem_strings(handle: int) -> bytes:
+    s = _Strings()
+    s.add(OEM_ROM_VERSION.format(data.MODEL["boot_rom_version"].value))
+    return _structure(OEM_STRINGS, handle, bytes([len(s.items)]), s)
 
 
 def _memory_array() -> bytes:
@@ -386,6 +426,11 @@ def structure_table(config: Configuration, identity: Identity) -> bytes:
     for ram in layout.ram_ranges(config.memory_option.size_bytes):
         parts.append(_mapped_address(ram, handle))
         handle += 1
+    for designator, connector, port in PORT_CONNECTORS:
+        parts.append(_port_connector(handle, designator, connector, port))
+        handle += 1
+    parts.append(_oem_strings(handle))
+    handle += 1
     parts += [_boot_information(handle), _end(handle + 1)]
     return b"".join(parts)
 

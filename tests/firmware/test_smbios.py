@@ -114,7 +114,7 @@ def test_table_shape(machine):
     assert [s.type for s in structures[:9]] == [0, 1, 2, 3, 7, 7, 7, 4, 16]
     # Structure lengths of SMBIOS 3.1.
     lengths = {0: 0x1A, 1: 0x1B, 2: 0x0F, 3: 0x16, 4: 0x30, 7: 0x1B, 16: 0x17, 17: 0x28,
-               19: 0x1F, 32: 0x0B, 127: 0x04}
+               19: 0x1F, 8: 0x09, 11: 0x05, 32: 0x0B, 127: 0x04}
     for s in structures:
         assert len(s.raw) == lengths[s.type], f"type {s.type}"
 
@@ -123,9 +123,8 @@ def test_bios(machine):
     _, _, _, structures = machine
     bios = one(structures, 0)
     assert bios.string(0x04) == "Apple Inc."
-    assert bios.string(0x05) == data.MODEL["boot_rom_version"].value
-    assert bios.string(0x05) == "IMP11.88Z.F000.B00.2107050205"
-    assert bios.string(0x08) == "07/05/2021"
+    assert bios.string(0x05) == "1554.80.3.0.0 (iBridge: 18.16.14347.0.0,0)"   # the real one's
+    assert bios.string(0x08) == "07/05/2021"          # the boot ROM ID's build date
     assert bios.word(0x06) == 0                       # no legacy runtime BIOS segment
     assert (bios.byte(0x09) + 1) * 64 * 1024 == 8 << 20
     characteristics = bios.qword(0x0A)
@@ -181,7 +180,7 @@ def test_chassis(machine):
     _, _, _, structures = machine
     chassis = one(structures, 3)
     assert chassis.string(0x04) == "Apple Inc."
-    assert chassis.byte(0x05) == 0x0D                 # all in one, no lock
+    assert chassis.byte(0x05) == 0x09                 # "Laptop", as Apple's firmware says
     assert chassis.string(0x06) == "Mac-7BA5B2D9E42DDD94"
     assert chassis.string(0x07) == IDENTITY.serial_number
     assert [chassis.byte(o) for o in (0x09, 0x0A, 0x0B, 0x0C)] == [3, 3, 3, 3]
@@ -192,15 +191,15 @@ def test_processor(machine):
     config, _, _, structures = machine
     p = config.processor
     cpu = one(structures, 4)
-    assert cpu.string(0x04) == p.socket == "LGA2066"
+    assert cpu.string(0x04) == "LGA2011-3"            # Apple's firmware's (really LGA2066)
     assert cpu.byte(0x05) == 0x03                     # central processor
-    assert cpu.byte(0x06) == 0xB3 and cpu.word(0x28) == 0xB3   # Xeon
+    assert cpu.byte(0x06) == 0xBB and cpu.word(0x28) == 0xBB   # "Pentium D", as Apple's
     assert cpu.string(0x07) == "Intel(R) Corporation"
     assert cpu.dword(0x08) == 0x00050654              # family 6, model 0x55, stepping 4
     assert cpu.dword(0x0C) == cpuid.cpuid_table(p, 0)[1, 0][3]
     assert cpu.string(0x10) == p.brand_string
     assert cpu.string(0x10).startswith("Intel(R) Xeon(R) W-21")
-    assert cpu.word(0x12) == 100
+    assert cpu.word(0x12) == 25                       # external clock, as Apple's
     assert cpu.word(0x14) == round(p.turbo_ghz * 1000)
     assert cpu.word(0x16) == round(p.base_ghz * 1000)
     assert cpu.byte(0x18) == 0x41                     # populated, enabled
@@ -347,7 +346,14 @@ def test_dmidecode_decodes_the_dump(tmp_path):
     for text in ("SMBIOS 3.1.1 present", "Product Name: iMacPro1,1",
                  "Product Name: Mac-7BA5B2D9E42DDD94", "Manufacturer: Apple Inc.",
                  "Version: Intel(R) Xeon(R) W-2140B CPU @ 3.20GHz", "Type: DDR4",
-                 "Speed: 2666 MT/s", "Release Date: 07/05/2021", "Type: All In One",
+                 "Speed: 2666 MT/s", "Release Date: 07/05/2021", "Type: Laptop",
+                 "Version: 1554.80.3.0.0 (iBridge: 18.16.14347.0.0,0)", "Family: Pentium D",
+                 "ID: 54 06 05 00", "External Clock: 25 MHz", "Socket Designation: LGA2011-3",
+                 "Locator: CPU1_DIMM_A0", "Locator: CPU1_DIMM_D0", "Bank Locator: NODE 1",
+                 "Internal Reference Designator: USB0", "Internal Reference Designator: Speaker",
+                 "String 1: Apple ROM Version.  BIOS ID: IMP11.88Z.F000.B00.2107050205",
+                 "Total Width: 72 bits", "Data Width: 64 bits",
+                 "Error Correction Type: Single-bit ECC",
                  f"Serial Number: {IDENTITY.serial_number}",
                  f"UUID: {IDENTITY.hardware_uuid.lower()}", "Upgrade: Socket LGA2066",
                  "Core Count: 8", "Thread Count: 16", "Size: 8 GB", "Maximum Capacity: 512 GB",

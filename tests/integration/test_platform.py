@@ -2,6 +2,7 @@
 DIMMs with ECC, each where the SMBIOS names it) and a corrected memory error injected from
 the host, counted by EDAC against its DIMM; Turbo Boost through intel_pstate."""
 
+import real_imac_pro
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
 EDAC = "/sys/devices/system/edac/mc"
@@ -27,6 +28,17 @@ def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest
             assert (size, mode, ce) == ("16384", "SECDED", "0") and kind.endswith("DDR4"), dimms
             assert label.startswith("CPU_SrcID#0_MC#")
         assert len(dimms) == 4, dimms
+
+        # What lspci lists, from sysfs: the real machine's functions but those left out.
+        listing = imacpro("exec", "pro", "cd /sys/bus/pci/devices && for d in *; do "
+                          "echo $d $(cat $d/vendor $d/device $d/class); done")
+        seen = {line.split()[0][5:]: tuple(int(v, 16) for v in line.split()[1:])
+                for line in listing.stdout.splitlines()}
+        real = real_imac_pro.real_functions(8)
+        for address, ids in real.items():
+            if address not in real_imac_pro.ABSENT:
+                assert seen.get(address) == ids, (address, seen.get(address))
+        assert not set(seen) & set(real_imac_pro.ABSENT)
 
         injected = imacpro("inject", "pro", "ecc", "--dimm", "C0", "--correctable")
         assert injected.returncode == 0, injected.stderr

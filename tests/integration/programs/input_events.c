@@ -1,6 +1,10 @@
 /* input-events SECONDS: every input event of every /dev/input/event* device for SECONDS
  * seconds, one line each: "<device name>|<type> <code> <value>" (EV_SYN and EV_MSC left out),
- * the way evtest shows them. Prints "ready" once every device is open. */
+ * the way evtest shows them. Prints "ready" once every device is open.
+ *
+ * It also puts off the kernel's autorepeat of held keys (60 s before the first repeat): on a
+ * host busy with other machines a key's release can reach the guest more than the usual
+ * 250 ms after its press, and the console would then type the key twice. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/input.h>
@@ -31,6 +35,8 @@ int main(int argc, char **argv) {
             continue;
         names[count][0] = 0;
         ioctl(fd, EVIOCGNAME(sizeof names[count]), names[count]);
+        unsigned int repeat[2] = {60000, 33};      /* delay, period (ms) */
+        ioctl(fd, EVIOCSREP, repeat);              /* fails on devices that do not repeat */
         fds[count].fd = fd;
         fds[count].events = POLLIN;
         count++;

@@ -376,8 +376,12 @@ class PciBus:
         fn.on_decode_change = self._decode_changed
         fn.send_msi = self.send_msi
         fn.memory = self.memory
-        for (b, _, _), each in self.functions.items():   # in any order of attaching
-            each.upstream = self._bridge_to(b)
+        fn.upstream = self._bridge_to(bus)               # in any order of attaching:
+        child = getattr(fn, "child_bus", None)           # a bridge adopts what is below it
+        if child is not None:
+            for (b, _, _), each in self.functions.items():
+                if b == child:
+                    each.upstream = fn
         self._decode_changed()
 
     def _bridge_to(self, bus: int):

@@ -4,10 +4,10 @@ The engine keeps the MSRs its translator depends on (EFER, STAR/LSTAR/CSTAR/FMAS
 GS base, TSC_AUX, SYSENTER, TSC, PAT, MTRRs, microcode revision, IA32_XSS): `ENGINE_MSRS`. This module
 answers the platform's: the APIC base and TSC deadline (to the local APIC), IA32_TSC_ADJUST
 (which offsets this CPU's TSC, SDM 17.17.3; a write to IA32_TSC itself is the engine's and
-does not move it), machine-check banks,
-MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control, the package's machine-check banks
-(cpu/mca.py) and its uncore performance-monitoring MSRs (UncoreMsrs). Any other MSR raises #GP, as on
-hardware, so guests that probe with rdmsr_safe see what is really there.
+does not move it), MISC_ENABLE, PLATFORM_INFO, turbo ratios, feature control, the P-state
+and HWP MSRs (cpu/hwp.py), the package's machine-check banks (cpu/mca.py) and its uncore
+performance-monitoring MSRs (UncoreMsrs). Any other MSR raises #GP, as on hardware, so
+guests that probe with rdmsr_safe see what is really there.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class UncoreMsrs:
     is no performance-monitoring model, so counters read back what was written (0 from
     reset). The stacks' bus numbers are the board's root buses in order; stacks without
     one read 0xFF. There is a CHA box per core: Linux counts them from the PCU's CAPID6
-    PCI register (machine.py sets it so).
+    PCI register (devices/uncore_registers.py sets it so).
 
     Saved state: the registers written (`values`)."""
 

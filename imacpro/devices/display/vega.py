@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 
 from imacpro.bus.msi import Msi
-from imacpro.bus.pci import IoBar, MemoryBar, PciFunction
+from imacpro.bus.pci import IoBar, MemoryBar, PciFunction, Unmodelled
 from imacpro.bus.pcie import CAP_PCI_EXPRESS, ENDPOINT, pcie_capability
 from imacpro.catalog.data import GraphicsOption
 from imacpro.memory.ram import HostMemory
@@ -50,16 +50,6 @@ IO_SIZE = 256
 ROM_SIZE = 128 * KiB
 AUDIO_REGISTERS_SIZE = 16 * KiB
 LINK = (8.0, 16)             # GT/s, lanes: PCIe 3.0 x16, as the real GPU's link
-
-
-class Unmodelled:
-    """Registers of an engine that is not modelled: reads are zero, writes are ignored."""
-
-    def read(self, offset: int, size: int) -> int:
-        return 0
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        pass
 
 
 class ApertureMemory:

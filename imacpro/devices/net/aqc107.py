@@ -93,7 +93,7 @@ from collections import deque
 from typing import Callable
 
 from imacpro.bus.msi import Msi, MsiX
-from imacpro.bus.pci import MemoryBar, PciFunction
+from imacpro.bus.pci import MemoryBar, PciFunction, Unmodelled
 from imacpro.bus.pcie import ENDPOINT, pcie_capability
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
@@ -204,7 +204,7 @@ class Aqc107:
         self.pci.add_capability(0x10, *pcie_capability(ENDPOINT, 5.0, 4))   # 5 GT/s x4
         self.pci.add_memory_bar(MemoryBar(0, REGISTERS_SIZE, self))
         self.pci.add_memory_bar(MemoryBar(2, MSIX_BAR_SIZE, _MsixWindow(self.msix)))
-        self.pci.add_memory_bar(MemoryBar(4, WINDOW_BAR_SIZE, _Empty()))
+        self.pci.add_memory_bar(MemoryBar(4, WINDOW_BAR_SIZE, Unmodelled()))
         if intx is not None:
             self.pci.set_interrupt_pin(intx)
         self.rx_queue: deque[bytes] = deque()
@@ -835,13 +835,3 @@ class _MsixWindow:
     def write(self, offset: int, size: int, value: int) -> None:
         if self.msix.holds(offset):
             self.msix.write(offset, size, value)
-
-
-class _Empty:
-    """BAR 4: reads 0, ignores writes (the driver maps it and never uses it)."""
-
-    def read(self, offset: int, size: int) -> int:
-        return 0
-
-    def write(self, offset: int, size: int, value: int) -> None:
-        pass

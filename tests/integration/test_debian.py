@@ -29,6 +29,9 @@ from machines import imacpro, tests_cache  # noqa: F401 (a fixture)
 pytestmark = [pytest.mark.network, pytest.mark.longest]
 
 PASSWORD = "correct horse battery"
+# A guard against a hung machine, not a speed limit: on a loaded 2-core host each of this
+# test's boot phases has taken from 10 to more than 25 minutes.
+HANG_GUARD_S = 3600
 
 SEES = "; ".join([
     "systemctl is-system-running --wait",
@@ -108,9 +111,9 @@ def test_debian_installs_boots_to_multi_user_and_keeps_its_files(tests_cache, tm
          "head -c 8M /dev/urandom > $f; done && sha256sum synced* > sums && sync && "
          "echo ALL-SYNCED && i=0; while :; do i=$((i+1)); head -c 4M /dev/urandom > "
          "unsynced$i; done",
-         "--serial-log", str(log), "--timeout", "1500"],
+         "--serial-log", str(log), "--timeout", str(HANG_GUARD_S)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
-    out, err = kill_once_synced(booted, log, 1500)
+    out, err = kill_once_synced(booted, log, HANG_GUARD_S)
     console = log.read_text(errors="replace")
     check_sees_an_imac_pro(out.split("f1: OK")[0], "W-2140B", 8, 32)
     assert "f1: OK\nf2: OK\nf3: OK\nrunning" in out, (err, console[-3000:])
@@ -134,7 +137,8 @@ def kill_once_synced(booted: subprocess.Popen, log: Path, timeout_s: float) -> t
         while b"ALL-SYNCED\r\n" not in (log.read_bytes() if log.exists() else b""):
             assert booted.poll() is None, (b"".join(printed["err"]).decode(errors="replace"),
                                            log.read_text(errors="replace")[-3000:])
-            assert time.monotonic() < deadline, "never synced"
+            assert time.monotonic() < deadline, \
+                ("never synced", log.read_text(errors="replace")[-3000:])
             time.sleep(1)
         time.sleep(5)                     # it goes on writing
         os.kill(booted.pid, signal.SIGKILL)
@@ -202,13 +206,14 @@ def check_blessed_boot(tmp_path, report: dict, synced: list[str]) -> None:
          # The sleep loop ends when the host's ssh session has left its mark.
          "--exec", "systemctl is-system-running --wait; echo SSH-\"\"NOW; "
          "while [ ! -e /tmp/ssh-was-here ]; do sleep 1; done",
-         "--timeout", "1500"],
+         "--timeout", str(HANG_GUARD_S)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        deadline = time.monotonic() + 1500
+        deadline = time.monotonic() + HANG_GUARD_S
         while b"SSH-NOW" not in (log.read_bytes() if log.exists() else b""):
             assert booted.poll() is None, booted.communicate()
-            assert time.monotonic() < deadline, "the system never came up"
+            assert time.monotonic() < deadline, \
+                ("the system never came up", log.read_text(errors="replace")[-3000:])
             time.sleep(1)
         ssh = subprocess.run(
             ["ssh", "-p", str(port), "-i", str(tmp_path / "key"), "-o", "BatchMode=yes",

@@ -20,6 +20,7 @@ or in memory/layout.py for addresses, and nowhere else.
     | acpi_pm     | 0x600-0x60F                | IRQ 9 (SCI, level, high) | MBRD _CRS          |
     | ioapic      | 0xFEC0_0000                |                          | (MADT)             |
     | hpet        | 0xFED0_0000                | IRQ 0/8 (legacy), GSIs   | LPCB.HPET PNP0103  |
+    | smc         | 0xFEF0_0000, 0x300-0x31F   |                          | LPCB.SMC APP0001   |
     | ecam        | 0xE000_0000, 256 MiB       |                          | MBRD _CRS, MCFG    |
     | lapic       | 0xFEE0_0000 (each CPU)     |                          | (MADT)             |
     | host_bridge | PCI 00:00.0                |                          |                    |
@@ -371,6 +372,11 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("ioapic", "I/O APIC", mmio=Mmio(layout.IOAPIC_BASE, layout.IOAPIC_SIZE)),
     Row("hpet", "HPET", mmio=Mmio(layout.HPET_BASE, layout.HPET_SIZE, read_only=True),
         acpi=Acpi("LPCB", "HPET", "PNP0103", uid=0, status=True)),
+    # The SMC's legacy ports are in its resources (Linux's T2 driver requires them), served by
+    # nothing (devices/smc.py).
+    Row("smc", "Apple SMC in the T2: its key window (APP0001)",
+        ports=(Ports(0x300, 0x20, "legacy_ports"),), mmio=Mmio(layout.SMC_BASE, layout.SMC_SIZE),
+        acpi=Acpi("LPCB", "SMC", "APP0001", status=True)),
     Row("ecam", "PCI Express configuration space (ECAM)",
         mmio=Mmio(layout.ECAM_BASE, layout.ECAM_SIZE), acpi=Acpi("MBRD")),
     Row("lapic", "local APIC (one per logical CPU)",

@@ -342,6 +342,12 @@ class RunningMachine:
         return {"mode": mode.name, "width": mode.width, "height": mode.height,
                 "bytes": mode.size}
 
+    def sensors(self) -> dict:
+        """The SMC's temperatures, package power and fans (devices/smc.py)."""
+        if self.machine is None:
+            raise UserError("the machine is not running yet")
+        return self.machine.smc.sensors()
+
     def inject(self, kind: str, dimm: str, address: int | None) -> dict:
         """A hardware fault, as the machine's hardware reports it (only corrected memory
         errors so far: "ecc")."""

@@ -643,6 +643,30 @@ def status(name: str, as_json: bool) -> None:
     _emit(as_json, report, text)
 
 
+SENSOR_NAMES = {"TC0P": "CPU proximity", "TG0P": "GPU", "TM0P": "memory"}
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+def sensors(name: str, as_json: bool) -> None:
+    """The running machine's temperatures, CPU package power and fans, as its SMC reports
+    them to the guest (the SMC's key names in brackets)."""
+    with _client(name) as client:
+        report = client.request("sensors")
+    report.pop("ok", None)
+    report.pop("version", None)
+    lines = [f"{name}: Apple SMC"]
+    for key, celsius in report["temperatures"].items():
+        lines.append(f"  {SENSOR_NAMES.get(key, key) + f' ({key})':<22} {celsius:6.1f} °C")
+    lines.append(f"  {'CPU package power':<22} {report['package_w']:6.1f} W")
+    for n, fan in enumerate(report["fans"]):
+        mode = ", manual" if fan["manual"] else ""
+        lines.append(f"  {f'fan {n} (F{n}Ac)':<22} {fan['rpm']:6d} rpm (target {fan['target']},"
+                     f" min {fan['min']}, max {fan['max']}{mode})")
+    _emit(as_json, report, "\n".join(lines))
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)

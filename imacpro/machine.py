@@ -58,6 +58,8 @@ from imacpro.devices.pic import Pic8259Pair
 from imacpro.devices.pit import Pit8254, SystemControlPortB
 from imacpro.devices.reset import FastA20Port, KeyboardController, ResetControl
 from imacpro.devices.rtc import CmosRtc
+from imacpro.devices.smc import AppleSmc
+from imacpro.devices.thermal import ThermalModel
 from imacpro.devices.uart16550 import Uart16550
 from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
@@ -295,6 +297,13 @@ class Machine:
     def _make_hpet(self, row):
         return Hpet(self.clock, self._gsi_line, legacy_irq0=self.irq[0],
                     legacy_irq8=self.irq[self.board.isa_irq("rtc")])
+
+    def _make_smc(self, row):
+        p = self.processor
+        return AppleSmc(ThermalModel(
+            p.tdp_w, p.cores, p.turbo_ghz / p.base_ghz,
+            work_s=lambda: sum(cpu.msrs.perf.work_s() for cpu in getattr(self, "vcpus", ())),
+            now_ns=self.clock.now_ns))
 
     def _make_ecam(self, row):
         return Ecam(self.pci)

@@ -62,6 +62,7 @@ class Processor:
     l3_kib: int
     window: Window
     sources: tuple[str, ...]
+    tdp_w: int = 140      # Intel's thermal design power (intel-ark)
     # Skylake-W CPUID signature, shared by every SKU.
     family: int = 6
     model: int = 0x55
@@ -140,13 +141,13 @@ PROCESSORS: dict[int, Processor] = {
     for p in (
         Processor(8, "W-2140B", 8, 16, 3.2, 4.2, 1024, 11 * 1024,
                   Window(RELEASED, EIGHT_CORE_DROPPED),
-                  ("seed", "apple-specs", "intel-ark", "macrumors-2020")),
+                  ("seed", "apple-specs", "intel-ark", "macrumors-2020"), tdp_w=120),
         Processor(10, "W-2150B", 10, 20, 3.0, 4.5, 1024, 13 * 1024 + 768,
-                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark")),
+                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark"), tdp_w=120),
         Processor(14, "W-2170B", 14, 28, 2.5, 4.3, 1024, 19 * 1024 + 256,
-                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark")),
+                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark"), tdp_w=140),
         Processor(18, "W-2191B", 18, 36, 2.3, 4.3, 1024, 24 * 1024 + 768,
-                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark")),
+                  WHOLE_LIFE, ("seed", "apple-specs", "intel-ark"), tdp_w=140),
     )
 }
 

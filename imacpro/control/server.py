@@ -12,7 +12,7 @@ What the commands do is the handler's (boot.py's running machine):
     screenshot(path) -> dict               type_text(text) -> dict  key(combo) -> dict
     pointer(device, dx, dy, button, down, scroll) -> dict
     usb(action, path, read_only) -> dict    view(port) -> dict
-    inject(kind, dimm, address) -> dict
+    inject(kind, dimm, address) -> dict     sensors() -> dict
     suspend(reply)                         attach_console(connection)
     detach_console(connection)
     console_input(bytes)
@@ -139,6 +139,8 @@ class Connection:
                                             or not 0 <= address < 1 << 52):
                     raise ProtocolError("inject's \"address\" is a physical address")
                 self.reply({"ok": True, **handler.inject(kind, dimm, address)})
+            elif command == "sensors":
+                self.reply({"ok": True, **handler.sensors()})
             elif command == "console":
                 self.reply({"ok": True})
                 self.console = True

@@ -115,6 +115,12 @@ class PerformanceState:
         self.aperf = (self.aperf + ticks * self.ratio() // self.base) & U64
         self._in_c0_since = now
 
+    def work_s(self) -> float:
+        """The work done so far: seconds in C0 at the base clock's worth (APERF over the
+        TSC's rate), for the thermal model (devices/thermal.py)."""
+        self._account()
+        return self.aperf / self.tsc_hz
+
     def halted(self, halted: bool) -> None:
         """The CPU entered (True) or left HLT: its counters stop or go on."""
         if halted:

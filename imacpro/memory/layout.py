@@ -12,6 +12,7 @@
     0xFEC0_0000 ─ 0xFEC0_0FFF   I/O APIC
     0xFED0_0000 ─ 0xFED0_03FF   HPET
     0xFEE0_0000 ─ 0xFEE0_0FFF   local APIC (each CPU sees its own)
+    0xFEF0_0000 ─ 0xFEF0_FFFF   the SMC's key window (ACPI APP0001)
     0x1_0000_0000 ─             RAM above 4 GiB: the rest of the configured memory, so that
                                 all of it (32-256 GB, or 512 GB) is usable
     next GiB above RAM          the 64-bit PCI memory window, 64 GiB (pci64_window)
@@ -53,6 +54,8 @@ HPET_BASE = 0xFED0_0000
 HPET_SIZE = 0x400
 LAPIC_BASE = 0xFEE0_0000
 LAPIC_SIZE = 0x1000
+SMC_BASE = 0xFEF0_0000             # the T2's SMC (devices/smc.py); the OS finds it in APP0001
+SMC_SIZE = 0x1_0000
 HIGH_RAM_START = 0x1_0000_0000
 PCI64_ALIGN = 1 << 30             # the 64-bit window starts at the first GiB above RAM
 PCI64_SIZE = 64 << 30             # 64 GiB of 64-bit BAR space (well inside 46 physical bits)

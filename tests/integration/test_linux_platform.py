@@ -1,6 +1,12 @@
 """The platform as Linux's own drivers find it: the memory controllers through skx_edac (four
 DIMMs with ECC, each where the SMBIOS names it) and a corrected memory error injected from
-the host, counted by EDAC against its DIMM; Turbo Boost through intel_pstate."""
+the host, counted by EDAC against its DIMM; Turbo Boost through intel_pstate; the SMC's keys
+through its memory-mapped window, found where ACPI's APP0001 says, and its fans rising as
+the CPU works."""
+
+import json
+import struct
+import time
 
 import real_imac_pro
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
@@ -9,6 +15,36 @@ EDAC = "/sys/devices/system/edac/mc"
 # EDAC's DIMM index is channel * 2 + slot on each controller (skx_edac: 3 channels, 2 slots).
 EDAC_DIMM = {"A0": ("mc0", "dimm0"), "B0": ("mc0", "dimm2"), "C0": ("mc1", "dimm0"),
              "D0": ("mc1", "dimm2")}
+
+# A driver of the SMC's key window in the guest's shell, as Linux's T2 applesmc speaks it
+# (devices/smc.py has the registers), over busybox devmem: the window's base where Linux
+# placed the platform device it made of APP0001's _CRS; `smc KEY` prints the key's length
+# and data bytes, or "error N".
+SMC_SHELL = r"""
+B=$(sed -n 's/^ *\([0-9a-f]*\)-[0-9a-f]* : APP0001.*/\1/p' /proc/iomem)
+r() { devmem $((0x$B + $1)) $2; }
+w() { devmem $((0x$B + $1)) $2 $3; }
+smc() {
+  [ $(($(r 0x4005 8))) = 0 ] || w 0x4005 8 0
+  w 0x78 32 0x$(printf %s "$1" | od -An -tx4 | tr -d ' ')
+  w 0x7e 32 0; w 0x7f 32 0x10
+  [ $(($(r 0x4005 8) & 0x20)) = 32 ] || { echo timeout; return; }
+  e=$(($(r 0x7f 8))); [ $e = 0 ] || { echo error $e; return; }
+  n=$(($(r 0x7d 8))); out=$n; i=0
+  while [ $i -lt $n ]; do out="$out $(($(r $i 8)))"; i=$((i + 1)); done; echo $out
+}
+"""
+
+
+def smc_keys(name: str, *keys: str) -> dict[str, list[int]]:
+    result = imacpro("exec", name, SMC_SHELL + "".join(f"echo {k} $(smc {k}); " for k in keys))
+    assert result.returncode == 0, result.stderr
+    return {line.split()[0]: [int(v) if v.isdigit() else v for v in line.split()[1:]]
+            for line in result.stdout.splitlines()}
+
+
+def flt(data: list[int]) -> float:
+    return struct.unpack("<f", bytes(data[1:5]))[0]
 
 
 def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest):
@@ -62,5 +98,46 @@ def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest
                           "dmesg | grep -c 'intel_pstate: HWP enabled'")
         assert cpufreq.stdout.split() == ["intel_pstate", "3200000", "4200000", "1200000",
                                           "1"], cpufreq.stdout
+
+        check_the_smc_and_its_fans("pro")
     finally:
         imacpro("stop", "pro", "--force")
+
+
+def check_the_smc_and_its_fans(name: str) -> None:
+    """The SMC's keys read back in the guest; once the machine has cooled from its boot, 16
+    busy loops heat the CPU and the host's `imacpro sensors` sees the fans rise, as the guest
+    does."""
+    keys = smc_keys(name, "LDKN", "FNum", "RPlt", "F0Mn", "F0Mx", "NOPE")
+    assert keys["LDKN"] == [1, 3] and keys["FNum"] == [1, 2], keys
+    assert bytes(keys["RPlt"][1:5]) == b"j137"
+    assert (flt(keys["F0Mn"]), flt(keys["F0Mx"])) == (1100, 2500)
+    assert keys["NOPE"] == ["error", 132]                        # 0x84: no such key
+
+    def sensors_until(done) -> dict:
+        deadline = time.monotonic() + 900                  # a guard, not a speed limit
+        while True:
+            now = json.loads(imacpro("sensors", name, "--json").stdout)
+            if done(now) or time.monotonic() > deadline:
+                return now
+            time.sleep(2)
+
+    # Booting kept the vCPUs busy: the fans spin down once the idle machine has cooled.
+    idle = sensors_until(lambda now: now["fans"][0]["rpm"] == 1100)
+    assert idle["fans"][0]["rpm"] == 1100 and idle["package_w"] < 40, idle
+    seen = smc_keys(name, "F0Ac", "TC0P")
+    idle_c = seen["TC0P"][1] + seen["TC0P"][2] / 256
+    assert flt(seen["F0Ac"]) == 1100 and 30 < idle_c < 60, seen
+
+    busy = imacpro("exec", name, "for i in $(seq 16); do (while :; do :; done) & "
+                   "echo $! >> /tmp/busy; done")
+    assert busy.returncode == 0, busy.stderr
+    # The fans leave their minimum at 55 °C and reach 2000 rpm near 78 °C (devices/thermal.py).
+    hot = sensors_until(lambda now: now["fans"][0]["rpm"] > 2000)
+    assert hot["fans"][0]["rpm"] > 2000 and hot["fans"][1]["rpm"] > 2000, hot
+    assert hot["temperatures"]["TC0P"] > idle_c + 15 and hot["package_w"] > 100, hot
+    seen = smc_keys(name, "F0Ac", "TC0P")
+    assert flt(seen["F0Ac"]) > 2000 and seen["TC0P"][1] > idle_c + 15, seen
+    shown = imacpro("sensors", name)
+    assert "fan 0 (F0Ac)" in shown.stdout and "CPU proximity (TC0P)" in shown.stdout
+    imacpro("exec", name, "kill $(cat /tmp/busy)")

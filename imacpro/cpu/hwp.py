@@ -105,14 +105,15 @@ class PerformanceState:
             wanted = (request >> 8) & 0xFF
         return max(LOWEST_RATIO, min(self.highest, wanted))
 
-    def _account(self) -> None:
-        """Add the C0 time since the last account to the counters, at today's ratio."""
+    def _account(self, at_least: int = 0) -> None:
+        """Add the C0 time since the last account to the counters, at today's ratio (at
+        least `at_least` TSC ticks of it)."""
         if self._in_c0_since is None:
             return
         now = self.now_ns()
         ticks = max(0, now - self._in_c0_since) * self.tsc_hz // 1_000_000_000
-        self.mperf = (self.mperf + ticks) & U64
-        self.aperf = (self.aperf + ticks * self.ratio() // self.base) & U64
+        self.mperf = (self.mperf + max(at_least, ticks)) & U64
+        self.aperf = (self.aperf + max(at_least, ticks * self.ratio() // self.base)) & U64
         self._in_c0_since = now
 
     def work_s(self) -> float:
@@ -133,7 +134,13 @@ class PerformanceState:
 
     def read(self, index: int) -> int:
         if index in (IA32_MPERF, IA32_APERF):
-            self._account()
+            # A CPU that reads them is in C0, whatever the bookkeeping says, and the counters
+            # move between two reads (RDMSR takes cycles): Linux's frequency-invariance tick
+            # takes a zero MPERF delta for a broken counter, logs "Scheduler frequency
+            # invariance went wobbly" and patches kernel text on every CPU to turn it off.
+            if self._in_c0_since is None:
+                self._in_c0_since = self.now_ns()
+            self._account(at_least=1)
             return self.mperf if index == IA32_MPERF else self.aperf
         return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
                 MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,

@@ -122,8 +122,11 @@ def check_the_smc_and_its_fans(name: str) -> None:
                 return now
             time.sleep(2)
 
-    # Booting kept the vCPUs busy: the fans spin down once the idle machine has cooled.
-    idle = sensors_until(lambda now: now["fans"][0]["rpm"] == 1100)
+    # Booting kept the vCPUs busy: the fans spin down once the idle machine has cooled, and
+    # it is settled some degrees below the curve's 55 °C (the shell driver's own work warms
+    # it a little; a CI run read 1119 rpm at 56.3 °C when the test took 1100 rpm for idle).
+    idle = sensors_until(lambda now: now["fans"][0]["rpm"] == 1100 and
+                         now["temperatures"]["TC0P"] < 48)
     assert idle["fans"][0]["rpm"] == 1100 and idle["package_w"] < 40, idle
     seen = smc_keys(name, "F0Ac", "TC0P")
     idle_c = seen["TC0P"][1] + seen["TC0P"][2] / 256

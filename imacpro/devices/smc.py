@@ -105,9 +105,9 @@ class AppleSmc:
             Key(b"FNum", b"ui8 ", 1, READABLE, lambda: bytes([thermal.FANS])),
             Key(b"LDKN", b"ui8 ", 1, READABLE, lambda: bytes([LDKN])),
             Key(b"RPlt", b"ch8*", 8, READABLE, lambda: PLATFORM.ljust(8, b"\0")),
-            Key(b"TC0P", b"sp78", 2, READABLE, lambda: sp78(self._reading()["cpu_c"])),
-            Key(b"TG0P", b"sp78", 2, READABLE, lambda: sp78(self._reading()["gpu_c"])),
-            Key(b"TM0P", b"sp78", 2, READABLE, lambda: sp78(self._reading()["memory_c"])),
+            Key(b"TC0P", b"sp78", 2, READABLE, lambda: sp78(self.thermal.readings()["cpu_c"])),
+            Key(b"TG0P", b"sp78", 2, READABLE, lambda: sp78(self.thermal.readings()["gpu_c"])),
+            Key(b"TM0P", b"sp78", 2, READABLE, lambda: sp78(self.thermal.readings()["memory_c"])),
         ]
         for fan in range(thermal.FANS):
             keys += self._fan_keys(fan, model)
@@ -133,17 +133,14 @@ class AppleSmc:
         rw = READABLE | WRITABLE
         return [
             Key(prefix("Ac"), b"flt ", 4, READABLE,
-                lambda: flt(self._reading()["fans"][fan]["rpm"])),
+                lambda: flt(self.thermal.readings()["fans"][fan]["rpm"])),
             Key(prefix("Md"), b"ui8 ", 1, rw, lambda: bytes([int(model.fan_manual[fan])]),
                 set_manual),
             Key(prefix("Mn"), b"flt ", 4, rw, lambda: flt(model.fan_min[fan]), set_min),
             Key(prefix("Mx"), b"flt ", 4, READABLE, lambda: flt(thermal.FAN_MAX_RPM)),
             Key(prefix("Tg"), b"flt ", 4, rw,
-                lambda: flt(self._reading()["fans"][fan]["target"]), set_target),
+                lambda: flt(self.thermal.readings()["fans"][fan]["target"]), set_target),
         ]
-
-    def _reading(self) -> dict:
-        return self.thermal.readings()
 
     def reset(self) -> None:
         self.registers = bytearray(REGISTERS)
@@ -212,7 +209,7 @@ class AppleSmc:
 
     def sensors(self) -> dict:
         """What `imacpro sensors` shows: the model's readings, with the SMC's key names."""
-        reading = self._reading()
+        reading = self.thermal.readings()
         return {"temperatures": {"TC0P": reading["cpu_c"], "TG0P": reading["gpu_c"],
                                  "TM0P": reading["memory_c"]},
                 "package_w": reading["package_w"], "fans": reading["fans"]}

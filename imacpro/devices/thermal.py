@@ -57,9 +57,6 @@ class ThermalModel:
         self.turbo_over_base = turbo_over_base
         self._work_s = work_s
         self._now_ns = now_ns
-        self.fan_min = [FAN_MIN_RPM] * FANS
-        self.fan_manual = [False] * FANS
-        self.fan_target_manual = [FAN_MIN_RPM] * FANS
         self.reset()
 
     def reset(self) -> None:

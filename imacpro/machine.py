@@ -82,6 +82,10 @@ MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
 # default guest took 74 s of guest time to its shell against 45 s (52 s with 100), 2026-12-01;
 # why it costs that much is not known yet (docs/RELIABILITY.md).
 IRQS_OFF_MAX_US = 0
+# A CPU whose last slice ended spinning on PAUSE runs again after each other CPU's slice that
+# did not end so, ahead of its turn (Machine._run_spinners): what it waits for may have just
+# happened. Off only for the test that shows what it prevents (tests/cpu/test_lock_convoy.py).
+SPINNERS_LOOK_AGAIN = True
 
 
 def apic_id_of(index: int) -> int:
@@ -485,12 +489,15 @@ class Machine:
         while True:
             ran = False
             for cpu in self.vcpus:
-                if cpu.runnable():
+                turn = cpu.runnable()
+                if turn:
                     self._run_slice(cpu, slice_us)
                     ran = True
                 self.clock.run_due()
                 if self._woken:
                     ran = self._run_woken(slice_us) or ran
+                if turn and not cpu.spinning and SPINNERS_LOOK_AGAIN:
+                    self._run_spinners(cpu, slice_us)
                 if self.reset_requested:
                     return RunResult("reset")
                 if self.poweroff_requested:
@@ -529,6 +536,22 @@ class Machine:
             if self.reset_requested or self.poweroff_requested:
                 break
         return ran
+
+    def _run_spinners(self, after: Vcpu, slice_us: int) -> None:
+        """The CPUs whose last slice ended spinning on PAUSE run again now, once each, in
+        order: `after`'s slice may have done what they wait for. A queued spinlock hands
+        itself to the next waiter in the holder's turn; a waiter that took it only in its
+        own turn kept it busy through the turns between, and a CPU whose turn came first
+        found it taken: Linux's RCU notes each grace period with a trylock of its node's
+        lock, and two CPUs that queued for it in every turn kept each other's trylocks
+        failing for 21 s (tests/cpu/test_lock_convoy.py). A spinner still waiting leaves
+        again after 16 PAUSEs."""
+        for cpu in self.vcpus:
+            if cpu is not after and cpu.spinning and cpu.runnable():
+                self._run_slice(cpu, slice_us)
+                self.clock.run_due()
+                if self.reset_requested or self.poweroff_requested:
+                    break
 
     def _run_slice(self, cpu: Vcpu, slice_us: int) -> None:
         """One turn of `cpu`. A timer the guest arms during it that falls due first ends

@@ -12,7 +12,8 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               STI/MOV SS shadow)
   uc_imacpro_nmi(uc)                          the NMI pin
   uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
-  uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault (read clears)
+  uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault, bit 2 a
+                                              pause-loop exit ended the slice (read clears)
   uc_imacpro_xcr0(uc)                         XCR0 (CPUID leaf 0xD's sizes depend on it)
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
@@ -123,6 +124,7 @@ uclib.uc_imacpro_dirtylog_free.restype = None
 
 STATUS_HALTED = 1
 STATUS_TRIPLE_FAULT = 2
+STATUS_PAUSE_EXIT = 4     # the slice ended at a pause-loop exit: the CPU spins, waiting
 
 
 class Engine:

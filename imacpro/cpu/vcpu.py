@@ -20,7 +20,7 @@ from unicorn import x86_const as x
 
 from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
-from imacpro.cpu.engine import STATUS_HALTED, STATUS_TRIPLE_FAULT, Engine
+from imacpro.cpu.engine import STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine
 from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
@@ -88,6 +88,9 @@ class Vcpu:
             self.msrs.perf.halted(True)
         self.shutdown_reason = ""
         self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
+        # Its last slice ended spinning on PAUSE: it waits for something another CPU does
+        # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
+        self.spinning = False
         # Statistics for the watchdog and the soak (not state): interrupts taken, when the
         # last was (guest ns), and the longest gap between two timer interrupts with no HLT
         # between them (how long a busy CPU went without its tick).
@@ -113,6 +116,7 @@ class Vcpu:
             self.msrs.perf.halted(True)          # out of C0 until its SIPI
         self.shutdown_reason = ""
         self._nmi_pending = False
+        self.spinning = False
         self.last_interrupt_ns = self.clock.now_ns()
         self._last_tick_ns = None
 
@@ -270,9 +274,11 @@ class Vcpu:
         try:
             self.uc.emu_start(rip, NEVER, timeout=timeout_us)
         except unicorn.UcError as exc:
+            self.spinning = False
             self._shut_down(f"engine stopped: {exc} at RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
             return
         status = self.engine.status()
+        self.spinning = bool(status & STATUS_PAUSE_EXIT)
         if status & STATUS_TRIPLE_FAULT:
             self._shut_down("triple fault")
         elif status & STATUS_HALTED:

@@ -20,8 +20,9 @@ constant short enough that a minute's work shows. The TDPs are Intel's (catalog/
 
 Time is the machine's guest time; the model advances when it is read (the SMC, `imacpro
 sensors`), over the time since, in steps of at most STEP_S, with the load averaged over it.
-Saved state: the CPU's temperature, the fans' speeds and what the owner set (minimums,
-manual mode, targets).
+A power-on starts at the idle steady state; a reboot (reset) keeps the heat and the fans'
+speeds and forgets what the owner set. Saved state: the CPU's temperature, the fans' speeds
+and what the owner set (minimums, manual mode, targets).
 """
 
 from __future__ import annotations
@@ -57,17 +58,23 @@ class ThermalModel:
         self.turbo_over_base = turbo_over_base
         self._work_s = work_s
         self._now_ns = now_ns
-        self.reset()
-
-    def reset(self) -> None:
+        # Power-on: the package at the air's idle steady state, the fans at their minimum.
         self.cpu_c = self._steady(P_IDLE_W, FAN_MIN_RPM)
         self.fan_rpm = [FAN_MIN_RPM] * FANS
-        self.fan_min = [FAN_MIN_RPM] * FANS
-        self.fan_manual = [False] * FANS
-        self.fan_target_manual = [FAN_MIN_RPM] * FANS
         self.power_w = P_IDLE_W
         self._since_ns = self._now_ns()
         self._work_at = self._work_s()
+        self.reset()
+
+    def reset(self) -> None:
+        """A platform reset (a reboot): what the owner set through the SMC goes back to the
+        defaults, but the package stays as warm as its work made it and the fans go on from
+        their speed, as on the real machine. The machine resets its devices before its CPUs,
+        so the model takes in their work up to now first (their counters restart at zero)."""
+        self.update()
+        self.fan_min = [FAN_MIN_RPM] * FANS
+        self.fan_manual = [False] * FANS
+        self.fan_target_manual = [FAN_MIN_RPM] * FANS
 
     # --- the physics --------------------------------------------------------------------------
 
@@ -94,7 +101,7 @@ class ThermalModel:
         elapsed = (now - self._since_ns) / NS
         if elapsed <= 0:
             return
-        work = self._work_s()
+        work = self._work_s()       # lower than last time after a reset: none counted
         busy_cores = max(0.0, work - self._work_at) / elapsed / self.turbo_over_base
         load = min(1.0, busy_cores / self.cores)
         self.power_w = P_IDLE_W + (self.tdp_w - P_IDLE_W) * load

@@ -135,6 +135,24 @@ def test_the_owner_sets_a_fan_by_hand(rig):
     assert rpm(smc, b"F0Ac") == 1100.0                 # NaN is no speed: the minimum
 
 
+def test_a_reboot_keeps_the_heat_and_forgets_the_owners_settings(rig):
+    """A platform reset is not a power cycle: the CPU stays as warm as the work before it
+    made it, the fans go on from their speed, and the owner's manual mode is gone."""
+    smc, clock, package = rig
+    assert command(smc, s.WRITE, b"F1Md", b"\x01") == 0
+    package.busy_cores = 16
+    clock.warp_to(clock.now_ns() + 60 * 10**9)
+    package.busy_cores = 0
+    hot_c, fan = celsius(smc, b"TC0P"), rpm(smc, b"F0Ac")
+    clock.warp_to(clock.now_ns() + 10**9)
+    package.work = 0.0                       # the CPUs' counters restart after the devices
+    smc.reset()
+    assert celsius(smc, b"TC0P") > hot_c - 3 and rpm(smc, b"F0Ac") > fan - 400
+    assert read_key(smc, b"F1Md") == b"\x00"
+    clock.warp_to(clock.now_ns() + 600 * 10**9)
+    assert rpm(smc, b"F0Ac") == 1100.0        # and it cools as an idle machine does
+
+
 def test_state_round_trips_and_bad_state_is_refused(rig):
     smc, clock, package = rig
     package.busy_cores = 8
@@ -143,7 +161,10 @@ def test_state_round_trips_and_bad_state_is_refused(rig):
     saved = smc.save()
     hot = celsius(smc, b"TC0P")
     smc.reset()
-    assert celsius(smc, b"TC0P") < hot
+    package.busy_cores = 0
+    clock.warp_to(clock.now_ns() + 600 * 10**9)
+    assert celsius(smc, b"TC0P") < hot - 20
+    assert struct.unpack("<f", read_key(smc, b"F1Mn"))[0] == 1100.0
     smc.load(saved)
     assert abs(celsius(smc, b"TC0P") - hot) < 0.5
     assert struct.unpack("<f", read_key(smc, b"F1Mn"))[0] == 1500.0

@@ -64,7 +64,7 @@ class ThermalModel:
         self.power_w = P_IDLE_W
         self._since_ns = self._now_ns()
         self._work_at = self._work_s()
-        self.reset()
+        self._owner_defaults()
 
     def reset(self) -> None:
         """A platform reset (a reboot): what the owner set through the SMC goes back to the
@@ -72,6 +72,9 @@ class ThermalModel:
         their speed, as on the real machine. The machine resets its devices before its CPUs,
         so the model takes in their work up to now first (their counters restart at zero)."""
         self.update()
+        self._owner_defaults()
+
+    def _owner_defaults(self) -> None:
         self.fan_min = [FAN_MIN_RPM] * FANS
         self.fan_manual = [False] * FANS
         self.fan_target_manual = [FAN_MIN_RPM] * FANS

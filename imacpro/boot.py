@@ -349,13 +349,14 @@ class RunningMachine:
         return self.machine.smc.sensors()
 
     def inject(self, kind: str, dimm: str, address: int | None) -> dict:
-        """A hardware fault, as the machine's hardware reports it (only corrected memory
-        errors so far: "ecc")."""
+        """A hardware fault, as the machine's hardware reports it: a corrected memory error
+        ("ecc") or an uncorrected one ("ecc-uncorrected")."""
         if self.machine is None:
             raise UserError("the machine is not running yet")
-        if kind != "ecc":
-            raise UserError(f"cannot inject {kind!r}: only ecc")
-        return self.machine.inject_corrected_memory_error(dimm, address)
+        if kind not in ("ecc", "ecc-uncorrected"):
+            raise UserError(f"cannot inject {kind!r}: only ecc or ecc-uncorrected")
+        return self.machine.inject_memory_error(dimm, address,
+                                                uncorrected=kind == "ecc-uncorrected")
 
     # --- the keyboard, the pointing devices and USB drives (devices/usb/peripherals.py) ---
 

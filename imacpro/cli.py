@@ -743,16 +743,22 @@ def type_text(name: str, text: str, raw: bool) -> None:
 @click.argument("fault", type=click.Choice(["ecc"]))
 @click.option("--dimm", required=True, type=click.Choice(["A0", "B0", "C0", "D0"]),
               help="The memory slot (CPU1_DIMM_A0 ... D0).")
-@click.option("--correctable", is_flag=True, required=True,
-              help="A corrected error (the only kind modelled so far).")
+@click.option("--correctable", "kind", flag_value="ecc",
+              help="A corrected error: the bank's CMCI, EDAC's ce_count.")
+@click.option("--uncorrectable", "kind", flag_value="ecc-uncorrected",
+              help="An uncorrected error the patrol scrubber found: a machine check on "
+                   "every CPU, the page taken out of use, EDAC's ue_count.")
 @click.option("--address", default=None,
               help="The physical address (hex or decimal) on that DIMM; default: one of its "
                    "lines at the top of RAM.")
-def inject(name: str, fault: str, dimm: str, correctable: bool, address: str | None) -> None:
-    """Make the running machine's hardware report a fault. `ecc --correctable`: a corrected
-    memory error on a DIMM, logged in its memory controller's machine-check bank and
-    signalled to Linux (CMCI), whose EDAC counts it against the DIMM."""
-    del correctable
+def inject(name: str, fault: str, dimm: str, kind: str | None, address: str | None) -> None:
+    """Make the running machine's hardware report a fault: a memory error on a DIMM, logged
+    in its memory controller's machine-check bank. `ecc --correctable` signals it to Linux
+    by CMCI, and its EDAC counts it against the DIMM; `ecc --uncorrectable` by a
+    machine-check exception, and Linux takes the page out of use (docs/LINUX.md)."""
+    del fault
+    if kind is None:
+        raise UserError("say --correctable or --uncorrectable")
     at = None
     if address is not None:
         try:
@@ -760,8 +766,9 @@ def inject(name: str, fault: str, dimm: str, correctable: bool, address: str | N
         except ValueError:
             raise UserError(f"--address {address!r} is not a number") from None
     with _client(name) as client:
-        reply = client.request("inject", kind=fault, dimm=dimm, address=at)
-    click.echo(f"{name}: corrected memory error on CPU1_DIMM_{reply['dimm']} at "
+        reply = client.request("inject", kind=kind, dimm=dimm, address=at)
+    what = "uncorrected" if reply["uncorrected"] else "corrected"
+    click.echo(f"{name}: {what} memory error on CPU1_DIMM_{reply['dimm']} at "
                f"{reply['address']:#x} (rank {reply['rank']}, machine-check bank "
                f"{reply['bank']})")
 

@@ -358,10 +358,13 @@ class Machine:
                                sd_image=self._sd_card)
         return xhci
 
-    def inject_corrected_memory_error(self, dimm: str, address: int | None = None) -> dict:
-        """A corrected ECC error on DIMM `dimm` ("A0"-"D0"), at physical `address` (which
-        must be on that DIMM) or at a line of it (devices/uncore_registers.py): logged in its
-        channel's machine-check bank, which signals its CMCI (cpu/mca.py)."""
+    def inject_memory_error(self, dimm: str, address: int | None = None, *,
+                            uncorrected: bool = False) -> dict:
+        """An ECC error on DIMM `dimm` ("A0"-"D0"), at physical `address` (which must be on
+        that DIMM) or at a line of it (devices/uncore_registers.py), logged in its channel's
+        machine-check bank (cpu/mca.py). A corrected one signals the bank's CMCI; an
+        uncorrected one (the patrol scrubber's find) a machine-check exception on every
+        started CPU, as the package broadcasts it."""
         if dimm not in uncore_registers.DIMMS:
             raise UserError(f"no DIMM {dimm!r}: the slots are "
                             + ", ".join(uncore_registers.DIMMS))
@@ -372,8 +375,14 @@ class Machine:
             raise UserError(f"address {address:#x} is not on DIMM {dimm}" + (
                 f" (it is on {where[0]})" if where else " (it is not RAM)"))
         imc, channel = uncore_registers.DIMMS[dimm]
-        bank = self.mca.corrected_memory_error(imc, channel, address)
-        return {"dimm": dimm, "address": address, "bank": bank, "rank": where[1]}
+        if uncorrected:
+            bank = self.mca.uncorrected_memory_error(imc, channel, address)
+            for cpu in self.vcpus:
+                cpu.machine_check()
+        else:
+            bank = self.mca.corrected_memory_error(imc, channel, address)
+        return {"dimm": dimm, "address": address, "bank": bank, "rank": where[1],
+                "uncorrected": uncorrected}
 
     def reset(self) -> None:
         """Platform reset, in place (a guest reboot): every device of the board, every PCI

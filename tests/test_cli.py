@@ -111,6 +111,9 @@ def test_delete(capsys):
     (["info", "ghost"], "no machine named"),
     (["delete", "ghost", "--yes"], "no machine named"),
     (["explode"], "explode"),
+    (["inject", "p", "ecc", "--dimm", "A0"], "--correctable or --uncorrectable"),
+    (["inject", "p", "ecc", "--dimm", "E0", "--correctable"], "--dimm"),
+    (["inject", "p", "ecc", "--dimm", "A0", "--uncorrectable", "--address", "x"], "--address"),
 ])
 def test_every_error_path_is_one_line_exit_2(capsys, args, match):
     assert_usage_error(capsys, *args, match=match)

@@ -11,6 +11,8 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_set_irq(uc, level)               the INTR pin (taken when RFLAGS.IF=1 and no
                                               STI/MOV SS shadow)
   uc_imacpro_nmi(uc)                          the NMI pin
+  uc_imacpro_mce(uc)                          a machine-check exception (#MC) at the next
+                                              instruction; it wakes a halted CPU
   uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault, bit 2 a
                                               pause-loop exit ended the slice (read clears)
@@ -88,6 +90,8 @@ uclib.uc_imacpro_set_irq.argtypes = [ctypes.c_void_p, ctypes.c_int]
 uclib.uc_imacpro_set_irq.restype = None
 uclib.uc_imacpro_nmi.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_nmi.restype = None
+uclib.uc_imacpro_mce.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_mce.restype = None
 uclib.uc_imacpro_sipi.argtypes = [ctypes.c_void_p, ctypes.c_int]
 uclib.uc_imacpro_sipi.restype = None
 uclib.uc_imacpro_power_on.argtypes = [ctypes.c_void_p]
@@ -163,6 +167,9 @@ class Engine:
 
     def nmi(self) -> None:
         uclib.uc_imacpro_nmi(self._uch)
+
+    def machine_check(self) -> None:
+        uclib.uc_imacpro_mce(self._uch)
 
     def sipi(self, vector: int) -> None:
         uclib.uc_imacpro_sipi(self._uch, vector & 0xFF)

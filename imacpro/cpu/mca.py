@@ -2,11 +2,14 @@
 
     | MSR           | what                                                                |
     |---------------|---------------------------------------------------------------------|
-    | 0x179         | MCG_CAP: 20 banks (7:0), CMCI_P (10): banks signal corrected errors |
+    | 0x179         | MCG_CAP: 20 banks (7:0), CMCI_P (10): banks signal corrected errors, |
+    |               | SER_P (24): software error recovery (the S and AR status bits)      |
+    | 0x17A         | MCG_STATUS (each CPU's, cpu/msr.py): RIPV 0, EIPV 1, MCIP 2         |
     | 0x280 + n     | MCn_CTL2: corrected-error threshold (14:0), CMCI_EN (30)            |
     | 0x400 + 4n    | MCn_CTL: which errors the bank reports (RW)                         |
     | 0x401 + 4n    | MCn_STATUS: VAL 63, OVER 62, UC 61, EN 60, MISCV 59, ADDRV 58,      |
-    |               | corrected count 52:38, MSCOD 31:16, MCA error code 15:0 (writes: 0) |
+    |               | PCC 57, S 56, AR 55, corrected count 52:38, MSCOD 31:16, MCA error  |
+    |               | code 15:0 (writes: 0)                                               |
     | 0x402 + 4n    | MCn_ADDR: the error's physical address                              |
     | 0x403 + 4n    | MCn_MISC: address mode 8:6 (2: physical), address LSB 5:0           |
 
@@ -21,8 +24,16 @@ is logged in its channel's bank (memory read error, code 0000 0000 1001 cccc wit
 MSCOD 0x0001: our choice; the real decode of MSCOD is not public), with its address and
 MISC saying a physical address at cache-line grain, and the bank's CMCI fires once the
 corrected count reaches CTL2's threshold. A bank holding an error that software has not
-cleared sets OVER and adds to the count, as the hardware does. Uncorrected errors (the
-machine-check exception) are not modelled yet.
+cleared sets OVER and adds to the count, as the hardware does.
+
+An uncorrected memory error is what the patrol scrubber finds in a line no process has read
+yet: UC with S set and AR clear (software recoverable, action optional), memory scrubbing
+(code 0000 0000 1100 cccc), its address and MISC as above, and a machine-check exception
+broadcast to every CPU (Machine.inject_memory_error; each CPU's MCG_STATUS says RIPV and
+MCIP, cpu/vcpu.py). SER_P in MCG_CAP is what lets Linux recover from it, as Skylake-SP's
+server parts report: it offlines the page (memory_failure) rather than panicking, and its
+EDAC counts an uncorrected error against the DIMM. Whether Apple's W-21xxB sets SER_P is not
+in the probes we have; without it Linux would panic ("Fatal machine check").
 
 Saved state: each bank's CTL, CTL2, STATUS, ADDR, MISC, and the APIC ID that owns it.
 """
@@ -34,12 +45,16 @@ from imacpro.devices.contract import StateError
 
 BANKS = 20
 MCG_CMCI_P = 1 << 10
-MCG_CAP = BANKS | MCG_CMCI_P
+MCG_SER_P = 1 << 24
+MCG_CAP = BANKS | MCG_CMCI_P | MCG_SER_P
+MCG_STATUS_RIPV, MCG_STATUS_EIPV, MCG_STATUS_MCIP = 1, 2, 4
 IA32_MC0_CTL2, IA32_MC0_CTL = 0x280, 0x400
 CTL2_CMCI_EN, CTL2_THRESHOLD = 1 << 30, 0x7FFF
 VAL, OVER, UC, EN, MISCV, ADDRV = (1 << 63, 1 << 62, 1 << 61, 1 << 60, 1 << 59, 1 << 58)
+PCC, S, AR = 1 << 57, 1 << 56, 1 << 55
 COUNT_SHIFT, COUNT_MASK = 38, 0x7FFF
 MEMORY_READ_ERROR = 0x0090            # 0000 0000 1 001 cccc: memory controller, read
+MEMORY_SCRUB_ERROR = 0x00C0          # 0000 0000 1 100 cccc: memory controller, scrubbing
 MSCOD_DATA_ECC = 0x0001
 MISC_PHYSICAL_LINE = 2 << 6 | 6       # address mode physical, LSB 6 (a 64-byte line)
 IMC_BANKS = {(0, 0): 13, (0, 1): 14, (0, 2): 15, (1, 0): 16, (1, 1): 17, (1, 2): 18}
@@ -106,6 +121,19 @@ class MachineCheckBanks:
         if ctl2 & CTL2_CMCI_EN and count >= max(1, ctl2 & CTL2_THRESHOLD) \
                 and self.owner[bank] is not None:
             self.cmci_of(self.owner[bank])
+        return bank
+
+    def uncorrected_memory_error(self, imc: int, channel: int, address: int) -> int:
+        """An uncorrected ECC error the patrol scrubber found at `address` on memory
+        controller `imc`'s `channel`: logged in its bank, software recoverable and action
+        optional (UC, S; not AR, not PCC). The caller signals the machine check. An error
+        the bank already holds makes it OVER. Returns the bank."""
+        bank = IMC_BANKS[imc, channel]
+        self.status[bank] = (VAL | UC | EN | MISCV | ADDRV | S
+                             | (OVER if self.status[bank] & VAL else 0)
+                             | MSCOD_DATA_ECC << 16 | MEMORY_SCRUB_ERROR | channel)
+        self.addr[bank] = address & ~0x3F
+        self.misc[bank] = MISC_PHYSICAL_LINE
         return bank
 
     # --- state ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from imacpro.bus.mmio import map_device
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine
 from imacpro.cpu.hwp import PackageHwp
-from imacpro.cpu.mca import MachineCheckBanks
+from imacpro.cpu.mca import MCG_STATUS_MCIP, MCG_STATUS_RIPV, MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices.contract import StateError
 from imacpro.devices.lapic import LVT_TIMER
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 NEVER = 0xFFFF_FFFF_FFFF_FFFF   # an `until` address the guest never reaches
 RFLAGS_IF = 1 << 9
+CR4_MCE = 1 << 6
 MORE_PENDING = 0x100            # intack: the INTR pin stays asserted
 
 
@@ -87,7 +88,8 @@ class Vcpu:
         if not bsp:
             self.msrs.perf.halted(True)
         self.shutdown_reason = ""
-        self._nmi_pending = False       # an NMI wakes a halted CPU whatever RFLAGS.IF says
+        # An NMI or a machine check is on its way: it wakes a halted CPU whatever RFLAGS.IF says.
+        self._unmaskable_pending = False
         # Its last slice ended spinning on PAUSE: it waits for something another CPU does
         # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
         self.spinning = False
@@ -115,7 +117,7 @@ class Vcpu:
         if not self.bsp:
             self.msrs.perf.halted(True)          # out of C0 until its SIPI
         self.shutdown_reason = ""
-        self._nmi_pending = False
+        self._unmaskable_pending = False
         self.spinning = False
         self.last_interrupt_ns = self.clock.now_ns()
         self._last_tick_ns = None
@@ -127,7 +129,7 @@ class Vcpu:
         devices): the engine's state bytes, the platform MSRs, the run state."""
         return {"engine": self.engine.cpu_state(), "msrs": self.msrs.save(),
                 "state": self.state.value, "shutdown_reason": self.shutdown_reason,
-                "nmi_pending": self._nmi_pending}
+                "nmi_pending": self._unmaskable_pending}
 
     def load(self, state: dict) -> None:
         try:
@@ -142,7 +144,7 @@ class Vcpu:
         if not self.engine.set_cpu_state(engine):
             raise StateError(f"cpu {self.index}: the saved CPU state is from another build "
                              "of the CPU engine")
-        self.state, self.shutdown_reason, self._nmi_pending = run_state, reason, nmi
+        self.state, self.shutdown_reason, self._unmaskable_pending = run_state, reason, nmi
 
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 
@@ -217,11 +219,31 @@ class Vcpu:
             self._sipi(vector)
         if self.lapic.take_nmi():
             self.engine.nmi()
-            self._nmi_pending = True
+            self._unmaskable_pending = True
         pending = self.interrupt_pending()
         self.engine.set_irq(pending)
-        if self.state is State.HALTED and (pending or self._nmi_pending) \
+        if self.state is State.HALTED and (pending or self._unmaskable_pending) \
                 and self.on_wake is not None:
+            self.on_wake(self)
+
+    def machine_check(self) -> None:
+        """A machine-check exception signalled to this CPU (the banks hold the error):
+        #MC at its next instruction, MCG_STATUS with RIPV (the error did not stop the
+        instruction stream) and MCIP; it wakes a halted CPU. A CPU with CR4.MCE clear, or
+        already in a machine check (MCIP set), shuts down instead (SDM vol. 3B 15.10.1).
+        A CPU not started (waiting for its SIPI) does not take it."""
+        if not self.online:
+            return
+        if not self.uc.reg_read(x.UC_X86_REG_CR4) & CR4_MCE:
+            self._shut_down("machine check with CR4.MCE clear")
+            return
+        if self.msrs.mcg_status & MCG_STATUS_MCIP:
+            self._shut_down("machine check while one is in progress (MCG_STATUS.MCIP)")
+            return
+        self.msrs.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP
+        self.engine.machine_check()
+        self._unmaskable_pending = True
+        if self.state is State.HALTED and self.on_wake is not None:
             self.on_wake(self)
 
     def _init(self) -> None:
@@ -253,7 +275,7 @@ class Vcpu:
         if self.state is State.RUNNING:
             return True
         if self.state is State.HALTED:
-            if self._nmi_pending:
+            if self._unmaskable_pending:
                 return True
             if self.interrupt_pending() and self.uc.reg_read(x.UC_X86_REG_RFLAGS) & RFLAGS_IF:
                 return True
@@ -266,7 +288,7 @@ class Vcpu:
             self.engine.slice_end(end_ns)
         self._anchor_tsc()
         self.windows.update()
-        self._nmi_pending = False
+        self._unmaskable_pending = False
         if self.state is State.HALTED:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING

@@ -259,8 +259,11 @@ def allow_user_access(machine, size: int = 2 << 20) -> None:
 
 
 def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None = 1,
-                timeout_s: float = 30, setup=None, idle: str = "warp", slice_us: int = 2000):
-    """Assemble and run `body`; returns (values, output, machine, result)."""
+                timeout_s: float = 30, setup=None, idle: str = "warp", slice_us: int = 2000,
+                stop=None):
+    """Assemble and run `body`; returns (values, output, machine, result). `stop(machine,
+    serial)`, called between slices, says when the run ends (default: at DONE); a test acts
+    on the running machine there."""
     image = assemble(body)
     serial = bytearray()
     machine = Machine(configure(cpu=cpu, memory=memory), serial_output=serial.extend,
@@ -269,7 +272,10 @@ def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None =
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=KERNEL_STACK)
     if setup is not None:
         setup(machine)
-    result = machine.run(timeout_s=timeout_s, stop=lambda: b"DONE\n" in serial,
+    if stop is None:
+        def stop(_machine, output):
+            return b"DONE\n" in output
+    result = machine.run(timeout_s=timeout_s, stop=lambda: stop(machine, serial),
                          slice_us=slice_us)
     output = serial.decode(errors="replace")
     return parse(output), output, machine, result

@@ -1,6 +1,7 @@
 """The platform as Linux's own drivers find it: the memory controllers through skx_edac (four
-DIMMs with ECC, each where the SMBIOS names it) and a corrected memory error injected from
-the host, counted by EDAC against its DIMM; Turbo Boost through intel_pstate; the SMC's keys
+DIMMs with ECC, each where the SMBIOS names it) and memory errors injected from the host, a
+corrected one counted by EDAC against its DIMM, an uncorrected one a machine check Linux
+recovers from; Turbo Boost through intel_pstate; the SMC's keys
 through its memory-mapped window, found where ACPI's APP0001 says, and its fans rising as
 the CPU works."""
 
@@ -47,7 +48,7 @@ def flt(data: list[int]) -> float:
     return struct.unpack("<f", bytes(data[1:5]))[0]
 
 
-def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest):
+def test_edac_sees_the_dimms_and_counts_injected_errors(signed_guest):
     create("pro", "--cpu", "8", "--memory", "64")
     started = imacpro("boot", "pro", "--detach", timeout=300)
     assert started.returncode == 0, started.stderr
@@ -87,6 +88,24 @@ def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest
         assert counted.stdout.splitlines()[:3] == ["1", "1", "0"], counted.stdout
         assert "MC#1_Chan#0_DIMM#0" in counted.stdout
 
+        # An uncorrected error the patrol scrubber found: a machine check on every CPU, which
+        # Linux survives (action optional), the page taken out of use, EDAC's UE count.
+        injected = imacpro("inject", "pro", "ecc", "--dimm", "D0", "--uncorrectable")
+        assert injected.returncode == 0, injected.stderr
+        assert "uncorrected memory error on CPU1_DIMM_D0" in injected.stdout
+        mc, dimm = EDAC_DIMM["D0"]
+        counted = imacpro("exec", "pro", f"for i in $(seq 100); do "
+                          f"[ $(cat {EDAC}/{mc}/{dimm}/dimm_ue_count) = 1 ] && break; "
+                          f"sleep 0.2; done; cat {EDAC}/{mc}/ue_count {EDAC}/{mc}/{dimm}/"
+                          f"dimm_ue_count {EDAC}/mc0/ue_count; nproc; "
+                          f"dmesg | grep -e 'UE memory' -e 'Memory failure' -e 'Machine check'")
+        assert counted.stdout.splitlines()[:4] == ["1", "1", "0", "16"], counted.stdout
+        assert "UE memory scrubbing error on CPU_SrcID#0_MC#1_Chan#1_DIMM#0" in counted.stdout
+        assert f"Memory failure: {injected_page(injected.stdout):#x}: recovery action" in \
+            counted.stdout, counted.stdout
+        status = json.loads(imacpro("status", "pro", "--json").stdout)
+        assert status["state"] == "running", status
+
         # 0x1001000: its 4 KiB line (0x1001) is interleaved onto the second channel, B0.
         wrong = imacpro("inject", "pro", "ecc", "--dimm", "A0", "--correctable",
                         "--address", "0x1001000")
@@ -102,6 +121,11 @@ def test_edac_sees_the_dimms_and_counts_an_injected_corrected_error(signed_guest
         check_the_smc_and_its_fans("pro")
     finally:
         imacpro("stop", "pro", "--force")
+
+
+def injected_page(reply: str) -> int:
+    """The page frame of the address `imacpro inject` reports."""
+    return int(reply.split(" at ")[1].split()[0], 16) >> 12
 
 
 def check_the_smc_and_its_fans(name: str) -> None:

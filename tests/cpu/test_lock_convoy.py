@@ -23,7 +23,7 @@ from baremetal import run_program
 
 from imacpro import machine as machine_module
 
-from test_wakeups import PING_PONG
+from test_wakeups import AP_START_CODE, PING_PONG
 
 TICK_COUNTS = 100_000     # 4 ms at the local APIC timer's 25 MHz (Linux's HZ=250)
 TICKS = 400               # the BSP's ticks the run lasts: 1.6 s
@@ -68,21 +68,7 @@ main:
     jmp finish
 
 ap_main:
-    mov $1, %eax
-    lock xadd %eax, next_slot(%rip)
-    inc %eax
-    shl $12, %eax
-    lea ap_stacks(%rip), %rsp
-    add %rax, %rsp
-    lgdt gdtr(%rip)                 # the BSP's GDT: its 64-bit code segment for the IDT
-    pushq $0x08
-    lea 1f(%rip), %rax
-    push %rax
-    lretq
-1:  mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    lidt idtr(%rip)
+    AP_SETUP
     APIC_WRITE 0xf0, $0x1ff
     APIC_READ 0x20
     shr $24, %eax
@@ -149,17 +135,8 @@ reporter:
     jmp 9b
 
 tick:
-    push %rax
-    push %rdx
-    APIC_READ 0x20
-    shr $24, %eax
-    lea ticks(%rip), %rdx
-    incq (%rdx, %rax, 8)
-    APIC_WRITE 0xb0, $0
-    pop %rdx
-    pop %rax
-    iretq
-""" + PING_PONG[PING_PONG.index(".code16\ntrampoline:"):PING_PONG.index(".data\nnext_slot")] + r"""
+    COUNT_AND_EOI ticks
+""" + AP_START_CODE + r"""
 .data
 next_slot: .long 0
 .align 8
@@ -179,7 +156,8 @@ ap_stacks: .fill 4096 * 8, 1, 0
 
 def run_convoy():
     program = (CONVOY.replace("REPORTER_COUNT", str(REPORTERS))
-               .replace("TICK_COUNT", str(TICK_COUNTS)).replace("SEED_LOOPS", str(SEED_LOOPS)).replace("TICK_LIMIT", str(TICKS)))
+               .replace("TICK_COUNT", str(TICK_COUNTS)).replace("SEED_LOOPS", str(SEED_LOOPS))
+               .replace("TICK_LIMIT", str(TICKS)))
     values, output, machine, result = run_program(program, cpus=8, timeout_s=240)
     assert "DONE" in output, (result, output[-500:])
     counts = {key: [int(v, 16) for v in values[key]] for key in ("caught", "failed", "longest")}

@@ -19,7 +19,7 @@ from baremetal import run_program
 
 from imacpro import machine as machine_module
 
-from test_wakeups import PING_PONG
+from test_wakeups import AP_START_CODE, PING_PONG
 
 ROUNDS = 2000
 
@@ -41,12 +41,7 @@ main:
     jmp finish
 
 ap_main:
-    mov $1, %eax
-    lock xadd %eax, next_slot(%rip)
-    inc %eax
-    shl $12, %eax
-    lea ap_stacks(%rip), %rsp
-    add %rax, %rsp
+    AP_SETUP
     APIC_READ 0x20
     shr $24, %eax
     cmp $1, %eax
@@ -106,7 +101,7 @@ waiter:
 6:  cli
     hlt
     jmp 6b
-""" + PING_PONG[PING_PONG.index(".code16\ntrampoline:"):PING_PONG.index(".data\nnext_slot")] + r"""
+""" + AP_START_CODE + r"""
 .data
 next_slot: .long 0
 lock: .long 0

@@ -15,7 +15,7 @@ from imacpro.devices.contract import StateError
 from imacpro.errors import UserError
 from imacpro.machine import Machine
 
-from test_wakeups import PING_PONG
+from test_wakeups import AP_START_CODE, PING_PONG
 
 HANDLED, GP_FAULT = 1, -1
 CMCI_VECTOR = 0xF9
@@ -132,16 +132,7 @@ main:
     jmp finish
 
 ap_main:
-    lea ap_stacks + 4096(%rip), %rsp
-    lgdt gdtr(%rip)
-    pushq $0x08
-    lea 1f(%rip), %rax
-    push %rax
-    lretq
-1:  mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    lidt idtr(%rip)
+    AP_SETUP
     mov %cr4, %rax
     or $0x40, %rax
     mov %rax, %cr4
@@ -190,8 +181,9 @@ machine_check:                      # what Linux's do_machine_check reads, then 
     pop %rcx
     pop %rax
     iretq
-""" + PING_PONG[PING_PONG.index(".code16\ntrampoline:"):PING_PONG.index(".data\nnext_slot")] + r"""
+""" + AP_START_CODE + r"""
 .data
+next_slot: .long 0
 .align 8
 started: .quad 0
 taken: .quad 0
@@ -199,7 +191,7 @@ mcg_status: .fill 2, 8, 0
 bank_status: .quad 0
 bank_addr: .quad 0
 .align 4096
-ap_stacks: .fill 4096, 1, 0
+ap_stacks: .fill 4096 * 2, 1, 0
 """
 
 

@@ -33,6 +33,42 @@ START_APS = r"""
     APIC_WRITE 0x300, $0xc4608      # SIPI, vector 0x08
     APIC_WRITE 0x300, $0xc4608
 .endm
+
+# An AP's first steps in long mode: its own stack (4 KiB of ap_stacks, by the order it came
+# up: next_slot), then the BSP's GDT (its 64-bit code segment, which the IDT's gates name)
+# and IDT.
+.macro AP_SETUP
+    mov $1, %eax
+    lock xadd %eax, next_slot(%rip)
+    inc %eax
+    shl $12, %eax
+    lea ap_stacks(%rip), %rsp
+    add %rax, %rsp
+    lgdt gdtr(%rip)
+    pushq $0x08
+    lea .Lap_setup\@(%rip), %rax
+    push %rax
+    lretq
+.Lap_setup\@:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %ss
+    lidt idtr(%rip)
+.endm
+
+# An interrupt handler that counts its interrupts per CPU (array[APIC ID] += 1) and EOIs.
+.macro COUNT_AND_EOI array
+    push %rax
+    push %rdx
+    APIC_READ 0x20
+    shr $24, %eax
+    lea \array(%rip), %rdx
+    lock incq (%rdx, %rax, 8)
+    APIC_WRITE 0xb0, $0
+    pop %rdx
+    pop %rax
+    iretq
+.endm
 """
 
 PING_PONG = APIC + START_APS + r"""
@@ -81,21 +117,7 @@ round:
     jmp finish
 
 ap_main:
-    mov $1, %eax
-    lock xadd %eax, next_slot(%rip)
-    inc %eax
-    shl $12, %eax
-    lea ap_stacks(%rip), %rsp
-    add %rax, %rsp
-    lgdt gdtr(%rip)                 # the BSP's GDT: its 64-bit code segment for the IDT
-    pushq $0x08
-    lea 1f(%rip), %rax
-    push %rax
-    lretq
-1:  mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %ss
-    lidt idtr(%rip)
+    AP_SETUP
     APIC_WRITE 0xf0, $0x1ff
     APIC_READ 0x20
     shr $24, %eax
@@ -116,16 +138,7 @@ ap_main:
     jmp 2b
 
 ipi:
-    push %rax
-    push %rdx
-    APIC_READ 0x20
-    shr $24, %eax
-    lea got(%rip), %rdx
-    lock incq (%rdx, %rax, 8)
-    APIC_WRITE 0xb0, $0
-    pop %rdx
-    pop %rax
-    iretq
+    COUNT_AND_EOI got
 """ + SMP[SMP.index(".code16\ntrampoline:"):SMP.index(".data\nnext_slot")] + r"""
 .data
 next_slot: .long 0
@@ -150,6 +163,12 @@ def test_thousands_of_ipis_between_sleeping_cpus_lose_no_wakeup(slice_us):
     assert got[0] == ROUNDS                                  # every answer arrived
     assert sum(got[1:]) == ROUNDS and max(got[1:]) - min(got[1:]) <= 1
     assert reports == []
+
+
+# The APs' real-mode start, to splice into a program built on PING_PONG's macros (before its
+# .data, which must define next_slot and ap_stacks).
+AP_START_CODE = PING_PONG[PING_PONG.index(".code16\ntrampoline:"):
+                          PING_PONG.index(".data\nnext_slot")]
 
 
 WITH_BUSY_CPUS = PING_PONG.replace(".set APS, CPUS - 1", ".set APS, 3\n.set ALL_APS, 7").replace(

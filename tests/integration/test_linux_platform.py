@@ -77,32 +77,20 @@ def test_edac_sees_the_dimms_and_counts_injected_errors(signed_guest):
                 assert seen.get(address) == ids, (address, seen.get(address))
         assert not set(seen) & set(real_imac_pro.ABSENT)
 
-        injected = imacpro("inject", "pro", "ecc", "--dimm", "C0", "--correctable")
-        assert injected.returncode == 0, injected.stderr
-        assert "CPU1_DIMM_C0" in injected.stdout
-        mc, dimm = EDAC_DIMM["C0"]
-        counted = imacpro("exec", "pro", f"for i in $(seq 100); do "
-                          f"[ $(cat {EDAC}/{mc}/{dimm}/dimm_ce_count) = 1 ] && break; "
-                          f"sleep 0.2; done; cat {EDAC}/{mc}/ce_count {EDAC}/{mc}/{dimm}/"
-                          f"dimm_ce_count {EDAC}/mc0/ce_count; dmesg | grep 'CE memory read'")
-        assert counted.stdout.splitlines()[:3] == ["1", "1", "0"], counted.stdout
-        assert "MC#1_Chan#0_DIMM#0" in counted.stdout
+        injected, counted = inject_and_count("pro", "C0", "--correctable", "ce",
+                                             "'CE memory read'")
+        assert "corrected memory error on CPU1_DIMM_C0" in injected
+        assert counted.splitlines()[:3] == ["1", "1", "0"], counted
+        assert "MC#1_Chan#0_DIMM#0" in counted
 
         # An uncorrected error the patrol scrubber found: a machine check on every CPU, which
         # Linux survives (action optional), the page taken out of use, EDAC's UE count.
-        injected = imacpro("inject", "pro", "ecc", "--dimm", "D0", "--uncorrectable")
-        assert injected.returncode == 0, injected.stderr
-        assert "uncorrected memory error on CPU1_DIMM_D0" in injected.stdout
-        mc, dimm = EDAC_DIMM["D0"]
-        counted = imacpro("exec", "pro", f"for i in $(seq 100); do "
-                          f"[ $(cat {EDAC}/{mc}/{dimm}/dimm_ue_count) = 1 ] && break; "
-                          f"sleep 0.2; done; cat {EDAC}/{mc}/ue_count {EDAC}/{mc}/{dimm}/"
-                          f"dimm_ue_count {EDAC}/mc0/ue_count; nproc; "
-                          f"dmesg | grep -e 'UE memory' -e 'Memory failure' -e 'Machine check'")
-        assert counted.stdout.splitlines()[:4] == ["1", "1", "0", "16"], counted.stdout
-        assert "UE memory scrubbing error on CPU_SrcID#0_MC#1_Chan#1_DIMM#0" in counted.stdout
-        assert f"Memory failure: {injected_page(injected.stdout):#x}: recovery action" in \
-            counted.stdout, counted.stdout
+        injected, counted = inject_and_count("pro", "D0", "--uncorrectable", "ue",
+                                             "-e 'UE memory' -e 'Memory failure'")
+        assert "uncorrected memory error on CPU1_DIMM_D0" in injected
+        assert counted.splitlines()[:4] == ["1", "1", "0", "16"], counted
+        assert "UE memory scrubbing error on CPU_SrcID#0_MC#1_Chan#1_DIMM#0" in counted
+        assert f"Memory failure: {injected_page(injected):#x}: recovery action" in counted
         status = json.loads(imacpro("status", "pro", "--json").stdout)
         assert status["state"] == "running", status
 
@@ -121,6 +109,22 @@ def test_edac_sees_the_dimms_and_counts_injected_errors(signed_guest):
         check_the_smc_and_its_fans("pro")
     finally:
         imacpro("stop", "pro", "--force")
+
+
+def inject_and_count(name: str, dimm: str, flag: str, count: str, grep: str):
+    """Inject a memory error on `dimm` and wait until EDAC's `count` ("ce" or "ue") of that
+    DIMM reads 1. Returns what `imacpro inject` said and the guest's lines: the count of the
+    DIMM's controller, of the DIMM, of mc0, the online CPUs, and dmesg's lines `grep` finds."""
+    injected = imacpro("inject", name, "ecc", "--dimm", dimm, flag)
+    assert injected.returncode == 0, injected.stderr
+    mc, edac_dimm = EDAC_DIMM[dimm]
+    counted = imacpro("exec", name, f"for i in $(seq 100); do "
+                      f"[ $(cat {EDAC}/{mc}/{edac_dimm}/dimm_{count}_count) = 1 ] && break; "
+                      f"sleep 0.2; done; cat {EDAC}/{mc}/{count}_count {EDAC}/{mc}/"
+                      f"{edac_dimm}/dimm_{count}_count {EDAC}/mc0/{count}_count; nproc; "
+                      f"dmesg | grep {grep}")
+    assert counted.returncode == 0, counted.stderr
+    return injected.stdout, counted.stdout
 
 
 def injected_page(reply: str) -> int:

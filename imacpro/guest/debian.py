@@ -219,11 +219,13 @@ class Setup:
 def command_line(root_uuid: str) -> str:
     """The kernel command line of an installed system: its root by UUID, consoles on the
     screen and on COM1 (the last one named is /dev/console: the serial one, where systemd
-    starts a getty of its own), and amdgpu kept from loading. amdgpu cannot drive the
-    emulated Vega (docs/DISPLAY.md) and udev would load it: checking its 13 MB module's
-    signature, SHA-256 in the vector unit with preemption off, took one vCPU of sixteen on a
-    shared host thread over a minute (a soft lockup)."""
-    return (f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 "
+    starts a getty of its own), `quiet` as Debian's installer sets it (GRUB's default), and
+    amdgpu kept from loading. amdgpu cannot drive the emulated Vega (docs/DISPLAY.md) and
+    udev would load it: checking its 13 MB module's signature, SHA-256 in the vector unit
+    with preemption off, took one vCPU of sixteen on a shared host thread over a minute (a
+    soft lockup). Without `quiet` every kernel message is drawn on the 5K screen's text
+    console too, by a CPU holding the console with interrupts off (docs/DEBIAN.md)."""
+    return (f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 quiet "
             "modprobe.blacklist=amdgpu")
 
 

@@ -27,7 +27,9 @@ A real CPU turbos less with more cores active and with its temperature; the mach
 thermal model yet and Intel does not publish the per-active-core turbo bins of these
 Apple-only SKUs, so every CPU runs at its request. APERF and MPERF then say that clock:
 MPERF counts the guest time a CPU spent out of HLT at the TSC's rate, APERF the same time at
-the CPU's clock, so APERF/MPERF × base is the frequency it ran at.
+the CPU's clock, so APERF/MPERF × base is the frequency it ran at. Two reads back to back
+(APERF then MPERF, as Linux's tick and turbostat read them) are one sample, though the vCPU
+may be descheduled between them (read() says why).
 
 Saved state: the registers software writes and the counters' values.
 """
@@ -42,6 +44,7 @@ MSR_MISC_PWR_MGMT = 0x1AA
 IA32_PM_ENABLE, IA32_HWP_CAPABILITIES, IA32_HWP_REQUEST_PKG = 0x770, 0x771, 0x772
 IA32_HWP_INTERRUPT, IA32_HWP_REQUEST, IA32_HWP_STATUS = 0x773, 0x774, 0x777
 LOWEST_RATIO = 12
+PAIR_NS = 1_000_000_000   # how far apart in guest time two reads still make one sample
 EPP_DEFAULT = 0x80
 PACKAGE_CONTROL = 1 << 42
 REQUEST_BITS = (1 << 43) - 1
@@ -93,6 +96,7 @@ class PerformanceState:
         self.hwp_interrupt = 0
         self.mperf = self.aperf = 0
         self._in_c0_since: int | None = self.now_ns()
+        self._pair: tuple[int, int, int, int] | None = None   # see read()
 
     # --- the clock the CPU runs at -----------------------------------------------------------
 
@@ -124,6 +128,7 @@ class PerformanceState:
 
     def halted(self, halted: bool) -> None:
         """The CPU entered (True) or left HLT: its counters stop or go on."""
+        self._pair = None
         if halted:
             self._account()
             self._in_c0_since = None
@@ -138,9 +143,20 @@ class PerformanceState:
             # move between two reads (RDMSR takes cycles): Linux's frequency-invariance tick
             # takes a zero MPERF delta for a broken counter, logs "Scheduler frequency
             # invariance went wobbly" and patches kernel text on every CPU to turn it off.
+            # Read as a pair (APERF then MPERF, back to back), they are one sample: a vCPU
+            # descheduled between the two reads would otherwise find the second counter
+            # moved by the other CPUs' turns and the first not, and a tick that came right
+            # after an idle stretch then sees APERF/MPERF near zero (freq_scale 0: "went
+            # wobbly" again). The second read of a pair, within PAIR_NS of guest time,
+            # gives that counter's value at the first.
+            now = self.now_ns()
+            pair, self._pair = self._pair, None
+            if pair is not None and pair[0] != index and now - pair[1] <= PAIR_NS:
+                return pair[2] if index == IA32_MPERF else pair[3]
             if self._in_c0_since is None:
-                self._in_c0_since = self.now_ns()
+                self._in_c0_since = now
             self._account(at_least=1)
+            self._pair = (index, now, self.mperf, self.aperf)
             return self.mperf if index == IA32_MPERF else self.aperf
         return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
                 MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,
@@ -154,6 +170,7 @@ class PerformanceState:
         if index in (IA32_PERF_STATUS, IA32_HWP_CAPABILITIES):
             return GP_FAULT                                   # read-only
         self._account()                                       # the old clock up to now
+        self._pair = None
         if index == IA32_MPERF:
             self.mperf = value
         elif index == IA32_APERF:

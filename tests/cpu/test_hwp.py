@@ -69,6 +69,30 @@ def test_the_counters_move_between_any_two_reads_of_a_running_cpu():
     assert all(b[0] > a[0] and b[1] > a[1] for a, b in zip(counts, counts[1:]))
 
 
+def freq_scale(acnt: int, mcnt: int, max_ratio: int = 42 * 1024 // 32) -> int:
+    """Linux's scale_freq_tick(): 0 makes it log "went wobbly" and turn invariance off."""
+    return (acnt << 20) // (mcnt * max_ratio)
+
+
+def test_a_cpu_descheduled_between_its_two_reads_still_reads_one_sample():
+    """The tick reads APERF, then MPERF. Right after an idle stretch (little C0 time since
+    the last tick), a vCPU descheduled for 30 ms between the two reads found MPERF moved by
+    those 30 ms and APERF not: APERF/MPERF near zero, freq_scale 0, "went wobbly" in a CI
+    boot. The pair is one sample now."""
+    state, time = cpu()
+    previous = (state.read(hwp.IA32_APERF), state.read(hwp.IA32_MPERF))
+    state.halted(True)
+    time.ns += 500_000_000                    # idle
+    state.halted(False)
+    time.ns += 10_000                         # 10 µs of C0: the wake-up, the tick's entry
+    aperf = state.read(hwp.IA32_APERF)
+    time.ns += 30_000_000                     # the other vCPUs' turns
+    mperf = state.read(hwp.IA32_MPERF)
+    assert freq_scale(aperf - previous[0], mperf - previous[1]) > 0
+    later = (state.read(hwp.IA32_APERF), state.read(hwp.IA32_MPERF))
+    assert later[0] > aperf and later[1] > mperf + 30_000_000 * TSC_HZ // 10**9 // 2
+
+
 def test_package_control_and_what_software_cannot_write():
     package = hwp.PackageHwp()
     state, _ = cpu(package)

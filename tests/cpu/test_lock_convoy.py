@@ -165,10 +165,13 @@ def run_convoy():
 
 
 def test_a_cpu_that_queues_at_each_tick_still_finds_the_lock_free():
-    """Every reporter's trylock succeeds, and never fails more than a few times in a row."""
+    """After the seed, every reporter's trylock succeeds again and again: the convoy ends.
+    (On a quiet host 0-3 fail in all; a host that takes the thread away in the middle of a
+    critical section starts short convoys again, which end as quickly: with two other
+    emulators and a test suite on 2 cores, 46-50 failed, in runs of at most 24.)"""
     counts = run_convoy()
-    assert all(caught > 0 for caught in counts["caught"]), counts
-    assert max(counts["longest"]) <= 10, counts
+    assert all(caught >= 10 for caught in counts["caught"]), counts
+    assert max(counts["longest"]) < TICKS // 4, counts
 
 
 def test_without_the_spinners_looking_again_the_queue_never_empties(monkeypatch):

@@ -112,11 +112,7 @@ class MachineCheckBanks:
         count = 1
         if status & VAL:
             count = min(COUNT_MASK, ((status >> COUNT_SHIFT) & COUNT_MASK) + 1)
-        self.status[bank] = (VAL | EN | MISCV | ADDRV | (OVER if status & VAL else 0)
-                             | count << COUNT_SHIFT | MSCOD_DATA_ECC << 16
-                             | MEMORY_READ_ERROR | channel)
-        self.addr[bank] = address & ~0x3F
-        self.misc[bank] = MISC_PHYSICAL_LINE
+        self._log(bank, count << COUNT_SHIFT | MEMORY_READ_ERROR | channel, address)
         ctl2 = self.ctl2[bank]
         if ctl2 & CTL2_CMCI_EN and count >= max(1, ctl2 & CTL2_THRESHOLD) \
                 and self.owner[bank] is not None:
@@ -129,12 +125,16 @@ class MachineCheckBanks:
         optional (UC, S; not AR, not PCC). The caller signals the machine check. An error
         the bank already holds makes it OVER. Returns the bank."""
         bank = IMC_BANKS[imc, channel]
-        self.status[bank] = (VAL | UC | EN | MISCV | ADDRV | S
-                             | (OVER if self.status[bank] & VAL else 0)
-                             | MSCOD_DATA_ECC << 16 | MEMORY_SCRUB_ERROR | channel)
+        self._log(bank, UC | S | MEMORY_SCRUB_ERROR | channel, address)
+        return bank
+
+    def _log(self, bank: int, kind: int, address: int) -> None:
+        """A memory error of `kind` (its status bits) at `address` in `bank`: valid, enabled,
+        with its address at line grain; OVER if the bank still held one."""
+        self.status[bank] = (VAL | EN | MISCV | ADDRV | MSCOD_DATA_ECC << 16 | kind
+                             | (OVER if self.status[bank] & VAL else 0))
         self.addr[bank] = address & ~0x3F
         self.misc[bank] = MISC_PHYSICAL_LINE
-        return bank
 
     # --- state ------------------------------------------------------------------------------
 

@@ -222,8 +222,12 @@ class Vcpu:
             self._unmaskable_pending = True
         pending = self.interrupt_pending()
         self.engine.set_irq(pending)
-        if self.state is State.HALTED and (pending or self._unmaskable_pending) \
-                and self.on_wake is not None:
+        if pending or self._unmaskable_pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        """An interrupt may wake this CPU: if it is halted, the run loop runs it soon."""
+        if self.state is State.HALTED and self.on_wake is not None:
             self.on_wake(self)
 
     def machine_check(self) -> None:
@@ -243,8 +247,7 @@ class Vcpu:
         self.msrs.mcg_status = MCG_STATUS_RIPV | MCG_STATUS_MCIP
         self.engine.machine_check()
         self._unmaskable_pending = True
-        if self.state is State.HALTED and self.on_wake is not None:
-            self.on_wake(self)
+        self._wake()
 
     def _init(self) -> None:
         """INIT: real mode at the reset vector's state, then wait for a start-up IPI."""

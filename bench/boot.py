@@ -27,11 +27,11 @@ from imacpro.machine import Machine  # noqa: E402
 READY = b"IMACPRO-READY"
 
 
-def boot_imacpro(guest, cpus: int, timeout_s: float) -> float:
+def boot_imacpro(guest, cpus: int, timeout_s: float, host_threads: int = 1) -> float:
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     serial = bytearray()
     start = time.perf_counter()
-    machine = Machine(config, serial_output=serial.extend, cpus=cpus)
+    machine = Machine(config, serial_output=serial.extend, cpus=cpus, host_threads=host_threads)
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
                      guest.initrd.read_bytes(), guest.cmdline)
     result = machine.run(timeout_s=timeout_s, stop=lambda: READY in serial)
@@ -51,12 +51,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--host-threads", type=int, default=1,
+                        help="imacpro's host threads for the vCPUs (boot --host-threads)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     guest = qemu.guest_or_exit()
     for cpus in args.cpus:
         theirs = boot_qemu(guest, cpus, args.timeout)
-        ours = boot_imacpro(guest, cpus, args.timeout)
+        ours = boot_imacpro(guest, cpus, args.timeout, args.host_threads)
         if args.markdown:
             print(f"| {cpus} | {theirs:.1f} s | {ours:.1f} s | {ours / theirs:.2f}× |")
         else:

@@ -406,7 +406,7 @@ class RunningMachine:
 def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *, interactive: bool,
              exec_command: str | list[str] | None = None, timeout_s: float | None = None,
              serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
-             cpus: int | None = None,
+             cpus: int | None = None, host_threads: int = 1,
              notice: Callable[[str], None] = lambda line: None,
              on_started: Callable[[], None] | None = None,
              control: bool = True, discard_state: bool = False,
@@ -482,7 +482,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                                   ssd_serial=ssd_serial(identity.serial_number),
                                   guest_error_log=_log_writer(errors_log),
                                   on_watchdog=running.watchdog_report, sd_card=sd_card,
-                                  ethernet_mac=identity.ethernet_address)
+                                  ethernet_mac=identity.ethernet_address,
+                                  host_threads=host_threads)
                 stack.callback(machine.close)
                 resume(resumed, machine, running, config)
                 resumed = None
@@ -495,7 +496,8 @@ def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *,
                 first = running.machine is None
                 machine = _boot(source, ssd, chip, signer, verdicts, running, config,
                                 identity, cpus, errors_log,
-                                MODES[settings.display_mode(machine_bundle)], sd_card)
+                                MODES[settings.display_mode(machine_bundle)], sd_card,
+                                host_threads)
                 if first:
                     stack.callback(machine.close)
                     _plug_drives(machine, usb_drives)
@@ -561,7 +563,8 @@ def _plug_drives(machine: Machine, drives: tuple[Path, ...]) -> None:
 
 
 def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, identity,
-          cpus, errors_log, display_mode: Mode, sd_card: Path | None = None) -> Machine:
+          cpus, errors_log, display_mode: Mode, sd_card: Path | None = None,
+          host_threads: int = 1) -> Machine:
     """A boot or a reboot: the T2 checks the image, the board is built (or reset in place),
     the firmware loads the kernel and hands over the screen in `display_mode` (the
     machine's setting as it is at this boot)."""
@@ -577,7 +580,7 @@ def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, 
                           ssd_serial=ssd_serial(identity.serial_number),
                           guest_error_log=_log_writer(errors_log),
                           on_watchdog=running.watchdog_report, sd_card=sd_card,
-                          ethernet_mac=identity.ethernet_address)
+                          ethernet_mac=identity.ethernet_address, host_threads=host_threads)
     else:
         machine.reset()            # a reboot: the same board, back to power-on
     machine.display_mode = display_mode

@@ -454,11 +454,15 @@ def bless(name: str, password_file, as_json: bool) -> None:
                    "kernel ('imacpro status|exec|console|stop NAME' reach it).")
 @click.option("--discard-state", is_flag=True,
               help="A suspended machine starts afresh instead of resuming.")
+@click.option("--host-threads", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="N",
+              help="Host threads that run the vCPUs at the same time (1: one thread runs "
+                   "them in turn, the deterministic reference).")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,
          boot_usb, vnc_port, display, web_port, network, forwards, headless, serial_log,
-         exec_command, timeout, detach, discard_state, cpus, ready_fd) -> None:
+         exec_command, timeout, detach, discard_state, host_threads, cpus, ready_fd) -> None:
     """Power on a machine; its serial console is this terminal (Ctrl-A X powers off).
 
     It boots what the internal SSD holds ('imacpro install'), or --disk, or --kernel; a
@@ -494,6 +498,7 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
         pid = start_detached(machine_bundle, kernel=kernel, initrd=initrd, cmdline=cmdline,
                              manifest=manifest, external=external, disk=disk,
                              serial_log=serial_log, timeout=timeout, cpus=cpus,
+                             host_threads=host_threads,
                              discard_state=discard_state,
                              usb_drives=usb_drives, sd_card=sd_card, boot_usb=boot_usb,
                              vnc_port=vnc_port, network=network, forwards=forwards,
@@ -525,7 +530,8 @@ def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd
         with machine_bundle.in_use("powering it on"):
             outcome = power_on(machine_bundle, source, interactive=interactive,
                                exec_command=exec_command, timeout_s=timeout, serial_log=log,
-                               echo=echo, cpus=cpus, on_started=started,
+                               echo=echo, cpus=cpus, host_threads=host_threads,
+                               on_started=started,
                                discard_state=discard_state,
                                usb_drives=tuple(Path(p).resolve() for p in usb_drives),
                                sd_card=Path(sd_card).resolve() if sd_card else None,

@@ -73,9 +73,15 @@ class HostEvents:
         self.stop_reason = reason
         self.wake()
 
-    def poll(self, timeout: float) -> None:
-        """Run the callbacks of what is readable, waiting at most `timeout` seconds."""
-        for key, mask in self._selector.select(max(0.0, timeout)):
+    def poll(self, timeout: float, unlocked=None) -> None:
+        """Run the callbacks of what is readable, waiting at most `timeout` seconds; while
+        waiting, inside `unlocked()` (the machine's lock let go, host_threads.py)."""
+        if unlocked is None:
+            ready = self._selector.select(max(0.0, timeout))
+        else:
+            with unlocked():
+                ready = self._selector.select(max(0.0, timeout))
+        for key, mask in ready:
             on_read, on_write = key.data
             if mask & selectors.EVENT_WRITE and on_write is not None:
                 on_write()

@@ -10,21 +10,25 @@ ports and MMIO range, attaches its PCI function and wires its interrupts from th
 devices are `machine.devices` (name → device, in board order) and attributes of the same
 names. `reset()` puts the board and every CPU back to power-on in place (a guest reboot).
 
-The run loop is single-threaded: each runnable vCPU runs a slice in turn, timers due on the
-machine clock fire between slices (a slice ends early at the next timer, even one the guest
-arms during the slice), a halted CPU that an interrupt wakes runs after the slice in
-progress, and when every CPU is halted the loop sleeps until the next timer (idle="sleep",
-guest time follows the host's) or jumps to it (idle="warp").
+The run loop is single-threaded by default (`host_threads=1`): each runnable vCPU runs a
+slice in turn, timers due on the machine clock fire between slices (a slice ends early at the
+next timer, even one the guest arms during the slice), a halted CPU that an interrupt wakes
+runs after the slice in progress, and when every CPU is halted the loop sleeps until the next
+timer (idle="sleep", guest time follows the host's) or jumps to it (idle="warp"). With more
+host threads, host_threads.py runs the vCPUs at the same time. Either way the machine's
+Python runs under its big lock (big_lock.py), which the loop lets go while an engine runs.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from imacpro.board import IMAC_PRO, IOAPIC_PINS, ISA_IRQS, Board, Row
+from imacpro.big_lock import BigLock
 from imacpro.bus.guest_errors import GuestErrors
 from imacpro.bus.mmio import MmioBus
 from imacpro.bus.mmio import Offset
@@ -63,6 +67,7 @@ from imacpro.devices.thermal import ThermalModel
 from imacpro.devices.uart16550 import Uart16550
 from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
+from imacpro.host_threads import HostThreads
 from imacpro.irq import IrqLine
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
@@ -108,7 +113,7 @@ class Machine:
                  watchdog_s: float | None = DEFAULT_STALL_S,
                  on_watchdog: Callable[[Report], None] | None = None,
                  display_mode: Mode = COMPAT, sd_card: str | None = None,
-                 ethernet_mac: bytes = DEFAULT_MAC):
+                 ethernet_mac: bytes = DEFAULT_MAC, host_threads: int = 1):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
         `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
@@ -116,7 +121,8 @@ class Machine:
         None: no watchdog), `on_watchdog(report)`: where its reports go; `display_mode`: the
         boot framebuffer's mode (devices/display/framebuffer.py); `ethernet_mac`: the 10GbE
         port's address (6 bytes); `sd_card`: an image in the
-        SDXC card reader."""
+        SDXC card reader; `host_threads`: how many host threads run the vCPUs (1: the
+        single-threaded loop, the deterministic reference)."""
         self.config = config
         self.board = board
         self.display_mode = display_mode
@@ -128,8 +134,10 @@ class Machine:
         self.guest_errors = GuestErrors(guest_error_log)
         self.clock.on_error = lambda timer: self.guest_errors.record(
             getattr(timer.callback, "__self__", timer), "timer", 0)
+        self.lock = BigLock()
+        self.host_threads = host_threads
         self.pio = PortIoBus(self.guest_errors)
-        self.mmio = MmioBus(self.guest_errors)
+        self.mmio = MmioBus(self.guest_errors, self.lock)
         self.reset_requested = False
         self.poweroff_requested = False
         self._serial_output = serial_output
@@ -193,6 +201,9 @@ class Machine:
                            uncore=self.uncore, mca=self.mca, package_hwp=self.hwp)
                       for i in range(count)]
         self.bsp = self.vcpus[0]
+        if host_threads > 1:
+            for vcpu in self.vcpus:
+                vcpu.engine.set_parallel(True)
         self.pci.on_decode_change = self._bars_moved
         self._woken: dict[Vcpu, None] = {}     # halted CPUs an interrupt came for, in order
         for vcpu in self.vcpus:
@@ -473,9 +484,13 @@ class Machine:
         """A BAR moved or decoding changed. The running engine remaps the PCI windows at
         once, so its next access already sees the change (this comes from a configuration
         write, through ECAM or the CF8/CFC ports, never from inside a window, whose pieces
-        the remap replaces); the others remap before they run again."""
+        the remap replaces); the others remap before they run again (on other host threads,
+        a slice of theirs still under way ends with the old mapping)."""
         if self.mmio.moved():
-            self._running.windows.update()
+            here = threading.get_ident()
+            for cpu in self.vcpus:
+                if cpu.running_on == here:
+                    cpu.windows.update()
 
     def request_reset(self) -> None:
         self.reset_requested = True
@@ -494,6 +509,12 @@ class Machine:
         """Run until the guest resets or powers off, every CPU stops for good, `stop()` says
         so, a host event handler asks (`events.stop_reason`), or `timeout_s` of host time
         passes. `events`' readers are served after each round of slices and while idle."""
+        if self.host_threads > 1:
+            return HostThreads(self, self.host_threads).run(timeout_s, stop, slice_us, events)
+        with self.lock:
+            return self._run_one_thread(timeout_s, stop, slice_us, events)
+
+    def _run_one_thread(self, timeout_s, stop, slice_us, events) -> RunResult:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             ran = False

@@ -21,7 +21,8 @@ class FakeMachine:
     resets = 0
 
     def __init__(self, config, serial_output=None, cpus=None, ssd=None, ssd_serial="",
-                 guest_error_log=None, on_watchdog=None, sd_card=None, ethernet_mac=b""):
+                 guest_error_log=None, on_watchdog=None, sd_card=None, ethernet_mac=b"",
+                 host_threads=1):
         FakeMachine.built += 1
         self.uart = None
         self.usb = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from imacpro.big_lock import BigLock
 from imacpro.bus.guest_errors import GuestErrors
 
 PAGE = 0x1000
@@ -51,7 +52,9 @@ class Piece:
 
 
 class MmioBus:
-    def __init__(self, errors: GuestErrors | None = None):
+    def __init__(self, errors: GuestErrors | None = None, lock: BigLock | None = None):
+        """`lock`: the machine's, taken by every access an engine calls back for."""
+        self.lock = lock or BigLock()
         self.regions: list[MmioRegion | MmioWindow] = []
         self.windows: list[MmioWindow] = []
         self.errors = errors or GuestErrors()
@@ -92,7 +95,7 @@ class MmioBus:
         """Map every region into an engine; returns what keeps its windows up to date."""
         for r in self.regions:
             if isinstance(r, MmioRegion):
-                map_device(uc, r.base, r.size, r.device, self.errors)
+                map_device(uc, r.base, r.size, r.device, self.errors, self.lock)
         return MappedWindows(uc, self)
 
     def pieces(self) -> list[Piece]:
@@ -138,7 +141,8 @@ class MappedWindows:
                 self.uc.mem_map_ptr(piece.start, size, PROT_ALL, piece.host)
             else:
                 device = Offset(piece.window.device, piece.start - piece.window.base)
-                map_device(self.uc, piece.start, size, device, self.bus.errors)
+                map_device(self.uc, piece.start, size, device, self.bus.errors,
+                           self.bus.lock)
         self.pieces = wanted
 
 
@@ -160,18 +164,21 @@ class Offset:
         return repr(self.device)
 
 
-def map_device(uc, base: int, size: int, device, errors: GuestErrors) -> None:
+def map_device(uc, base: int, size: int, device, errors: GuestErrors, lock: BigLock) -> None:
+    """The engine calls back for each access, on the thread that runs it: under `lock`."""
     def read(_uc, offset, size, _data):
-        try:
-            return device.read(offset, size)
-        except Exception:
-            errors.record(device, "read", base + offset, size)
-            return (1 << (8 * size)) - 1
+        with lock:
+            try:
+                return device.read(offset, size)
+            except Exception:
+                errors.record(device, "read", base + offset, size)
+                return (1 << (8 * size)) - 1
 
     def write(_uc, offset, size, value, _data):
-        try:
-            device.write(offset, size, value)
-        except Exception:
-            errors.record(device, "write", base + offset, size)
+        with lock:
+            try:
+                device.write(offset, size, value)
+            except Exception:
+                errors.record(device, "write", base + offset, size)
 
     uc.mmio_map(base, size, read, None, write, None)

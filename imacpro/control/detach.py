@@ -22,6 +22,7 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
            external=False, disk=None, serial_log=None, timeout=None, cpus=None,
+           host_threads=1,
            discard_state=False, usb_drives=(), sd_card=None, boot_usb=False,
            vnc_port=None, page_port=None, network=None, forwards=()) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""
@@ -47,6 +48,8 @@ def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=N
         args += ["--timeout", repr(timeout)]
     if cpus is not None:
         args += ["--cpus", str(cpus)]
+    if host_threads != 1:
+        args += ["--host-threads", str(host_threads)]
     if vnc_port is not None:
         args += ["--vnc", str(vnc_port)]
     if page_port is not None:

@@ -42,12 +42,23 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_codemap_join(uc, map)            this engine's translations join the map: a write
                                               by any member to a page another member has
                                               code from invalidates that code, and pages
-                                              without code are written at full speed
+                                              without code are written at full speed; no
+                                              member touches another's translations or TLB
+                                              (it posts a note the other acts on before its
+                                              next translated block), so members may run on
+                                              threads of their own
+  uc_imacpro_parallel(uc, on)                 the map's members run at the same time: guest
+                                              atomics become host atomics (QEMU's
+                                              CF_PARALLEL), and an instruction that cannot be
+                                              one runs while every other member waits
+                                              outside its translated code
   uc_imacpro_dirtylog_new(host_base, size)    a log of the pages of host memory (a framebuffer)
   uc_imacpro_dirtylog_join(uc, log)           that this engine writes: the first write to a
   uc_imacpro_dirtylog_collect(log, out, size) page after a collect takes the slow path and
   uc_imacpro_dirtylog_free(log)               marks it; collect copies the page bits out and
-                                              clears them (between time slices)
+                                              clears them; a parallel member re-arms its
+                                              own entries from a note (a page it could
+                                              still write fast counts as written next time)
 
 The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
 """
@@ -75,7 +86,7 @@ def _load_error() -> str:
     return "an older build"
 
 
-if not hasattr(uclib, "uc_imacpro_dirtylog_collect"):
+if not hasattr(uclib, "uc_imacpro_parallel"):
     raise UserError(f"the CPU engine is stock Unicorn, without imacpro's patch ({_load_error()}): "
                     "run 'make' (tools/build-unicorn) to build it")
 
@@ -117,6 +128,8 @@ uclib.uc_imacpro_codemap_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_codemap_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_codemap_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 uclib.uc_imacpro_codemap_join.restype = ctypes.c_int
+uclib.uc_imacpro_parallel.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+uclib.uc_imacpro_parallel.restype = ctypes.c_int
 uclib.uc_imacpro_dirtylog_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_dirtylog_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_dirtylog_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -206,6 +219,13 @@ class Engine:
                 raise MemoryError("no memory for the engine's code map")
             ram._code_map = code_map
         err = uclib.uc_imacpro_codemap_join(self._uch, code_map)
+        if err:
+            raise unicorn.UcError(err)
+
+    def set_parallel(self, on: bool) -> None:
+        """Whether the other engines of this one's code map run on other threads at the same
+        time (after join_code_map, before the engine first runs)."""
+        err = uclib.uc_imacpro_parallel(self._uch, on)
         if err:
             raise unicorn.UcError(err)
 

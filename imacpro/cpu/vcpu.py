@@ -7,12 +7,17 @@ The vCPU connects it to the machine:
     interrupt", re-evaluated whenever the APIC's state may have changed; the INTA cycle
     (`_intack`) takes the vector from the APIC or the PIC at the moment the CPU takes it;
   - INIT puts the CPU in wait-for-SIPI; a SIPI starts it in real mode at vector × 4 KiB.
+
+The engine runs guest code outside the machine's big lock (big_lock.py); its callbacks take
+it. Another thread may raise this CPU's pins while it runs (the engine's requests are atomic);
+INIT and SIPI, which rewrite its registers, wait until its slice ends.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 
 import unicorn
@@ -72,12 +77,13 @@ class Vcpu:
                             uncore=uncore, mca=mca, now_ns=clock.now_ns,
                             package_hwp=package_hwp)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
-        self.engine = Engine(self._intack, self.msrs.access)
+        self.lock = mmio.lock
+        self.engine = Engine(self._intack, self._on_msr)
         self.uc = uc = self.engine.uc
         ram.map_into(uc, unicorn.UC_PROT_ALL)
         self.engine.join_code_map(ram)
         self.windows = mmio.map_into(uc)   # the PCI windows, remapped as BARs move
-        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self), mmio.errors)
+        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self), mmio.errors, mmio.lock)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
@@ -93,6 +99,10 @@ class Vcpu:
         # Its last slice ended spinning on PAUSE: it waits for something another CPU does
         # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
         self.spinning = False
+        # The host thread running its slice now (None between slices), and an INIT or SIPI
+        # that came meanwhile from another thread: applied when the slice ends.
+        self.running_on: int | None = None
+        self._start_deferred = False
         # Statistics for the watchdog and the soak (not state): interrupts taken, when the
         # last was (guest ns), and the longest gap between two timer interrupts with no HLT
         # between them (how long a busy CPU went without its tick).
@@ -119,6 +129,7 @@ class Vcpu:
         self.shutdown_reason = ""
         self._unmaskable_pending = False
         self.spinning = False
+        self._start_deferred = False
         self.last_interrupt_ns = self.clock.now_ns()
         self._last_tick_ns = None
 
@@ -149,10 +160,16 @@ class Vcpu:
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 
     def _on_in(self, uc, port, size, _data):
-        return self.pio.read(port, size)
+        with self.lock:
+            return self.pio.read(port, size)
 
     def _on_out(self, uc, port, size, value, _data):
-        self.pio.write(port, size, value)
+        with self.lock:
+            self.pio.write(port, size, value)
+
+    def _on_msr(self, is_write: bool, index: int, value: int):
+        with self.lock:
+            return self.msrs.access(is_write, index, value)
 
     def _on_cpuid(self, uc, _data):
         leaf = uc.reg_read(x.UC_X86_REG_RAX) & 0xFFFFFFFF
@@ -170,6 +187,10 @@ class Vcpu:
         return True  # skip the engine's own CPUID
 
     def _intack(self) -> int:
+        with self.lock:
+            return self._acknowledge()
+
+    def _acknowledge(self) -> int:
         try:
             if self.lapic.extint_pending and self.pic.interrupt_pending():
                 vector = self.pic.acknowledge()
@@ -212,11 +233,16 @@ class Vcpu:
 
     def update_pins(self) -> None:
         """Re-evaluate INTR, NMI, INIT and SIPI after the interrupt controllers changed."""
-        if self.lapic.take_init():
-            self._init()
-        vector = self.lapic.take_sipi()
-        if vector is not None and self.state is State.WAIT_FOR_SIPI:
-            self._sipi(vector)
+        if self.lapic.init_pending or self.lapic.sipi_vector is not None:
+            if self.running_on not in (None, threading.get_ident()):
+                self._start_deferred = True     # its thread applies them after the slice
+                self.uc.emu_stop()
+            else:
+                if self.lapic.take_init():
+                    self._init()
+                vector = self.lapic.take_sipi()
+                if vector is not None and self.state is State.WAIT_FOR_SIPI:
+                    self._sipi(vector)
         if self.lapic.take_nmi():
             self.engine.nmi()
             self._unmaskable_pending = True
@@ -296,12 +322,16 @@ class Vcpu:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING
         rip = self.uc.reg_read(x.UC_X86_REG_RIP)
+        self.running_on = threading.get_ident()
         try:
-            self.uc.emu_start(rip, NEVER, timeout=timeout_us)
+            with self.lock.released():
+                self.uc.emu_start(rip, NEVER, timeout=timeout_us)
         except unicorn.UcError as exc:
             self.spinning = False
             self._shut_down(f"engine stopped: {exc} at RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
             return
+        finally:
+            self.running_on = None
         status = self.engine.status()
         self.spinning = bool(status & STATUS_PAUSE_EXIT)
         if status & STATUS_TRIPLE_FAULT:
@@ -310,6 +340,9 @@ class Vcpu:
             self.state = State.HALTED
             self.msrs.perf.halted(True)
             self._last_tick_ns = None   # idle: the next tick's gap is not a busy one
+        if self._start_deferred:           # an INIT or SIPI came while it ran
+            self._start_deferred = False
+            self.update_pins()
 
     def _anchor_tsc(self) -> None:
         """One sample anchors the engine's TSC to the machine clock, so it never steps back;

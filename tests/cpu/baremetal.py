@@ -260,14 +260,15 @@ def allow_user_access(machine, size: int = 2 << 20) -> None:
 
 def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None = 1,
                 timeout_s: float = 30, setup=None, idle: str = "warp", slice_us: int = 2000,
-                stop=None):
+                stop=None, host_threads: int = 1):
     """Assemble and run `body`; returns (values, output, machine, result). `stop(machine,
     serial)`, called between slices, says when the run ends (default: at DONE); a test acts
     on the running machine there."""
     image = assemble(body)
     serial = bytearray()
     machine = Machine(configure(cpu=cpu, memory=memory), serial_output=serial.extend,
-                      clock=Clock(realtime=True), idle=idle, cpus=cpus)
+                      clock=Clock(realtime=True), idle=idle, cpus=cpus,
+                      host_threads=host_threads)
     machine.ram.write(PROGRAM_BASE, image)
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=KERNEL_STACK)
     if setup is not None:

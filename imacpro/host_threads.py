@@ -1,0 +1,185 @@
+"""The run loop on several host threads: vCPUs run at the same time, as under QEMU's MTTCG.
+
+    worker 1 ─┐                            ┌─ engine runs guest code (no lock, no GIL)
+    worker 2 ─┼─ pick a runnable vCPU ─────┤
+      ...    ─┘   (under the big lock)     └─ callbacks: devices, under the big lock
+    main thread: timers, host events, the watchdog, the end of the run (under the big lock)
+
+A pool of `count` workers (no more than the host's cores: more would only make the host's
+scheduler, which knows nothing of guest spinlocks, share them out) takes vCPUs in turn, as
+the single-threaded loop (machine.py) does: a slice each, a CPU an interrupt woke from HLT
+first, a CPU whose last slice ended spinning on PAUSE again after another's slice that did
+not. A vCPU runs on one worker at a time. Everything in Python runs under the machine's big
+lock (big_lock.py); the engines run guest code without it, and their guest atomics are host
+atomics (engine.py, `set_parallel`).
+
+The main thread keeps time: it sleeps until the next timer falls due or the host has input
+(a timer armed for sooner, by a device a vCPU drives, wakes it), fires the timers, whose
+interrupts reach a running vCPU at its next translated block, and serves the host's events.
+When every vCPU waits (halted, or waiting for its SIPI), it lets guest time pass as the
+single-threaded loop does (`idle`: sleep or warp).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
+
+from imacpro.cpu.vcpu import State, Vcpu
+from imacpro.host_events import HostEvents
+
+if TYPE_CHECKING:
+    from imacpro.machine import Machine, RunResult
+
+IDLE_POLL_S = 0.01   # the main thread looks at stop(), the deadline and the watchdog this often
+
+
+class HostThreads:
+    def __init__(self, machine: Machine, count: int):
+        self.machine = machine
+        self.count = count
+        self.lock = machine.lock
+        self._work = machine.lock.condition()    # workers wait here for a runnable vCPU
+        self._stopping = False
+        self._claimed: set[Vcpu] = set()
+        self._next: dict[Vcpu, None] = {}       # run ahead of the round: woken, spinners
+        self._round = 0
+        self._idle_workers = 0
+        self._events: HostEvents | None = None
+
+    # --- the workers ----------------------------------------------------------------------
+
+    def _pick(self) -> Vcpu | None:
+        for cpu in list(self._next):
+            del self._next[cpu]
+            if cpu not in self._claimed and cpu.runnable():
+                return cpu
+        cpus = self.machine.vcpus
+        for k in range(len(cpus)):
+            cpu = cpus[(self._round + k) % len(cpus)]
+            if cpu not in self._claimed and cpu.runnable():
+                self._round = (self._round + k + 1) % len(cpus)
+                return cpu
+        return None
+
+    def _worker(self, slice_us: int) -> None:
+        machine = self.machine
+        with self.lock:
+            while not self._stopping:
+                cpu = None if machine.reset_requested or machine.poweroff_requested \
+                    else self._pick()
+                if cpu is None:
+                    if not self._claimed:
+                        self._main_wake()       # every CPU waits: time may pass now
+                    self._idle_workers += 1
+                    self._work.wait()
+                    self._idle_workers -= 1
+                    continue
+                self._claimed.add(cpu)
+                try:
+                    # Timers due fire first: the CPU must not read a clock that has moved
+                    # past them before their interrupts are raised (machine.py, _run_slice).
+                    machine.clock.run_due()
+                    cpu.run(slice_us)
+                finally:
+                    self._claimed.discard(cpu)
+                if not cpu.spinning:
+                    for other in machine.vcpus:
+                        if other.spinning and other is not cpu:
+                            self._next.setdefault(other)
+                if machine.reset_requested or machine.poweroff_requested or \
+                        cpu.state is State.SHUTDOWN:
+                    self._main_wake()
+                if cpu.runnable():
+                    self._work.notify()         # another worker may be waiting for it
+
+    def _on_wake(self, cpu: Vcpu) -> None:
+        """An interrupt came for a halted CPU (from a device, a timer, another CPU)."""
+        self._next.setdefault(cpu)
+        self._work.notify()
+
+    def _main_wake(self) -> None:
+        if self._events is not None:
+            self._events.wake()
+
+    # --- the main thread ------------------------------------------------------------------
+
+    def run(self, timeout_s: float | None, stop: Callable[[], bool] | None, slice_us: int,
+            events: HostEvents | None) -> RunResult:
+        machine = self.machine
+        own_events = events is None
+        self._events = events = events or HostEvents()
+        for cpu in machine.vcpus:
+            cpu.on_wake = self._on_wake
+        clock = machine.clock
+        clock.on_slice_cut = lambda _deadline: self._main_wake()
+        workers = [threading.Thread(target=self._worker, args=(slice_us,),
+                                    name=f"imacpro-vcpus-{n}", daemon=True)
+                   for n in range(self.count)]
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self.lock:
+            self._stopping = False
+            for worker in workers:
+                worker.start()
+            try:
+                return self._keep_time(deadline, stop, events, own_events)
+            finally:
+                self._stopping = True
+                clock.slice_end_ns = None
+                self._work.notify_all()
+                for cpu in machine.vcpus:
+                    cpu.uc.emu_stop()
+                with self.lock.released():
+                    for worker in workers:
+                        worker.join()
+                clock.on_slice_cut = machine._cut_slice
+                for cpu in machine.vcpus:
+                    cpu.on_wake = machine._woken.setdefault
+                self._events = None
+                if own_events:
+                    events.close()
+
+    def _keep_time(self, deadline: float | None, stop: Callable[[], bool] | None,
+                   events: HostEvents, own_events: bool) -> RunResult:
+        """The main thread's loop: `own_events` says no host input can come (the events are
+        this run's own, for waking it)."""
+        from imacpro.machine import RunResult
+        machine, clock = self.machine, self.machine.clock
+        while True:
+            clock.run_due()
+            if machine.reset_requested:
+                return RunResult("reset")
+            if machine.poweroff_requested:
+                return RunResult("poweroff")
+            if machine.watchdog is not None:
+                machine.watchdog.check()
+            if events.stop_reason is not None:
+                return RunResult("stopped", events.stop_reason)
+            if stop is not None and stop():
+                return RunResult("stopped")
+            if deadline is not None and time.monotonic() >= deadline:
+                return RunResult("timeout")
+            waiting = [cpu for cpu in machine.vcpus
+                       if cpu not in self._claimed and cpu.runnable()]
+            busy = bool(self._claimed or waiting)
+            if waiting and self._idle_workers:
+                self._work.notify(len(waiting))  # a CPU that became runnable unannounced
+            elif not busy and machine.bsp.state is State.SHUTDOWN:
+                return RunResult("shutdown", machine.bsp.shutdown_reason)
+            next_ns = clock.next_deadline()
+            if not busy and next_ns is None and stop is None and own_events:
+                return RunResult("halted", "every CPU is halted and no timer is armed")
+            if not busy and next_ns is not None and machine.idle == "warp":
+                clock.warp_to(next_ns)
+                continue
+            wait_s = IDLE_POLL_S
+            if next_ns is not None:
+                wait_s = min(wait_s, max(0.0, (next_ns - clock.now_ns()) / 1e9))
+            if deadline is not None:
+                wait_s = min(wait_s, max(0.0, deadline - time.monotonic()))
+            # A timer armed meanwhile for sooner wakes this thread (clock.on_slice_cut).
+            clock.slice_end_ns = clock.now_ns() + int(wait_s * 1e9)
+            events.poll(wait_s, unlocked=self.lock.released)
+            clock.slice_end_ns = None
+

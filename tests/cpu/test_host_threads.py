@@ -1,0 +1,244 @@
+"""vCPUs on host threads of their own (host_threads.py): guest atomics are atomic across them,
+and code one CPU patches is what another runs next.
+
+Four CPUs count in shared memory at once, each a fixed number of times, in four ways: LOCK
+XADD, a LOCK CMPXCHG loop, a ticket spinlock around a plain (non-atomic) increment, and a
+LOCK CMPXCHG16B loop over a pair of counters. Every total must be exact. Run on two host
+threads the engines' translated code really runs at the same time, so an atomic instruction
+translated as a load, an add and a store loses counts (the reproducer turns the parallel
+translation off to show it).
+"""
+
+import pytest
+from baremetal import run_program
+
+from imacpro.cpu import engine as engine_module
+
+from test_smp import SMP
+from test_wakeups import AP_START_CODE, CPUS as PING_PONG_CPUS, PING_PONG
+
+CPUS = 4
+LOOPS = 50_000
+
+COUNTERS = PING_PONG[:PING_PONG.index("main:")] + r"""
+.set TRAMPOLINE, 0x8000
+.set LOOPS, LOOP_COUNT
+main:
+    call setup_gdt
+    APIC_WRITE 0xf0, $0x1ff
+    START_APS ap_main
+    xor %r13, %r13                  # the BSP counts too, as CPU 0
+    call count
+1:  pause                           # every CPU's own flag: no shared count to lose
+    xor %ecx, %ecx
+    lea finished(%rip), %rsi
+2:  cmpq $0, (%rsi, %rcx, 8)
+    je 1b
+    inc %ecx
+    cmp $CPUS, %ecx
+    jb 2b
+    mov xadd_count(%rip), %rax
+    PRINT xadd
+    mov cas_count(%rip), %rax
+    PRINT cmpxchg
+    mov locked_count(%rip), %rax
+    PRINT ticket_lock
+    mov pair(%rip), %rax
+    PRINT pair_low
+    mov pair+8(%rip), %rax
+    PRINT pair_high
+    jmp finish
+
+ap_main:
+    AP_SETUP
+    APIC_READ 0x20
+    shr $24, %eax
+    mov %eax, %r13d                 # this CPU's index
+    call count
+3:  cli
+    hlt
+    jmp 3b
+
+count:                              # r13: this CPU's index
+    mov $LOOPS, %r12
+4:  mov $1, %eax
+    lock xadd %rax, xadd_count(%rip)
+5:  mov cas_count(%rip), %rax
+    lea 1(%rax), %rdx
+    lock cmpxchg %rdx, cas_count(%rip)
+    jne 5b
+    mov $1, %eax                    # ticket lock: take a ticket, wait to be served
+    lock xadd %rax, next_ticket(%rip)
+6:  cmp now_serving(%rip), %rax
+    jbe 7f                          # (not je: a lost ticket must not hang the reproducer)
+    pause
+    jmp 6b
+7:  mov locked_count(%rip), %rax    # the critical section: a plain increment
+    inc %rax
+    mov %rax, locked_count(%rip)
+    mov now_serving(%rip), %rax     # unlock: only the holder writes it
+    inc %rax
+    mov %rax, now_serving(%rip)
+8:  mov pair(%rip), %rax            # two counters that move together
+    mov pair+8(%rip), %rdx
+    lea 1(%rax), %rbx
+    lea 2(%rdx), %rcx
+    lock cmpxchg16b pair(%rip)
+    jne 8b
+    dec %r12
+    jnz 4b
+    lea finished(%rip), %rsi
+    movq $1, (%rsi, %r13, 8)
+    ret
+""" + AP_START_CODE + r"""
+.data
+next_slot: .long 0
+.align 64
+xadd_count: .quad 0
+.align 64
+cas_count: .quad 0
+.align 64
+next_ticket: .quad 0
+now_serving: .quad 0
+locked_count: .quad 0
+.align 64
+pair: .quad 0, 0
+.align 64
+finished: .fill 8, 8, 0
+.align 4096
+ap_stacks: .fill 4096 * 8, 1, 0
+"""
+
+
+def count_on_threads(host_threads: int) -> dict[str, int]:
+    program = COUNTERS.replace("LOOP_COUNT", str(LOOPS)).replace("CPUS", str(CPUS))
+    values, output, machine, result = run_program(program, cpus=CPUS, timeout_s=300,
+                                                  host_threads=host_threads)
+    assert "DONE" in output, (result, output[-500:])
+    return {key: int(values[key], 16)
+            for key in ("xadd", "cmpxchg", "ticket_lock", "pair_low", "pair_high")}
+
+
+EXACT = {"xadd": CPUS * LOOPS, "cmpxchg": CPUS * LOOPS, "ticket_lock": CPUS * LOOPS,
+         "pair_low": CPUS * LOOPS, "pair_high": 2 * CPUS * LOOPS}
+
+
+@pytest.mark.parametrize("host_threads", [1, 2])
+def test_shared_counters_are_exact(host_threads):
+    assert count_on_threads(host_threads) == EXACT
+
+
+def test_without_the_parallel_translation_counts_are_lost(monkeypatch):
+    """The reproducer: engines on two threads whose atomics are translated for one CPU
+    (a load, the operation, a store) lose counts."""
+    monkeypatch.setattr(engine_module.Engine, "set_parallel", lambda self, on: None)
+    counts = count_on_threads(2)
+    assert counts != EXACT, counts
+
+
+# One CPU rewrites the immediate of `mov $version, %eax; ret` round after round, then
+# publishes the version; the other reads the version, serializes (CPUID, as the SDM asks of
+# a CPU that runs code another modified), calls the function and must get at least that
+# version back. A translation of the old code kept past the write is counted as stale.
+PATCHING = PING_PONG[:PING_PONG.index("main:")] + r"""
+.set TRAMPOLINE, 0x8000
+.set ROUNDS, ROUND_COUNT
+main:
+    call setup_gdt
+    APIC_WRITE 0xf0, $0x1ff
+    START_APS ap_main
+1:  pause
+    cmpq $1, started(%rip)
+    jb 1b
+    mov $1, %r12                    # the version this round writes
+2:  mov %r12d, patched + 1(%rip)    # the code first,
+    mov %r12, version(%rip)         # then the version
+3:  pause                           # until the other CPU has run it
+    cmp seen(%rip), %r12
+    ja 3b
+    inc %r12
+    cmp $ROUNDS, %r12
+    jbe 2b
+    movq $1, done(%rip)
+4:  pause
+    cmpq $0, stopped(%rip)
+    je 4b
+    mov stale(%rip), %rax
+    PRINT stale
+    mov seen(%rip), %rax
+    PRINT seen
+    jmp finish
+
+ap_main:
+    AP_SETUP
+    lock incq started(%rip)
+5:  mov version(%rip), %r8
+    xor %eax, %eax
+    cpuid
+    call patched
+    cmp %r8d, %eax
+    jae 6f
+    incq stale(%rip)
+6:  mov %rax, seen(%rip)
+    cmpq $0, done(%rip)
+    je 5b
+    movq $1, stopped(%rip)
+7:  cli
+    hlt
+    jmp 7b
+
+.align 4096                         # a page of its own: only this code is written
+patched:
+    .byte 0xb8                      # mov $imm32, %eax
+    .long 0
+    ret
+.align 4096
+""" + AP_START_CODE + r"""
+.data
+next_slot: .long 0
+.align 8
+started: .quad 0
+version: .quad 0
+seen: .quad 0
+stale: .quad 0
+done: .quad 0
+stopped: .quad 0
+.align 4096
+ap_stacks: .fill 4096 * 8, 1, 0
+"""
+ROUNDS = 2000
+
+
+@pytest.mark.parametrize("host_threads", [1, 2])
+def test_code_another_cpu_patches_is_what_runs_next(host_threads):
+    program = PATCHING.replace("ROUND_COUNT", str(ROUNDS))
+    values, output, machine, result = run_program(program, cpus=2, timeout_s=300,
+                                                  host_threads=host_threads)
+    assert "DONE" in output, (result, output[-500:])
+    assert int(values["stale"], 16) == 0, values
+    assert int(values["seen"], 16) == ROUNDS, values
+
+
+def test_ipis_between_sleeping_cpus_on_two_threads_lose_no_wakeup():
+    """test_wakeups' exchange, each CPU sleeping in HLT until the other's IPI, with the CPUs
+    on two host threads: an IPI now comes from a CPU running at the same time."""
+    rounds = 5000
+    program = PING_PONG.replace("CPUS", str(PING_PONG_CPUS)).replace("ROUND_COUNT", str(rounds))
+    values, output, machine, result = run_program(program, cpus=PING_PONG_CPUS, timeout_s=240,
+                                                  host_threads=2)
+    reports = [r.text for r in machine.watchdog.reports]
+    assert "DONE" in output, (result, output[-500:], reports)
+    got = [int(x, 16) for x in values["got"]]
+    assert int(values["rounds"], 16) == rounds
+    assert got[0] == rounds and sum(got[1:]) == rounds
+    assert reports == []
+
+
+def test_all_36_cpus_start_on_two_threads():
+    """INIT and SIPI to CPUs that may be running on the other thread (their registers are
+    rewritten when their slice ends)."""
+    values, output, machine, result = run_program(SMP.replace("EXPECTED_APS", "35"), cpu=18,
+                                                  cpus=None, timeout_s=120, host_threads=2)
+    assert "DONE" in output, (result, output)
+    assert int(values["started"], 16) == 35
+    assert sorted(int(x, 16) for x in values["ap_apic_id"]) == list(range(1, 36))

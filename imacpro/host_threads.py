@@ -46,6 +46,7 @@ class HostThreads:
         self._next: dict[Vcpu, None] = {}       # run ahead of the round: woken, spinners
         self._round = 0
         self._idle_workers = 0
+        self._failure: BaseException | None = None   # a worker's, raised by run()
         self._events: HostEvents | None = None
 
     # --- the workers ----------------------------------------------------------------------
@@ -64,6 +65,18 @@ class HostThreads:
         return None
 
     def _worker(self, slice_us: int) -> None:
+        """A worker's life. What escapes it (not a guest's doing: the bus guard keeps those)
+        ends the run and is raised from `run`, as the single-threaded loop would."""
+        try:
+            self._serve(slice_us)
+        except BaseException as exc:            # noqa: BLE001 - handed to the main thread
+            with self.lock:
+                self._failure = self._failure or exc
+                self._stopping = True
+                self._work.notify_all()
+                self._main_wake()
+
+    def _serve(self, slice_us: int) -> None:
         machine = self.machine
         with self.lock:
             while not self._stopping:
@@ -147,6 +160,8 @@ class HostThreads:
         from imacpro.machine import RunResult
         machine, clock = self.machine, self.machine.clock
         while True:
+            if self._failure is not None:
+                raise self._failure
             clock.run_due()
             if machine.reset_requested:
                 return RunResult("reset")

@@ -242,3 +242,19 @@ def test_all_36_cpus_start_on_two_threads():
     assert "DONE" in output, (result, output)
     assert int(values["started"], 16) == 35
     assert sorted(int(x, 16) for x in values["ap_apic_id"]) == list(range(1, 36))
+
+
+def test_a_failure_on_a_worker_thread_is_raised_by_run(monkeypatch):
+    """Not the guest's doing (the bus guard keeps those): a fault of the emulator's own on a
+    worker ends the run with it, as on the single thread."""
+    from imacpro.cpu.vcpu import Vcpu
+    calls = []
+
+    def broken(self, *args, **kwargs):
+        calls.append(self.index)
+        raise RuntimeError("the emulator's own fault")
+
+    monkeypatch.setattr(Vcpu, "run", broken)
+    with pytest.raises(RuntimeError, match="own fault"):
+        run_program("main:\n    jmp finish\n", host_threads=2, timeout_s=30)
+    assert calls

@@ -163,18 +163,9 @@ class HostThreads:
             if self._failure is not None:
                 raise self._failure
             clock.run_due()
-            if machine.reset_requested:
-                return RunResult("reset")
-            if machine.poweroff_requested:
-                return RunResult("poweroff")
-            if machine.watchdog is not None:
-                machine.watchdog.check()
-            if events.stop_reason is not None:
-                return RunResult("stopped", events.stop_reason)
-            if stop is not None and stop():
-                return RunResult("stopped")
-            if deadline is not None and time.monotonic() >= deadline:
-                return RunResult("timeout")
+            ended = machine.guest_ended() or machine.host_ended(events, stop, deadline)
+            if ended is not None:
+                return ended
             waiting = [cpu for cpu in machine.vcpus
                        if cpu not in self._claimed and cpu.runnable()]
             busy = bool(self._claimed or waiting)

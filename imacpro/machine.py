@@ -528,20 +528,14 @@ class Machine:
                     ran = self._run_woken(slice_us) or ran
                 if turn and not cpu.spinning and SPINNERS_LOOK_AGAIN:
                     self._run_spinners(cpu, slice_us)
-                if self.reset_requested:
-                    return RunResult("reset")
-                if self.poweroff_requested:
-                    return RunResult("poweroff")
-            if self.watchdog is not None:
-                self.watchdog.check()
+                ended = self.guest_ended()
+                if ended is not None:
+                    return ended
             if events is not None:
                 events.poll(0)
-                if events.stop_reason is not None:
-                    return RunResult("stopped", events.stop_reason)
-            if stop is not None and stop():
-                return RunResult("stopped")
-            if deadline is not None and time.monotonic() >= deadline:
-                return RunResult("timeout")
+            ended = self.host_ended(events, stop, deadline)
+            if ended is not None:
+                return ended
             if ran:
                 continue
             if self.bsp.state is State.SHUTDOWN:
@@ -549,6 +543,28 @@ class Machine:
             if not self._idle(deadline, poll=stop is not None or events is not None,
                               events=events):
                 return RunResult("halted", "every CPU is halted and no timer is armed")
+
+    def guest_ended(self) -> RunResult | None:
+        """The guest reset or powered the machine off: the run ends (either loop)."""
+        if self.reset_requested:
+            return RunResult("reset")
+        if self.poweroff_requested:
+            return RunResult("poweroff")
+        return None
+
+    def host_ended(self, events: HostEvents | None, stop: Callable[[], bool] | None,
+                   deadline: float | None) -> RunResult | None:
+        """After the watchdog's look: the host's reasons to end the run, a handler's, the
+        caller's `stop()` or the deadline passing (either loop)."""
+        if self.watchdog is not None:
+            self.watchdog.check()
+        if events is not None and events.stop_reason is not None:
+            return RunResult("stopped", events.stop_reason)
+        if stop is not None and stop():
+            return RunResult("stopped")
+        if deadline is not None and time.monotonic() >= deadline:
+            return RunResult("timeout")
+        return None
 
     def _run_woken(self, slice_us: int) -> bool:
         """The CPUs an interrupt woke from HLT since the last slice run now, ahead of their

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 class BigLock:
     def __init__(self):
         self._lock = threading.RLock()
-        # Threads waiting for work under the lock (host_threads.py) wait on conditions of it.
-        self.condition = lambda: threading.Condition(self._lock)
 
     def __enter__(self) -> BigLock:
         self._lock.acquire()
@@ -26,17 +24,20 @@ class BigLock:
     def __exit__(self, *_exc) -> None:
         self._lock.release()
 
+    def condition(self) -> threading.Condition:
+        """A condition of this lock, for threads that wait for work under it."""
+        return threading.Condition(self._lock)
+
     @contextmanager
     def released(self):
         """Let go of the lock, every level this thread holds, for the span of the block (an
         engine running guest code); taken back after. A thread not holding it just runs the
         block (a test driving a vCPU directly)."""
-        levels = 0
-        while self._lock._is_owned():
-            self._lock.release()
-            levels += 1
+        if not self._lock._is_owned():
+            yield
+            return
+        saved = self._lock._release_save()     # what Condition.wait uses: all levels at once
         try:
             yield
         finally:
-            for _ in range(levels):
-                self._lock.acquire()
+            self._lock._acquire_restore(saved)

@@ -255,8 +255,10 @@ fi
 # The 10GbE port (eth0: no udev here to name it enp4s0) is brought up; once it has a carrier
 # (a backend is plugged in), busybox udhcpc asks for an address, waiting for it at most about
 # 5 s before going on in the background (-b), so that --exec commands find the network
-# ready; with no carrier (--network none) it only waits 2 s for one. The DHCP script sets the
-# address, the default route and the resolver from the lease.
+# ready. With no carrier after 2 s (--network none, or a machine with no backend) udhcpc
+# asks in the background from the start: the boot does not wait out its 5 s for a cable
+# that is not there. The DHCP script sets the address, the default route and the resolver
+# from the lease.
 NETWORK_SCRIPT = "/etc/imacpro/network"
 NETWORK = """#!/bin/sh
 [ -e /sys/class/net/eth0 ] || exit 0
@@ -265,7 +267,11 @@ n=0
 while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 20 ]; do
     sleep 0.1; n=$((n + 1))
 done
-exec udhcpc -i eth0 -b -q -t 5 -T 1 -A 3 -s /etc/udhcpc/default.script >/tmp/udhcpc.log 2>&1
+dhcp="udhcpc -i eth0 -b -q -t 5 -T 1 -A 3 -s /etc/udhcpc/default.script"
+if [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; then
+    exec $dhcp >/tmp/udhcpc.log 2>&1
+fi
+$dhcp >/tmp/udhcpc.log 2>&1 </dev/null &
 """
 DHCP_SCRIPT = "/etc/udhcpc/default.script"
 DHCP = """#!/bin/sh

@@ -22,16 +22,20 @@ from test_wakeups import AP_START_CODE, CPUS as PING_PONG_CPUS, PING_PONG
 CPUS = 4
 LOOPS = 50_000
 
-COUNTERS = PING_PONG[:PING_PONG.index("main:")] + r"""
+
+def every_cpu_counts(count: str, report: str, data: str) -> str:
+    """A program in which every CPU (the BSP as CPU 0, each AP by its APIC ID) runs `count`
+    with its index in r13, and the BSP, once every CPU has set its own `finished` flag (no
+    shared count to lose), runs `report` (its PRINTs) and ends. `data`: the counters."""
+    return PING_PONG[:PING_PONG.index("main:")] + r"""
 .set TRAMPOLINE, 0x8000
-.set LOOPS, LOOP_COUNT
 main:
     call setup_gdt
     APIC_WRITE 0xf0, $0x1ff
     START_APS ap_main
-    xor %r13, %r13                  # the BSP counts too, as CPU 0
+    xor %r13, %r13
     call count
-1:  pause                           # every CPU's own flag: no shared count to lose
+1:  pause
     xor %ecx, %ecx
     lea finished(%rip), %rsi
 2:  cmpq $0, (%rsi, %rcx, 8)
@@ -39,32 +43,37 @@ main:
     inc %ecx
     cmp $CPUS, %ecx
     jb 2b
-    mov xadd_count(%rip), %rax
-    PRINT xadd
-    mov cas_count(%rip), %rax
-    PRINT cmpxchg
-    mov locked_count(%rip), %rax
-    PRINT ticket_lock
-    mov tas_count(%rip), %rax
-    PRINT xchg_lock
-    mov pair(%rip), %rax
-    PRINT pair_low
-    mov pair+8(%rip), %rax
-    PRINT pair_high
+""" + report + r"""
     jmp finish
 
 ap_main:
     AP_SETUP
     APIC_READ 0x20
     shr $24, %eax
-    mov %eax, %r13d                 # this CPU's index
+    mov %eax, %r13d
     call count
 3:  cli
     hlt
     jmp 3b
 
 count:                              # r13: this CPU's index
-    mov $LOOPS, %r12
+""" + count + r"""
+    lea finished(%rip), %rsi
+    movq $1, (%rsi, %r13, 8)
+    ret
+""" + AP_START_CODE + r"""
+.data
+next_slot: .long 0
+.align 64
+finished: .fill 8, 8, 0
+""" + data + r"""
+.align 4096
+ap_stacks: .fill 4096 * 8, 1, 0
+"""
+
+
+COUNTERS = every_cpu_counts(r"""
+    mov $LOOP_COUNT, %r12
 4:  mov $1, %eax
     lock xadd %rax, xadd_count(%rip)
 5:  mov cas_count(%rip), %rax
@@ -104,12 +113,20 @@ count:                              # r13: this CPU's index
     jne 8b
     dec %r12
     jnz 4b
-    lea finished(%rip), %rsi
-    movq $1, (%rsi, %r13, 8)
-    ret
-""" + AP_START_CODE + r"""
-.data
-next_slot: .long 0
+""", r"""
+    mov xadd_count(%rip), %rax
+    PRINT xadd
+    mov cas_count(%rip), %rax
+    PRINT cmpxchg
+    mov locked_count(%rip), %rax
+    PRINT ticket_lock
+    mov tas_count(%rip), %rax
+    PRINT xchg_lock
+    mov pair(%rip), %rax
+    PRINT pair_low
+    mov pair+8(%rip), %rax
+    PRINT pair_high
+""", r"""
 .align 64
 xadd_count: .quad 0
 .align 64
@@ -124,11 +141,7 @@ tas_lock: .long 0
 tas_count: .quad 0
 .align 64
 pair: .quad 0, 0
-.align 64
-finished: .fill 8, 8, 0
-.align 4096
-ap_stacks: .fill 4096 * 8, 1, 0
-"""
+""")
 
 
 def count_on_threads(host_threads: int, xchg_lock: bool = True) -> dict[str, int]:
@@ -166,37 +179,7 @@ def test_without_the_parallel_translation_counts_are_lost(monkeypatch):
 # waits to be handed the head of the queue; the head waits for the holder to let go, takes
 # the lock (clearing the tail if it is the last) and hands the head on. Two XCHGs that both
 # read the same old tail link the queue into a cycle, and every CPU in it waits for ever.
-MCS = PING_PONG[:PING_PONG.index("main:")] + r"""
-.set TRAMPOLINE, 0x8000
-main:
-    call setup_gdt
-    APIC_WRITE 0xf0, $0x1ff
-    START_APS ap_main
-    xor %r13, %r13
-    call count
-1:  pause
-    xor %ecx, %ecx
-    lea finished(%rip), %rsi
-2:  cmpq $0, (%rsi, %rcx, 8)
-    je 1b
-    inc %ecx
-    cmp $CPUS, %ecx
-    jb 2b
-    mov locked_count(%rip), %rax
-    PRINT queued_lock
-    jmp finish
-
-ap_main:
-    AP_SETUP
-    APIC_READ 0x20
-    shr $24, %eax
-    mov %eax, %r13d
-    call count
-3:  cli
-    hlt
-    jmp 3b
-
-count:                              # r13: this CPU's index
+MCS = every_cpu_counts(r"""
     mov $LOOP_COUNT, %r12
     lea lock_word(%rip), %rbx
     mov %r13, %rbp                  # rbp: this CPU's node {next, handed}
@@ -251,22 +234,17 @@ count:                              # r13: this CPU's index
     movb $0, (%rbx)                 # let go
     dec %r12
     jnz 10b
-    lea finished(%rip), %rsi
-    movq $1, (%rsi, %r13, 8)
-    ret
-""" + AP_START_CODE + r"""
-.data
-next_slot: .long 0
+""", r"""
+    mov locked_count(%rip), %rax
+    PRINT queued_lock
+""", r"""
 .align 64
 lock_word: .long 0
 .align 64
 locked_count: .quad 0
 .align 64
 nodes: .fill 64 * 8, 1, 0
-finished: .fill 8, 8, 0
-.align 4096
-ap_stacks: .fill 4096 * 8, 1, 0
-"""
+""")
 
 
 @pytest.mark.parametrize("host_threads", [1, 2])

@@ -166,11 +166,18 @@ def test_shared_counters_are_exact(host_threads):
 
 def test_without_the_parallel_translation_counts_are_lost(monkeypatch):
     """The reproducer: engines on two threads whose atomics are translated for one CPU
-    (a load, the operation, a store) lose counts."""
+    (a load, the operation, a store) lose counts. A count is lost only when the host runs
+    both threads at once, which a host busy with other work may not do for a whole run
+    (a CI run once saw every count exact): a few runs, and one must lose counts."""
     monkeypatch.setattr(engine_module.Engine, "set_parallel", lambda self, on: None)
-    counts = count_on_threads(2, xchg_lock=False)
-    assert {k: v for k, v in counts.items() if k != "xchg_lock"} != \
-        {k: v for k, v in EXACT.items() if k != "xchg_lock"}, counts
+    exact = {k: v for k, v in EXACT.items() if k != "xchg_lock"}
+    runs = []
+    for _ in range(5):
+        counts = count_on_threads(2, xchg_lock=False)
+        runs.append({k: v for k, v in counts.items() if k != "xchg_lock"})
+        if runs[-1] != exact:
+            break
+    assert runs[-1] != exact, runs
 
 
 # Linux's queued spinlock, its shape kept: the lock word's low byte is "locked", its high 16

@@ -271,6 +271,7 @@ class RunningMachine:
                 "uptime_s": round(time.time() - self.powered_on, 3),
                 "powered_on_at": datetime.fromtimestamp(self.powered_on, UTC).isoformat(),
                 "boots": self.boots, "vcpus": len(machine.vcpus) if machine else 0,
+                "host_threads": machine.host_threads if machine else 0,
                 "guest_ready": self.ready,
                 "guest_errors": machine.guest_errors.count if machine else 0,
                 "console_log": str(self.log_path) if self.log_path else None,
@@ -406,7 +407,7 @@ class RunningMachine:
 def power_on(machine_bundle: bundles.Bundle, source: BootSource | DiskSource, *, interactive: bool,
              exec_command: str | list[str] | None = None, timeout_s: float | None = None,
              serial_log: BinaryIO | None = None, echo: BinaryIO | None = None,
-             cpus: int | None = None, host_threads: int = 1,
+             cpus: int | None = None, host_threads: int | None = 1,
              notice: Callable[[str], None] = lambda line: None,
              on_started: Callable[[], None] | None = None,
              control: bool = True, discard_state: bool = False,
@@ -564,7 +565,7 @@ def _plug_drives(machine: Machine, drives: tuple[Path, ...]) -> None:
 
 def _boot(source, ssd, chip, signer, verdicts, running: RunningMachine, config, identity,
           cpus, errors_log, display_mode: Mode, sd_card: Path | None = None,
-          host_threads: int = 1) -> Machine:
+          host_threads: int | None = 1) -> Machine:
     """A boot or a reboot: the T2 checks the image, the board is built (or reset in place),
     the firmware loads the kernel and hands over the screen in `display_mode` (the
     machine's setting as it is at this boot)."""

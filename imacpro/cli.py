@@ -410,6 +410,25 @@ def bless(name: str, password_file, as_json: bool) -> None:
           f"{name}: already blessed: {what}, boot image version {done.version}")
 
 
+class HostThreadsType(click.ParamType):
+    """A count of host threads, or "auto" (None: the machine chooses, host_threads.py)."""
+    name = "host threads"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) or value == "auto":
+            return None if value == "auto" else value
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            self.fail(f"{value!r} is not a count of threads (1 or more) or 'auto'", param, ctx)
+        return count
+
+
+HOST_THREADS = HostThreadsType()
+
+
 @cli.command()
 @click.argument("name")
 @_image_options("Boot")
@@ -454,10 +473,11 @@ def bless(name: str, password_file, as_json: bool) -> None:
                    "kernel ('imacpro status|exec|console|stop NAME' reach it).")
 @click.option("--discard-state", is_flag=True,
               help="A suspended machine starts afresh instead of resuming.")
-@click.option("--host-threads", type=click.IntRange(min=1), default=1, show_default=True,
-              metavar="N",
+@click.option("--host-threads", type=HOST_THREADS, default="1", show_default=True,
+              metavar="N|auto", envvar="IMACPRO_HOST_THREADS", show_envvar=True,
               help="Host threads that run the vCPUs at the same time (1: one thread runs "
-                   "them in turn, the deterministic reference).")
+                   "them in turn, the deterministic reference; auto: one per host core, no "
+                   "more than the vCPUs).")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,

@@ -67,7 +67,7 @@ from imacpro.devices.thermal import ThermalModel
 from imacpro.devices.uart16550 import Uart16550
 from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
-from imacpro.host_threads import HostThreads
+from imacpro.host_threads import HostThreads, default_count
 from imacpro.irq import IrqLine
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
@@ -113,7 +113,7 @@ class Machine:
                  watchdog_s: float | None = DEFAULT_STALL_S,
                  on_watchdog: Callable[[Report], None] | None = None,
                  display_mode: Mode = COMPAT, sd_card: str | None = None,
-                 ethernet_mac: bytes = DEFAULT_MAC, host_threads: int = 1):
+                 ethernet_mac: bytes = DEFAULT_MAC, host_threads: int | None = 1):
         """`ssd`: the T2's encrypted store (t2/storage.py) the NVMe controller serves, or None
         for a machine without a readable SSD; `ssd_serial`: the controller's serial number;
         `guest_error_log(text)`: where the bus guard writes (bus/guest_errors.py);
@@ -122,7 +122,8 @@ class Machine:
         boot framebuffer's mode (devices/display/framebuffer.py); `ethernet_mac`: the 10GbE
         port's address (6 bytes); `sd_card`: an image in the
         SDXC card reader; `host_threads`: how many host threads run the vCPUs (1: the
-        single-threaded loop, the deterministic reference)."""
+        single-threaded loop, the deterministic reference; None: one per host core, no more
+        than the vCPUs, as `imacpro boot` does)."""
         self.config = config
         self.board = board
         self.display_mode = display_mode
@@ -135,7 +136,6 @@ class Machine:
         self.clock.on_error = lambda timer: self.guest_errors.record(
             getattr(timer.callback, "__self__", timer), "timer", 0)
         self.lock = BigLock()
-        self.host_threads = host_threads
         self.pio = PortIoBus(self.guest_errors)
         self.mmio = MmioBus(self.guest_errors, self.lock)
         self.reset_requested = False
@@ -186,6 +186,7 @@ class Machine:
 
         # Logical CPUs, each with its local APIC; the PIC's INTR reaches the BSP's LINT0.
         count = cpus or p.threads
+        self.host_threads = host_threads = host_threads or default_count(count)
         self.lapics = [LocalApic(apic_id_of(i), self.clock, self.apic_bus, bsp=(i == 0))
                        for i in range(count)]
         for lapic in self.lapics:

@@ -198,3 +198,21 @@ def test_a_machine_in_use_cannot_be_booted_erased_installed_or_deleted(capsys):
             assert code == 2 and "is in use by another imacpro process" in err, (args, err)
     code, _, _ = run(capsys, "erase", "pro", "--yes")        # free again
     assert code == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", ""])
+def test_host_threads_are_a_count_or_auto(capsys, imacpro_home, value):
+    assert_usage_error(capsys, "boot", "pro", "--host-threads", value, match="--host-threads")
+
+
+def test_host_threads_auto_is_one_per_host_core_and_no_more_than_the_vcpus():
+    import os
+
+    from imacpro.catalog import configure
+    from imacpro.clock import Clock
+    from imacpro.machine import Machine
+    cores = len(os.sched_getaffinity(0))
+    assert Machine(configure(cpu=8), clock=Clock(), cpus=1, host_threads=None).host_threads == 1
+    assert Machine(configure(cpu=8), clock=Clock(), cpus=16,
+                   host_threads=None).host_threads == min(cores, 16)
+    assert Machine(configure(cpu=8), clock=Clock(), cpus=16).host_threads == 1

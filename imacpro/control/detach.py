@@ -48,8 +48,7 @@ def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=N
         args += ["--timeout", repr(timeout)]
     if cpus is not None:
         args += ["--cpus", str(cpus)]
-    if host_threads != 1:
-        args += ["--host-threads", str(host_threads)]
+    args += ["--host-threads", "auto" if host_threads is None else str(host_threads)]
     if vnc_port is not None:
         args += ["--vnc", str(vnc_port)]
     if page_port is not None:

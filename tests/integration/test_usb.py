@@ -130,6 +130,7 @@ def test_devices_enumerate_and_input_reaches_tty1_and_dev_input(desk):
     exec_ok("while pidof input-events >/dev/null; do sleep 1; done")
     assert exec_ok("cat /tmp/typed") == PRINTABLE + "\tac\n"
     log = exec_ok("cat /tmp/events")
+    assert "|dropped" not in log, [l for l in log.splitlines() if l.endswith("|dropped")]
     keyboard = events(log, "Apple Inc. Magic Keyboard with Numeric Keypad")
     pressed = [code for kind, code, value in keyboard if kind == EV_KEY and value == 1]
     typed = presses("\bcat > /tmp/typed\n" + text + "\n")

@@ -1,6 +1,7 @@
 /* input-events SECONDS: every input event of every /dev/input/event* device for SECONDS
  * seconds, one line each: "<device name>|<type> <code> <value>" (EV_SYN and EV_MSC left out),
- * the way evtest shows them. Prints "ready" once every device is open.
+ * the way evtest shows them, and "<device name>|dropped" where the kernel dropped events
+ * (SYN_DROPPED: its buffer for this reader overflowed). Prints "ready" once every device is open.
  *
  * It also puts off the kernel's autorepeat of held keys (60 s before the first repeat): on a
  * host busy with other machines a key's release can reach the guest more than the usual
@@ -52,6 +53,8 @@ int main(int argc, char **argv) {
             if (!(fds[i].revents & POLLIN))
                 continue;
             while (read(fds[i].fd, &ev, sizeof ev) == sizeof ev) {
+                if (ev.type == EV_SYN && ev.code == SYN_DROPPED)
+                    printf("%s|dropped\n", names[i]);   /* the kernel's buffer overflowed */
                 if (ev.type == EV_SYN || ev.type == EV_MSC)
                     continue;
                 printf("%s|%d %d %d\n", names[i], ev.type, ev.code, ev.value);

@@ -37,7 +37,7 @@ IDLE_POLL_S = 0.01   # the main thread looks at stop(), the deadline and the wat
 
 
 def default_count(vcpus: int) -> int:
-    """The host threads `imacpro boot` gives a machine of `vcpus` CPUs: one per host core
+    """The host threads `--host-threads auto` gives a machine of `vcpus` CPUs: one per host core
     this process may run on, no more than the vCPUs (a one-CPU machine runs on the
     single-threaded loop: a second thread would only keep time, handing every timer's
     interrupt across threads, which made a one-CPU boot 10-20% slower)."""

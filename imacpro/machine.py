@@ -123,7 +123,7 @@ class Machine:
         port's address (6 bytes); `sd_card`: an image in the
         SDXC card reader; `host_threads`: how many host threads run the vCPUs (1: the
         single-threaded loop, the deterministic reference; None: one per host core, no more
-        than the vCPUs, as `imacpro boot` does)."""
+        than the vCPUs, as `imacpro boot --host-threads auto`)."""
         self.config = config
         self.board = board
         self.display_mode = display_mode

@@ -459,18 +459,7 @@ worker:
     APIC_WRITE 0x300, $0x4040
     jmp 7b
 
-ipi:
-    COUNT_AND_EOI got
-""" + AP_START_CODE + r"""
-.data
-next_slot: .long 0
-.align 8
-started: .quad 0
-finished: .quad 0
-got: .fill 64, 8, 0
-.align 4096
-ap_stacks: .fill 4096 * 8, 1, 0
-"""
+""" + PING_PONG[PING_PONG.index("ipi:\n"):]     # its counting handler, the APs' start, its data
 
 
 def test_a_cpu_in_the_round_is_not_starved_by_cpus_woken_ahead(monkeypatch):

@@ -4,7 +4,7 @@ at once, every result checked (imacpro/guest/stress.py says what runs).
 
     bench/stress.py --minutes 10 [--cores 8] [--runs 3] [--host-threads auto|N]
 
-Each run creates a machine in a scratch IMACPRO_HOME, boots the default guest with Debian's
+Each run creates a machine in a scratch installation (IMACPRO_HOME), boots the default guest with Debian's
 stress-ng added (`imacpro boot --exec`, as a user runs it) and reports the checksummed rounds,
 stress-ng's verdict, lockup lines and unexpected kernel warnings, and the wall time. The
 exit status is 1 if any run had a problem. Build the guest first: `imacpro guest fetch`.
@@ -33,19 +33,19 @@ def imacpro(env: dict, *args: str, timeout: float) -> subprocess.CompletedProces
                           text=True, timeout=timeout, env=env)
 
 
-def one_run(image: overlay.BootImage, cores: int, seconds: int, host_threads: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="imacpro-stress-") as home:
-        env = {**os.environ, "IMACPRO_HOME": home}
-        for step in (("create", "pro", "--cpu", str(cores)), ("install", "pro", "--yes")):
-            done = imacpro(env, *step, timeout=900)
-            if done.returncode:
-                raise SystemExit(f"imacpro {' '.join(step)}: {done.stderr.strip()}")
-        started = time.monotonic()
-        done = imacpro(env, "boot", "pro", "--kernel", str(image.kernel), "--initrd",
-                       str(image.initrd), "--append", image.cmdline, "--manifest",
-                       str(image.manifest), "--host-threads", host_threads,
-                       "--exec", f"stress-check {seconds}", timeout=seconds * 4 + 1800)
-        wall = time.monotonic() - started
+def one_run(image: overlay.BootImage, name: str, cores: int, seconds: int,
+            host_threads: str) -> dict:
+    env = dict(os.environ)
+    for step in (("create", name, "--cpu", str(cores)), ("install", name, "--yes")):
+        done = imacpro(env, *step, timeout=900)
+        if done.returncode:
+            raise SystemExit(f"imacpro {' '.join(step)}: {done.stderr.strip()}")
+    started = time.monotonic()
+    done = imacpro(env, "boot", name, "--kernel", str(image.kernel), "--initrd",
+                   str(image.initrd), "--append", image.cmdline, "--manifest",
+                   str(image.manifest), "--host-threads", host_threads,
+                   "--exec", f"stress-check {seconds}", timeout=seconds * 4 + 1800)
+    wall = time.monotonic() - started
     result = stress.parse(done.stdout)
     problems = result.problems() + ([f"exit status {done.returncode}"] if done.returncode else [])
     return {"wall_s": wall, "rounds": result.rounds, "workers": len(result.workers),
@@ -63,12 +63,15 @@ def main() -> int:
     if stress_ng is None:
         raise SystemExit("stress-ng is not installed (apt-get install stress-ng)")
     seconds = round(args.minutes * 60)
-    with tempfile.TemporaryDirectory(prefix="imacpro-stress-image-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="imacpro-stress-") as scratch:
+        # One scratch installation: its platform key signs the image its machines trust.
+        os.environ["IMACPRO_HOME"] = str(Path(scratch) / "home")
         image = overlay.with_programs(guest.build(progress=lambda line: None), [Path(stress_ng)],
-                                      Path(scratch), {"bin/stress-check": stress.SCRIPT.encode()})
+                                      Path(scratch) / "image",
+                                      {"bin/stress-check": stress.SCRIPT.encode()})
         failed = 0
         for n in range(1, args.runs + 1):
-            outcome = one_run(image, args.cores, seconds, args.host_threads)
+            outcome = one_run(image, f"stress{n}", args.cores, seconds, args.host_threads)
             verdict = "ok" if not outcome["problems"] else "FAILED"
             print(f"run {n}: {args.cores * 2} vCPUs, host threads {args.host_threads}, "
                   f"{seconds} s of stress: {verdict}; {outcome['rounds']} checksummed rounds "

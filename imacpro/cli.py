@@ -415,8 +415,10 @@ class HostThreadsType(click.ParamType):
     name = "host threads"
 
     def convert(self, value, param, ctx):
-        if value is None or isinstance(value, int) or value == "auto":
-            return None if value == "auto" else value
+        if value == "auto":
+            return None
+        if isinstance(value, int):
+            return value
         try:
             count = int(value)
         except ValueError:

@@ -62,8 +62,9 @@ echo "stress-ng-status=$?"
 grep -E 'successful run|unsuccessful|fail|error|dispatching|skipped' /tmp/stress-ng.log
 touch /tmp/stress-stop
 wait
-echo "stress-lockups=$(dmesg | grep -ciE '{LOCKUP_PATTERN}')"
-dmesg | grep -iE '{LOCKUP_PATTERN}' | head -20 | sed 's/^/stress-lockup: /'
+dmesg | grep -iE '{LOCKUP_PATTERN}' > /tmp/stress-lockups
+echo "stress-lockups=$(wc -l < /tmp/stress-lockups)"
+head -20 /tmp/stress-lockups | sed 's/^/stress-lockup: /'
 {WARNINGS_SH}
 echo "stress-done"
 """

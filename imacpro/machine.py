@@ -21,6 +21,7 @@ Python runs under its big lock (big_lock.py), which the loop lets go while an en
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -49,7 +50,7 @@ from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.devices.acpi_pm import AcpiPm
 from imacpro.devices.apic_bus import ApicBus
 from imacpro.devices.contract import StateError
-from imacpro.devices.hpet import Hpet
+from imacpro.devices.hpet import Hpet, hpet_routes
 from imacpro.devices.ioapic import IoApic
 from imacpro.devices.lapic import LocalApic
 from imacpro.devices.net.aqc107 import Aqc107
@@ -173,9 +174,12 @@ class Machine:
                 self._attach(row, device)
         # HPET legacy replacement takes IRQ 0 from the PIT (ACPI HPET spec, LEG_RT_CNF).
         self.hpet.on_legacy_change = lambda on: self.pit.set_irq0_enabled(not on)
-        # Each IRQ 0 the guest takes lets the PIT give back a tick the host made it miss.
-        self.pic.ack_listeners[0] = self.pit.irq0_acked
-        self.ioapic.add_ack_listener(board.isa_pin(0), self.pit.irq0_acked)
+        # Each timer interrupt the guest takes lets the PIT, or the HPET, give back a tick the
+        # host made it miss (on IRQ 0 whichever drives it; on the HPET's own routes).
+        self.pic.ack_listeners[0] = self._irq0_acked
+        self.ioapic.add_ack_listener(board.isa_pin(0), self._irq0_acked)
+        for pin in hpet_routes():
+            self.ioapic.add_ack_listener(pin, functools.partial(self.hpet.acked, self.gsi[pin]))
         pci64_start, pci64_last = layout.pci64_window(self.ram.size)
         for start, end in ((layout.PCI_MMIO_START, layout.PCI_MMIO_END),
                            (pci64_start, pci64_last + 1)):
@@ -467,6 +471,10 @@ class Machine:
         self.hwp.load(state.get("hwp"))
         for lapic, saved in zip(self.lapics, lapics):
             lapic.load(saved)
+
+    def _irq0_acked(self) -> None:
+        self.pit.irq0_acked()
+        self.hpet.acked(self.irq[0])
 
     def _gsi_line(self, gsi: int) -> IrqLine:
         if gsi < ISA_IRQS:

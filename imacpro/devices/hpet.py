@@ -40,8 +40,15 @@ ROUTE_SHIFT, ROUTE_MASK = 9, 0x1F << 9
 # I/O APIC pins PCH HPETs offer. FSB (MSI) delivery is not offered (FSB_INT_DEL_CAP = 0).
 ROUTE_CAP = 0x00F0_0000
 WRITABLE = INT_TYPE_LEVEL | INT_ENB | TYPE_PERIODIC | VAL_SET | MODE32 | ROUTE_MASK
+# Lost periods kept: one second's worth of the period (this many at the shortest period).
+MAX_LOST = HPET_HZ
 # A 64-bit match more than this far ahead is one the counter already passed: never again.
 FAR_TICKS = 1 << 63
+
+
+def hpet_routes() -> list[int]:
+    """The I/O APIC pins a comparator may be routed to (ROUTE_CAP)."""
+    return [pin for pin in range(32) if ROUTE_CAP >> pin & 1]
 
 
 def _route_line(lines, route: int) -> IrqLine | None:
@@ -54,7 +61,7 @@ def _route_line(lines, route: int) -> IrqLine | None:
 class _Comparator:
     """Timer N's plain state."""
 
-    SAVED = ("config", "comparator", "period", "target")
+    SAVED = ("config", "comparator", "period", "target", "lost")
 
     def __init__(self, index: int, timer: Timer | None):
         self.index = index
@@ -67,6 +74,7 @@ class _Comparator:
         self.comparator = MASK64  # spec default: all ones
         self.period = 0           # the accumulator's increment (the last value written)
         self.target = 0           # absolute counter value of the armed match
+        self.lost = 0             # periods the host ran late, still to give back as edges
 
     @property
     def width_mask(self) -> int:
@@ -75,7 +83,8 @@ class _Comparator:
     def checked(self, state: dict, where: str) -> _Comparator:
         """A scratch comparator holding `state`, checked (StateError), for load() to copy."""
         _state.ranges(state, where, {"config": (0, MASK64), "comparator": (0, MASK64),
-                                     "period": (0, MASK64), "target": (0, None)})
+                                     "period": (0, MASK64), "target": (0, None),
+                                     "lost": (0, MAX_LOST)})
         part = _Comparator(self.index, None)
         if (state["config"] ^ part.config) & ~WRITABLE:
             raise StateError(f"{where}: capability bits {state['config']:#x} are not timer "
@@ -121,14 +130,25 @@ class Hpet:
     write-twice sequence Linux uses for AMD parts works). One-shot: fires again each time the
     counter's low 32 bits come round (32MODE), never in 64-bit mode.
 
+    Lost periods are given back, as the PIT gives back lost ticks (pit.py): when the host
+    runs a periodic edge timer's clock timer late by whole periods, the edges missed are
+    counted in `lost` (at most one second's worth), and each time the guest acknowledges the line's
+    interrupt (`acked(line)`: the I/O APIC's EOI listener, the 8259's INTA) one is sent at
+    once. Linux ticks on timer 0's legacy route until its high-resolution timers take over,
+    and checks at boot that 5 ticks come within 10 ticks of TSC time (`timer_irq_works`); a
+    host that stalled the emulator for 30 ms merged periods and failed it ("MP-BIOS bug: 8254
+    timer not connected to IO-APIC"). A write to the timer's configuration or comparator, or
+    to GEN_CONF, forgets them. A level-triggered timer's status bit has no count, so its
+    missed periods merge as on silicon.
+
     Routes: `irq_lines` maps INT_ROUTE (an I/O APIC input, one of ROUTE_CAP) to a line; with
     LEG_RT_CNF timer 0 drives `legacy_irq0` and timer 1 `legacy_irq8`, and
     `on_legacy_change(enabled)` lets the machine disconnect the PIT and RTC. A route outside
     ROUTE_CAP is stored but delivers nothing. Timers sharing a level line assert it together.
 
     Saved state: GEN_CONF, GINTR_STA, the counter as (`base_count` at `base_ns`), and per
-    comparator its configuration, comparator, period, the match it is armed for (`target`)
-    and its timer's deadline. `load()` re-asserts the level lines the loaded status holds and
+    comparator its configuration, comparator, period, the match it is armed for (`target`),
+    the lost periods still to give back and its timer's deadline. `load()` re-asserts the level lines the loaded status holds and
     tells `on_legacy_change` if the legacy route differs from the one before.
     """
 
@@ -286,6 +306,7 @@ class Hpet:
             self._legacy_changed()
         if changed:
             for t in self.timers:
+                t.lost = 0
                 self._arm(t)
             self._update_lines()
 
@@ -294,6 +315,7 @@ class Hpet:
         if not t.config & PER_INT_CAP:
             writable &= ~TYPE_PERIODIC
         t.config = (t.config & ~writable) | (value & writable)
+        t.lost = 0
         if t.config & MODE32:  # a 32-bit timer keeps 32-bit comparator and period
             t.comparator &= MASK32
             t.period &= MASK32
@@ -312,6 +334,7 @@ class Hpet:
         if periodic:
             t.period = (t.period & ~mask) | value
         t.config &= ~VAL_SET
+        t.lost = 0
         self._arm(t)
 
     # --- matches ------------------------------------------------------------------------------
@@ -331,6 +354,7 @@ class Hpet:
 
     def _on_match(self, t: _Comparator) -> None:
         bit = 1 << t.index
+        line = None
         if t.config & INT_TYPE_LEVEL:
             self.status |= bit
             self._update_lines()
@@ -340,11 +364,22 @@ class Hpet:
                 line.pulse()
         if t.config & TYPE_PERIODIC and t.period:
             now = self._ticks()
-            missed = (now - t.target) // t.period + 1
-            t.comparator = (t.target + missed * t.period) & t.width_mask
+            passed = (now - t.target) // t.period + 1  # matches from `target` to now
+            t.comparator = (t.target + passed * t.period) & t.width_mask
+            if line is not None and passed > 1:  # one edge was sent for them all
+                t.lost = min(t.lost + passed - 1, max(1, HPET_HZ // t.period))
             self._arm(t)
         else:
             self._arm(t, after=t.target + 1)
+
+    def acked(self, line: IrqLine) -> None:
+        """The guest took an interrupt from `line`: a periodic edge timer that drives it and
+        has lost periods gives one back, as an edge."""
+        for t in self.timers:
+            if t.lost and t.config & INT_ENB and self._line_of(t) is line:
+                t.lost -= 1
+                line.pulse()
+                return
 
     # --- interrupt lines ----------------------------------------------------------------------
 

@@ -175,6 +175,62 @@ def test_periodic_timer_with_late_checks_and_64_bit_writes():
     assert hpet.read(cmp(0), 8) == 18_000 and len(rec.edges[23]) == 5
 
 
+def test_periods_a_late_timer_missed_come_back_one_per_acknowledgement():
+    hpet, clock, rec = make()
+    hpet.write(conf(0), 4, INT_ENB | PERIODIC | VAL_SET)
+    hpet.write(cmp(0), 8, 1000)
+    hpet.write(GEN_CONF, 4, ENABLE | LEGACY)
+    run_until(clock, ns_of_ticks(3000))
+    assert len(rec.edges["irq0"]) == 3 and hpet.timers[0].lost == 0  # on time: none lost
+    clock.advance(ns_of_ticks(12_500))  # the host ran nothing for 12 periods
+    clock.run_due()
+    assert len(rec.edges["irq0"]) == 4 and hpet.timers[0].lost == 11
+    hpet.acked(rec.lines[20])  # another line's acknowledgement gives nothing back
+    assert len(rec.edges["irq0"]) == 4
+    for n in range(11):  # each interrupt the guest takes brings back one edge, at once
+        hpet.acked(rec.lines["irq0"])
+        assert len(rec.edges["irq0"]) == 5 + n
+    hpet.acked(rec.lines["irq0"])
+    assert len(rec.edges["irq0"]) == 15 and hpet.timers[0].lost == 0
+    run_until(clock, clock.now_ns() + ns_of_ticks(10_000))
+    assert len(rec.edges["irq0"]) == 25  # and the rate goes on as before
+
+
+def test_lost_periods_are_kept_up_to_one_second_saved_and_forgotten_on_a_new_setting():
+    hpet, clock, rec = make()
+    period = HPET_HZ // 250
+    hpet.write(conf(0), 4, INT_ENB | PERIODIC | VAL_SET | 21 << 9)
+    hpet.write(cmp(0), 8, period)
+    hpet.write(GEN_CONF, 4, ENABLE)
+    clock.advance(5 * NS_PER_S)
+    clock.run_due()
+    assert hpet.timers[0].lost == 250
+    state = hpet.save()
+    assert state["timers"][0]["lost"] == 250
+    hpet.write(cmp(0), 8, period)  # a new period: the old one's ticks mean nothing
+    assert hpet.timers[0].lost == 0
+    hpet.acked(rec.lines[21])
+    assert hpet.timers[0].lost == 0 and len(rec.edges[21]) == 1
+    hpet.load(state)
+    hpet.acked(rec.lines[21])
+    assert hpet.timers[0].lost == 249 and len(rec.edges[21]) == 2
+    hpet.write(conf(0), 4, hpet.read(conf(0), 4))  # a configuration write forgets them too
+    assert hpet.timers[0].lost == 0
+    hpet.load(state)
+    hpet.write(GEN_CONF, 4, ENABLE | LEGACY)  # and one to GEN_CONF
+    assert hpet.timers[0].lost == 0
+
+
+def test_a_level_timers_missed_periods_merge_in_its_status_bit():
+    hpet, clock, rec = make()
+    hpet.write(conf(0), 4, LEVEL | INT_ENB | PERIODIC | VAL_SET | 22 << 9)
+    hpet.write(cmp(0), 8, 1000)
+    hpet.write(GEN_CONF, 4, ENABLE)
+    clock.advance(ns_of_ticks(10_500))
+    clock.run_due()
+    assert hpet.read(GINTR_STA, 4) == 1 and hpet.timers[0].lost == 0
+
+
 def test_only_timer_0_is_periodic_capable():
     hpet, _, _ = make()
     hpet.write(conf(1), 4, PERIODIC | INT_ENB)

@@ -175,6 +175,14 @@ class Engine:
             value_ptr[0] = value & 0xFFFF_FFFF_FFFF_FFFF
         return handled
 
+    def register(self, reg: int) -> int:
+        """A register of at most 64 bits (RIP, RFLAGS, a GPR, a control register): the run
+        loop reads RIP and RFLAGS at every slice, and the binding's `reg_read` picks the
+        register's class on every call, several times the cost of the engine's own read."""
+        value = ctypes.c_uint64()
+        uclib.uc_reg_read(self._uch, reg, ctypes.byref(value))
+        return value.value
+
     def set_irq(self, level: bool) -> None:
         uclib.uc_imacpro_set_irq(self._uch, 1 if level else 0)
 

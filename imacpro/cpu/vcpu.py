@@ -220,10 +220,10 @@ class Vcpu:
         return self.state in (State.RUNNING, State.HALTED)
 
     def rip(self) -> int:
-        return self.uc.reg_read(x.UC_X86_REG_RIP)
+        return self.engine.register(x.UC_X86_REG_RIP)
 
     def interrupts_enabled(self) -> bool:
-        return bool(self.uc.reg_read(x.UC_X86_REG_RFLAGS) & RFLAGS_IF)
+        return bool(self.engine.register(x.UC_X86_REG_RFLAGS) & RFLAGS_IF)
 
     # --- pins -----------------------------------------------------------------------------
 
@@ -306,7 +306,7 @@ class Vcpu:
         if self.state is State.HALTED:
             if self._unmaskable_pending:
                 return True
-            if self.interrupt_pending() and self.uc.reg_read(x.UC_X86_REG_RFLAGS) & RFLAGS_IF:
+            if self.interrupt_pending() and self.engine.register(x.UC_X86_REG_RFLAGS) & RFLAGS_IF:
                 return True
         return False
 
@@ -321,7 +321,7 @@ class Vcpu:
         if self.state is State.HALTED:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING
-        rip = self.uc.reg_read(x.UC_X86_REG_RIP)
+        rip = self.engine.register(x.UC_X86_REG_RIP)
         self.running_on = threading.get_ident()
         try:
             with self.lock.released():

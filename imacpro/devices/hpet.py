@@ -132,14 +132,14 @@ class Hpet:
 
     Lost periods are given back, as the PIT gives back lost ticks (pit.py): when the host
     runs a periodic edge timer's clock timer late by whole periods, the edges missed are
-    counted in `lost` (at most one second's worth), and each time the guest acknowledges the line's
-    interrupt (`acked(line)`: the I/O APIC's EOI listener, the 8259's INTA) one is sent at
-    once. Linux ticks on timer 0's legacy route until its high-resolution timers take over,
-    and checks at boot that 5 ticks come within 10 ticks of TSC time (`timer_irq_works`); a
-    host that stalled the emulator for 30 ms merged periods and failed it ("MP-BIOS bug: 8254
-    timer not connected to IO-APIC"). A write to the timer's configuration or comparator, or
-    to GEN_CONF, forgets them. A level-triggered timer's status bit has no count, so its
-    missed periods merge as on silicon.
+    counted in `lost` (at most one second's worth), and each time the guest acknowledges
+    the line's interrupt (`acked(line)`: the I/O APIC's EOI listener, the 8259's INTA) one
+    is sent at once. Linux ticks on timer 0's legacy route until its high-resolution timers
+    take over, and checks at boot that 5 ticks come within 10 ticks of TSC time
+    (`timer_irq_works`); a host that stalled the emulator for 30 ms merged periods and failed
+    it ("MP-BIOS bug: 8254 timer not connected to IO-APIC"). A write to the timer's
+    configuration or comparator, or to GEN_CONF, forgets them. A level-triggered timer's
+    status bit has no count, so its missed periods merge as on silicon.
 
     Routes: `irq_lines` maps INT_ROUTE (an I/O APIC input, one of ROUTE_CAP) to a line; with
     LEG_RT_CNF timer 0 drives `legacy_irq0` and timer 1 `legacy_irq8`, and
@@ -148,8 +148,9 @@ class Hpet:
 
     Saved state: GEN_CONF, GINTR_STA, the counter as (`base_count` at `base_ns`), and per
     comparator its configuration, comparator, period, the match it is armed for (`target`),
-    the lost periods still to give back and its timer's deadline. `load()` re-asserts the level lines the loaded status holds and
-    tells `on_legacy_change` if the legacy route differs from the one before.
+    the lost periods still to give back and its timer's deadline. `load()` re-asserts the
+    level lines the loaded status holds and tells `on_legacy_change` if the legacy route
+    differs from the one before.
     """
 
     def __init__(self, clock: Clock,

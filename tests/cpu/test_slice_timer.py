@@ -86,4 +86,10 @@ def test_a_thread_that_ran_slices_takes_its_timer_with_it():
         worker = threading.Thread(target=run_slice, args=(engine, 100))
         worker.start()
         worker.join()
+    # Python's join returns when the thread's interpreter state is gone, a moment before the
+    # host thread ends and runs its key destructors: wait for the last one. A leak would leave
+    # thirty timers behind, and the wait would never see the count come back.
+    deadline = time.monotonic() + 30
+    while timers() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert timers() == before

@@ -27,8 +27,13 @@ or in memory/layout.py for addresses, and nowhere else.
     | t2_port     | PCI 00:1c.0 → bus 02       | INTA# → GSI 16           | (_PRT)             |
     | nvme        | PCI 02:00.0 (the T2's fn 0)| INTA# → GSI 16, MSI      | (via t2_port)      |
     | t2_bridge, t2_sep, t2_audio: PCI 02:00.1-3, the T2's other functions (no interrupts used) |
-    | wifi_port   | PCI 00:1b.0 → bus 01       |                          |                    |
+    | wifi_port   | PCI 00:1b.0 → bus 01       | INTA# → GSI 17           | (_PRT)             |
+    | wifi        | PCI 01:00.0 (BCM4364)      | INTA# → GSI 17 (unused)  | (via wifi_port)    |
+    | cbdma0-7    | PCI 00:04.0-7 (CBDMA)      | INTA# → GSI 16, MSI-X    | (_PRT)             |
+    | mei         | PCI 00:16.0 (HECI)         | INTA# → GSI 19, MSI      | (_PRT)             |
+    | lpss_uart0/1| PCI 00:1e.0, 00:1e.1       | INTA# → 18, INTB# → 19   | (_PRT)             |
     | lpc, pmc    | PCI 00:1f.0, 00:1f.2       |                          | (LPCB: lpc_bridge) |
+    | smbus       | PCI 00:1f.4, I/O BAR       | INTA# → GSI 16           | (_PRT)             |
     | xhci        | PCI 00:14.0                | INTA# → GSI 17, MSI      | (_PRT)             |
     | net_port    | PCI 03:00.0 → bus 04       | INTA# → GSI 18           | PC03 (_PRT)        |
     | nic         | PCI 04:00.0 (AQC107)       | INTA# → GSI 18, MSI-X    | (via net_port)     |
@@ -40,7 +45,8 @@ or in memory/layout.py for addresses, and nowhere else.
     | gpu_audio   | PCI f3:00.1                | (none modelled)          |                    |
 
 ISA IRQs reach the 8259 input of the same number and the I/O APIC pin the row names (identity
-unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low.
+unless `gsi` says otherwise); PCI interrupt pins are level triggered, active low, and shared
+(wired-OR) by the devices routed to one GSI, on 16-19 (20-23 are the HPET's).
 
 PCI has four root buses, each a host bridge in the DSDT (`root_buses`), one per IIO stack of
 the Xeon, as on the real machine: bus 00 (PCI0) with the PCH's functions and the T2 behind its
@@ -66,7 +72,7 @@ from imacpro.memory import layout
 
 ISA_IRQS = 16            # 8259 inputs (two cascaded chips)
 IOAPIC_PINS = 24         # the PCH's I/O APIC: GSIs 0-23
-PIN_INTA = 1             # PCI interrupt pin register values (PCI 3.0 §6.2.4)
+PIN_INTA, PIN_INTB = 1, 2   # PCI interrupt pin register values (PCI 3.0 §6.2.4)
 
 # Polarity and trigger of an ISA interrupt as the MADT says them (ACPI 6.4 Table 5.26).
 CONFORMS, HIGH, LOW = "conforms", "high", "low"
@@ -113,8 +119,8 @@ class PciSlot:
     device: int
     function: int = 0
     bus: int = 0
-    pin: int = 0              # interrupt pin: 0 none, PIN_INTA
-    gsi: int | None = None    # the I/O APIC pin INTA# is wired to
+    pin: int = 0              # interrupt pin: 0 none, PIN_INTA to INTD (1-4)
+    gsi: int | None = None    # the I/O APIC pin that interrupt pin is wired to
     bridge_to: int | None = None   # a bridge: the bus on its secondary side
 
     @property
@@ -235,6 +241,13 @@ class Board:
                 if key in functions:
                     raise ValueError(f"PCI {key}: {functions[key]} and {row.name}")
                 functions[key] = row.name
+        routes: dict[tuple[int, int, int], int] = {}
+        for row in self.pci_rows():
+            if row.pci.pin and row.pci.gsi is not None:
+                key = (row.pci.bus, row.pci.device, row.pci.pin)
+                if routes.setdefault(key, row.pci.gsi) != row.pci.gsi:
+                    raise ValueError(f"PCI {key}: routed to GSIs {routes[key]} and "
+                                     f"{row.pci.gsi} ({row.name})")
 
     # --- what the builder and the firmware ask ---------------------------------------------
 
@@ -268,10 +281,11 @@ class Board:
     def pci_rows(self) -> list[Row]:
         return [row for row in self.rows if row.pci is not None]
 
-    def pci_interrupt_routes(self) -> dict[tuple[int, int], int]:
-        """{(bus, device): GSI} for every function with an interrupt pin (the _PRT's rows)."""
-        return {(row.pci.bus, row.pci.device): row.pci.gsi for row in self.pci_rows()
-                if row.pci.pin and row.pci.gsi is not None}
+    def pci_interrupt_routes(self) -> dict[tuple[int, int, int], int]:
+        """{(bus, device, pin): GSI} for every routed interrupt pin (the _PRT's rows; the
+        functions of a device share its pins)."""
+        return {(row.pci.bus, row.pci.device, row.pci.pin): row.pci.gsi
+                for row in self.pci_rows() if row.pci.pin and row.pci.gsi is not None}
 
     def acpi_rows(self, parent: str) -> list[Row]:
         return [row for row in self.rows if row.acpi is not None and row.acpi.parent == parent]
@@ -397,11 +411,26 @@ IMAC_PRO = Board("iMacPro1,1", rows=(
     Row("t2_bridge", "the T2's bridge function (106b:1801)", pci=PciSlot(0, 1, bus=0x02)),
     Row("t2_sep", "the T2's Secure Enclave function (106b:1802)", pci=PciSlot(0, 2, bus=0x02)),
     Row("t2_audio", "the T2's audio function (106b:1803)", pci=PciSlot(0, 3, bus=0x02)),
-    # The Wi-Fi card's port; the BCM4364 behind it (01:00.0) is not modelled (docs/LINUX.md).
+    # The Wi-Fi card behind the PCH's root port 1b.0: a stock kernel finds the chip and no
+    # firmware for it (devices/wifi/bcm4364.py).
     _pch(0x1B, 0, 0xA2EB, "PCIe root port of the Wi-Fi card", PCI_BRIDGE, "wifi_port",
-         bridge_to=0x01, port=Port("root", 5.0, 1)),
+         bridge_to=0x01, pin=PIN_INTA, gsi=17, port=Port("root", 5.0, 1)),
+    Row("wifi", "Broadcom BCM4364 802.11ac Wi-Fi (14e4:4464)",
+        pci=PciSlot(0, bus=0x01, pin=PIN_INTA)),
+    # The Xeon's eight DMA engines (ioatdma), one channel a function.
+    *(Row(f"cbdma{n}", f"Xeon W Crystal Beach DMA channel {n} (8086:2021)",
+          pci=PciSlot(4, n, pin=PIN_INTA, gsi=16)) for n in range(8)),
+    Row("mei", "PCH Management Engine Interface (8086:a2ba)",
+        pci=PciSlot(0x16, pin=PIN_INTA, gsi=19)),
+    # The PCH's two Serial IO UARTs: nothing is connected to them.
+    Row("lpss_uart0", "PCH Serial IO UART 0 (8086:a2a7)",
+        pci=PciSlot(0x1E, 0, pin=PIN_INTA, gsi=18)),
+    Row("lpss_uart1", "PCH Serial IO UART 1 (8086:a2a8)",
+        pci=PciSlot(0x1E, 1, pin=PIN_INTB, gsi=19)),
     _pch(0x1F, 0, 0xA2D4, "LPC/eSPI controller", ISA_BRIDGE, "lpc"),
     _pch(0x1F, 2, 0xA2A1, "power management controller", OTHER_MEMORY_CONTROLLER, "pmc"),
+    Row("smbus", "PCH SMBus host controller (8086:a2a3)",
+        pci=PciSlot(0x1F, 4, pin=PIN_INTA, gsi=16)),
     # The PCH's USB 3 controller; its INTA# has a pin of its own (the SSD's is 16).
     Row("xhci", "PCH xHCI USB 3 controller (8086:a2af)",
         pci=PciSlot(0x14, pin=PIN_INTA, gsi=17)),

@@ -37,3 +37,29 @@ class IrqLine:
         self.set(False)
         self.set(True)
         self.set(False)
+
+
+class SharedLine:
+    """A shareable level-triggered line, as PCI's INTx# wires are (open drain, wired-OR):
+    asserted while any of its inputs is. `input(name)` gives a device its own line; `output`
+    gets the combined level on each change."""
+
+    def __init__(self, output: Sink):
+        self._output = output
+        self._inputs: set[str] = set()
+        self._asserting: set[str] = set()
+
+    def input(self, name: str) -> IrqLine:
+        if name in self._inputs:
+            raise ValueError(f"{name}: already an input of this line")
+        self._inputs.add(name)
+        return IrqLine(name, lambda level: self._set(name, level))
+
+    def _set(self, name: str, level: bool) -> None:
+        was = bool(self._asserting)
+        if level:
+            self._asserting.add(name)
+        else:
+            self._asserting.discard(name)
+        if bool(self._asserting) != was:
+            self._output(not was)

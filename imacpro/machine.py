@@ -69,7 +69,12 @@ from imacpro.devices.uart16550 import Uart16550
 from imacpro.errors import UserError
 from imacpro.host_events import HostEvents
 from imacpro.host_threads import HostThreads, default_count
-from imacpro.irq import IrqLine
+from imacpro.devices.cbdma import CbdmaChannel
+from imacpro.devices.pch.lpss_uart import LpssUart
+from imacpro.devices.pch.mei import Mei
+from imacpro.devices.pch.smbus import SmbusController
+from imacpro.devices.wifi.bcm4364 import Bcm4364
+from imacpro.irq import IrqLine, SharedLine
 from imacpro.memory import layout
 from imacpro.memory.ram import Ram
 from imacpro.watchdog import DEFAULT_STALL_S, Report, Watchdog
@@ -160,6 +165,7 @@ class Machine:
         self.pci = PciBus(send_msi=self.message_interrupt, memory=self.ram,
                           root_buses=tuple(root.bus for root in board.root_buses))
         self.reset_control = ResetControl(self.request_reset)
+        self._pci_wires: dict[int, SharedLine] = {}     # GSI → the PCI devices sharing it
 
         # The board's devices, in its order; the uncore functions with the registers that
         # describe this configuration (devices/uncore_registers.py).
@@ -267,18 +273,23 @@ class Machine:
     def _isa(self, row: Row, index: int = 0) -> IrqLine:
         return self.irq[row.irqs[index].irq]
 
-    def _inta(self, row: Row) -> IrqLine:
-        """A PCI function's INTA#: asserted drives its I/O APIC pin low (PCI wires are active
-        low, idle high). Behind a root port, device 0's INTA# is the port's INTA# (the
-        swizzle of PCI-to-PCI Bridge 1.2 §9.1 is the identity for device 0)."""
-        slot = row.pci
+    def _intx(self, row: Row) -> IrqLine:
+        """A PCI function's interrupt pin, as its own input of the shared wire it reaches:
+        asserted drives that I/O APIC pin low (PCI wires are active low, idle high, and
+        wired-OR among the devices that share them). Behind a root port the pin is swizzled
+        by device number to the port's (PCI-to-PCI Bridge 1.2 §9.1), whose row routes it."""
+        slot, pin = row.pci, row.pci.pin
         while slot.gsi is None:
-            if slot.device != 0:
-                raise ValueError(f"{row.name}: no route for INTA# of device {slot.device}")
+            pin = (pin - 1 + slot.device) % 4 + 1
             slot = next(r.pci for r in self.board.pci_rows() if r.pci.bridge_to == slot.bus)
-        wire = self._gsi_line(slot.gsi)
-        wire.set(True)
-        return IrqLine(f"{row.name}-inta", lambda asserted: wire.set(not asserted))
+            if pin != slot.pin:
+                raise ValueError(f"{row.name}: its pin reaches INT{'ABCD'[pin - 1]}# of a "
+                                 "port that routes only its own")
+        if slot.gsi not in self._pci_wires:
+            wire = self._gsi_line(slot.gsi)
+            wire.set(True)
+            self._pci_wires[slot.gsi] = SharedLine(lambda asserted: wire.set(not asserted))
+        return self._pci_wires[slot.gsi].input(f"{row.name}-int{'abcd'[row.pci.pin - 1]}")
 
     def _make_pic(self, row):
         return self.pic
@@ -348,7 +359,7 @@ class Machine:
 
     def _make_nic(self, row):
         """The AQC107; its INTA# reaches the I/O APIC through its root port's route."""
-        return Aqc107(self._ethernet_mac, intx=self._inta(row))
+        return Aqc107(self._ethernet_mac, intx=self._intx(row))
 
     def _make_gpu(self, row):
         return vega.Vega(self.config.graphics_option)
@@ -359,7 +370,7 @@ class Machine:
     def _make_nvme(self, row):
         if self._ssd is None:
             return None
-        return NvmeController(self._ssd, self._ssd_serial, intx=self._inta(row),
+        return NvmeController(self._ssd, self._ssd_serial, intx=self._intx(row),
                               clock=self.clock)
 
     def _make_t2_bridge(self, row):
@@ -368,8 +379,29 @@ class Machine:
 
     _make_t2_sep = _make_t2_audio = _make_t2_bridge
 
+    def _make_cbdma0(self, row):
+        return CbdmaChannel(row.pci.function, intx=self._intx(row))
+
+    _make_cbdma1 = _make_cbdma2 = _make_cbdma3 = _make_cbdma4 = _make_cbdma5 = _make_cbdma6 = \
+        _make_cbdma7 = _make_cbdma0
+
+    def _make_mei(self, row):
+        return Mei(intx=self._intx(row))
+
+    def _make_lpss_uart0(self, row):
+        """Nothing is wired to the Serial IO UARTs on this machine."""
+        return LpssUart(row.pci.function, intx=self._intx(row))
+
+    _make_lpss_uart1 = _make_lpss_uart0
+
+    def _make_smbus(self, row):
+        return SmbusController(intx=self._intx(row))
+
+    def _make_wifi(self, row):
+        return Bcm4364(intx=self._intx(row))
+
     def _make_xhci(self, row):
-        xhci = XhciController(self.clock, intx=self._inta(row))
+        xhci = XhciController(self.clock, intx=self._intx(row))
         self.usb = Peripherals(xhci, self.board.usb, self.config.pointer_option.devices,
                                sd_image=self._sd_card)
         return xhci

@@ -108,3 +108,37 @@ def test_a_device_that_raises_costs_the_guest_one_access_not_the_machine(tmp_pat
     machine.clock.add_timer(6, lambda: fired.append(True))
     machine.clock.warp_to(10)
     assert machine.clock.run_due() == 2 and fired == [True] and machine.guest_errors.count == 5
+
+
+def test_pci_functions_routed_to_one_gsi_share_its_wire():
+    """PCI INTx# wires are wired-OR: the I/O APIC pin stays asserted (low) while any function
+    routed to it asserts, and goes high only when the last lets go."""
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1, ssd=None)
+    smbus, dma = machine.smbus.pci, machine.cbdma3.pci       # both on GSI 16
+    assert IMAC_PRO["smbus"].pci.gsi == IMAC_PRO["cbdma3"].pci.gsi == 16
+    for fn in (smbus, dma):
+        fn.write_config(0x04, 2, 0)                          # INTx not disabled
+    assert machine.ioapic.levels[16]                         # idle: high
+    smbus.set_intx(True)
+    dma.set_intx(True)
+    smbus.set_intx(False)
+    assert not machine.ioapic.levels[16]                     # still held by the DMA channel
+    dma.set_intx(False)
+    assert machine.ioapic.levels[16]
+
+
+def test_a_functions_pin_is_routed_by_its_own_prt_row():
+    """00:1e.1 signals on INTB#: its function says so, the _PRT routes device 0x1e's pin 1
+    (INTB#) to the GSI the board names, and the firmware writes that GSI as its line."""
+    from imacpro.firmware.pci import assign_resources
+    machine = Machine(configure(cpu=8), clock=Clock(), cpus=1, ssd=None)
+    assign_resources(machine.pci, IMAC_PRO)
+    assert [machine.pci.read(0, 0x1E, f, 0x3C, 2) for f in (0, 1)] == [0x0100 | 18, 0x0200 | 19]
+    aml = acpi.dsdt_aml(32 << 30, 1, IMAC_PRO)
+    for pin, gsi in ((0, 18), (1, 19)):
+        row = acpi.aml_package(acpi.aml_integer(0x1E << 16 | 0xFFFF), acpi.aml_integer(pin),
+                               acpi.aml_integer(0), acpi.aml_integer(gsi))
+        assert row in aml, (pin, gsi)
+    with pytest.raises(ValueError, match="routed to GSIs"):
+        Board("b", (Row("a", "", pci=PciSlot(4, 0, pin=1, gsi=16)),
+                    Row("b", "", pci=PciSlot(4, 1, pin=1, gsi=17))), PciSlot(0x1F))

@@ -119,7 +119,10 @@ def test_the_firmware_numbers_the_buses_and_places_every_bar_inside_the_windows(
     assert pci.read(0x04, 0, 0, 0, 4) == 0x07B1_1D6A               # behind root port 03:00.0
     assert pci.read(0x03, 0, 0, 0x18, 4) & 0xFF_FFFF == 0x04_04_03
     assert sorted(bar.index for _, bar in nic.pci.decoded_bars()) == [0, 2, 4]
-    assert [(a, bar.size) for a, _, bar in pci.io_decoders()] == [(layout.PCI_GPU_IO_START, 256)]
+    # I/O BARs: the SMBus controller's on root bus 00 (0x2000 on the real machine, the first
+    # free ports here) and the GPU's.
+    assert [(a, bar.size) for a, _, bar in pci.io_decoders()] == [
+        (layout.PCI_IO_START, 32), (layout.PCI_GPU_IO_START, 256)]
     assert pci.direct_ranges() == [(layout.PCI_GPU_MMIO_START, 256 << 20,
                                     gpu.aperture.host_address)]
 

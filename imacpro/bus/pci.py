@@ -171,6 +171,13 @@ class PciFunction:
         struct.pack_into("<I", self.writable, ROM_BAR, (~(size - 1) & 0xFFFF_F800) | ROM_ENABLE)
         self._initial = bytes(self.config)
 
+    def place_next_capability(self, offset: int) -> None:
+        """The next capability goes at `offset` (where a real part has it); the list stays
+        linked in the order the capabilities are added."""
+        if offset < self._next_capability or offset % 4:
+            raise ValueError(f"capability offset {offset:#x} overlaps or is unaligned")
+        self._next_capability = offset
+
     def add_capability(self, cap_id: int, body: bytes, writable: bytes = b"") -> int:
         """Append a capability (ID, next pointer, then `body`); returns its offset.
         `writable` masks the body's bytes that software may write."""
@@ -197,9 +204,12 @@ class PciFunction:
         """What the builder set in the configuration space is what a reset goes back to."""
         self._initial = bytes(self.config)
 
-    def set_interrupt_pin(self, line: IrqLine) -> None:
-        """INTA#: the device asserts it with `set_intx`; the command register can mask it."""
-        self.config[INTERRUPT_PIN] = 1
+    def set_interrupt_pin(self, line: IrqLine, pin: int = 1) -> None:
+        """INTx# (`pin` 1-4: INTA# to INTD#): the device asserts it with `set_intx`; the
+        command register can mask it."""
+        if not 1 <= pin <= 4:
+            raise ValueError(f"interrupt pin {pin}: INTA# to INTD# are 1 to 4")
+        self.config[INTERRUPT_PIN] = pin
         self.intx = line
         self._initial = bytes(self.config)
 

@@ -84,6 +84,8 @@ class Uart16550(ByteRegisters):
     IRQ to what the loaded state asks for; `output` is wiring.
     """
 
+    fifo_size, rx_trigger = FIFO_SIZE, RX_TRIGGER    # a derived UART may have larger FIFOs
+
     def __init__(self, irq: IrqLine, output: Callable[[bytes], None] | None = None):
         self._irq = irq
         self._output = output
@@ -237,7 +239,7 @@ class Uart16550(ByteRegisters):
         self._update_irq()
 
     def _rx_capacity(self) -> int:
-        return FIFO_SIZE if self.fcr & FCR_ENABLE else 1
+        return self.fifo_size if self.fcr & FCR_ENABLE else 1
 
     def _receive(self, byte: int) -> None:
         if len(self.rx) < self._rx_capacity():
@@ -267,7 +269,7 @@ class Uart16550(ByteRegisters):
         if ier & IER_ELSI and self.lsr_errors:
             return IIR_RLSI
         if ier & IER_ERBFI and self.rx:
-            if self.fcr & FCR_ENABLE and len(self.rx) < RX_TRIGGER[self.fcr >> 6]:
+            if self.fcr & FCR_ENABLE and len(self.rx) < self.rx_trigger[self.fcr >> 6]:
                 return IIR_CTI
             return IIR_RDI
         if ier & IER_ETBEI and self.thr_pending:

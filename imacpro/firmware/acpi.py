@@ -488,12 +488,12 @@ def _host_bridge_crs(root: RootBus, first: bool, ram_bytes: int, board: Board) -
 
 
 def _routing_table(root: RootBus, board: Board) -> bytes:
-    """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin 0 = INTA#, source 0, GSI} for
-    every function on this root bus with an interrupt pin."""
-    return aml_package(*(aml_package(aml_integer(device << 16 | 0xFFFF), aml_integer(0),
+    """_PRT (§6.2.13): {address 0xDDDDFFFF (any function), pin (0 = INTA#), source 0, GSI}
+    for every routed interrupt pin of a device on this root bus."""
+    return aml_package(*(aml_package(aml_integer(device << 16 | 0xFFFF), aml_integer(pin - 1),
                                      aml_integer(0), aml_integer(gsi))
-                         for (bus, device), gsi in sorted(board.pci_interrupt_routes().items())
-                         if bus == root.bus))
+                         for (bus, device, pin), gsi
+                         in sorted(board.pci_interrupt_routes().items()) if bus == root.bus))
 
 
 def _host_bridges(ram_bytes: int, board: Board) -> list[bytes]:

@@ -160,6 +160,7 @@ def assign_resources(bus: PciBus, board: Board = IMAC_PRO) -> None:
     for (b, device, _), fn in bus.functions.items():
         if not isinstance(fn, PciBridge):
             _enable(fn, memory=bool(fn.bars), io=bool(fn.io_bars))
-        if fn.read_config(INTERRUPT_PIN, 1) and (b, device) in routes:
-            fn.write_config(INTERRUPT_LINE, 1, routes[b, device])
+        pin = fn.read_config(INTERRUPT_PIN, 1)
+        if (b, device, pin) in routes:
+            fn.write_config(INTERRUPT_LINE, 1, routes[b, device, pin])
 

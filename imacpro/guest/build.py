@@ -117,7 +117,7 @@ KERNEL_PACKAGE = re.compile(r"linux-image-(\d[^\s]*-amd64)")   # group 1: the ke
 # memory controllers' EDAC (skx_edac) and the uncore's performance monitoring (intel_uncore).
 MODULES = ("nvme", "crc32c_generic", "ext4", "button", "evdev", "xhci_pci", "usbhid",
            "hid_generic", "hid_apple", "hid_magicmouse", "usb_storage", "sd_mod", "atlantic",
-           "skx_edac", "intel_uncore")
+           "skx_edac", "intel_uncore", "ioatdma", "mei_me", "intel_lpss_pci", "i2c_i801")
 DEFAULT_CMDLINE = "console=tty0 console=ttyS0,115200 panic=-1 quiet loglevel=4 " \
                   "hid_apple.fnmode=2"
 READY_MARKER = "IMACPRO-READY"   # imacpro/console.py waits for it

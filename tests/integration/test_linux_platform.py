@@ -1,9 +1,9 @@
-"""The platform as Linux's own drivers find it: the memory controllers through skx_edac (four
-DIMMs with ECC, each where the SMBIOS names it) and memory errors injected from the host, a
-corrected one counted by EDAC against its DIMM, an uncorrected one a machine check Linux
-recovers from; Turbo Boost through intel_pstate; the SMC's keys
-through its memory-mapped window, found where ACPI's APP0001 says, and its fans rising as
-the CPU works."""
+"""The platform as Linux's own drivers find it: the PCI tree with its stock drivers bound;
+the memory controllers through skx_edac (four DIMMs with ECC, each where the SMBIOS names
+it) and memory errors injected from the host, a corrected one counted by EDAC against its
+DIMM, an uncorrected one a machine check Linux recovers from; Turbo Boost through
+intel_pstate; the SMC's keys through its memory-mapped window, found where ACPI's APP0001
+says, and its fans rising as the CPU works."""
 
 import json
 import struct
@@ -13,6 +13,10 @@ import real_imac_pro
 from machines import create, imacpro, signed_guest  # noqa: F401 (a fixture)
 
 EDAC = "/sys/devices/system/edac/mc"
+# The PCI functions with a stock driver among the default guest's modules.
+DRIVERS = {**{f"00:04.{n}": "ioatdma" for n in range(8)}, "00:14.0": "xhci_hcd",
+           "00:16.0": "mei_me", "00:1e.0": "intel-lpss", "00:1e.1": "intel-lpss",
+           "00:1f.4": "i801_smbus", "02:00.0": "nvme", "04:00.0": "atlantic"}
 # EDAC's DIMM index is channel * 2 + slot on each controller (skx_edac: 3 channels, 2 slots).
 EDAC_DIMM = {"A0": ("mc0", "dimm0"), "B0": ("mc0", "dimm2"), "C0": ("mc1", "dimm0"),
              "D0": ("mc1", "dimm2")}
@@ -68,14 +72,20 @@ def test_edac_sees_the_dimms_and_counts_injected_errors(signed_guest):
 
         # What lspci lists, from sysfs: the real machine's functions but those left out.
         listing = imacpro("exec", "pro", "cd /sys/bus/pci/devices && for d in *; do "
-                          "echo $d $(cat $d/vendor $d/device $d/class); done")
-        seen = {line.split()[0][5:]: tuple(int(v, 16) for v in line.split()[1:])
+                          "echo $d $(cat $d/vendor $d/device $d/class) "
+                          "$(basename $(readlink $d/driver) 2>/dev/null); done")
+        seen = {line.split()[0][5:]: tuple(int(v, 16) for v in line.split()[1:4])
                 for line in listing.stdout.splitlines()}
+        bound = {line.split()[0][5:]: line.split()[4] for line in listing.stdout.splitlines()
+                 if len(line.split()) == 5}
         real = real_imac_pro.real_functions(8)
         for address, ids in real.items():
             if address not in real_imac_pro.ABSENT:
                 assert seen.get(address) == ids, (address, seen.get(address))
         assert not set(seen) & set(real_imac_pro.ABSENT)
+        # The stock drivers the default guest loads bind and probe (a failed probe unbinds).
+        for address, driver in DRIVERS.items():
+            assert bound.get(address) == driver, (address, bound.get(address))
 
         injected, counted = inject_and_count("pro", "C0", "--correctable", "ce",
                                              "'CE memory read'")

@@ -1,0 +1,1 @@
+"""The PCH's own PCI functions, one device model a file."""

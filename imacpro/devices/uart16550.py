@@ -84,7 +84,8 @@ class Uart16550(ByteRegisters):
     IRQ to what the loaded state asks for; `output` is wiring.
     """
 
-    fifo_size, rx_trigger = FIFO_SIZE, RX_TRIGGER    # a derived UART may have larger FIFOs
+    # A derived UART may have larger FIFOs and more MCR bits.
+    fifo_size, rx_trigger, mcr_mask = FIFO_SIZE, RX_TRIGGER, MCR_MASK
 
     def __init__(self, irq: IrqLine, output: Callable[[bytes], None] | None = None):
         self._irq = irq
@@ -115,13 +116,13 @@ class Uart16550(ByteRegisters):
         return state
 
     def load(self, state: dict) -> None:
-        where = "Uart16550"
+        where = type(self).__name__
         _state.ranges(state, where, {name: (0, 0xFF) for name in _BYTES})
-        if state["ier"] & ~IER_MASK or state["mcr"] & ~MCR_MASK or state["fcr"] & ~FCR_KEPT \
-                or state["lsr_errors"] & ~LSR_OE:
+        if state["ier"] & ~IER_MASK or state["mcr"] & ~self.mcr_mask \
+                or state["fcr"] & ~FCR_KEPT or state["lsr_errors"] & ~LSR_OE:
             raise StateError(f"{where}: register bits no guest can set")
         rx = _state.field(state, "rx", where)
-        capacity = FIFO_SIZE if state["fcr"] & FCR_ENABLE else 1
+        capacity = self.fifo_size if state["fcr"] & FCR_ENABLE else 1
         if not isinstance(rx, bytes) or len(rx) > capacity:
             raise StateError(f"{where}.rx: not a FIFO of at most {capacity} bytes")
         load_fields(self, state, _SAVED)
@@ -190,7 +191,7 @@ class Uart16550(ByteRegisters):
         elif reg == LCR:
             self.lcr = value
         elif reg == MCR:
-            self.mcr = value & MCR_MASK
+            self.mcr = value & self.mcr_mask
             self._update_msr()
             self._update_irq()
         elif reg == SCR:

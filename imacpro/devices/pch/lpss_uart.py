@@ -78,9 +78,8 @@ from typing import Callable
 
 from imacpro.bus.pci import MemoryBar, PciFunction, Unmodelled
 from imacpro.devices import _state
-from imacpro.devices.contract import StateError, load_fields, save_fields
-from imacpro.devices.uart16550 import (FCR_ENABLE, FCR_KEPT, IER_MASK, IIR_NONE, LSR_OE, MCR,
-                                       Uart16550)
+from imacpro.devices.contract import StateError
+from imacpro.devices.uart16550 import FCR_ENABLE, IIR_NONE, Uart16550
 from imacpro.irq import IrqLine
 
 log = logging.getLogger(__name__)
@@ -136,8 +135,6 @@ CAPS_VALUE = CAPS_TYPE_UART | CAPS_NO_IDMA
 U32 = 0xFFFF_FFFF
 GUEST_ERRORS_LOGGED = 10
 
-_CORE_BYTES = ("dll", "dlm", "scr", "rbr", "ier", "fcr", "lcr", "mcr", "lsr_errors", "msr")
-_CORE_SAVED = (*_CORE_BYTES, "thr_pending")
 _PRIVATE_SAVED = ("clock_params", "resets", "active_ltr", "idle_ltr", "remap_low", "remap_high")
 
 
@@ -176,39 +173,10 @@ class DesignWareUart(Uart16550):
 
     # --- what differs from the PC's 16550A ---------------------------------------------------
 
-    fifo_size, rx_trigger = FIFO_DEPTH, RX_TRIGGER
-
-    def _write_byte(self, reg: int, value: int) -> None:
-        if reg == MCR:
-            self.mcr = value & DW_MCR_MASK
-            self._update_msr()
-            self._update_irq()
-            return
-        super()._write_byte(reg, value)
+    fifo_size, rx_trigger, mcr_mask = FIFO_DEPTH, RX_TRIGGER, DW_MCR_MASK
 
     def _update_irq(self) -> None:
         self._irq.set(self._interrupt_id() != IIR_NONE)
-
-    # --- saved state -----------------------------------------------------------------------
-
-    def save(self) -> dict:
-        state = save_fields(self, _CORE_SAVED)
-        state["rx"] = bytes(self.rx)
-        return state
-
-    def load(self, state: dict) -> None:
-        where = "DesignWareUart"
-        _state.ranges(state, where, {name: (0, 0xFF) for name in _CORE_BYTES})
-        if (state["ier"] & ~IER_MASK or state["mcr"] & ~DW_MCR_MASK
-                or state["fcr"] & ~FCR_KEPT or state["lsr_errors"] & ~LSR_OE):
-            raise StateError(f"{where}: register bits no guest can set")
-        rx = _state.field(state, "rx", where)
-        capacity = FIFO_DEPTH if state["fcr"] & FCR_ENABLE else 1
-        if not isinstance(rx, bytes) or len(rx) > capacity:
-            raise StateError(f"{where}.rx: not a FIFO of at most {capacity} bytes")
-        load_fields(self, state, _CORE_SAVED)
-        self.rx = list(rx)
-        self._update_irq()
 
 
 class LpssUart:

@@ -6,7 +6,7 @@ MACHINE ?= default
 .PHONY: run test clean
 
 ENGINE := imacpro/cpu/_lib/libunicorn.so.2
-XTS := imacpro/t2/_lib/libxts.so
+SSD := imacpro/t2/_lib/libssd.so
 READER := imacpro/net/_lib/libstreamreader.so
 WEB := imacpro/viewer/page/vendor/novnc/core/rfb.js
 BROWSER := /usr/bin/chromedriver
@@ -21,10 +21,11 @@ $(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vect
            tools/build-unicorn | $(BIN)/imacpro
 	tools/build-unicorn
 
-# AES-XTS over runs of sectors through OpenSSL (imacpro/t2/xts.py says why).
-$(XTS): native/xts_sectors.c
+# The SSD store's data path: AES-XTS over runs of sectors through OpenSSL, read into and
+# written from a device's DMA pages (imacpro/t2/xts.py and storage.py say why).
+$(SSD): native/xts_sectors.c native/ssd_dma.c
 	@mkdir -p $(dir $@)
-	cc -O2 -shared -fPIC -o $@ $< -l:libcrypto.so.3
+	cc -O2 -Wall -shared -fPIC -o $@ $^ -l:libcrypto.so.3
 
 # The thread that drains the network backend's socket (imacpro/net/stream_reader.py says why).
 $(READER): native/stream_reader.c
@@ -43,13 +44,13 @@ $(BROWSER):
 
 # The default guest (Debian's kernel and busybox, signed for this installation), the default
 # machine with the guest installed on its SSD, and a boot to its shell on this terminal (Ctrl-A X powers off).
-run: $(BIN)/imacpro $(ENGINE) $(XTS) $(READER) $(WEB)
+run: $(BIN)/imacpro $(ENGINE) $(SSD) $(READER) $(WEB)
 	@$(BIN)/imacpro guest fetch
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || { $(BIN)/imacpro create $(MACHINE) \
 	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
-test: $(BIN)/imacpro $(ENGINE) $(XTS) $(READER) $(WEB) $(BROWSER)
+test: $(BIN)/imacpro $(ENGINE) $(SSD) $(READER) $(WEB) $(BROWSER)
 	$(BIN)/python -m pytest
 
 clean:

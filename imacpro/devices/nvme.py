@@ -66,6 +66,7 @@ import concurrent.futures
 import hashlib
 import logging
 import struct
+from array import array
 from dataclasses import dataclass, field
 
 from imacpro.bus.msi import Msi
@@ -75,6 +76,7 @@ from imacpro.clock import Clock
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
 from imacpro.irq import IrqLine
+from imacpro.memory.ram import DmaError, GuestPages
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ INVALID_VECTOR, INVALID_LOG_PAGE, INVALID_QUEUE_DELETION = 0x108, 0x109, 0x10C
 NOT_SAVEABLE = 0x10D
 WRITE_FAULT, UNRECOVERED_READ = 0x280, 0x281
 DNR = 0x4000
+# A PRP that names memory the controller may not reach (memory.ram.DmaError's kind).
+_DMA_STATUS = {"outside": DATA_TRANSFER_ERROR, "misaligned": PRP_OFFSET_INVALID}
 
 # --- opcodes ------------------------------------------------------------------------------
 (ADM_DELETE_SQ, ADM_CREATE_SQ, ADM_GET_LOG, ADM_DELETE_CQ, ADM_CREATE_CQ, ADM_IDENTIFY,
@@ -790,18 +794,18 @@ class NvmeController:
         length = count * LBA_SIZE
         if length > MAX_TRANSFER:
             raise CommandError(INVALID_FIELD | DNR)
-        pieces = self._prp_windows(c.prp1, c.prp2, length)
+        pages = self._dma_pages(c.prp1, c.prp2, length)
+        try:
+            if op == IO_READ:
+                self._store_call(UNRECOVERED_READ, self.store.read_into, lba, pages)
+            else:
+                self._store_call(WRITE_FAULT, self.store.write_from, lba, pages)
+        except DmaError as exc:
+            raise CommandError(_DMA_STATUS[exc.kind] | DNR) from None
         if op == IO_READ:
-            data = self._store_call(UNRECOVERED_READ, self.store.read, lba, count)
-            at = 0
-            with memoryview(data) as view:
-                for piece in pieces:
-                    piece[:] = view[at:at + len(piece)]
-                    at += len(piece)
             self.stats["reads"] += 1
             self.stats["read_units"] += length
             return SUCCESS
-        self._store_call(WRITE_FAULT, self.store.write, lba, pieces)
         self.stats["writes"] += 1
         self.stats["write_units"] += length
         if c.cdw[2] >> 30 & 1 or not self.features[FEATURE_WRITE_CACHE] & 1:
@@ -888,43 +892,32 @@ class NvmeController:
             at += len(piece)
 
     def _prp_windows(self, prp1: int, prp2: int, length: int) -> list[memoryview]:
-        """The RAM views `length` bytes at PRP1/PRP2 cover (NVMe 1.4 §4.3), adjacent pages
-        merged. PRP1 may start inside a page (dword aligned); every later entry is a page;
-        PRP2 is the second page, or a PRP list (the last entry of a full list page points to
-        the next list page)."""
+        """The RAM views `length` bytes at PRP1/PRP2 cover, adjacent pages merged."""
+        try:
+            return self._dma_pages(prp1, prp2, length).views()
+        except DmaError as exc:
+            raise CommandError(_DMA_STATUS[exc.kind] | DNR) from None
+
+    def _dma_pages(self, prp1: int, prp2: int, length: int) -> GuestPages:
+        """The pages `length` bytes at PRP1/PRP2 name (NVMe 1.4 §4.3). PRP1 may start inside
+        a page (dword aligned); every later entry is a page (GuestPages checks that as it
+        reaches them); PRP2 is the second page, or a PRP list (the last entry of a full list
+        page points to the next list page). Only while bus mastering is on."""
         if prp1 & 3:
             raise CommandError(PRP_OFFSET_INVALID | DNR)
-        first = min(length, PAGE - prp1 % PAGE)
-        remaining = length - first
-        if remaining <= 0:
-            pages = []
-        elif remaining <= PAGE:
-            pages = [prp2]
-        else:
-            pages = self._prp_list(prp2, -(-remaining // PAGE))
-        segments = []
-        start, end = prp1, prp1 + first
-        for address in pages:
-            if address % PAGE:
-                raise CommandError(PRP_OFFSET_INVALID | DNR)
-            if address != end:
-                segments.append((start, end - start))
-                start, end = address, address
-            end += PAGE
-        end -= first + PAGE * len(pages) - length        # the last page may be partial
-        segments.append((start, end - start))
-        views = []
-        for address, size in segments:
-            view = self.pci.dma_window(address, size)
-            if view is None:
-                raise CommandError(DATA_TRANSFER_ERROR | DNR)
-            views.append(view)
-        return views
+        if not self.pci.bus_master or self.pci.memory is None:
+            raise CommandError(DATA_TRANSFER_ERROR | DNR)
+        pages = array("Q", (prp1,))
+        remaining = length - min(length, PAGE - prp1 % PAGE)
+        if 0 < remaining <= PAGE:
+            pages.append(prp2)
+        elif remaining > PAGE:
+            self._prp_list(prp2, -(-remaining // PAGE), pages)
+        return GuestPages(self.pci.memory, pages, length)
 
-    def _prp_list(self, pointer: int, count: int) -> list[int]:
-        """`count` page addresses from the PRP list at `pointer` (host byte order is the
-        guest's: both are x86)."""
-        pages: list[int] = []
+    def _prp_list(self, pointer: int, count: int, pages: array) -> None:
+        """`count` page addresses from the PRP list at `pointer`, onto `pages` (host byte
+        order is the guest's: both are x86)."""
         lists = 0
         while True:
             if pointer & 7:
@@ -936,13 +929,12 @@ class NvmeController:
             window = self.pci.dma_window(pointer, slots * 8)
             if window is None:
                 raise CommandError(DATA_TRANSFER_ERROR | DNR)
-            entries = window.cast("Q")
-            needed = count - len(pages)
-            if needed <= slots:
-                pages += entries[:needed].tolist()
-                return pages
-            pages += entries[:slots - 1].tolist()
-            pointer = entries[slots - 1]
+            if count <= slots:
+                pages.frombytes(window[:count * 8])
+                return
+            pages.frombytes(window[:(slots - 1) * 8])
+            count -= slots - 1
+            pointer = window[-8:].cast("Q")[0]
 
 
 class _AnsFunction(PciFunction):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+from array import array
 
 from imacpro.memory.layout import RamRange, ram_ranges
 
@@ -101,3 +102,47 @@ class Ram(HostMemory):
         """Back this RAM's guest ranges in a Unicorn instance with the shared host pages."""
         for r in self.ranges:
             uc.mem_map_ptr(r.guest_start, r.size, perms, self.host_address + r.host_offset)
+
+
+class DmaError(Exception):
+    """A device's DMA names memory it may not reach: `kind` is "outside" (not all RAM) or
+    "misaligned" (a page after the first that does not start a page)."""
+
+    def __init__(self, kind: str, address: int):
+        super().__init__(f"DMA {kind}: {address:#x}")
+        self.kind, self.address = kind, address
+
+
+class GuestPages:
+    """The guest pages one DMA transfer covers, as a scatter list names them (an NVMe
+    command's PRPs): `pages[0]` may start inside its page, every later one starts a page,
+    `length` bytes in all. `pages` is an array('Q'): native code reads it where it is
+    (t2/storage.py's `read_into` and `write_from`). Pages are of 4 KiB whatever the host's
+    page size (NVMe's memory page size, as CC.MPS sets it)."""
+
+    PAGE = 4096
+
+    def __init__(self, ram: Ram, pages: array, length: int):
+        self.ram, self.pages, self.length = ram, pages, length
+
+    def views(self) -> list[memoryview]:
+        """Writable views of the pages, adjacent ones merged, checked page by page in order
+        as native/ssd_dma.c checks them."""
+        segments: list[list[int]] = []
+        left = self.length
+        for index, address in enumerate(self.pages):
+            if not left:
+                break
+            if index and address % self.PAGE:
+                raise DmaError("misaligned", address)
+            chunk = min(self.PAGE - address % self.PAGE, left)
+            if not self.ram.contains(address, chunk):
+                raise DmaError("outside", address)
+            if segments and sum(segments[-1]) == address:
+                segments[-1][1] += chunk
+            else:
+                segments.append([address, chunk])
+            left -= chunk
+        if left:
+            raise DmaError("misaligned", self.pages[-1] if self.pages else 0)
+        return [self.ram.window(address, size) for address, size in segments]

@@ -31,8 +31,10 @@ Design reasons:
   noise.
 - Speed: each request is one system call into one buffer, en- or decrypted in place by
   xts.SectorCipher (one call into OpenSSL per request when the native helper is built); a
-  request inside a hole (SEEK_DATA) is answered without reading. An instance may be used from
-  several threads.
+  request inside a hole (SEEK_DATA) is answered without reading. A device's DMA
+  (`read_into`, `write_from`) goes to and from the guest's pages in one call of the native
+  helper (native/ssd_dma.c): read straight into them and decrypted there. An instance may be
+  used from several threads.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from typing import Self
 
 from imacpro.errors import UserError
 from imacpro.files import OwnedFd, fsync_dir, read_toml, write_toml
+from imacpro.memory.ram import DmaError, GuestPages
 from imacpro.t2.sep import KeyUnwrapError
 from imacpro.t2.xts import SectorCipher
 
@@ -213,6 +216,55 @@ class EncryptedStore(OwnedFd):
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
                                   str(self.directory / IMAGE_FILE))
                 done += written
+
+    def read_into(self, lba: int, pages: GuestPages) -> None:
+        """The plaintext of the sectors from `lba` into a device's DMA pages (`pages.length`
+        bytes, whole sectors): read straight into them and decrypted there when the native
+        helper is built (native/ssd_dma.c), else through `read`. DmaError, before any I/O, if
+        the pages are not all RAM."""
+        count = self._sectors_in(pages.length)
+        fd = self._request(lba, count)
+        if self._xts.native:
+            self._dma_status(self._xts.dma(fd, lba, pages, write=False), pages)
+            return
+        views = pages.views()
+        at = 0
+        with memoryview(self.read(lba, count)) as data:
+            for view in views:
+                view[:] = data[at:at + len(view)]
+                at += len(view)
+
+    def write_from(self, lba: int, pages: GuestPages) -> None:
+        """The sectors from `lba` written with a device's DMA pages (whole sectors),
+        gathered and encrypted in one buffer; the pages are not changed. DmaError, before
+        any I/O, if they are not all RAM."""
+        fd = self._request(lba, self._sectors_in(pages.length))
+        if self._xts.native:
+            self._dma_status(self._xts.dma(fd, lba, pages, write=True), pages)
+            return
+        self.write(lba, pages.views())
+
+    def _sectors_in(self, length: int) -> int:
+        if length % self.SECTOR_SIZE:
+            raise ValueError(f"{length} bytes: not a multiple of {self.SECTOR_SIZE}")
+        return length // self.SECTOR_SIZE
+
+    def _dma_status(self, status: int, pages: GuestPages) -> None:
+        """native/ssd_dma.c's status as what the Python path raises."""
+        if status == 0:
+            return
+        first = pages.pages[0] if len(pages.pages) else 0
+        if status in (-1, -2):
+            raise DmaError("outside" if status == -1 else "misaligned", first)
+        if status == -3:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(self.directory / IMAGE_FILE))
+        if status == -4:
+            raise DamagedImage(f"damaged machine bundle: {self.directory / IMAGE_FILE} "
+                               "ended early (truncated while open)")
+        if status == -6:
+            raise MemoryError("no host memory for the SSD's transfer")
+        raise RuntimeError("OpenSSL AES-XTS failed")
 
     def trim(self, lba: int, count: int) -> None:
         """Deallocate: the sectors read as zeros and their host blocks are freed."""

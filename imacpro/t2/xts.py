@@ -1,7 +1,7 @@
 """AES-256-XTS over runs of sectors: each sector one data unit, its LBA (little-endian) the tweak.
 
 Two implementations, byte for byte the same (tests/t2/test_xts.py checks one against the other):
-  native    `native/xts_sectors.c`, built by make into `_lib/libxts.so`: one call per request
+  native    `native/xts_sectors.c`, built by make into `_lib/libssd.so`: one call per request
             into OpenSSL's EVP AES-256-XTS, which only sets each sector's tweak. ~4 GB/s here.
   portable  the `cryptography` library: a cipher context per sector. Its ~6 µs setup per
             4 KiB sector (more than the AES itself) caps it near 600 MB/s on one core.
@@ -17,12 +17,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-LIBRARY = Path(__file__).with_name("_lib") / "libxts.so"
+LIBRARY = Path(__file__).with_name("_lib") / "libssd.so"
 
 
 def _load_native():
     try:
-        lib = ctypes.CDLL(str(LIBRARY))
+        lib = ctypes.CDLL(str(LIBRARY), use_errno=True)
     except OSError:
         return None
     lib.xts_new.restype = ctypes.c_void_p
@@ -31,6 +31,11 @@ def _load_native():
     lib.xts_sectors.restype = ctypes.c_int
     lib.xts_sectors.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
                                 ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+    for dma in (lib.ssd_dma_read, lib.ssd_dma_write):      # storage.py's read_into/write_from
+        dma.restype = ctypes.c_int
+        dma.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p,
+                        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                        ctypes.c_size_t]
     return lib
 
 
@@ -74,6 +79,16 @@ class SectorCipher:
                 chunk = bytes(view[start:start + sector])
                 view[start:start + sector] = context.update(chunk)
 
+    def dma(self, fd: int, lba: int, pages, write: bool) -> int:
+        """Native only: the sectors from `lba` of the image `fd` read into `pages` (a
+        memory.ram.GuestPages) and decrypted there, or gathered from them, encrypted and
+        written; native/ssd_dma.c's status (0, or one of its SSD_ errors)."""
+        address, count = pages.pages.buffer_info()
+        ranges = _ram_ranges(pages.ram)
+        call = _native.ssd_dma_write if write else _native.ssd_dma_read
+        return call(fd, lba, self.sector_size, self._context(write), ranges, len(ranges),
+                    address, count, pages.length)
+
     def _context(self, encrypt: bool) -> int:
         name = "encryptor" if encrypt else "decryptor"
         context = getattr(self._local, name, None)
@@ -87,6 +102,17 @@ class SectorCipher:
         if cipher is None:
             cipher = self._local.cipher = Cipher(self._aes, modes.XTS(bytes(16)))
         return cipher
+
+
+class _RamRange(ctypes.Structure):
+    _fields_ = [("guest_start", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("host", ctypes.c_void_p)]
+
+
+def _ram_ranges(ram) -> ctypes.Array:
+    """The RAM's guest ranges and host addresses, as native/ssd_dma.c reads them."""
+    return (_RamRange * len(ram.ranges))(*[
+        _RamRange(r.guest_start, r.size, ram.host_address + r.host_offset) for r in ram.ranges])
 
 
 class _NativeContext:

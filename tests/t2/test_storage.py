@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from imacpro.errors import UserError
 from imacpro.files import read_toml, write_toml
+from imacpro.memory.layout import RAM_BELOW_4G_END
+from imacpro.memory.ram import DmaError, GuestPages, Ram
 from imacpro.t2.sep import KeyUnwrapError, SecureEnclave
 from imacpro.t2.storage import DamagedImage, EncryptedStore, PairingError
 
@@ -283,3 +286,57 @@ def test_catalog_capacities_are_sparse(tmp_path, sep, terabytes):
     stat = os.stat(directory / "ssd.img")
     assert stat.st_size == capacity
     assert stat.st_blocks * 512 <= 1 << 20
+
+
+# --- a device's DMA: read_into / write_from ----------------------------------------------------
+
+HIGH = 1 << 32                     # the RAM above the PCI hole (memory/layout.py)
+
+
+@pytest.fixture(params=["native", "portable"])
+def dma_store(store, request):
+    if request.param == "native" and not store._xts.native:
+        pytest.skip("the SSD's native helper is not built (make builds it)")
+    store._xts.native = request.param == "native"
+    return store
+
+
+@pytest.fixture(scope="module")
+def ram():
+    """Sparse RAM in two ranges: 2 GiB below the PCI hole and 64 MiB from 4 GiB."""
+    return Ram(RAM_BELOW_4G_END + 64 * 2**20)
+
+
+def test_dma_pages_on_both_sides_of_the_pci_hole_read_and_write_in_place(dma_store, ram):
+    """The last page below the hole, then pages above it: their host memory is adjacent
+    (merged into one piece by the native path), their guest addresses are not."""
+    pages = array("Q", [RAM_BELOW_4G_END - 4096, HIGH + 3 * 4096, HIGH, HIGH + 4096])
+    data = rand(4 * SECTOR, seed=9)
+    for i, page in enumerate(pages):
+        ram.write(page, data[i * SECTOR:(i + 1) * SECTOR])
+    dma_store.write_from(300, GuestPages(ram, pages, len(data)))
+    assert dma_store.read(300, 4) == data
+    for page in pages:
+        ram.write(page, bytes(SECTOR))
+    dma_store.read_into(300, GuestPages(ram, pages, len(data)))
+    assert b"".join(ram.read(page, SECTOR) for page in pages) == data
+
+
+@pytest.mark.parametrize("pages, kind", [
+    ([0x1000, RAM_BELOW_4G_END], "outside"),              # the PCI hole
+    ([0x1000, HIGH + 64 * 2**20], "outside"),              # past the end of RAM
+    ([0x1000, 0x3008], "misaligned"),
+    ([RAM_BELOW_4G_END - 0x800, RAM_BELOW_4G_END], "outside"),   # from RAM into the hole
+    ([1 << 63, 0x1000], "outside"),
+])
+def test_dma_outside_ram_fails_before_any_io(dma_store, ram, pages, kind):
+    """A guest's bad pages: the error names why, and neither the image nor RAM changes."""
+    dma_store.write(40, rand(2 * SECTOR, seed=3))
+    ram.write(0x1000, b"\xAA" * SECTOR)
+    length = 2 * SECTOR if pages[0] % 4096 == 0 else SECTOR       # two pieces either way
+    for call in (dma_store.read_into, dma_store.write_from):
+        with pytest.raises(DmaError) as error:
+            call(40, GuestPages(ram, array("Q", pages), length))
+        assert error.value.kind == kind
+    assert dma_store.read(40, 2) == rand(2 * SECTOR, seed=3)
+    assert ram.read(0x1000, SECTOR) == b"\xAA" * SECTOR

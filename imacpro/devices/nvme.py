@@ -41,7 +41,9 @@ Apple's quirks, and Linux's answers to them (drivers/nvme/host/pci.c, entry for 
 Commands. Admin: Delete/Create I/O SQ and CQ, Get Log Page (error, SMART/health, firmware
 slot), Identify, Abort, Set/Get Features, Asynchronous Event Request (error events for invalid
 doorbell writes). NVM: Flush, Write (FUA), Read, Write Zeroes, Dataset Management (deallocate).
-Data moves by PRPs (no SGLs); queues must be physically contiguous (CAP.CQR).
+Data moves by PRPs (no SGLs); queues must be physically contiguous (CAP.CQR). A read's or
+write's PRPs become one memory.ram.GuestPages (the page list as an array), which the store
+reads into or writes from in one native call (native/ssd_dma.c; t2/storage.py).
 
 Timing: commands run when their doorbell is written, completions are posted and the interrupt
 sent before the write returns: the guest sees a very fast device (no modelled latency). The

@@ -33,6 +33,7 @@ struct ram_range {
     unsigned char *host;
 };
 
+/* The statuses (imacpro/t2/xts.py has them as DMA_OK and the rest). */
 enum {
     SSD_OK = 0,
     SSD_OUTSIDE_RAM = -1,   /* a page is not RAM: the device's data transfer error */
@@ -79,11 +80,11 @@ static int grow(void **buffer, size_t *room, size_t needed)
 
 /* The host pieces `length` bytes at the guest pages cover: pages[0] may start inside its
  * page, every later one starts a page; adjacent host memory is merged. The count, or an
- * SSD_ error. */
+ * SSD_ error. `pieces` has room for twice the count: a read gives preadv a copy. */
 static long resolve(const struct ram_range *ram, size_t nram, const uint64_t *pages,
                     size_t npages, size_t length)
 {
-    if (grow((void **)&pieces, &pieces_room, (npages + 1) * sizeof(struct iovec))) {
+    if (grow((void **)&pieces, &pieces_room, 2 * (npages + 1) * sizeof(struct iovec))) {
         return SSD_NO_MEMORY;
     }
     size_t count = 0, left = length;
@@ -182,9 +183,6 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void *xts,
         /* read_pieces moves the pieces along as it goes: it gets a copy, and the pieces
          * stay for the decryption. */
         size_t n = (size_t)count;
-        if (grow((void **)&pieces, &pieces_room, 2 * n * sizeof(struct iovec))) {
-            return SSD_NO_MEMORY;
-        }
         memcpy(pieces + n, pieces, n * sizeof(struct iovec));
         int status = read_pieces(fd, offset, pieces + n, n);
         if (status) {

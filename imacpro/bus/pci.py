@@ -289,12 +289,20 @@ class PciFunction:
 
     # --- DMA ------------------------------------------------------------------------------
 
+    @property
+    def dma_memory(self):
+        """The memory this function's DMA reaches now (the RAM), or None: bus mastering is
+        off, or the function is on no memory. Devices whose data moves by other means than
+        `dma_window` (the SSD's native path) ask this first."""
+        return self.memory if self.bus_master else None
+
     def dma_window(self, address: int, length: int) -> memoryview | None:
         """A writable view of guest memory [address, address + length) for this function's
         DMA, or None: bus mastering off, no memory, or not all of it RAM."""
-        if not self.bus_master or self.memory is None or length < 0:
+        memory = self.dma_memory
+        if memory is None or length < 0:
             return None
-        return self.memory.window(address, length)
+        return memory.window(address, length)
 
     def dma_read(self, address: int, length: int) -> bytes | None:
         view = self.dma_window(address, length)

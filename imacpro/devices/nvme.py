@@ -907,7 +907,8 @@ class NvmeController:
         page points to the next list page). Only while bus mastering is on."""
         if prp1 & 3:
             raise CommandError(PRP_OFFSET_INVALID | DNR)
-        if not self.pci.bus_master or self.pci.memory is None:
+        memory = self.pci.dma_memory
+        if memory is None:
             raise CommandError(DATA_TRANSFER_ERROR | DNR)
         pages = array("Q", (prp1,))
         remaining = length - min(length, PAGE - prp1 % PAGE)
@@ -915,7 +916,7 @@ class NvmeController:
             pages.append(prp2)
         elif remaining > PAGE:
             self._prp_list(prp2, -(-remaining // PAGE), pages)
-        return GuestPages(self.pci.memory, pages, length)
+        return GuestPages(memory, pages, length)
 
     def _prp_list(self, pointer: int, count: int, pages: array) -> None:
         """`count` page addresses from the PRP list at `pointer`, onto `pages` (host byte

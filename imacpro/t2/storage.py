@@ -51,6 +51,7 @@ from imacpro.errors import UserError
 from imacpro.files import OwnedFd, fsync_dir, read_toml, write_toml
 from imacpro.memory.ram import DmaError, GuestPages
 from imacpro.t2.sep import KeyUnwrapError
+from imacpro.t2 import xts
 from imacpro.t2.xts import SectorCipher
 
 META_FILE = "ssd.meta"
@@ -251,18 +252,18 @@ class EncryptedStore(OwnedFd):
 
     def _dma_status(self, status: int, pages: GuestPages) -> None:
         """native/ssd_dma.c's status as what the Python path raises."""
-        if status == 0:
+        if status == xts.DMA_OK:
             return
-        first = pages.pages[0] if len(pages.pages) else 0
-        if status in (-1, -2):
-            raise DmaError("outside" if status == -1 else "misaligned", first)
-        if status == -3:
+        if status in (xts.DMA_OUTSIDE_RAM, xts.DMA_MISALIGNED):
+            kind = "outside" if status == xts.DMA_OUTSIDE_RAM else "misaligned"
+            raise DmaError(kind, pages.pages[0] if len(pages.pages) else 0)
+        if status == xts.DMA_IO_ERROR:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), str(self.directory / IMAGE_FILE))
-        if status == -4:
+        if status == xts.DMA_SHORT_IMAGE:
             raise DamagedImage(f"damaged machine bundle: {self.directory / IMAGE_FILE} "
                                "ended early (truncated while open)")
-        if status == -6:
+        if status == xts.DMA_NO_MEMORY:
             raise MemoryError("no host memory for the SSD's transfer")
         raise RuntimeError("OpenSSL AES-XTS failed")
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 LIBRARY = Path(__file__).with_name("_lib") / "libssd.so"
+# native/ssd_dma.c's statuses (its enum), which storage.py turns into exceptions.
+(DMA_OK, DMA_OUTSIDE_RAM, DMA_MISALIGNED, DMA_IO_ERROR, DMA_SHORT_IMAGE, DMA_CRYPTO,
+ DMA_NO_MEMORY) = (0, -1, -2, -3, -4, -5, -6)
 
 
 def _load_native():
@@ -82,7 +85,7 @@ class SectorCipher:
     def dma(self, fd: int, lba: int, pages, write: bool) -> int:
         """Native only: the sectors from `lba` of the image `fd` read into `pages` (a
         memory.ram.GuestPages) and decrypted there, or gathered from them, encrypted and
-        written; native/ssd_dma.c's status (0, or one of its SSD_ errors)."""
+        written; native/ssd_dma.c's status (DMA_OK or another of the DMA_ statuses above)."""
         address, count = pages.pages.buffer_info()
         ranges = _ram_ranges(pages.ram)
         call = _native.ssd_dma_write if write else _native.ssd_dma_read

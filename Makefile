@@ -7,6 +7,7 @@ MACHINE ?= default
 
 ENGINE := imacpro/cpu/_lib/libunicorn.so.2
 SSD := imacpro/t2/_lib/libssd.so
+APIC := imacpro/devices/_lib/libapic.so
 READER := imacpro/net/_lib/libstreamreader.so
 WEB := imacpro/viewer/page/vendor/novnc/core/rfb.js
 BROWSER := /usr/bin/chromedriver
@@ -27,6 +28,12 @@ $(SSD): native/xts_sectors.c native/ssd_dma.c
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -o $@ $^ -l:libcrypto.so.3
 
+# The local APIC's interrupt core: what every interrupt a CPU takes passes through
+# (imacpro/devices/apic_core.py says why it is C).
+$(APIC): native/apic_core.c
+	@mkdir -p $(dir $@)
+	cc -O2 -Wall -shared -fPIC -o $@ $<
+
 # The thread that drains the network backend's socket (imacpro/net/stream_reader.py says why).
 $(READER): native/stream_reader.c
 	@mkdir -p $(dir $@)
@@ -44,15 +51,16 @@ $(BROWSER):
 
 # The default guest (Debian's kernel and busybox, signed for this installation), the default
 # machine with the guest installed on its SSD, and a boot to its shell on this terminal (Ctrl-A X powers off).
-run: $(BIN)/imacpro $(ENGINE) $(SSD) $(READER) $(WEB)
+run: $(BIN)/imacpro $(ENGINE) $(SSD) $(APIC) $(READER) $(WEB)
 	@$(BIN)/imacpro guest fetch
 	@$(BIN)/imacpro info $(MACHINE) >/dev/null 2>&1 || { $(BIN)/imacpro create $(MACHINE) \
 	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
-test: $(BIN)/imacpro $(ENGINE) $(SSD) $(READER) $(WEB) $(BROWSER)
+test: $(BIN)/imacpro $(ENGINE) $(SSD) $(APIC) $(READER) $(WEB) $(BROWSER)
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib imacpro/net/_lib \
+	    imacpro/devices/_lib \
 	    imacpro/viewer/page/vendor web/node_modules

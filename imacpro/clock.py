@@ -18,6 +18,7 @@ then (`slice_end_ns`, `on_slice_cut`): the LAPIC timer a guest arms for 50 µs f
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import itertools
 import time
@@ -67,12 +68,21 @@ class Timer:
             self.arm(deadline_ns)
 
 
+class ClockView(ctypes.Structure):
+    """The clock as C code reads it (the local APIC's core, devices/apic_core.py): realtime,
+    guest ns = CLOCK_MONOTONIC ns + offset_ns; else virtual_ns."""
+    _fields_ = [("realtime", ctypes.c_int64), ("offset_ns", ctypes.c_int64),
+                ("virtual_ns", ctypes.c_int64)]
+
+
 class Clock:
     def __init__(self, realtime: bool = False):
         self.realtime = realtime
+        self.view = ClockView(realtime=int(realtime))
         self._virtual_ns = 0
         self._host_start = time.monotonic_ns()
         self._offset_ns = 0  # realtime: time skipped forward by warp()
+        self._sync_view()
         self._timers: list[tuple[int, int, int, Timer]] = []
         self._seq = itertools.count()
         self._compact_at = COMPACT_MIN
@@ -100,6 +110,7 @@ class Clock:
         moves by itself)."""
         if not self.realtime and ns > 0:
             self._virtual_ns += ns
+            self.view.virtual_ns = self._virtual_ns
 
     def warp_to(self, deadline_ns: int) -> None:
         """Jump forward to `deadline_ns` (idle skip). Never moves time backwards."""
@@ -110,6 +121,7 @@ class Clock:
             self._offset_ns += deadline_ns - now
         else:
             self._virtual_ns = deadline_ns
+        self._sync_view()
 
     def set_now(self, now_ns: int) -> None:
         """Load: the clock reads `now_ns` from here on (it goes on from a saved machine's time)."""
@@ -117,6 +129,11 @@ class Clock:
             self._offset_ns = now_ns - (time.monotonic_ns() - self._host_start)
         else:
             self._virtual_ns = now_ns
+        self._sync_view()
+
+    def _sync_view(self) -> None:
+        self.view.offset_ns = self._offset_ns - self._host_start
+        self.view.virtual_ns = self._virtual_ns
 
     # --- timers ---------------------------------------------------------------------------
 

@@ -164,9 +164,11 @@ class Offset:
         return repr(self.device)
 
 
-def map_device(uc, base: int, size: int, device, errors: GuestErrors, lock: BigLock) -> None:
-    """The engine calls back for each access, on the thread that runs it: under `lock`."""
-    def read(_uc, offset, size, _data):
+def guarded(device, base: int, errors: GuestErrors, lock: BigLock):
+    """`device`'s read(offset, size) and write(offset, size, value) as the engine calls them,
+    on the thread that runs it: under `lock`, a device's exception recorded (and a read
+    answering all ones) rather than raised into the engine."""
+    def read(offset, size):
         with lock:
             try:
                 return device.read(offset, size)
@@ -174,11 +176,18 @@ def map_device(uc, base: int, size: int, device, errors: GuestErrors, lock: BigL
                 errors.record(device, "read", base + offset, size)
                 return (1 << (8 * size)) - 1
 
-    def write(_uc, offset, size, value, _data):
+    def write(offset, size, value):
         with lock:
             try:
                 device.write(offset, size, value)
             except Exception:
                 errors.record(device, "write", base + offset, size)
 
-    uc.mmio_map(base, size, read, None, write, None)
+    return read, write
+
+
+def map_device(uc, base: int, size: int, device, errors: GuestErrors, lock: BigLock) -> None:
+    """The engine calls back for each access (see `guarded`)."""
+    read, write = guarded(device, base, errors, lock)
+    uc.mmio_map(base, size, lambda _uc, offset, size, _data: read(offset, size), None,
+                lambda _uc, offset, size, value, _data: write(offset, size, value), None)

@@ -148,23 +148,32 @@ class Engine:
     """One logical CPU: a Unicorn x86-64 instance (`uc`) with the machine extensions on.
 
     `intack()` returns the vector of the external interrupt the CPU is taking, OR 0x100 if
-    another is still pending, or -1 if none is deliverable any more. `msr(is_write, index,
+    another is still pending, or -1 if none is deliverable any more; it may instead be the
+    address of a C function, called with `intack_opaque` (the local APIC's core,
+    devices/apic_core.py). `msr(is_write, index,
     value)` returns (1, value) when handled, (0, None) to let the engine handle it (EFER,
     STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT, TSC), or (-1, None) for #GP.
     """
 
-    def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER):
+    # uc_imacpro_set_irq(uc, level), for C code that drives the INTR pin itself.
+    SET_IRQ_ADDRESS = ctypes.cast(uclib.uc_imacpro_set_irq, ctypes.c_void_p).value
+
+    def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER,
+                 intack_opaque: int | None = None):
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         self.uc.ctl_set_cpu_model(cpu_model)  # before the engine initialises
         # Exit addresses off: with them, every stop (a time slice ending) makes Unicorn
         # invalidate code at `until - 1` through a page walk on the guest's tables, which
         # raises a phantom #PF there: CR2 clobbered, and the next fault becomes a #DF.
         self.uc.ctl_exits_enabled(True)
-        self._uch = self.uc._uch
-        self._intack = INTACK_CALLBACK(lambda _opaque: intack())
+        self._uch = self.handle = self.uc._uch
+        if isinstance(intack, int):
+            self._intack = INTACK_CALLBACK(intack)
+        else:
+            self._intack = INTACK_CALLBACK(lambda _opaque: intack())
         self._msr = MSR_CALLBACK(self._on_msr)
         self._msr_handler = msr
-        err = uclib.uc_imacpro_enable(self._uch, self._intack, self._msr, None)
+        err = uclib.uc_imacpro_enable(self._uch, self._intack, self._msr, intack_opaque)
         if err:
             raise unicorn.UcError(err)
         self.power_on()                 # architectural reset values (XCR0 = x87 only)

@@ -5,7 +5,9 @@ The vCPU connects it to the machine:
   - IN/OUT go to the port bus, MMIO to the devices (the local APIC page to this CPU's own APIC);
   - the INTR pin follows "this CPU's APIC (or the PIC, in virtual-wire mode) has a deliverable
     interrupt", re-evaluated whenever the APIC's state may have changed; the INTA cycle
-    (`_intack`) takes the vector from the APIC or the PIC at the moment the CPU takes it;
+    takes the vector from the APIC or the PIC at the moment the CPU takes it. The APIC's
+    core (devices/apic_core.py, in C) answers the INTA, the EOI and the page's common
+    accesses itself and drives the pin; an ExtINT's INTA and the other accesses come here;
   - INIT puts the CPU in wait-for-SIPI; a SIPI starts it in real mode at vector × 4 KiB.
 
 The engine runs guest code outside the machine's big lock (big_lock.py); its callbacks take
@@ -22,20 +24,22 @@ import time
 
 import unicorn
 from unicorn import x86_const as x
+from unicorn.unicorn_py3.unicorn import uclib
 
-from imacpro.bus.mmio import map_device
+from imacpro.bus.mmio import guarded
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine
+from imacpro.devices import apic_core
 from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MCG_STATUS_MCIP, MCG_STATUS_RIPV, MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices.contract import StateError
-from imacpro.devices.lapic import LVT_TIMER
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
 
 log = logging.getLogger(__name__)
 
 NEVER = 0xFFFF_FFFF_FFFF_FFFF   # an `until` address the guest never reaches
+uclib_mmio_map = uclib.uc_mmio_map
 RFLAGS_IF = 1 << 9
 CR4_MCE = 1 << 6
 MORE_PENDING = 0x100            # intack: the INTR pin stays asserted
@@ -49,7 +53,8 @@ class State(enum.Enum):
 
 
 class _ApicPage:
-    """This CPU's view of the local APIC page: every access may change what is pending."""
+    """This CPU's view of the local APIC page, for the accesses its core leaves to Python:
+    every access may change what is pending."""
 
     def __init__(self, vcpu: Vcpu):
         self.vcpu = vcpu
@@ -78,12 +83,19 @@ class Vcpu:
                             package_hwp=package_hwp)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.lock = mmio.lock
-        self.engine = Engine(self._intack, self._on_msr)
+        self.core = core = lapic.core
+        self.engine = Engine(apic_core.INTACK, self._on_msr, intack_opaque=core.address)
         self.uc = uc = self.engine.uc
         ram.map_into(uc, unicorn.UC_PROT_ALL)
         self.engine.join_code_map(ram)
         self.windows = mmio.map_into(uc)   # the PCI windows, remapped as BARs move
-        map_device(uc, LAPIC_BASE, LAPIC_SIZE, _ApicPage(self), mmio.errors, mmio.lock)
+        read, write = guarded(_ApicPage(self), LAPIC_BASE, mmio.errors, mmio.lock)
+        core.attach(self.engine.handle, Engine.SET_IRQ_ADDRESS, self._intack, read, write,
+                    self._eoi_done)
+        status = uclib_mmio_map(self.engine.handle, LAPIC_BASE, LAPIC_SIZE, apic_core.MMIO_READ,
+                                core.address, apic_core.MMIO_WRITE, core.address)
+        if status:
+            raise unicorn.UcError(status)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
@@ -103,13 +115,10 @@ class Vcpu:
         # that came meanwhile from another thread: applied when the slice ends.
         self.running_on: int | None = None
         self._start_deferred = False
-        # Statistics for the watchdog and the soak (not state): interrupts taken, when the
-        # last was (guest ns), and the longest gap between two timer interrupts with no HLT
-        # between them (how long a busy CPU went without its tick).
-        self.interrupts = 0
+        # Statistics for the watchdog and the soak (not state), kept by the APIC's core:
+        # interrupts taken, when the last was (guest ns), and the longest gap between two
+        # timer interrupts with no HLT between them (how long a busy CPU went without its tick).
         self.last_interrupt_ns = clock.now_ns()
-        self.max_busy_tick_gap_ns = 0
-        self._last_tick_ns: int | None = None
         # The engine's state as it came up: what a platform reset goes back to.
         self._power_on = uc.context_save()
 
@@ -131,7 +140,23 @@ class Vcpu:
         self.spinning = False
         self._start_deferred = False
         self.last_interrupt_ns = self.clock.now_ns()
-        self._last_tick_ns = None
+        self.core.c.last_tick_ns = -1
+
+    @property
+    def interrupts(self) -> int:
+        return self.core.c.interrupts
+
+    @property
+    def last_interrupt_ns(self) -> int:
+        return self.core.c.last_interrupt_ns
+
+    @last_interrupt_ns.setter
+    def last_interrupt_ns(self, ns: int) -> None:
+        self.core.c.last_interrupt_ns = ns
+
+    @property
+    def max_busy_tick_gap_ns(self) -> int:
+        return self.core.c.max_busy_tick_gap_ns
 
     # --- saved state (suspend and resume) --------------------------------------------------
 
@@ -187,6 +212,7 @@ class Vcpu:
         return True  # skip the engine's own CPUID
 
     def _intack(self) -> int:
+        """The INTA cycle while an ExtINT is pending (the core asks; it answers the rest)."""
         with self.lock:
             return self._acknowledge()
 
@@ -197,22 +223,21 @@ class Vcpu:
             elif self.lapic.highest_pending() is not None:
                 vector = self.lapic.acknowledge()
             else:
+                self.update_pins()
                 return -1
-            self._count_interrupt(vector)
-            return vector | (MORE_PENDING if self.interrupt_pending() else 0)
+            self.core.count(vector)
+            return vector | (MORE_PENDING if self._drive_intr() else 0)
         except Exception:
             log.exception("cpu %d: interrupt acknowledge failed", self.index)
             return -1
 
-    def _count_interrupt(self, vector: int) -> None:
-        now = self.clock.now_ns()
-        self.interrupts += 1
-        self.last_interrupt_ns = now
-        if vector == self.lapic.lvt[LVT_TIMER] & 0xFF:
-            if self._last_tick_ns is not None:
-                self.max_busy_tick_gap_ns = max(self.max_busy_tick_gap_ns,
-                                                now - self._last_tick_ns)
-            self._last_tick_ns = now
+    def _eoi_done(self, vector: int) -> None:
+        """The core's EOI of a vector the I/O APICs or a LINT pin must hear of."""
+        with self.lock:
+            try:
+                self.lapic.eoi_done(vector)
+            except Exception:
+                log.exception("cpu %d: EOI of vector %#x failed", self.index, vector)
 
     @property
     def online(self) -> bool:
@@ -228,8 +253,14 @@ class Vcpu:
     # --- pins -----------------------------------------------------------------------------
 
     def interrupt_pending(self) -> bool:
-        return (self.lapic.highest_pending() is not None
+        return (self.core.deliverable() is not None
                 or (self.lapic.extint_pending and self.pic.interrupt_pending()))
+
+    def _drive_intr(self) -> bool:
+        """The INTR pin from the APIC's core and the PIC's ExtINT; its level."""
+        extint = bool(self.lapic.extint_pending and self.pic.interrupt_pending())
+        self.core.c.extint = int(extint)
+        return self.core.update_pin(extint)
 
     def update_pins(self) -> None:
         """Re-evaluate INTR, NMI, INIT and SIPI after the interrupt controllers changed."""
@@ -246,9 +277,7 @@ class Vcpu:
         if self.lapic.take_nmi():
             self.engine.nmi()
             self._unmaskable_pending = True
-        pending = self.interrupt_pending()
-        self.engine.set_irq(pending)
-        if pending or self._unmaskable_pending:
+        if self._drive_intr() or self._unmaskable_pending:
             self._wake()
 
     def _wake(self) -> None:
@@ -339,7 +368,7 @@ class Vcpu:
         elif status & STATUS_HALTED:
             self.state = State.HALTED
             self.msrs.perf.halted(True)
-            self._last_tick_ns = None   # idle: the next tick's gap is not a busy one
+            self.core.c.last_tick_ns = -1   # idle: the next tick's gap is not a busy one
         if self._start_deferred:           # an INIT or SIPI came while it ran
             self._start_deferred = False
             self.update_pins()

@@ -52,11 +52,23 @@ class ApicBus:
     def __init__(self):
         self.lapics: list[LocalApic] = []
         self.eoi_listeners: list[Callable[[int], None]] = []
-        self.edge_eoi_vectors: set[int] = set()
+        self._edge_eoi_vectors: frozenset[int] = frozenset()
+
+    @property
+    def edge_eoi_vectors(self) -> frozenset[int]:
+        return self._edge_eoi_vectors
+
+    @edge_eoi_vectors.setter
+    def edge_eoi_vectors(self, vectors) -> None:
+        """The local APICs' cores take an EOI of these to Python (devices/apic_core.py)."""
+        self._edge_eoi_vectors = frozenset(vectors)
+        for lapic in self.lapics:
+            lapic.core.set_eoi_notify(self._edge_eoi_vectors)
 
     def attach(self, lapic: LocalApic) -> None:
         if lapic not in self.lapics:
             self.lapics.append(lapic)
+            lapic.core.set_eoi_notify(self._edge_eoi_vectors)
 
     def eoi(self, vector: int) -> None:
         for listener in list(self.eoi_listeners):

@@ -7,6 +7,7 @@ from typing import Callable
 
 from imacpro.clock import NS_PER_S, Clock
 from imacpro.devices import _state
+from imacpro.devices.apic_core import ApicCore
 from imacpro.devices.apic_bus import (
     EXTINT, FIXED, INIT, LOWEST_PRIORITY, NMI, SMI, STARTUP, ApicBus)
 from imacpro.devices.contract import StateError, load_fields, save_fields
@@ -89,6 +90,10 @@ class LocalApic:
     ignored; `write_tsc_deadline()` (MSR 0x6E0) arms it at TSC = now_ns * tsc_hz / 1e9 + IA32_TSC_ADJUST, a
     deadline in the past fires at once, and firing clears the deadline.
 
+    The vectors' state (IRR, ISR, TMR, TPR), the INTA cycle, the EOI, the INTR pin and the
+    page's common reads are the core's (`core`, devices/apic_core.py: in C, so that taking an
+    interrupt costs no Python); this class keeps the rest and tells the core what it needs.
+
     Interrupts (SDM 10.8): `accept()` sets IRR and, per 10.8.4, TMR for level / clears it for
     edge; vectors 0-15 set ESR "received illegal vector" and are dropped. `highest_pending()`
     is the highest IRR vector whose class beats PPR's; `acknowledge()` (INTA) moves it to
@@ -132,13 +137,12 @@ class LocalApic:
         self.bsp = bsp
         self.power_on_id = apic_id & 0xFF
         self.on_event: Callable[[], None] | None = None
+        self.core = ApicCore(clock.view)
         # The pins' input levels: driven from outside, so reset keeps them; saved all the same,
         # since what a pin does next (an edge or not) depends on the level the APIC last saw.
         self.lint_level = [False, False]
-        # Statistics, not state: when each vector in IRR got there (guest ns), and the longest
-        # any waited for its INTA (the watchdog and the soak read them).
-        self.pending_since: dict[int, int] = {}
-        self.max_latency_ns = 0
+        # Statistics, not state, kept by the core: when each vector in IRR got there (guest
+        # ns), and the longest any waited for its INTA (the watchdog and the soak read them).
         self._count_timer = clock.timer(self._count_expired)        # one-shot and periodic
         self._deadline_timer = clock.timer(self._deadline_expired)  # TSC-deadline mode
         self.reset()
@@ -154,10 +158,11 @@ class LocalApic:
         if self.bsp:
             self.lvt[LVT_LINT0] = EXTINT << 8
             self.lvt[LVT_LINT1] = NMI << 8
+        self._sync_core()
 
     def init_reset(self) -> None:
         self._cancel_timer()
-        self.pending_since = {}
+        self.core.clear_pending_since()
         self.tpr = self.ldr = 0
         self.dfr = MASK32
         self.svr = 0xFF
@@ -170,6 +175,7 @@ class LocalApic:
         self.count_base_ns = self.count_base_remaining = 0
         self.tsc_deadline = 0
         self.extint_latched = False
+        self._sync_core()
 
     # --- saved state ----------------------------------------------------------------------
 
@@ -195,11 +201,44 @@ class LocalApic:
         count_at = _state.timer_field(state, "count_timer", where)
         deadline_at = _state.timer_field(state, "deadline_timer", where)
         load_fields(self, state, _SAVED, optional_none=("sipi_vector",))   # checks the rest
-        self.pending_since = {}
+        self.core.clear_pending_since()
         self._base = base
         self._count_timer.arm_from(count_at)
         self._deadline_timer.arm_from(deadline_at)
         self._notify()  # the CPU's pins follow the loaded IRR/ISR/TPR and latches
+
+    # --- the core's registers ---------------------------------------------------------------
+
+    irr = property(lambda self: self.core.irr, lambda self, v: setattr(self.core, "irr", v))
+    isr = property(lambda self: self.core.isr, lambda self, v: setattr(self.core, "isr", v))
+    tmr = property(lambda self: self.core.tmr, lambda self, v: setattr(self.core, "tmr", v))
+    tpr = property(lambda self: self.core.c.tpr,
+                   lambda self, v: setattr(self.core.c, "tpr", v))
+    icr_high = property(lambda self: self.core.c.icr_high,
+                        lambda self, v: setattr(self.core.c, "icr_high", v))
+
+    @property
+    def apic_id(self) -> int:
+        return self.core.c.id_reg >> 24
+
+    @apic_id.setter
+    def apic_id(self, value: int) -> None:
+        self.core.c.id_reg = (value & 0xFF) << 24
+
+    @property
+    def max_latency_ns(self) -> int:
+        return self.core.c.max_latency_ns
+
+    def pending_since(self, vector: int) -> int | None:
+        """When `vector` got into IRR (guest ns), if it is there."""
+        return self.core.pending_since(vector) if self.irr >> vector & 1 else None
+
+    def _sync_core(self) -> None:
+        """What the core needs of the rest of the APIC: the enables and the timer's vector."""
+        core = self.core.c
+        core.hw_enabled = int(self.hardware_enabled)
+        core.sw_enabled = int(self.software_enabled)
+        core.timer_vector = self.lvt[LVT_TIMER] & 0xFF
 
     # --- state seen by the bus and the CPU -------------------------------------------------
 
@@ -250,8 +289,7 @@ class LocalApic:
         return vector
 
     def processor_priority(self) -> int:
-        isrv = _top(self.isr)
-        return self.tpr if self.tpr >> 4 >= isrv >> 4 else isrv & 0xF0
+        return self.core.ppr()
 
     def arbitration_priority(self) -> int:
         irrv, isrv = _top(self.irr), _top(self.isr)
@@ -260,26 +298,19 @@ class LocalApic:
         return max(self.tpr & 0xF0, isrv & 0xF0, irrv & 0xF0)
 
     def highest_pending(self) -> int | None:
-        if not self.irr or not self.software_enabled:
-            return None
-        vector = self.irr.bit_length() - 1
-        return vector if vector >> 4 > self.processor_priority() >> 4 else None
+        return self.core.deliverable()
 
     def acknowledge(self) -> int:
-        vector = self.highest_pending()
+        vector = self.core.acknowledge()
         if vector is None:
             return self.svr & 0xFF  # the interrupt went away (TPR raised): spurious
-        self.irr &= ~(1 << vector)
-        self.isr |= 1 << vector
-        since = self.pending_since.pop(vector, None)
-        if since is not None:
-            self.max_latency_ns = max(self.max_latency_ns, self._clock.now_ns() - since)
         return vector
 
     def oldest_pending(self) -> tuple[int, int] | None:
         """(vector, guest ns since it is in IRR) of the vector that has waited longest."""
-        waiting = [(since, vector) for vector, since in self.pending_since.items()
-                   if self.irr >> vector & 1]
+        irr = self.irr
+        waiting = [(self.core.pending_since(vector) or 0, vector) for vector in range(256)
+                   if irr >> vector & 1]
         if not waiting:
             return None
         since, vector = min(waiting)
@@ -329,11 +360,7 @@ class LocalApic:
         if vector < 16:
             self._error(RECEIVE_ILLEGAL_VECTOR)
             return False
-        bit = 1 << vector
-        if not self.irr & bit:
-            self.pending_since[vector] = self._clock.now_ns()
-        self.irr |= bit
-        self.tmr = self.tmr | bit if level_triggered else self.tmr & ~bit
+        self.core.accept(vector, level_triggered)
         self._notify()
         return True
 
@@ -482,6 +509,7 @@ class LocalApic:
     # --- internals --------------------------------------------------------------------------
 
     def _notify(self) -> None:
+        self._sync_core()
         if self.on_event is not None:
             self.on_event()
 
@@ -496,10 +524,13 @@ class LocalApic:
             self.accept(lvt & 0xFF, False)
 
     def _eoi(self) -> None:
-        if not self.isr:
-            return
-        vector = self.isr.bit_length() - 1
-        self.isr &= ~(1 << vector)
+        vector = self.core.eoi()
+        if vector is not None:
+            self.eoi_done(vector)
+
+    def eoi_done(self, vector: int) -> None:
+        """After the core cleared `vector`'s ISR bit: the I/O APICs hear of a level-triggered
+        one (or an edge they asked for), a LINT pin's remote IRR clears."""
         if self.tmr >> vector & 1 or vector in self._bus.edge_eoi_vectors:
             self._bus.eoi(vector)
         for offset in (LVT_LINT0, LVT_LINT1):

@@ -1,0 +1,170 @@
+"""The local APIC's interrupt core in C (`native/apic_core.c`, built by make into
+`_lib/libapic.so`): IRR, ISR, TMR and TPR, the INTA cycle, the EOI, the INTR pin and the
+page's common reads, so that an interrupt a CPU takes costs no Python (the C file says which
+accesses it serves and how it shares them between threads).
+
+`ApicCore` is one CPU's core: lapic.py keeps its APIC's vectors there and calls it; the vCPU
+hands the engine its INTA callback and maps the APIC page through it (cpu/vcpu.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+from imacpro.clock import ClockView
+from imacpro.errors import UserError
+
+LIBRARY = Path(__file__).with_name("_lib") / "libapic.so"
+
+SET_IRQ = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
+SLOW_INTACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+SLOW_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
+                             ctypes.c_void_p)
+SLOW_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
+                              ctypes.c_uint64, ctypes.c_void_p)
+SLOW_EOI = ctypes.CFUNCTYPE(None, ctypes.c_int)
+
+Words = ctypes.c_uint32 * 8
+
+
+class _Core(ctypes.Structure):
+    _fields_ = [("irr", Words), ("isr", Words), ("tmr", Words), ("eoi_notify", Words),
+                ("tpr", ctypes.c_uint32), ("id_reg", ctypes.c_uint32),
+                ("icr_high", ctypes.c_uint32), ("hw_enabled", ctypes.c_int32),
+                ("sw_enabled", ctypes.c_int32), ("extint", ctypes.c_int32),
+                ("timer_vector", ctypes.c_int32), ("pin", ctypes.c_int32),
+                ("interrupts", ctypes.c_uint64), ("last_interrupt_ns", ctypes.c_int64),
+                ("last_tick_ns", ctypes.c_int64), ("max_busy_tick_gap_ns", ctypes.c_int64),
+                ("max_latency_ns", ctypes.c_int64), ("pending_since", ctypes.c_int64 * 256),
+                ("clock", ctypes.POINTER(ClockView)), ("uc", ctypes.c_void_p),
+                ("set_irq", ctypes.c_void_p), ("slow_intack", SLOW_INTACK),
+                ("slow_read", SLOW_READ), ("slow_write", SLOW_WRITE), ("slow_eoi", SLOW_EOI)]
+
+
+def _load():
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+    except OSError as exc:
+        raise UserError(f"the local APIC's core is not built ({exc}): run 'make'") from None
+    core_p = ctypes.POINTER(_Core)
+    for name, restype, argtypes in (
+            ("apic_core_ppr", ctypes.c_uint32, [core_p]),
+            ("apic_core_deliverable", ctypes.c_int, [core_p]),
+            ("apic_core_update_pin", ctypes.c_int, [core_p, ctypes.c_int]),
+            ("apic_core_accept", None, [core_p, ctypes.c_int, ctypes.c_int]),
+            ("apic_core_count", None, [core_p, ctypes.c_int]),
+            ("apic_core_acknowledge", ctypes.c_int, [core_p]),
+            ("apic_core_eoi", ctypes.c_int, [core_p])):
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
+    return lib
+
+
+_lib = _load()
+# The engine's callbacks, as C function pointers (their opaque argument is the core).
+INTACK = ctypes.cast(_lib.apic_core_intack, ctypes.c_void_p).value
+MMIO_READ = ctypes.cast(_lib.apic_core_mmio_read, ctypes.c_void_p).value
+MMIO_WRITE = ctypes.cast(_lib.apic_core_mmio_write, ctypes.c_void_p).value
+
+
+def _to_int(words) -> int:
+    return int.from_bytes(bytes(words), "little")
+
+
+def _from_int(words, value: int) -> None:
+    ctypes.memmove(words, value.to_bytes(32, "little"), 32)
+
+
+class ApicCore:
+    """One CPU's core. The 256-bit registers read and write as Python ints; `accept`,
+    `acknowledge`, `eoi`, `ppr` and `deliverable` are the C functions. Until a CPU attaches
+    (`attach`), nothing drives a pin and the slow paths are Python's no-ops."""
+
+    def __init__(self, clock_view: ClockView):
+        self._clock_view = clock_view          # kept alive with the core
+        self.c = _Core()
+        self.c.clock = ctypes.pointer(clock_view)
+        self.c.timer_vector = -1
+        self.c.last_tick_ns = -1
+        self._callbacks: tuple = ()
+        self.attach(None, None, lambda: -1, lambda offset, size: 0,
+                    lambda offset, size, value: None, lambda vector: None)
+        self.address = ctypes.addressof(self.c)
+
+    def attach(self, uc_handle, set_irq_address, intack, read, write, eoi) -> None:
+        """Wire the core to a CPU: its engine (the pin) and Python's slow paths."""
+        callbacks = (SLOW_INTACK(lambda _core: intack()),
+                     SLOW_READ(lambda _uc, offset, size, _core: read(offset, size)),
+                     SLOW_WRITE(lambda _uc, offset, size, value, _core:
+                                write(offset, size, value)),
+                     SLOW_EOI(eoi))
+        self._callbacks = callbacks             # ctypes keeps no reference of its own
+        self.c.slow_intack, self.c.slow_read, self.c.slow_write, self.c.slow_eoi = callbacks
+        self.c.uc = None if uc_handle is None else ctypes.cast(uc_handle, ctypes.c_void_p).value
+        self.c.set_irq = set_irq_address
+
+    # --- the vectors' registers as ints --------------------------------------------------
+
+    @property
+    def irr(self) -> int:
+        return _to_int(self.c.irr)
+
+    @irr.setter
+    def irr(self, value: int) -> None:
+        _from_int(self.c.irr, value)
+
+    @property
+    def isr(self) -> int:
+        return _to_int(self.c.isr)
+
+    @isr.setter
+    def isr(self, value: int) -> None:
+        _from_int(self.c.isr, value)
+
+    @property
+    def tmr(self) -> int:
+        return _to_int(self.c.tmr)
+
+    @tmr.setter
+    def tmr(self, value: int) -> None:
+        _from_int(self.c.tmr, value)
+
+    def set_eoi_notify(self, vectors) -> None:
+        bits = 0
+        for vector in vectors:
+            bits |= 1 << (vector & 0xFF)
+        _from_int(self.c.eoi_notify, bits)
+
+    # --- the C functions -----------------------------------------------------------------
+
+    def ppr(self) -> int:
+        return _lib.apic_core_ppr(self.c)
+
+    def deliverable(self) -> int | None:
+        vector = _lib.apic_core_deliverable(self.c)
+        return None if vector < 0 else vector
+
+    def update_pin(self, extra: bool) -> bool:
+        return bool(_lib.apic_core_update_pin(self.c, 1 if extra else 0))
+
+    def accept(self, vector: int, level_triggered: bool) -> None:
+        _lib.apic_core_accept(self.c, vector, 1 if level_triggered else 0)
+
+    def count(self, vector: int) -> None:
+        _lib.apic_core_count(self.c, vector)
+
+    def acknowledge(self) -> int | None:
+        vector = _lib.apic_core_acknowledge(self.c)
+        return None if vector < 0 else vector
+
+    def eoi(self) -> int | None:
+        vector = _lib.apic_core_eoi(self.c)
+        return None if vector < 0 else vector
+
+    def pending_since(self, vector: int) -> int | None:
+        since = self.c.pending_since[vector]
+        return since or None
+
+    def clear_pending_since(self) -> None:
+        ctypes.memset(ctypes.addressof(self.c.pending_since), 0, 8 * 256)

@@ -1,0 +1,280 @@
+/*
+ * The local APIC's interrupt core: what every interrupt passes through, in C.
+ *
+ * imacpro/devices/lapic.py is the local APIC; this file holds the part of it that every
+ * interrupt touches, so that taking one costs no Python: the vectors' state (IRR, ISR, TMR),
+ * the task priority, the INTA cycle, the EOI, the INTR pin, and the page's reads of ID, TPR,
+ * PPR, ISR, TMR and IRR. Measured before it (bench/interrupts.py, docs/PERFORMANCE.md): an
+ * IPI's round trip between two CPUs sleeping in HLT spent 85% of its host time in Python.
+ *
+ * One `struct apic_core` per CPU, allocated by Python (imacpro/devices/apic_core.py mirrors
+ * its layout). Python keeps everything else (LVTs, timers, the ICR's sending, SVR, LDR/DFR,
+ * ESR, saved state) and tells the core what it needs: whether the APIC is enabled, whether
+ * an ExtINT is pending (the PIC answers that INTA), which vectors' EOIs Python must see.
+ *
+ * Threads: the CPU's own thread runs INTA, EOI and TPR writes here without the machine's
+ * lock; any thread may accept a vector (under the lock, from Python). IRR is changed with
+ * atomic operations; ISR and TPR only by the CPU's own thread (or with the CPU stopped).
+ * The pin is raised by whoever makes a vector deliverable; a thread that lowers it looks
+ * again afterwards, so a raise between its look and its lowering is never lost.
+ *
+ * Page accesses served here (aligned 32-bit, APIC hardware-enabled): reads of ID (020),
+ * TPR (080), PPR (0A0), ISR (100-170), TMR (180-1F0), IRR (200-270); writes of TPR (080),
+ * EOI (0B0) and ICR high (310). Everything else goes to Python's `slow_read`/`slow_write`.
+ */
+#include <stdint.h>
+#include <time.h>
+
+struct apic_clock {              /* the machine clock (imacpro/clock.py) as C reads it */
+    int64_t realtime;            /* 1: guest ns = CLOCK_MONOTONIC ns + offset_ns */
+    int64_t offset_ns;
+    int64_t virtual_ns;          /* 0 realtime: the virtual clock's now */
+};
+
+typedef void (*set_irq_fn)(void *uc, int level);
+typedef int (*slow_intack_fn)(void *core);
+typedef uint64_t (*slow_read_fn)(void *uc, uint64_t offset, unsigned size, void *core);
+typedef void (*slow_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value,
+                              void *core);
+typedef void (*slow_eoi_fn)(int vector);
+
+struct apic_core {
+    uint32_t irr[8], isr[8], tmr[8];   /* vector n: word n / 32, bit n % 32 */
+    uint32_t eoi_notify[8];  /* edge vectors whose EOI Python must see (I/O APIC, LINT) */
+    uint32_t tpr;            /* 7:0 */
+    uint32_t id_reg;         /* the ID register as read: APIC ID in 31:24 */
+    uint32_t icr_high;       /* destination in 31:24 */
+    int32_t hw_enabled;      /* IA32_APIC_BASE.EN: the page answers */
+    int32_t sw_enabled;      /* and SVR.8: vectors are accepted and delivered */
+    int32_t extint;          /* an ExtINT is pending: INTA asks Python (the PIC) */
+    int32_t timer_vector;    /* LVT timer's vector, for the tick statistics; -1 none */
+    int32_t pin;             /* the INTR level this core last drove */
+    /* statistics (guest ns) for the watchdog and the soak */
+    uint64_t interrupts;
+    int64_t last_interrupt_ns;
+    int64_t last_tick_ns;    /* -1: none since the CPU last halted */
+    int64_t max_busy_tick_gap_ns;
+    int64_t max_latency_ns;
+    int64_t pending_since[256];   /* when each vector in IRR got there */
+    /* wiring */
+    struct apic_clock *clock;
+    void *uc;                /* NULL: no CPU attached (the pin is not driven) */
+    set_irq_fn set_irq;
+    slow_intack_fn slow_intack;
+    slow_read_fn slow_read;
+    slow_write_fn slow_write;
+    slow_eoi_fn slow_eoi;
+};
+
+enum { ID = 0x20, TPR = 0x80, PPR = 0xA0, EOI = 0xB0, ISR = 0x100, TMR = 0x180, IRR = 0x200,
+       ICR_HIGH = 0x310 };
+enum { MORE_PENDING = 0x100 };
+
+static int64_t guest_ns(const struct apic_core *c)
+{
+    const struct apic_clock *k = c->clock;
+    if (!k->realtime) {
+        return __atomic_load_n(&k->virtual_ns, __ATOMIC_RELAXED);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
+           __atomic_load_n(&k->offset_ns, __ATOMIC_RELAXED);
+}
+
+/* Highest set vector of a 256-bit register, or -1. */
+static int top(const uint32_t *bits)
+{
+    for (int w = 7; w >= 0; w--) {
+        uint32_t word = __atomic_load_n(&bits[w], __ATOMIC_SEQ_CST);
+        if (word) {
+            return w * 32 + 31 - __builtin_clz(word);
+        }
+    }
+    return -1;
+}
+
+static int test_bit(const uint32_t *bits, int v)
+{
+    return __atomic_load_n(&bits[v >> 5], __ATOMIC_SEQ_CST) >> (v & 31) & 1;
+}
+
+/* PPR (SDM 10.8.3.1): TPR if its class is at least ISR's highest, else that class. */
+uint32_t apic_core_ppr(const struct apic_core *c)
+{
+    int isrv = top(c->isr);
+    uint32_t isr_class = isrv < 0 ? 0 : (uint32_t)isrv & 0xF0;
+    return (c->tpr >> 4) >= (isr_class >> 4) ? c->tpr : isr_class;
+}
+
+/* The highest IRR vector whose class beats PPR's, or -1. */
+int apic_core_deliverable(const struct apic_core *c)
+{
+    if (!c->sw_enabled) {
+        return -1;
+    }
+    int v = top(c->irr);
+    return v >= 0 && (uint32_t)(v >> 4) > (apic_core_ppr(c) >> 4) ? v : -1;
+}
+
+/* Drive INTR: up if a vector is deliverable, an ExtINT is pending or `extra` (Python's
+ * PIC) asks; lowering looks again after, so a vector made deliverable meanwhile by another
+ * thread (which raises the pin itself) is not lost. Returns the level. */
+int apic_core_update_pin(struct apic_core *c, int extra)
+{
+    int level = extra || apic_core_deliverable(c) >= 0;
+    if (c->set_irq == NULL) {
+        c->pin = level;
+        return level;
+    }
+    if (level) {
+        __atomic_store_n(&c->pin, 1, __ATOMIC_SEQ_CST);
+        c->set_irq(c->uc, 1);
+        return 1;
+    }
+    __atomic_store_n(&c->pin, 0, __ATOMIC_SEQ_CST);
+    c->set_irq(c->uc, 0);
+    if (apic_core_deliverable(c) >= 0) {
+        __atomic_store_n(&c->pin, 1, __ATOMIC_SEQ_CST);
+        c->set_irq(c->uc, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* A fixed vector arrives (16-255; Python checks the range and the enables): IRR, TMR for a
+ * level-triggered one, its arrival time; the pin goes up if it is deliverable now. */
+void apic_core_accept(struct apic_core *c, int vector, int level_triggered)
+{
+    uint32_t bit = 1u << (vector & 31);
+    int w = (vector >> 5) & 7;
+    if (level_triggered) {
+        __atomic_fetch_or(&c->tmr[w], bit, __ATOMIC_SEQ_CST);
+    } else {
+        __atomic_fetch_and(&c->tmr[w], ~bit, __ATOMIC_SEQ_CST);
+    }
+    uint32_t was = __atomic_fetch_or(&c->irr[w], bit, __ATOMIC_SEQ_CST);
+    if (!(was & bit)) {
+        __atomic_store_n(&c->pending_since[vector & 0xFF], guest_ns(c), __ATOMIC_RELAXED);
+    }
+    if (c->set_irq != NULL && apic_core_deliverable(c) >= 0) {
+        __atomic_store_n(&c->pin, 1, __ATOMIC_SEQ_CST);
+        c->set_irq(c->uc, 1);
+    }
+}
+
+/* Statistics of an interrupt the CPU took (its vector from the APIC or the PIC). */
+void apic_core_count(struct apic_core *c, int vector)
+{
+    int64_t now = guest_ns(c);
+    c->interrupts++;
+    c->last_interrupt_ns = now;
+    if (vector == c->timer_vector) {
+        if (c->last_tick_ns >= 0 && now - c->last_tick_ns > c->max_busy_tick_gap_ns) {
+            c->max_busy_tick_gap_ns = now - c->last_tick_ns;
+        }
+        c->last_tick_ns = now;
+    }
+}
+
+/* INTA from the APIC: the deliverable vector moves from IRR to ISR; -1 if none is. */
+int apic_core_acknowledge(struct apic_core *c)
+{
+    int v = apic_core_deliverable(c);
+    if (v < 0) {
+        return -1;
+    }
+    __atomic_fetch_and(&c->irr[v >> 5], ~(1u << (v & 31)), __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&c->isr[v >> 5], 1u << (v & 31), __ATOMIC_SEQ_CST);
+    int64_t since = c->pending_since[v];
+    if (since) {
+        int64_t waited = guest_ns(c) - since;
+        if (waited > c->max_latency_ns) {
+            c->max_latency_ns = waited;
+        }
+        c->pending_since[v] = 0;
+    }
+    return v;
+}
+
+/* The engine's INTA callback (its opaque is the core): the vector, with MORE_PENDING if
+ * the pin stays up, or -1 if nothing is deliverable any more. An ExtINT goes to Python. */
+int apic_core_intack(void *opaque)
+{
+    struct apic_core *c = opaque;
+    if (__atomic_load_n(&c->extint, __ATOMIC_SEQ_CST)) {
+        return c->slow_intack(c);
+    }
+    int v = apic_core_acknowledge(c);
+    if (v < 0) {
+        apic_core_update_pin(c, 0);
+        return -1;
+    }
+    apic_core_count(c, v);
+    return v | (apic_core_deliverable(c) >= 0 ? MORE_PENDING : 0);
+}
+
+/* EOI: the highest ISR bit is cleared; -1 if ISR was empty. Python's `slow_eoi` hears of
+ * a level-triggered vector (TMR) or one in `eoi_notify`. */
+int apic_core_eoi(struct apic_core *c)
+{
+    int v = top(c->isr);
+    if (v < 0) {
+        return -1;
+    }
+    __atomic_fetch_and(&c->isr[v >> 5], ~(1u << (v & 31)), __ATOMIC_SEQ_CST);
+    return v;
+}
+
+static int served(const struct apic_core *c, uint64_t offset, unsigned size)
+{
+    return size == 4 && !(offset & 0xF) && offset < 0x1000 && c->hw_enabled;
+}
+
+uint64_t apic_core_mmio_read(void *uc, uint64_t offset, unsigned size, void *opaque)
+{
+    struct apic_core *c = opaque;
+    if (served(c, offset, size)) {
+        if (offset == ID) {
+            return c->id_reg;
+        }
+        if (offset == TPR) {
+            return c->tpr;
+        }
+        if (offset == PPR) {
+            return apic_core_ppr(c);
+        }
+        if (offset >= ISR && offset < IRR + 0x80) {
+            const uint32_t *bits = offset < TMR ? c->isr : offset < IRR ? c->tmr : c->irr;
+            return __atomic_load_n(&bits[(offset & 0x70) >> 4], __ATOMIC_SEQ_CST);
+        }
+    }
+    return c->slow_read(uc, offset, size, opaque);
+}
+
+void apic_core_mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t value,
+                          void *opaque)
+{
+    struct apic_core *c = opaque;
+    if (served(c, offset, size)) {
+        if (offset == EOI) {
+            int v = apic_core_eoi(c);
+            if (v >= 0 && (test_bit(c->tmr, v) || test_bit(c->eoi_notify, v))) {
+                c->slow_eoi(v);    /* Python re-drives the pin */
+            } else if (v >= 0) {
+                apic_core_update_pin(c, __atomic_load_n(&c->extint, __ATOMIC_SEQ_CST));
+            }
+            return;
+        }
+        if (offset == TPR) {
+            c->tpr = (uint32_t)value & 0xFF;
+            apic_core_update_pin(c, __atomic_load_n(&c->extint, __ATOMIC_SEQ_CST));
+            return;
+        }
+        if (offset == ICR_HIGH) {
+            c->icr_high = (uint32_t)value & 0xFF000000u;
+            return;
+        }
+    }
+    c->slow_write(uc, offset, size, value, opaque);
+}

@@ -79,6 +79,9 @@ class Clock:
     def __init__(self, realtime: bool = False):
         self.realtime = realtime
         self.view = ClockView(realtime=int(realtime))
+        # Counts the changes of guest time's relation to the host's (a warp, a load, virtual
+        # time advanced): what was derived from that relation (a vCPU's TSC anchor) is old.
+        self.generation = 0
         self._virtual_ns = 0
         self._host_start = time.monotonic_ns()
         self._offset_ns = 0  # realtime: time skipped forward by warp()
@@ -111,6 +114,7 @@ class Clock:
         if not self.realtime and ns > 0:
             self._virtual_ns += ns
             self.view.virtual_ns = self._virtual_ns
+            self.generation += 1
 
     def warp_to(self, deadline_ns: int) -> None:
         """Jump forward to `deadline_ns` (idle skip). Never moves time backwards."""
@@ -132,6 +136,7 @@ class Clock:
         self._sync_view()
 
     def _sync_view(self) -> None:
+        self.generation += 1
         self.view.offset_ns = self._offset_ns - self._host_start
         self.view.virtual_ns = self._virtual_ns
 

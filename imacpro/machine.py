@@ -219,6 +219,7 @@ class Machine:
         self._woken: dict[Vcpu, None] = {}     # halted CPUs an interrupt came for, in order
         for vcpu in self.vcpus:
             vcpu.on_wake = self._woken.setdefault
+        self.apic_bus.cores.wake = self._ipi_woke   # an IPI the APICs' cores sent in C
         self._running = self.bsp
         self._cut = False
         self.clock.on_slice_cut = self._cut_slice
@@ -503,6 +504,12 @@ class Machine:
         self.hwp.load(state.get("hwp"))
         for lapic, saved in zip(self.lapics, lapics):
             lapic.load(saved)
+
+    def _ipi_woke(self, index: int) -> None:
+        """A CPU's APIC core sent an IPI to CPU `index`, halted (from the sender's thread,
+        inside its slice)."""
+        with self.lock:
+            self.vcpus[index]._wake()
 
     def _irq0_acked(self) -> None:
         self.pit.irq0_acked()

@@ -19,8 +19,16 @@
  * again afterwards, so a raise between its look and its lowering is never lost.
  *
  * Page accesses served here (aligned 32-bit, APIC hardware-enabled): reads of ID (020),
- * TPR (080), PPR (0A0), ISR (100-170), TMR (180-1F0), IRR (200-270); writes of TPR (080),
- * EOI (0B0) and ICR high (310). Everything else goes to Python's `slow_read`/`slow_write`.
+ * TPR (080), PPR (0A0), ISR (100-170), TMR (180-1F0), IRR (200-270), ICR (300, 310);
+ * writes of TPR (080), EOI (0B0), ICR high (310) and ICR low (300) when it sends a fixed IPI
+ * of vector 16-255 to a physical APIC ID (not the broadcast) or by shorthand: the cores of
+ * the machine's `struct apic_bus` accept it, and a CPU halted in HLT is woken through the
+ * bus's `wake` (Python's run loop). Everything else goes to Python's `slow_read`/
+ * `slow_write`: other delivery modes, logical destinations, broadcasts, an APIC ID that two
+ * APICs share.
+ *
+ * A CPU that halts sets its core's `halted` and then looks at IRR; a sender sets IRR and then
+ * looks at `halted`: one of the two sees the other's write, so no wake-up is lost.
  */
 #include <stdint.h>
 #include <time.h>
@@ -37,6 +45,17 @@ typedef uint64_t (*slow_read_fn)(void *uc, uint64_t offset, unsigned size, void 
 typedef void (*slow_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value,
                               void *core);
 typedef void (*slow_eoi_fn)(int vector);
+typedef void (*wake_fn)(int cpu_index);
+
+struct apic_core;
+
+struct apic_bus {                /* the machine's local APICs, for IPIs sent here */
+    struct apic_core *by_id[256];  /* physical destination -> core; NULL none */
+    struct apic_core *all[256];    /* every core, by CPU index */
+    int32_t count;
+    int32_t ids_unique;          /* 0: two APICs share an ID: physical IPIs go to Python */
+    wake_fn wake;                /* a halted CPU has an interrupt: run it (NULL: none) */
+};
 
 struct apic_core {
     uint32_t irr[8], isr[8], tmr[8];   /* vector n: word n / 32, bit n % 32 */
@@ -44,11 +63,14 @@ struct apic_core {
     uint32_t tpr;            /* 7:0 */
     uint32_t id_reg;         /* the ID register as read: APIC ID in 31:24 */
     uint32_t icr_high;       /* destination in 31:24 */
+    uint32_t icr_low;        /* as written, the writable bits */
     int32_t hw_enabled;      /* IA32_APIC_BASE.EN: the page answers */
     int32_t sw_enabled;      /* and SVR.8: vectors are accepted and delivered */
     int32_t extint;          /* an ExtINT is pending: INTA asks Python (the PIC) */
     int32_t timer_vector;    /* LVT timer's vector, for the tick statistics; -1 none */
     int32_t pin;             /* the INTR level this core last drove */
+    int32_t halted;          /* the CPU waits in HLT (Python sets it) */
+    int32_t index;           /* the CPU's index, for `wake` */
     /* statistics (guest ns) for the watchdog and the soak */
     uint64_t interrupts;
     int64_t last_interrupt_ns;
@@ -58,6 +80,7 @@ struct apic_core {
     int64_t pending_since[256];   /* when each vector in IRR got there */
     /* wiring */
     struct apic_clock *clock;
+    struct apic_bus *bus;    /* NULL: IPIs go to Python */
     void *uc;                /* NULL: no CPU attached (the pin is not driven) */
     set_irq_fn set_irq;
     slow_intack_fn slow_intack;
@@ -67,7 +90,9 @@ struct apic_core {
 };
 
 enum { ID = 0x20, TPR = 0x80, PPR = 0xA0, EOI = 0xB0, ISR = 0x100, TMR = 0x180, IRR = 0x200,
-       ICR_HIGH = 0x310 };
+       ICR_LOW = 0x300, ICR_HIGH = 0x310 };
+enum { ICR_WRITABLE = 0x000CCFFF, ICR_LOGICAL = 1 << 11,
+       SHORTHAND_NONE = 0, SHORTHAND_SELF = 1, SHORTHAND_ALL = 2, SHORTHAND_OTHERS = 3 };
 enum { MORE_PENDING = 0x100 };
 
 static int64_t guest_ns(const struct apic_core *c)
@@ -163,6 +188,53 @@ void apic_core_accept(struct apic_core *c, int vector, int level_triggered)
     }
 }
 
+/* An IPI this file sends: accepted by an enabled APIC; its CPU woken if halted. */
+static void send_to(struct apic_core *target, int vector)
+{
+    if (target == NULL || !target->hw_enabled || !target->sw_enabled) {
+        return;   /* as lapic.py: a disabled APIC drops a fixed message */
+    }
+    apic_core_accept(target, vector, 0);
+    struct apic_bus *bus = target->bus;
+    if (__atomic_load_n(&target->halted, __ATOMIC_SEQ_CST) && bus->wake != NULL) {
+        bus->wake(target->index);
+    }
+}
+
+/* ICR low written: a fixed IPI this file can send, sent (1), or 0 for Python to send. */
+static int send_ipi(struct apic_core *c, uint32_t icr)
+{
+    struct apic_bus *bus = c->bus;
+    int vector = icr & 0xFF, shorthand = (icr >> 18) & 3;
+    if (bus == NULL || (icr >> 8 & 7) != 0 || vector < 16) {
+        return 0;   /* not fixed, or an illegal vector (ESR): Python's */
+    }
+    if (shorthand == SHORTHAND_NONE) {
+        int dest = c->icr_high >> 24;
+        if (icr & ICR_LOGICAL || dest == 0xFF || !bus->ids_unique) {
+            return 0;
+        }
+        send_to(bus->by_id[dest], vector);
+    } else if (shorthand == SHORTHAND_SELF) {
+        send_to(c, vector);
+    } else {
+        for (int i = 0; i < bus->count; i++) {
+            if (shorthand == SHORTHAND_ALL || bus->all[i] != c) {
+                send_to(bus->all[i], vector);
+            }
+        }
+    }
+    return 1;
+}
+
+/* The CPU halts (1) or runs (0). Halting, it then looks at IRR: 1 if a vector is
+ * deliverable already (a sender that saw it running did not wake it: the caller does). */
+int apic_core_halt(struct apic_core *c, int halted)
+{
+    __atomic_store_n(&c->halted, halted, __ATOMIC_SEQ_CST);
+    return halted && apic_core_deliverable(c) >= 0;
+}
+
 /* Statistics of an interrupt the CPU took (its vector from the APIC or the PIC). */
 void apic_core_count(struct apic_core *c, int vector)
 {
@@ -244,6 +316,12 @@ uint64_t apic_core_mmio_read(void *uc, uint64_t offset, unsigned size, void *opa
         if (offset == PPR) {
             return apic_core_ppr(c);
         }
+        if (offset == ICR_LOW) {
+            return c->icr_low;
+        }
+        if (offset == ICR_HIGH) {
+            return c->icr_high;
+        }
         if (offset >= ISR && offset < IRR + 0x80) {
             const uint32_t *bits = offset < TMR ? c->isr : offset < IRR ? c->tmr : c->irr;
             return __atomic_load_n(&bits[(offset & 0x70) >> 4], __ATOMIC_SEQ_CST);
@@ -274,6 +352,13 @@ void apic_core_mmio_write(void *uc, uint64_t offset, unsigned size, uint64_t val
         if (offset == ICR_HIGH) {
             c->icr_high = (uint32_t)value & 0xFF000000u;
             return;
+        }
+        if (offset == ICR_LOW) {
+            uint32_t icr = (uint32_t)value & ICR_WRITABLE;
+            if (send_ipi(c, icr)) {
+                c->icr_low = icr;
+                return;
+            }
         }
     }
     c->slow_write(uc, offset, size, value, opaque);

@@ -96,6 +96,7 @@ class PerformanceState:
         self.hwp_interrupt = 0
         self.mperf = self.aperf = 0
         self._in_c0_since: int | None = self.now_ns()
+        self._c0_ns = 0     # C0 time of the stretches ended by HLT, not yet counted
         self._pair: tuple[int, int, int, int] | None = None   # see read()
 
     # --- the clock the CPU runs at -----------------------------------------------------------
@@ -111,14 +112,17 @@ class PerformanceState:
 
     def _account(self, at_least: int = 0) -> None:
         """Add the C0 time since the last account to the counters, at today's ratio (at
-        least `at_least` TSC ticks of it)."""
-        if self._in_c0_since is None:
+        least `at_least` TSC ticks of it, when in C0)."""
+        ns, self._c0_ns = self._c0_ns, 0
+        if self._in_c0_since is not None:
+            now = self.now_ns()
+            ns += max(0, now - self._in_c0_since)
+            self._in_c0_since = now
+        elif not ns:
             return
-        now = self.now_ns()
-        ticks = max(0, now - self._in_c0_since) * self.tsc_hz // 1_000_000_000
+        ticks = ns * self.tsc_hz // 1_000_000_000
         self.mperf = (self.mperf + max(at_least, ticks)) & U64
         self.aperf = (self.aperf + max(at_least, ticks * self.ratio() // self.base)) & U64
-        self._in_c0_since = now
 
     def work_s(self) -> float:
         """The work done so far: seconds in C0 at the base clock's worth (APERF over the
@@ -130,8 +134,11 @@ class PerformanceState:
         """The CPU entered (True) or left HLT: its counters stop or go on."""
         self._pair = None
         if halted:
-            self._account()
-            self._in_c0_since = None
+            # Counted at the next read or ratio change (every MSR write counts first): each
+            # HLT of an idle CPU is on the path of every interrupt it takes.
+            if self._in_c0_since is not None:
+                self._c0_ns += max(0, self.now_ns() - self._in_c0_since)
+                self._in_c0_since = None
         elif self._in_c0_since is None:
             self._in_c0_since = self.now_ns()
 
@@ -208,6 +215,7 @@ class PerformanceState:
         for name in SAVED:
             setattr(self, name, state[name])
         self._in_c0_since = None if state["halted"] else self.now_ns()
+        self._c0_ns = 0
 
     @staticmethod
     def check(state) -> None:

@@ -119,6 +119,7 @@ class Vcpu:
         # interrupts taken, when the last was (guest ns), and the longest gap between two
         # timer interrupts with no HLT between them (how long a busy CPU went without its tick).
         self.last_interrupt_ns = clock.now_ns()
+        self._tsc_generation = -1       # the clock's generation at the TSC's last anchor
         # The engine's state as it came up: what a platform reset goes back to.
         self._power_on = uc.context_save()
 
@@ -130,6 +131,8 @@ class Vcpu:
         self.uc.ctl(unicorn.UC_CTL_TB_FLUSH, unicorn.UC_CTL_IO_WRITE)
         self.uc.ctl(unicorn.UC_CTL_TLB_FLUSH, unicorn.UC_CTL_IO_WRITE)
         self.engine.power_on()          # no INTR/NMI pending, not halted, no triple fault
+        self._tsc_generation = -1
+        self.core.halt(False)
         self.msrs.reset()
         self.lapic.reset()
         self.state = State.RUNNING if self.bsp else State.WAIT_FOR_SIPI
@@ -181,6 +184,8 @@ class Vcpu:
             raise StateError(f"cpu {self.index}: the saved CPU state is from another build "
                              "of the CPU engine")
         self.state, self.shutdown_reason, self._unmaskable_pending = run_state, reason, nmi
+        self._tsc_generation = -1
+        self.core.halt(run_state is State.HALTED)
 
     # --- the engine's callbacks (called from inside emu_start) ---------------------------
 
@@ -344,12 +349,14 @@ class Vcpu:
         than host CLOCK_MONOTONIC `end_ns` however late the slice starts."""
         if end_ns is not None:
             self.engine.slice_end(end_ns)
-        self._anchor_tsc()
+        if self._tsc_generation != self.clock.generation:
+            self._anchor_tsc()      # guest time moved against the host's since the last
         self.windows.update()
         self._unmaskable_pending = False
         if self.state is State.HALTED:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING
+        self.core.c.halted = 0
         rip = self.engine.register(x.UC_X86_REG_RIP)
         self.running_on = threading.get_ident()
         try:
@@ -369,6 +376,8 @@ class Vcpu:
             self.state = State.HALTED
             self.msrs.perf.halted(True)
             self.core.c.last_tick_ns = -1   # idle: the next tick's gap is not a busy one
+            if self.core.halt(True):        # an IPI came as it halted, its sender saw it run
+                self._wake()
         if self._start_deferred:           # an INIT or SIPI came while it ran
             self._start_deferred = False
             self.update_pins()
@@ -380,6 +389,7 @@ class Vcpu:
         guest_ns = self.clock.at_host(host_ns)
         tsc = guest_ns * self.tsc_hz // 1_000_000_000 + self.msrs.tsc_offset
         self.engine.set_tsc(tsc, host_ns, self.tsc_hz, running=self.clock.realtime)
+        self._tsc_generation = self.clock.generation
 
     def _shut_down(self, reason: str) -> None:
         log.warning("cpu %d: %s", self.index, reason)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
+from imacpro.devices.apic_core import ApicCoreBus
+
 if TYPE_CHECKING:
     from imacpro.devices.lapic import LocalApic
 
@@ -47,12 +49,17 @@ class ApicBus:
     whose source wants to know when its edge was taken (the PIT's lost-tick reinjection;
     KVM's "ack notifiers"). Real hardware sends no EOI message for an edge interrupt; no
     guest can tell the difference.
+
+    `cores` is the same fabric for the local APICs' cores (devices/apic_core.py), which send
+    the common IPIs (fixed, physical or by shorthand) between themselves in C with the same
+    routing; its `wake` hears of a halted CPU they sent one to.
     """
 
     def __init__(self):
         self.lapics: list[LocalApic] = []
         self.eoi_listeners: list[Callable[[int], None]] = []
         self._edge_eoi_vectors: frozenset[int] = frozenset()
+        self.cores = ApicCoreBus()
 
     @property
     def edge_eoi_vectors(self) -> frozenset[int]:
@@ -69,6 +76,7 @@ class ApicBus:
         if lapic not in self.lapics:
             self.lapics.append(lapic)
             lapic.core.set_eoi_notify(self._edge_eoi_vectors)
+            self.cores.attach(lapic.core)
 
     def eoi(self, vector: int) -> None:
         for listener in list(self.eoi_listeners):

@@ -24,22 +24,33 @@ SLOW_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, 
 SLOW_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
                               ctypes.c_uint64, ctypes.c_void_p)
 SLOW_EOI = ctypes.CFUNCTYPE(None, ctypes.c_int)
+WAKE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 
 Words = ctypes.c_uint32 * 8
 
 
 class _Core(ctypes.Structure):
-    _fields_ = [("irr", Words), ("isr", Words), ("tmr", Words), ("eoi_notify", Words),
-                ("tpr", ctypes.c_uint32), ("id_reg", ctypes.c_uint32),
-                ("icr_high", ctypes.c_uint32), ("hw_enabled", ctypes.c_int32),
-                ("sw_enabled", ctypes.c_int32), ("extint", ctypes.c_int32),
-                ("timer_vector", ctypes.c_int32), ("pin", ctypes.c_int32),
-                ("interrupts", ctypes.c_uint64), ("last_interrupt_ns", ctypes.c_int64),
-                ("last_tick_ns", ctypes.c_int64), ("max_busy_tick_gap_ns", ctypes.c_int64),
-                ("max_latency_ns", ctypes.c_int64), ("pending_since", ctypes.c_int64 * 256),
-                ("clock", ctypes.POINTER(ClockView)), ("uc", ctypes.c_void_p),
-                ("set_irq", ctypes.c_void_p), ("slow_intack", SLOW_INTACK),
-                ("slow_read", SLOW_READ), ("slow_write", SLOW_WRITE), ("slow_eoi", SLOW_EOI)]
+    pass
+
+
+class _Bus(ctypes.Structure):
+    _fields_ = [("by_id", ctypes.POINTER(_Core) * 256), ("all", ctypes.POINTER(_Core) * 256),
+                ("count", ctypes.c_int32), ("ids_unique", ctypes.c_int32), ("wake", WAKE)]
+
+
+_Core._fields_ = [
+    ("irr", Words), ("isr", Words), ("tmr", Words), ("eoi_notify", Words),
+    ("tpr", ctypes.c_uint32), ("id_reg", ctypes.c_uint32), ("icr_high", ctypes.c_uint32),
+    ("icr_low", ctypes.c_uint32), ("hw_enabled", ctypes.c_int32),
+    ("sw_enabled", ctypes.c_int32), ("extint", ctypes.c_int32),
+    ("timer_vector", ctypes.c_int32), ("pin", ctypes.c_int32), ("halted", ctypes.c_int32),
+    ("index", ctypes.c_int32), ("interrupts", ctypes.c_uint64),
+    ("last_interrupt_ns", ctypes.c_int64), ("last_tick_ns", ctypes.c_int64),
+    ("max_busy_tick_gap_ns", ctypes.c_int64), ("max_latency_ns", ctypes.c_int64),
+    ("pending_since", ctypes.c_int64 * 256), ("clock", ctypes.POINTER(ClockView)),
+    ("bus", ctypes.POINTER(_Bus)), ("uc", ctypes.c_void_p), ("set_irq", ctypes.c_void_p),
+    ("slow_intack", SLOW_INTACK), ("slow_read", SLOW_READ), ("slow_write", SLOW_WRITE),
+    ("slow_eoi", SLOW_EOI)]
 
 
 def _load():
@@ -55,7 +66,8 @@ def _load():
             ("apic_core_accept", None, [core_p, ctypes.c_int, ctypes.c_int]),
             ("apic_core_count", None, [core_p, ctypes.c_int]),
             ("apic_core_acknowledge", ctypes.c_int, [core_p]),
-            ("apic_core_eoi", ctypes.c_int, [core_p])):
+            ("apic_core_eoi", ctypes.c_int, [core_p]),
+            ("apic_core_halt", ctypes.c_int, [core_p, ctypes.c_int])):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
     return lib
@@ -162,9 +174,43 @@ class ApicCore:
         vector = _lib.apic_core_eoi(self.c)
         return None if vector < 0 else vector
 
+    def halt(self, halted: bool) -> bool:
+        """The CPU halts or runs; halting, True if a vector is deliverable already."""
+        return bool(_lib.apic_core_halt(self.c, 1 if halted else 0))
+
     def pending_since(self, vector: int) -> int | None:
         since = self.c.pending_since[vector]
         return since or None
 
     def clear_pending_since(self) -> None:
         ctypes.memset(ctypes.addressof(self.c.pending_since), 0, 8 * 256)
+
+
+class ApicCoreBus:
+    """The machine's cores as the C code sends IPIs between them (the C file says which it
+    sends). `wake(index)` is called, from the sending CPU's thread, when a halted CPU got one."""
+
+    def __init__(self):
+        self.c = _Bus()
+        self.c.ids_unique = 1
+        self._wake = WAKE(lambda index: self.wake(index))
+        self.c.wake = self._wake
+        self.wake = lambda index: None
+        self._cores: list[ApicCore] = []
+
+    def attach(self, core: ApicCore) -> None:
+        core.c.index = len(self._cores)
+        core.c.bus = ctypes.pointer(self.c)
+        self.c.all[len(self._cores)] = ctypes.pointer(core.c)
+        self._cores.append(core)
+        self.c.count = len(self._cores)
+        self.ids_changed()
+
+    def ids_changed(self) -> None:
+        """An APIC ID changed: the physical destinations again."""
+        ids = [core.c.id_reg >> 24 for core in self._cores]
+        for n in range(256):
+            self.c.by_id[n] = None
+        for core, apic_id in zip(self._cores, ids):
+            self.c.by_id[apic_id] = ctypes.pointer(core.c)
+        self.c.ids_unique = int(len(set(ids)) == len(ids))

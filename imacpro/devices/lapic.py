@@ -216,6 +216,8 @@ class LocalApic:
                    lambda self, v: setattr(self.core.c, "tpr", v))
     icr_high = property(lambda self: self.core.c.icr_high,
                         lambda self, v: setattr(self.core.c, "icr_high", v))
+    icr_low = property(lambda self: self.core.c.icr_low,
+                       lambda self, v: setattr(self.core.c, "icr_low", v))
 
     @property
     def apic_id(self) -> int:
@@ -223,7 +225,9 @@ class LocalApic:
 
     @apic_id.setter
     def apic_id(self, value: int) -> None:
-        self.core.c.id_reg = (value & 0xFF) << 24
+        if self.core.c.id_reg != (value & 0xFF) << 24:
+            self.core.c.id_reg = (value & 0xFF) << 24
+            self._bus.cores.ids_changed()       # the cores' physical destinations
 
     @property
     def max_latency_ns(self) -> int:

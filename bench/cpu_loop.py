@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """CPU-bound guest loop: imacpro vs QEMU TCG vs raw Unicorn, the same machine code, one run.
 
-One image serves all three. It is a multiboot kernel (QEMU's -kernel): a 32-bit entry builds an
-identity map and enters 64-bit mode at ENTRY64, which imacpro's firmware enters directly. At
-ENTRY64 a loop of ITERATIONS × 4 instructions runs, then "DONE" goes to COM1 and the guest
-stops (QEMU: isa-debug-exit; imacpro: HLT with interrupts off).
+One program serves all three: a loop of ITERATIONS × 4 instructions in 64-bit mode, then
+"DONE" to COM1, and the guest stops (QEMU: isa-debug-exit; imacpro: HLT with interrupts off).
+QEMU's -kernel loads it behind bench/multiboot.py's stub, which enters it in 64-bit mode, as
+imacpro's firmware does directly.
 
 Each configuration runs with the loop and with zero iterations; the difference is the loop's
 time, so start-up costs cancel out. Prints a table; --markdown prints rows for PERFORMANCE.md.
@@ -22,61 +22,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import multiboot  # noqa: E402
 import qemu  # noqa: E402
 from imacpro.catalog import configure  # noqa: E402
 from imacpro.firmware import long_mode  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
+from multiboot import PROGRAM_BASE  # noqa: E402
 
-BASE = 0x100000
-ENTRY64_OFFSET = 0x400
 INSTRUCTIONS_PER_ITERATION = 4
+STACK = 0x90000
 
-SOURCE = r"""
-.set BASE, 0x100000
-.code32
+# The loop, entered in 64-bit mode at PROGRAM_BASE (bench/multiboot.py's stub enters it on QEMU).
+LOOP = r"""
+.code64
 .globl _start
 _start:
-    jmp mb_entry
-.align 4
-mb_header:
-    .long 0x1BADB002, 0x00010000, -(0x1BADB002 + 0x00010000)
-    .long BASE + (mb_header - _start), BASE, 0, 0, BASE + (mb_entry - _start)
-mb_entry:
-    mov $0x1000, %edi               # PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 (2 MiB pages)
-    xor %eax, %eax
-    mov $0xC00, %ecx
-    rep stosl
-    movl $0x2003, 0x1000
-    movl $0x3003, 0x2000
-    xor %ecx, %ecx
-1:  mov %ecx, %eax
-    shl $21, %eax
-    or $0x83, %eax
-    mov %eax, 0x3000(,%ecx,8)
-    inc %ecx
-    cmp $512, %ecx
-    jb 1b
-    mov $0x1000, %eax
-    mov %eax, %cr3
-    mov %cr4, %eax
-    or $0x20, %eax
-    mov %eax, %cr4
-    mov $0xC0000080, %ecx
-    rdmsr
-    or $0x100, %eax
-    wrmsr
-    mov %cr0, %eax
-    or $0x80000001, %eax
-    mov %eax, %cr0
-    lgdt BASE + (gdtr - _start)
-    ljmp $0x10, $(BASE + ENTRY64_OFFSET)
-.align 8
-gdt: .quad 0, 0, 0x00af9b000000ffff, 0x00cf93000000ffff
-gdtr: .word 31
-      .long BASE + (gdt - _start)
-.org ENTRY64_OFFSET
-.code64
-entry64:
     mov $ITERATIONS, %rcx
     xor %rax, %rax
 2:  add %rcx, %rax
@@ -100,19 +60,20 @@ done: .asciz "DONE\n"
 """
 
 
-def build(iterations: int, workdir: Path) -> Path:
+def build(iterations: int, workdir: Path) -> tuple[Path, bytes]:
+    """The multiboot image for QEMU, and the loop alone for imacpro and raw Unicorn."""
     src = workdir / f"loop{iterations}.S"
     obj = src.with_suffix(".o")
     out = src.with_suffix(".bin")
-    src.write_text(SOURCE.replace("ENTRY64_OFFSET", hex(ENTRY64_OFFSET))
-                   .replace("ITERATIONS", str(max(iterations, 1))))
+    src.write_text(LOOP.replace("ITERATIONS", str(max(iterations, 1))))
     subprocess.run(["as", "--64", "-o", str(obj), str(src)], check=True)
-    subprocess.run(["ld", "-Ttext", hex(BASE), "--oformat=binary", "-o", str(out), str(obj)],
-                   check=True)
-    return out
+    subprocess.run(["ld", "-Ttext", hex(PROGRAM_BASE), "--oformat=binary", "-o", str(out),
+                    str(obj)], check=True)
+    program = out.read_bytes()
+    return multiboot.image(program, STACK, workdir, f"image{iterations}.bin"), program
 
 
-def time_qemu(image: Path) -> float:
+def time_qemu(image: Path, _program: bytes) -> float:
     start = time.perf_counter()
     subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", "512",
                     "-display", "none", "-serial", "null", "-monitor", "none", "-no-reboot",
@@ -121,27 +82,27 @@ def time_qemu(image: Path) -> float:
     return time.perf_counter() - start
 
 
-def time_imacpro(image: Path) -> float:
+def time_imacpro(_image: Path, program: bytes) -> float:
     serial = bytearray()
     machine = Machine(configure(cpu=8), serial_output=serial.extend, cpus=1, idle="warp")
-    machine.ram.write(BASE, image.read_bytes())
-    long_mode.enter(machine.bsp.uc, machine.ram, rip=BASE + ENTRY64_OFFSET, rsp=0x90000)
+    machine.ram.write(PROGRAM_BASE, program)
+    long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=STACK)
     start = time.perf_counter()
     machine.run(timeout_s=600, stop=lambda: b"DONE" in serial)
     return time.perf_counter() - start
 
 
-def time_raw_unicorn(image: Path) -> float:
+def time_raw_unicorn(_image: Path, program: bytes) -> float:
     """The loop on a plain Unicorn instance: no machine, no hooks."""
     import unicorn
     from unicorn import x86_const as x
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
-    uc.mem_map(BASE, 0x100000)
-    uc.mem_write(BASE, image.read_bytes())
-    loop_end = BASE + ENTRY64_OFFSET + image.read_bytes()[ENTRY64_OFFSET:].index(b"\x66\xba\xf8\x03")
-    uc.reg_write(x.UC_X86_REG_RIP, BASE + ENTRY64_OFFSET)
+    uc.mem_map(PROGRAM_BASE, 0x100000)
+    uc.mem_write(PROGRAM_BASE, program)
+    loop_end = PROGRAM_BASE + program.index(b"\x66\xba\xf8\x03")
+    uc.reg_write(x.UC_X86_REG_RIP, PROGRAM_BASE)
     start = time.perf_counter()
-    uc.emu_start(BASE + ENTRY64_OFFSET, loop_end)
+    uc.emu_start(PROGRAM_BASE, loop_end)
     return time.perf_counter() - start
 
 
@@ -158,8 +119,8 @@ def main() -> None:
         rows = {}
         for name, fn in (("QEMU TCG", time_qemu), ("imacpro", time_imacpro),
                          ("raw Unicorn", time_raw_unicorn)):
-            loop_s = min(fn(loop) for _ in range(args.repeat))
-            empty_s = min(fn(empty) for _ in range(args.repeat))
+            loop_s = min(fn(*loop) for _ in range(args.repeat))
+            empty_s = min(fn(*empty) for _ in range(args.repeat))
             rows[name] = max(loop_s - empty_s, 1e-9)
     instructions = args.iterations * INSTRUCTIONS_PER_ITERATION
     qemu_s = rows["QEMU TCG"]

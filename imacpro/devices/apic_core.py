@@ -118,29 +118,9 @@ class ApicCore:
 
     # --- the vectors' registers as ints --------------------------------------------------
 
-    @property
-    def irr(self) -> int:
-        return _to_int(self.c.irr)
-
-    @irr.setter
-    def irr(self, value: int) -> None:
-        _from_int(self.c.irr, value)
-
-    @property
-    def isr(self) -> int:
-        return _to_int(self.c.isr)
-
-    @isr.setter
-    def isr(self, value: int) -> None:
-        _from_int(self.c.isr, value)
-
-    @property
-    def tmr(self) -> int:
-        return _to_int(self.c.tmr)
-
-    @tmr.setter
-    def tmr(self, value: int) -> None:
-        _from_int(self.c.tmr, value)
+    irr = property(lambda self: _to_int(self.c.irr), lambda self, v: _from_int(self.c.irr, v))
+    isr = property(lambda self: _to_int(self.c.isr), lambda self, v: _from_int(self.c.isr, v))
+    tmr = property(lambda self: _to_int(self.c.tmr), lambda self, v: _from_int(self.c.tmr, v))
 
     def set_eoi_notify(self, vectors) -> None:
         bits = 0

@@ -33,11 +33,19 @@ class BigLock:
         """Let go of the lock, every level this thread holds, for the span of the block (an
         engine running guest code); taken back after. A thread not holding it just runs the
         block (a test driving a vCPU directly)."""
-        if not self._lock._is_owned():
-            yield
-            return
-        saved = self._lock._release_save()     # what Condition.wait uses: all levels at once
+        saved = self.release_all()
         try:
             yield
         finally:
+            self.restore(saved)
+
+    def release_all(self):
+        """`released` without a context manager, for the run loop's every slice: let go of
+        every level this thread holds; what `restore` takes back (None: none held)."""
+        if not self._lock._is_owned():
+            return None
+        return self._lock._release_save()     # what Condition.wait uses: all levels at once
+
+    def restore(self, saved) -> None:
+        if saved is not None:
             self._lock._acquire_restore(saved)

@@ -16,6 +16,9 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_sipi(uc, vector)                 start-up IPI: CS:IP = vector<<8:0, not halted
   uc_imacpro_status(uc)                       bit 0 halted, bit 1 triple fault, bit 2 a
                                               pause-loop exit ended the slice (read clears)
+  uc_imacpro_run(uc, timeout_us, end_ns)      one slice from the CPU's RIP: slice_end (if
+                                              end_ns), uc_emu_start, then the status, or
+                                              -uc_err
   uc_imacpro_xcr0(uc)                         XCR0 (CPUID leaf 0xD's sizes depend on it)
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
@@ -115,6 +118,8 @@ uclib.uc_imacpro_until_interrupts_on.argtypes = [ctypes.c_void_p, ctypes.c_bool]
 uclib.uc_imacpro_until_interrupts_on.restype = None
 uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
+uclib.uc_imacpro_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64]
+uclib.uc_imacpro_run.restype = ctypes.c_int
 uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_xcr0.restype = ctypes.c_uint64
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
@@ -225,6 +230,19 @@ class Engine:
 
     def status(self) -> int:
         return uclib.uc_imacpro_status(self._uch)
+
+    def run(self, timeout_us: int, end_ns: int = 0) -> int:
+        """One slice from where the CPU is, ending after `timeout_us` and by CLOCK_MONOTONIC
+        `end_ns` (0: no bound): the status bits after it. Raises UcError if the engine could
+        not run, or an exception a hook raised (the binding's hooks record it and stop)."""
+        uc = self.uc
+        uc._hook_exception = None
+        status = uclib.uc_imacpro_run(self._uch, timeout_us, end_ns)
+        if status < 0:
+            raise unicorn.UcError(-status)
+        if uc._hook_exception is not None:
+            raise uc._hook_exception
+        return status
 
     def join_code_map(self, ram) -> None:
         """Share code tracking with the other engines on `ram` (one map per RAM, freed by

@@ -38,7 +38,6 @@ from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
 
 log = logging.getLogger(__name__)
 
-NEVER = 0xFFFF_FFFF_FFFF_FFFF   # an `until` address the guest never reaches
 uclib_mmio_map = uclib.uc_mmio_map
 RFLAGS_IF = 1 << 9
 CR4_MCE = 1 << 6
@@ -347,8 +346,6 @@ class Vcpu:
     def run(self, timeout_us: int, end_ns: int | None = None) -> None:
         """Run until HLT, shutdown or `timeout_us` of host time has passed, and no later
         than host CLOCK_MONOTONIC `end_ns` however late the slice starts."""
-        if end_ns is not None:
-            self.engine.slice_end(end_ns)
         if self._tsc_generation != self.clock.generation:
             self._anchor_tsc()      # guest time moved against the host's since the last
         self.windows.update()
@@ -357,18 +354,20 @@ class Vcpu:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
         self.state = State.RUNNING
         self.core.c.halted = 0
-        rip = self.engine.register(x.UC_X86_REG_RIP)
         self.running_on = threading.get_ident()
+        saved = self.lock.release_all()
         try:
-            with self.lock.released():
-                self.uc.emu_start(rip, NEVER, timeout=timeout_us)
+            status = self.engine.run(timeout_us, end_ns or 0)
         except unicorn.UcError as exc:
-            self.spinning = False
-            self._shut_down(f"engine stopped: {exc} at RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
-            return
+            status = exc
         finally:
+            self.lock.restore(saved)
             self.running_on = None
-        status = self.engine.status()
+        if isinstance(status, unicorn.UcError):
+            self.spinning = False
+            self._shut_down(f"engine stopped: {status} at "
+                            f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
+            return
         self.spinning = bool(status & STATUS_PAUSE_EXIT)
         if status & STATUS_TRIPLE_FAULT:
             self._shut_down("triple fault")

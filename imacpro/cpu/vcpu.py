@@ -24,21 +24,19 @@ import time
 
 import unicorn
 from unicorn import x86_const as x
-from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.bus.mmio import guarded
 from imacpro.cpu import cpuid
 from imacpro.cpu.engine import STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine
-from imacpro.devices import apic_core
 from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MCG_STATUS_MCIP, MCG_STATUS_RIPV, MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
+from imacpro.devices import apic_core
 from imacpro.devices.contract import StateError
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
 
 log = logging.getLogger(__name__)
 
-uclib_mmio_map = uclib.uc_mmio_map
 RFLAGS_IF = 1 << 9
 CR4_MCE = 1 << 6
 MORE_PENDING = 0x100            # intack: the INTR pin stays asserted
@@ -91,10 +89,7 @@ class Vcpu:
         read, write = guarded(_ApicPage(self), LAPIC_BASE, mmio.errors, mmio.lock)
         core.attach(self.engine.handle, Engine.SET_IRQ_ADDRESS, self._intack, read, write,
                     self._eoi_done)
-        status = uclib_mmio_map(self.engine.handle, LAPIC_BASE, LAPIC_SIZE, apic_core.MMIO_READ,
-                                core.address, apic_core.MMIO_WRITE, core.address)
-        if status:
-            raise unicorn.UcError(status)
+        core.map_page(self.engine.handle, LAPIC_BASE, LAPIC_SIZE)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)

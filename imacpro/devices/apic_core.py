@@ -116,6 +116,16 @@ class ApicCore:
         self.c.uc = None if uc_handle is None else ctypes.cast(uc_handle, ctypes.c_void_p).value
         self.c.set_irq = set_irq_address
 
+    def map_page(self, uc_handle, base: int, size: int) -> None:
+        """The engine's APIC page at `base`, served by the core's C accessors (after
+        `attach`: they hand the rest to its slow paths)."""
+        from unicorn import UcError
+        from unicorn.unicorn_py3.unicorn import uclib
+        status = uclib.uc_mmio_map(uc_handle, base, size, MMIO_READ, self.address, MMIO_WRITE,
+                                   self.address)
+        if status:
+            raise UcError(status)
+
     # --- the vectors' registers as ints --------------------------------------------------
 
     irr = property(lambda self: _to_int(self.c.irr), lambda self, v: _from_int(self.c.irr, v))

@@ -44,18 +44,23 @@ def seconds(console: str) -> float:
     return int(found[1]) * 60 + float(found[2])
 
 
-def run_imacpro(guest, cpus: int, host_threads: int, timeout_s: float) -> float:
+def run_imacpro(guest, cpus: int, host_threads: int, timeout_s: float,
+                work: str | None = None) -> float:
+    """The guest's time of `work` (default: `cpus` jobs) on imacpro."""
+    work = command(cpus) if work is None else work
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     serial = bytearray()
     machine = Machine(config, serial_output=serial.extend, cpus=cpus, host_threads=host_threads)
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
-                     guest.initrd.read_bytes(), f"{guest.cmdline} {exec_option(command(cpus))}")
+                     guest.initrd.read_bytes(), f"{guest.cmdline} {exec_option(work)}")
     machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
     return seconds(serial.decode(errors="replace"))
 
 
-def run_qemu(guest, cpus: int, timeout_s: float) -> float:
-    argv = qemu.command(guest, cpus, f"{guest.cmdline} {exec_option(command(cpus))}")
+def run_qemu(guest, cpus: int, timeout_s: float, work: str | None = None) -> float:
+    """The guest's time of `work` (default: `cpus` jobs) on QEMU's multi-threaded TCG."""
+    work = command(cpus) if work is None else work
+    argv = qemu.command(guest, cpus, f"{guest.cmdline} {exec_option(work)}")
     argv[argv.index("-accel") + 1] = "tcg,thread=multi"
     seen = qemu.run_until(argv, lambda seen: DONE.search(seen) is not None, timeout_s)
     return seconds(seen.decode(errors="replace"))

@@ -50,8 +50,7 @@ LEAF6_APERFMPERF = 1 << 0        # leaf 6 ECX
 TSC_ADJUST = 1 << 1              # leaf 7 EBX: IA32_TSC_ADJUST (msr.py)
 
 # Features of the real Xeon W-21xxB that the engine does not execute (so CPUID does not claim).
-LEFT_OUT = ("VMX", "PCID",
-            "INVPCID", "x2APIC", "MONITOR/MWAIT", "EIST", "TSX (HLE, RTM)", "MPX",
+LEFT_OUT = ("VMX", "x2APIC", "MONITOR/MWAIT", "EIST", "TSX (HLE, RTM)", "MPX",
             "PREFETCHW", "RDSEED", "performance monitoring (leaf 0xA)")
 
 PROBED_LEAVES = ((0, 0), (1, 0), (7, 0), (0xD, 1), (0x80000001, 0))

@@ -10,6 +10,15 @@ from baremetal import run_program
 
 from test_smp import SMP
 
+# A function that returns a value, written into memory as code.
+WRITE_FUNCTION = r"""
+write_function:                     # eax: the value `mov $value, %eax; ret` returns; rdi: where
+    movb $0xb8, (%rdi)
+    mov %eax, 1(%rdi)
+    movb $0xc3, 5(%rdi)
+    ret
+"""
+
 # Identity map from the firmware: PML4 at 0x1000. PML4 entry 1 pointing at the same PDPT makes
 # virtual 0x80_0000_0000 + X an alias of physical X; NX on it makes the alias a data-only
 # mapping, whose TLB entries the engine would otherwise mark dirty for good.
@@ -28,12 +37,7 @@ alias_setup:
     mov %cr3, %rax
     mov %rax, %cr3
     ret
-write_function:                     # eax: the value `mov $value, %eax; ret` returns; rdi: where
-    movb $0xb8, (%rdi)
-    mov %eax, 1(%rdi)
-    movb $0xc3, 5(%rdi)
-    ret
-"""
+""" + WRITE_FUNCTION
 
 SAME_CPU = ALIAS + r"""
 main:

@@ -23,6 +23,7 @@ FEATURE_PROBES = {
     "xsave": (1, "ecx", 26, "mov %cr4, %rax; or $0x40000, %rax; mov %rax, %cr4; "
                             "xor %ecx, %ecx; xgetbv"),
     "rdrand": (1, "ecx", 30, "rdrand %eax"),
+    "pcid": (1, "ecx", 17, "mov %cr4, %rax; or $0x20000, %rax; mov %rax, %cr4"),
     "cmov": (1, "edx", 15, "cmovz %eax, %ebx"),
     "mmx": (1, "edx", 23, "paddb %mm0, %mm1"),
     "fxsr": (1, "edx", 24, "lea scratch(%rip), %rdi; and $-16, %rdi; fxsave (%rdi)"),
@@ -32,6 +33,8 @@ FEATURE_PROBES = {
                               "rdfsbase %rax"),
     "bmi1": (7, "ebx", 3, "andn %eax, %ebx, %ecx"),
     "bmi2": (7, "ebx", 8, "pdep %eax, %ebx, %ecx"),
+    "invpcid": (7, "ebx", 10, "push $0; push $0; mov $2, %eax; invpcid (%rsp), %rax; "
+                              "add $16, %rsp"),
     "adx": (7, "ebx", 19, "adcx %eax, %ebx"),
     "smap": (7, "ebx", 20, "stac; clac"),
     "clflushopt": (7, "ebx", 23, "clflushopt scratch(%rip)"),

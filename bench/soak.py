@@ -356,6 +356,8 @@ def main() -> None:
                          ["install", name, "--yes"]):
                 done = run(step, 600, env)
                 if done.returncode != 0:
+                    # Not left half made: the next start would boot an empty SSD.
+                    run(["delete", name, "--yes"], 60, env)
                     sys.exit(f"soak: {' '.join(step)}: {done.stderr.strip()}")
     threads_b64 = threads_program()
     # Files are named by run, attempt, cycle, boot and number: a disk that served another run

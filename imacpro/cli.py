@@ -475,11 +475,11 @@ HOST_THREADS = HostThreadsType()
                    "kernel ('imacpro status|exec|console|stop NAME' reach it).")
 @click.option("--discard-state", is_flag=True,
               help="A suspended machine starts afresh instead of resuming.")
-@click.option("--host-threads", type=HOST_THREADS, default="1", show_default=True,
+@click.option("--host-threads", type=HOST_THREADS, default="auto", show_default=True,
               metavar="N|auto", envvar="IMACPRO_HOST_THREADS", show_envvar=True,
-              help="Host threads that run the vCPUs at the same time (1: one thread runs "
-                   "them in turn, the deterministic reference; auto: one per host core, no "
-                   "more than the vCPUs).")
+              help="Host threads that run the vCPUs at the same time (auto: one per host "
+                   "core, no more than the vCPUs; 1: one thread runs them in turn, the "
+                   "deterministic reference).")
 @click.option("--cpus", type=click.IntRange(min=1), hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 def boot(name, kernel, initrd, cmdline, manifest, external, disk, usb_drives, sd_card,

@@ -22,7 +22,7 @@ START_TIMEOUT_S = 600           # the T2's check and the firmware take seconds; 
 
 def detach(machine_bundle, *, kernel=None, initrd=None, cmdline=None, manifest=None,
            external=False, disk=None, serial_log=None, timeout=None, cpus=None,
-           host_threads=1,
+           host_threads=None,
            discard_state=False, usb_drives=(), sd_card=None, boot_usb=False,
            vnc_port=None, page_port=None, network=None, forwards=()) -> int:
     """Start the machine's process; returns its pid once the kernel has started."""

@@ -22,6 +22,11 @@ def test_detach_status_exec_console_and_stop(signed_guest, tmp_path):
 
         status = json.loads(imacpro("status", "pro", "--json").stdout)
         assert status["state"] == "running" and status["vcpus"] == 16
+        # The vCPUs run on one host thread per host core by default (IMACPRO_HOST_THREADS=1
+        # runs the suite on the single-threaded loop).
+        threads = os.environ.get("IMACPRO_HOST_THREADS", "auto")
+        assert status["host_threads"] == (
+            min(len(os.sched_getaffinity(0)), 16) if threads == "auto" else int(threads))
         assert status["console_log"].endswith("console.log") and status["pid"] > 0
 
         ran = imacpro("exec", "pro", "uname -r; nproc; exit 3")

@@ -57,8 +57,11 @@ run: $(BIN)/imacpro $(ENGINE) $(SSD) $(APIC) $(READER) $(WEB)
 	    >/dev/null && $(BIN)/imacpro install $(MACHINE) --yes; }
 	@$(BIN)/imacpro boot $(MACHINE)
 
+# The bare-metal programs run on the single-threaded loop (the deterministic reference), then
+# again on `imacpro boot`'s default, one host thread per host core (tests/cpu/baremetal.py).
 test: $(BIN)/imacpro $(ENGINE) $(SSD) $(APIC) $(READER) $(WEB) $(BROWSER)
 	$(BIN)/python -m pytest
+	IMACPRO_HOST_THREADS=auto $(BIN)/python -m pytest tests/cpu
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache imacpro/cpu/_lib imacpro/t2/_lib imacpro/net/_lib \

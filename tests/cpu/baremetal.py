@@ -8,6 +8,7 @@ stack below KERNEL_STACK and interrupts off. The program prints `key=value` line
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -23,6 +24,17 @@ from imacpro.machine import Machine
 
 PROGRAM_BASE = 0x100000
 KERNEL_STACK = 0x90000
+
+
+def suite_host_threads() -> int | None:
+    """The loop the suite's programs run on: `IMACPRO_HOST_THREADS` as `imacpro boot` reads it
+    (a count, or `auto`: one per host core, no more than the vCPUs), else the single-threaded
+    loop, the deterministic reference. A test that needs one loop names it."""
+    value = os.environ.get("IMACPRO_HOST_THREADS", "1")
+    return None if value == "auto" else int(value)
+
+
+SUITE_HOST_THREADS = suite_host_threads()
 
 LIB = r"""
 .code64
@@ -260,7 +272,7 @@ def allow_user_access(machine, size: int = 2 << 20) -> None:
 
 def run_program(body: str, *, cpu: int = 8, memory: int = 32, cpus: int | None = 1,
                 timeout_s: float = 30, setup=None, idle: str = "warp", slice_us: int = 2000,
-                stop=None, host_threads: int = 1):
+                stop=None, host_threads: int | None = SUITE_HOST_THREADS):
     """Assemble and run `body`; returns (values, output, machine, result). `stop(machine,
     serial)`, called between slices, says when the run ends (default: at DONE); a test acts
     on the running machine there."""

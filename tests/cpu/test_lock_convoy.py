@@ -162,7 +162,8 @@ def run_convoy():
                .replace("TICK_COUNT", str(TICK_COUNTS)).replace("SEED_LOOPS", str(SEED_LOOPS))
                .replace("SEED_EVERY", str(SEED_EVERY))
                .replace("TICK_LIMIT", str(TICKS)))
-    values, output, machine, result = run_program(program, cpus=8, timeout_s=240)
+    values, output, machine, result = run_program(program, cpus=8, timeout_s=240,
+                                                  host_threads=1)   # the turns of one thread
     assert "DONE" in output, (result, output[-500:])
     counts = {key: [int(v, 16) for v in values[key]] for key in ("caught", "failed", "longest")}
     return counts

@@ -118,7 +118,8 @@ ap_stacks: .fill 4096 * 8, 1, 0
 def run(cs_loops: int = 2000, outside_loops: int = 2000, rounds: int = ROUNDS):
     program = (LOCK_HOLDER.replace("ROUND_COUNT", str(rounds))
                .replace("CS_LOOPS", str(cs_loops)).replace("OUTSIDE_LOOPS", str(outside_loops)))
-    values, output, machine, result = run_program(program, cpus=8, timeout_s=240)
+    values, output, machine, result = run_program(program, cpus=8, timeout_s=240,
+                                                  host_threads=1)   # the turns of one thread
     assert "DONE" in output, (result, output[-500:])
     assert int(values["shared"], 16) == rounds * cs_loops
     return int(values["contended"], 16), int(values["acquired"], 16), machine

@@ -61,7 +61,10 @@ def test_a_slice_that_runs_out_in_a_device_callback_ends_when_the_callback_retur
         return 0x5A
 
     engine.uc.hook_add(unicorn.UC_HOOK_INSN, port_read, None, 1, 0, x.UC_X86_INS_IN)
-    assert run_slice(engine, timeout_us=1000)
+    for _ in range(100):     # a busy host can end the slice before it reaches the IN: again
+        assert run_slice(engine, timeout_us=1000)
+        if reads:
+            break
     assert len(reads) == 1 and reads[0] >= 0.03   # the callback finished its work
     assert engine.uc.reg_read(x.UC_X86_REG_AL) == 0x5A
     assert engine.register(x.UC_X86_REG_RIP) == CODE + 2   # stopped in the loop after it

@@ -8,8 +8,9 @@
 A pool of `count` workers (no more than the host's cores: more would only make the host's
 scheduler, which knows nothing of guest spinlocks, share them out) takes vCPUs in turn, as
 the single-threaded loop (machine.py) does: a slice each, a CPU an interrupt woke from HLT
-first, a CPU whose last slice ended spinning on PAUSE again after another's slice that did
-not. A vCPU runs on one worker at a time. Everything in Python runs under the machine's big
+first, the CPUs whose last slices ended spinning on PAUSE again (longest waiting first)
+after another's slice that did something else than wait. A vCPU runs on one worker at a
+time. Everything in Python runs under the machine's big
 lock (big_lock.py); the engines run guest code without it, and their guest atomics are host
 atomics (engine.py, `set_parallel`).
 
@@ -119,10 +120,9 @@ class HostThreads:
                     cpu.run(slice_us)
                 finally:
                     self._claimed.discard(cpu)
-                if not cpu.spinning:
-                    for other in machine.vcpus:
-                        if other.spinning and other is not cpu:
-                            self._next.setdefault(other)
+                if cpu.progressed:
+                    for other in machine.spinners(after=cpu):
+                        self._next.setdefault(other)
                 if machine.reset_requested or machine.poweroff_requested or \
                         cpu.state is State.SHUTDOWN:
                     self._main_wake()

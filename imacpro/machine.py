@@ -94,8 +94,8 @@ MIN_SLICE_US = 20   # a slice cut short by a timer still runs at least this long
 # why it costs that much is not known yet (docs/RELIABILITY.md).
 IRQS_OFF_MAX_US = 0
 # A CPU whose last slice ended spinning on PAUSE runs again after each other CPU's slice that
-# did not end so, ahead of its turn (Machine._run_spinners): what it waits for may have just
-# happened. Off only for the test that shows what it prevents (tests/cpu/test_lock_convoy.py).
+# did something else than wait (Vcpu.progressed), ahead of its turn (Machine._run_spinners):
+# what it waits for may have just happened. Off only for the test that shows what it prevents (tests/cpu/test_lock_convoy.py).
 SPINNERS_LOOK_AGAIN = True
 
 
@@ -574,7 +574,7 @@ class Machine:
                 self.clock.run_due()
                 if self._woken:
                     ran = self._run_woken(slice_us) or ran
-                if turn and not cpu.spinning and SPINNERS_LOOK_AGAIN:
+                if turn and cpu.progressed and SPINNERS_LOOK_AGAIN:
                     self._run_spinners(cpu, slice_us)
                 ended = self.guest_ended()
                 if ended is not None:
@@ -632,20 +632,27 @@ class Machine:
         return ran
 
     def _run_spinners(self, after: Vcpu, slice_us: int) -> None:
-        """The CPUs whose last slice ended spinning on PAUSE run again now, once each, in
-        order: `after`'s slice may have done what they wait for. A queued spinlock hands
+        """The CPUs whose last slice ended spinning on PAUSE run again now, once each,
+        longest waiting first: `after`'s slice may have done what they wait for. A queued spinlock hands
         itself to the next waiter in the holder's turn; a waiter that took it only in its
         own turn kept it busy through the turns between, and a CPU whose turn came first
         found it taken: Linux's RCU notes each grace period with a trylock of its node's
         lock, and two CPUs that queued for it in every turn kept each other's trylocks
         failing for 21 s (tests/cpu/test_lock_convoy.py). A spinner still waiting leaves
         again after 16 PAUSEs."""
-        for cpu in self.vcpus:
-            if cpu is not after and cpu.spinning and cpu.runnable():
+        for cpu in self.spinners(after):
+            if cpu.runnable():
                 self._run_slice(cpu, slice_us)
                 self.clock.run_due()
                 if self.reset_requested or self.poweroff_requested:
                     break
+
+    def spinners(self, after: Vcpu) -> list[Vcpu]:
+        """The CPUs but `after` whose last slice ended spinning, the longest waiting first:
+        a queued spinlock is handed on in the order its waiters came, so the one it goes to
+        next is most often the first to have started spinning."""
+        return sorted((cpu for cpu in self.vcpus if cpu.spinning and cpu is not after),
+                      key=lambda cpu: cpu.spinning_since)
 
     def _run_slice(self, cpu: Vcpu, slice_us: int) -> None:
         """One turn of `cpu`. A timer the guest arms during it that falls due first ends

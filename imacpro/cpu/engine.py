@@ -19,6 +19,10 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_run(uc, timeout_us, end_ns)      one slice from the CPU's RIP: slice_end (if
                                               end_ns), uc_emu_start, then the status, or
                                               -uc_err
+  uc_imacpro_wait_since(uc)                   CLOCK_MONOTONIC ns of the first PAUSE of the
+                                              spin loop the CPU is in (PAUSEs more than
+                                              2 us apart begin a new one, as VMX's PLE_Gap;
+                                              a slice that ends in it goes on with it)
   uc_imacpro_xcr0(uc)                         XCR0 (CPUID leaf 0xD's sizes depend on it)
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
@@ -120,6 +124,8 @@ uclib.uc_imacpro_status.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_status.restype = ctypes.c_int
 uclib.uc_imacpro_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64]
 uclib.uc_imacpro_run.restype = ctypes.c_int
+uclib.uc_imacpro_wait_since.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_wait_since.restype = ctypes.c_int64
 uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_xcr0.restype = ctypes.c_uint64
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
@@ -243,6 +249,11 @@ class Engine:
         if uc._hook_exception is not None:
             raise uc._hook_exception
         return status
+
+    def wait_since(self) -> int:
+        """CLOCK_MONOTONIC ns at which the spin loop the CPU is in began (after a slice that
+        ended at a pause-loop exit)."""
+        return uclib.uc_imacpro_wait_since(self._uch)
 
     def join_code_map(self, ram) -> None:
         """Share code tracking with the other engines on `ram` (one map per RAM, freed by

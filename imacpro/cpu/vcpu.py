@@ -105,6 +105,11 @@ class Vcpu:
         # Its last slice ended spinning on PAUSE: it waits for something another CPU does
         # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
         self.spinning = False
+        # When the spin loop it is in began (host monotonic ns, the engine's count): spinners
+        # look again longest waiting first, the order a queued lock is handed on in; and
+        # whether its last slice did anything but go on waiting (machine.py, spinners).
+        self.spinning_since = 0
+        self.progressed = False
         # The host thread running its slice now (None between slices), and an INIT or SIPI
         # that came meanwhile from another thread: applied when the slice ends.
         self.running_on: int | None = None
@@ -351,6 +356,7 @@ class Vcpu:
         self.core.c.halted = 0
         self.running_on = threading.get_ident()
         saved = self.lock.release_all()
+        started_ns = time.monotonic_ns()
         try:
             status = self.engine.run(timeout_us, end_ns or 0)
         except unicorn.UcError as exc:
@@ -364,6 +370,12 @@ class Vcpu:
                             f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
             return
         self.spinning = bool(status & STATUS_PAUSE_EXIT)
+        if self.spinning:
+            self.spinning_since = self.engine.wait_since()
+        # A slice that ends spinning in a wait begun within it did something first (took the
+        # lock it waited for, say, and came back to it): what others wait for may have
+        # happened in it, as after a slice that ended otherwise.
+        self.progressed = not self.spinning or self.spinning_since >= started_ns
         if status & STATUS_TRIPLE_FAULT:
             self._shut_down("triple fault")
         elif status & STATUS_HALTED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import shutil
 import subprocess
 import sys
@@ -31,11 +32,14 @@ def run_until(argv: list[str], done: Callable[[bytes], bool], timeout_s: float) 
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                stdin=subprocess.DEVNULL)
     seen = bytearray()
-    start = time.monotonic()
+    deadline = time.monotonic() + timeout_s
     try:
         while not done(bytes(seen)):
-            chunk = process.stdout.read1(4096)
-            if not chunk or time.monotonic() - start > timeout_s:
+            # A guest that hangs prints nothing: wait for output no longer than the deadline.
+            left = deadline - time.monotonic()
+            ready = select.select([process.stdout], [], [], max(0.0, left))[0]
+            chunk = process.stdout.read1(4096) if ready else b""
+            if not chunk:
                 raise SystemExit("QEMU did not finish: "
                                  + seen[-2000:].decode(errors="replace"))
             seen.extend(chunk)

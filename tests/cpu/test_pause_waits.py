@@ -51,17 +51,26 @@ def spin(engine: Engine) -> int:
     return engine.wait_since()
 
 
-def test_the_slices_of_one_spin_loop_are_one_wait_and_a_loop_after_work_a_new_one():
+def spin_loop_is_one_wait_and_work_begins_a_new_one() -> bool:
+    """One run of the scenario; False if a wait was split (see the test's docstring)."""
     engine = engine_with(WAIT_WORK_WAIT)
     first = spin(engine)                  # PAUSEs 1-16 of the first loop
     assert first > 0
     time.sleep(0.01)                      # the CPU off its thread: the wait goes on
-    assert spin(engine) == first          # PAUSEs 17-32
+    same_wait = spin(engine) == first     # PAUSEs 17-32
     before = time.monotonic_ns()
     second = spin(engine)                 # the first loop's last 8, the work, 16 of the next
     assert engine.register(x.UC_X86_REG_RIP) in (SECOND_WAIT, SECOND_WAIT + 2)
-    assert second > before                # a new wait, begun after the work
-    assert spin(engine) == second
+    assert second > before                # a new wait, begun after the work: always
+    return same_wait and spin(engine) == second
+
+
+def test_the_slices_of_one_spin_loop_are_one_wait_and_a_loop_after_work_a_new_one():
+    """The gap between PAUSEs is host time: a host that takes the thread away for more than
+    2 us between two PAUSEs of one loop splits its wait (the spinner then counts as a new
+    waiter, which costs it its place and nothing else). A loaded test host does that now and
+    then, so the scenario runs up to five times and must hold whole in one of them."""
+    assert any(spin_loop_is_one_wait_and_work_begins_a_new_one() for _ in range(5))
 
 
 def test_spinners_look_again_longest_waiting_first():

@@ -24,6 +24,7 @@ single-threaded loop does (`idle`: sleep or warp).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Callable
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
     from imacpro.machine import Machine, RunResult
 
 IDLE_POLL_S = 0.01   # the main thread looks at stop(), the deadline and the watchdog this often
+# How long a thread that wants Python's GIL waits before asking its holder to let go (CPython's
+# switch interval, 5 ms by default), while the workers run. A worker back from its engine, or a
+# callback from it, waits for the GIL whenever another thread runs Python, and those stretches
+# are short but not always: at 5 ms, one in a hundred wake-ups of a halted CPU took more than
+# 400 us. At 200 us (2026-12-04, docs/PERFORMANCE.md) an interrupt's round trip between two
+# sleeping CPUs went from 84 to 70 us and a 16-vCPU boot from 15.9-16.3 s to 15.4-15.7 s;
+# parallel guest work and the SSD did not move. It is the process's, so it is put back after.
+GIL_SWITCH_S = 0.0002
 
 
 def default_count(vcpus: int) -> int:
@@ -153,8 +162,10 @@ class HostThreads:
                                     name=f"imacpro-vcpus-{n}", daemon=True)
                    for n in range(self.count)]
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        switch_s = sys.getswitchinterval()
         with self.lock:
             self._stopping = False
+            sys.setswitchinterval(GIL_SWITCH_S)
             for worker in workers:
                 worker.start()
             try:
@@ -174,6 +185,7 @@ class HostThreads:
                 self._events = None
                 if own_events:
                     events.close()
+                sys.setswitchinterval(switch_s)
 
     def _keep_time(self, deadline: float | None, stop: Callable[[], bool] | None,
                    events: HostEvents, own_events: bool) -> RunResult:

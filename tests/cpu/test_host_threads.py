@@ -11,10 +11,13 @@ qspinlock (an MCS queue whose tail a 16-bit XCHG swaps) hangs if two CPUs' XCHGs
 the same old tail: the queue links into a cycle.
 """
 
+import sys
+
 import pytest
 from baremetal import run_program
 
 from imacpro.cpu import engine as engine_module
+from imacpro.host_threads import GIL_SWITCH_S
 
 from test_smp import SMP
 from test_wakeups import AP_START_CODE, CPUS as PING_PONG_CPUS, PING_PONG
@@ -396,13 +399,9 @@ def test_a_failure_on_a_worker_thread_is_raised_by_run(monkeypatch):
     assert calls
 
 
-
 def test_the_gil_switch_interval_is_short_while_the_workers_run_and_put_back_after():
     """The workers' wake-ups wait for the GIL no longer than GIL_SWITCH_S; the interval is
     the process's, so the run puts the caller's back, and the single loop leaves it alone."""
-    import sys
-    from imacpro import host_threads
-
     seen = []
     before = sys.getswitchinterval()
     program = "main:\n    mov $100000000, %rcx\n1:  dec %rcx\n    jnz 1b\n    jmp finish\n"
@@ -415,11 +414,12 @@ def test_the_gil_switch_interval_is_short_while_the_workers_run_and_put_back_aft
         seen.clear()
         run_program(program, cpus=2, host_threads=threads, timeout_s=30, stop=stop)
         assert seen, "stop() was never asked"
-        expected = host_threads.GIL_SWITCH_S if threads == 2 else before
+        expected = GIL_SWITCH_S if threads == 2 else before
         # (CPython keeps the interval in microseconds: 0.0002 reads back as 0.00019999...)
         assert seen == pytest.approx([expected] * len(seen))
         assert sys.getswitchinterval() == pytest.approx(before)
-    assert host_threads.GIL_SWITCH_S < before
+    assert GIL_SWITCH_S < before
+
 
 # CPU 1 counts, in the round, while three pairs of CPUs (2-3, 4-5, 6-7) wake each other with
 # IPIs from HLT until it has finished: more CPUs woken at any moment than there are workers.

@@ -6,8 +6,11 @@
  * Why C: done in Python, a 1 MiB NVMe command cost a memory view and a slice copy per 4 KiB
  * page (256 of them) plus a fresh 1 MiB buffer, more than the AES itself. Here the page list
  * is resolved against the guest's RAM ranges once, the host reads with one preadv into the
- * pages and OpenSSL decrypts them in place (xts_sectors.c). imacpro/t2/storage.py keeps the
- * same path in Python for when this is not built; the tests compare the two.
+ * pages and OpenSSL decrypts them in place (xts_sectors.c); a write is encrypted straight
+ * out of the guest's pages into a staging buffer and written with one pwrite. A request of
+ * 256 KiB or more is split into parts of whole sectors that run on the host's other cores
+ * at once (ssd_pool.c), each part with its own cipher context. imacpro/t2/storage.py keeps
+ * the same path in Python for when this is not built; the tests compare the two.
  *
  * Everything it is given comes from a guest: each page must lie wholly inside one RAM range
  * and every page after the first must be page-aligned; nothing outside the ranges is
@@ -25,6 +28,10 @@
 
 int xts_sectors(void *ctx, unsigned char *buf, uint64_t lba, size_t count,
                 size_t sector_size, int skip_zero_sectors);
+int xts_sectors_to(void *ctx, unsigned char *out, const unsigned char *in, uint64_t lba,
+                   size_t count, size_t sector_size);
+int ssd_pool_parts(void);                                       /* ssd_pool.c */
+void ssd_pool_run(void (*work)(void *), void **args, int n);
 
 /* A guest-physical RAM range and where the host has it (memory/ram.py's RamRange). */
 struct ram_range {
@@ -45,10 +52,15 @@ enum {
 };
 
 #define PAGE 4096u
+#define MAX_PARTS 8
+#define MIN_PART (128u << 10)   /* a smaller part costs more to hand to a helper than it saves */
 
-/* Per thread: the request's host pieces, and a buffer for gathered or bounced sectors. */
+/* Per thread: the request's host pieces, its parts' pieces and their copies for preadv, and
+ * a buffer for gathered, bounced or encrypted sectors. */
 static __thread struct iovec *pieces;
 static __thread size_t pieces_room;
+static __thread struct iovec *part_pieces;
+static __thread size_t part_pieces_room;
 static __thread unsigned char *bounce;
 static __thread size_t bounce_room;
 
@@ -80,11 +92,11 @@ static int grow(void **buffer, size_t *room, size_t needed)
 
 /* The host pieces `length` bytes at the guest pages cover: pages[0] may start inside its
  * page, every later one starts a page; adjacent host memory is merged. The count, or an
- * SSD_ error. `pieces` has room for twice the count: a read gives preadv a copy. */
+ * SSD_ error. */
 static long resolve(const struct ram_range *ram, size_t nram, const uint64_t *pages,
                     size_t npages, size_t length)
 {
-    if (grow((void **)&pieces, &pieces_room, 2 * (npages + 1) * sizeof(struct iovec))) {
+    if (grow((void **)&pieces, &pieces_room, (npages + 1) * sizeof(struct iovec))) {
         return SSD_NO_MEMORY;
     }
     size_t count = 0, left = length;
@@ -162,9 +174,160 @@ static int hole(int fd, uint64_t offset, size_t length)
     return (uint64_t)data >= offset + length;
 }
 
-/* `length` bytes of sectors from `lba` (at byte `offset` of the image) into the guest pages
- * `pages`, decrypted with the decryption context `xts`. Unwritten sectors read as zeros. */
-int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void *xts,
+/* One part of a request, whole sectors, run on one thread (ssd_pool.c). */
+struct part {
+    int fd;
+    uint64_t lba;               /* its first sector */
+    size_t sector_size;
+    void *xts;                  /* its own cipher context: a context is not shared by threads */
+    struct iovec *iov;          /* its guest pieces, whole sectors each */
+    size_t count;
+    size_t length;
+    struct iovec *scratch;      /* a read: room for `count` pieces, the copy preadv moves */
+    unsigned char *staging;     /* a write: room for `length` bytes of ciphertext */
+    int status;
+    int error;                  /* errno, when status is SSD_IO_ERROR */
+};
+
+static int write_all(int fd, const unsigned char *data, size_t length, uint64_t offset)
+{
+    for (size_t done = 0; done < length;) {
+        ssize_t put = pwrite(fd, data + done, length - done, (off_t)(offset + done));
+        if (put < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return SSD_IO_ERROR;
+        }
+        if (put == 0) {
+            errno = ENOSPC;
+            return SSD_IO_ERROR;
+        }
+        done += (size_t)put;
+    }
+    return SSD_OK;
+}
+
+static void read_part(void *opaque)
+{
+    struct part *p = opaque;
+    memcpy(p->scratch, p->iov, p->count * sizeof(struct iovec));
+    p->status = read_pieces(p->fd, p->lba * p->sector_size, p->scratch, p->count);
+    p->error = errno;
+    uint64_t sector = p->lba;
+    for (size_t i = 0; i < p->count && p->status == SSD_OK; i++) {
+        size_t sectors = p->iov[i].iov_len / p->sector_size;
+        if (xts_sectors(p->xts, p->iov[i].iov_base, sector, sectors, p->sector_size, 1)) {
+            p->status = SSD_CRYPTO;
+        }
+        sector += sectors;
+    }
+}
+
+/* Encrypted straight from the guest's pages into the staging buffer, then written. */
+static void write_part(void *opaque)
+{
+    struct part *p = opaque;
+    size_t at = 0;
+    uint64_t sector = p->lba;
+    for (size_t i = 0; i < p->count; i++) {
+        size_t sectors = p->iov[i].iov_len / p->sector_size;
+        if (xts_sectors_to(p->xts, p->staging + at, p->iov[i].iov_base, sector, sectors,
+                           p->sector_size)) {
+            p->status = SSD_CRYPTO;
+            return;
+        }
+        at += p->iov[i].iov_len;
+        sector += sectors;
+    }
+    p->status = write_all(p->fd, p->staging, p->length, p->lba * p->sector_size);
+    p->error = errno;
+}
+
+/* How many parts: one per context given and per thread the pool has, each at least
+ * MIN_PART and whole sectors. */
+static int part_count(size_t nxts, size_t length, size_t sector_size)
+{
+    size_t n = length / MIN_PART;
+    if (n > nxts) {
+        n = nxts;
+    }
+    if (n > MAX_PARTS) {
+        n = MAX_PARTS;
+    }
+    if (n > 1) {
+        size_t threads = (size_t)ssd_pool_parts();
+        if (n > threads) {
+            n = threads;
+        }
+    }
+    if (n > length / sector_size) {
+        n = length / sector_size;
+    }
+    return n ? (int)n : 1;
+}
+
+/* The request's `count` pieces (whole sectors, `length` bytes from `lba`) as `n` parts of
+ * nearly equal whole-sector lengths; a piece a boundary falls in is split in two. Every
+ * other field of the parts is the caller's. */
+static int make_parts(struct part *parts, int n, size_t count, uint64_t lba, size_t length,
+                      size_t sector_size)
+{
+    if (grow((void **)&part_pieces, &part_pieces_room,
+             2 * (count + (size_t)n) * sizeof(struct iovec))) {
+        return SSD_NO_MEMORY;
+    }
+    size_t sectors = length / sector_size, used = 0, piece = 0, into = 0, start = 0;
+    for (int k = 0; k < n; k++) {
+        size_t end = sectors * (size_t)(k + 1) / (size_t)n;
+        struct part *p = &parts[k];
+        p->lba = lba + start;
+        p->length = (end - start) * sector_size;
+        p->iov = part_pieces + used;
+        p->scratch = part_pieces + count + (size_t)n + used;
+        p->count = 0;
+        for (size_t left = p->length; left;) {
+            size_t chunk = pieces[piece].iov_len - into;
+            if (chunk > left) {
+                chunk = left;
+            }
+            p->iov[p->count].iov_base = (unsigned char *)pieces[piece].iov_base + into;
+            p->iov[p->count].iov_len = chunk;
+            p->count++;
+            left -= chunk;
+            into += chunk;
+            if (into == pieces[piece].iov_len) {
+                piece++;
+                into = 0;
+            }
+        }
+        used += p->count;
+        start = end;
+    }
+    return SSD_OK;
+}
+
+/* The parts run on the pool; the first failure is the request's, with its errno. */
+static int run_parts(struct part *parts, int n, void (*work)(void *))
+{
+    void *args[MAX_PARTS];
+    for (int k = 0; k < n; k++) {
+        args[k] = &parts[k];
+    }
+    ssd_pool_run(work, args, n);
+    for (int k = 0; k < n; k++) {
+        if (parts[k].status != SSD_OK) {
+            errno = parts[k].error;
+            return parts[k].status;
+        }
+    }
+    return SSD_OK;
+}
+
+/* `length` bytes of sectors from `lba` into the guest pages `pages`, decrypted with the
+ * decryption contexts `xts` (one per part the request may be split into, at least one).
+ * Unwritten sectors read as zeros. */
+int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nxts,
                  const struct ram_range *ram, size_t nram,
                  const uint64_t *pages, size_t npages, size_t length)
 {
@@ -180,23 +343,18 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void *xts,
         return SSD_OK;
     }
     if (whole_sectors((size_t)count, sector_size)) {
-        /* read_pieces moves the pieces along as it goes: it gets a copy, and the pieces
-         * stay for the decryption. */
-        size_t n = (size_t)count;
-        memcpy(pieces + n, pieces, n * sizeof(struct iovec));
-        int status = read_pieces(fd, offset, pieces + n, n);
+        struct part parts[MAX_PARTS];
+        int n = part_count(nxts, length, sector_size);
+        int status = make_parts(parts, n, (size_t)count, lba, length, sector_size);
         if (status) {
             return status;
         }
-        uint64_t sector = lba;
-        for (size_t i = 0; i < n; i++) {
-            size_t sectors = pieces[i].iov_len / sector_size;
-            if (xts_sectors(xts, pieces[i].iov_base, sector, sectors, sector_size, 1)) {
-                return SSD_CRYPTO;
-            }
-            sector += sectors;
+        for (int k = 0; k < n; k++) {
+            parts[k].fd = fd;
+            parts[k].sector_size = sector_size;
+            parts[k].xts = xts[k];
         }
-        return SSD_OK;
+        return run_parts(parts, n, read_part);
     }
     if (grow((void **)&bounce, &bounce_room, length)) {
         return SSD_NO_MEMORY;
@@ -206,7 +364,7 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void *xts,
     if (status) {
         return status;
     }
-    if (xts_sectors(xts, bounce, lba, length / sector_size, sector_size, 1)) {
+    if (xts_sectors(xts[0], bounce, lba, length / sector_size, sector_size, 1)) {
         return SSD_CRYPTO;
     }
     size_t at = 0;
@@ -217,9 +375,9 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void *xts,
     return SSD_OK;
 }
 
-/* `length` bytes of the guest pages `pages`, encrypted with the encryption context `xts`,
- * written as the sectors from `lba`. The guest's pages are not changed. */
-int ssd_dma_write(int fd, uint64_t lba, size_t sector_size, void *xts,
+/* `length` bytes of the guest pages `pages`, encrypted with the encryption contexts `xts`
+ * (as for a read), written as the sectors from `lba`. The guest's pages are not changed. */
+int ssd_dma_write(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nxts,
                   const struct ram_range *ram, size_t nram,
                   const uint64_t *pages, size_t npages, size_t length)
 {
@@ -230,28 +388,31 @@ int ssd_dma_write(int fd, uint64_t lba, size_t sector_size, void *xts,
     if (grow((void **)&bounce, &bounce_room, length)) {
         return SSD_NO_MEMORY;
     }
+    if (whole_sectors((size_t)count, sector_size)) {
+        struct part parts[MAX_PARTS];
+        int n = part_count(nxts, length, sector_size);
+        int status = make_parts(parts, n, (size_t)count, lba, length, sector_size);
+        if (status) {
+            return status;
+        }
+        size_t at = 0;
+        for (int k = 0; k < n; k++) {
+            parts[k].fd = fd;
+            parts[k].sector_size = sector_size;
+            parts[k].xts = xts[k];
+            parts[k].staging = bounce + at;
+            at += parts[k].length;
+        }
+        return run_parts(parts, n, write_part);
+    }
+    /* A first page that starts inside its page: gathered, then encrypted in place. */
     size_t at = 0;
     for (long i = 0; i < count; i++) {
         memcpy(bounce + at, pieces[i].iov_base, pieces[i].iov_len);
         at += pieces[i].iov_len;
     }
-    if (xts_sectors(xts, bounce, lba, length / sector_size, sector_size, 0)) {
+    if (xts_sectors(xts[0], bounce, lba, length / sector_size, sector_size, 0)) {
         return SSD_CRYPTO;
     }
-    uint64_t offset = lba * sector_size;
-    for (size_t done = 0; done < length;) {
-        ssize_t put = pwrite(fd, bounce + done, length - done, (off_t)(offset + done));
-        if (put < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return SSD_IO_ERROR;
-        }
-        if (put == 0) {
-            errno = ENOSPC;
-            return SSD_IO_ERROR;
-        }
-        done += (size_t)put;
-    }
-    return SSD_OK;
+    return write_all(fd, bounce, length, lba * sector_size);
 }

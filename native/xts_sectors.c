@@ -52,24 +52,45 @@ static int all_zero(const unsigned char *p, size_t n)
     return 1;
 }
 
+static int one_sector(void *ctx, unsigned char *out, const unsigned char *in, uint64_t n,
+                      size_t sector_size)
+{
+    unsigned char tweak[16] = {0};
+    int outl;
+    for (int b = 0; b < 8; b++) {
+        tweak[b] = (unsigned char)(n >> (8 * b));
+    }
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, tweak, -1) != 1 ||
+        EVP_CipherUpdate(ctx, out, &outl, in, (int)sector_size) != 1) {
+        return -1;
+    }
+    return 0;
+}
+
 /* In place over `count` sectors starting at `lba`. 0 on success, -1 on an OpenSSL error. */
 int xts_sectors(void *ctx, unsigned char *buf, uint64_t lba, size_t count,
                 size_t sector_size, int skip_zero_sectors)
 {
-    unsigned char tweak[16];
-    int outl;
     for (size_t i = 0; i < count; i++) {
         unsigned char *sector = buf + i * sector_size;
-        uint64_t n = lba + i;
         if (skip_zero_sectors && all_zero(sector, sector_size)) {
             continue;
         }
-        memset(tweak, 0, sizeof(tweak));
-        for (int b = 0; b < 8; b++) {
-            tweak[b] = (unsigned char)(n >> (8 * b));
+        if (one_sector(ctx, sector, sector, lba + i, sector_size)) {
+            return -1;
         }
-        if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, tweak, -1) != 1 ||
-            EVP_CipherUpdate(ctx, sector, &outl, sector, (int)sector_size) != 1) {
+    }
+    return 0;
+}
+
+/* From `in` to `out` (which must not overlap) over `count` sectors starting at `lba`: a
+ * write's encryption straight out of the guest's pages, with no copy before it. */
+int xts_sectors_to(void *ctx, unsigned char *out, const unsigned char *in, uint64_t lba,
+                   size_t count, size_t sector_size)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (one_sector(ctx, out + i * sector_size, in + i * sector_size, lba + i,
+                       sector_size)) {
             return -1;
         }
     }

@@ -3,6 +3,8 @@
 Two implementations, byte for byte the same (tests/t2/test_xts.py checks one against the other):
   native    `native/xts_sectors.c`, built by make into `_lib/libssd.so`: one call per request
             into OpenSSL's EVP AES-256-XTS, which only sets each sector's tweak. ~4 GB/s here.
+            A device's DMA (`dma`) splits a large request over the host's cores
+            (native/ssd_pool.c), each part with a context of its own.
   portable  the `cryptography` library: a cipher context per sector. Its ~6 µs setup per
             4 KiB sector (more than the AES itself) caps it near 600 MB/s on one core.
 The store uses native when it is built and portable otherwise. Decryption leaves all-zero
@@ -37,8 +39,10 @@ def _load_native():
     for dma in (lib.ssd_dma_read, lib.ssd_dma_write):      # storage.py's read_into/write_from
         dma.restype = ctypes.c_int
         dma.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p,
-                        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
-                        ctypes.c_size_t]
+                        ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                        ctypes.c_size_t, ctypes.c_size_t]
+    lib.ssd_pool_parts.restype = ctypes.c_int
+    lib.ssd_pool_parts.argtypes = []
     return lib
 
 
@@ -89,7 +93,8 @@ class SectorCipher:
         address, count = pages.pages.buffer_info()
         ranges = _ram_ranges(pages.ram)
         call = _native.ssd_dma_write if write else _native.ssd_dma_read
-        return call(fd, lba, self.sector_size, self._context(write), ranges, len(ranges),
+        contexts = self._part_contexts(write)
+        return call(fd, lba, self.sector_size, contexts, len(contexts), ranges, len(ranges),
                     address, count, pages.length)
 
     def _context(self, encrypt: bool) -> int:
@@ -99,6 +104,21 @@ class SectorCipher:
             context = _NativeContext(self._key, encrypt)
             setattr(self._local, name, context)
         return context.handle
+
+    def _part_contexts(self, encrypt: bool) -> ctypes.Array:
+        """This thread's contexts for the parts a request may be split into (the helpers of
+        native/ssd_pool.c run one part each, and a context is never shared by threads):
+        this thread's own first."""
+        name = "encryptors" if encrypt else "decryptors"
+        contexts = getattr(self._local, name, None)
+        if contexts is None:
+            owners = [_NativeContext(self._key, encrypt)
+                      for _ in range(_native.ssd_pool_parts() - 1)]
+            contexts = (ctypes.c_void_p * (1 + len(owners)))(
+                self._context(encrypt), *(owner.handle for owner in owners))
+            contexts.owners = owners                # freed with the array
+            setattr(self._local, name, contexts)
+        return contexts
 
     def _portable_cipher(self) -> Cipher:
         cipher = getattr(self._local, "cipher", None)

@@ -340,3 +340,56 @@ def test_dma_outside_ram_fails_before_any_io(dma_store, ram, pages, kind):
         assert error.value.kind == kind
     assert dma_store.read(40, 2) == rand(2 * SECTOR, seed=3)
     assert ram.read(0x1000, SECTOR) == b"\xAA" * SECTOR
+
+
+def _layouts(count):
+    """Guest pages for `count` sectors: one run, every other page, and runs of three pages in
+    reverse order (so that a part's boundary falls inside a run)."""
+    base = 0x100_0000
+    one_run = [base + 4096 * i for i in range(count)]
+    every_other = [base + 8192 * i for i in range(count)]
+    runs = [base + 4096 * (4 * (i // 3) + i % 3) for i in range(count)]
+    threes = [runs[i:i + 3] for i in range(0, count, 3)]
+    return {"one run": one_run, "every other page": every_other,
+            "runs of three, reversed": [page for run in reversed(threes) for page in run]}
+
+
+@pytest.mark.parametrize("sectors", [64, 127, 256, 383])
+def test_dma_large_requests_split_over_host_cores_hold_every_sector(dma_store, ram, sectors):
+    """Requests of 256 KiB and more run in parts on the host's other cores (native/
+    ssd_pool.c), split where the byte count says, inside a run of pages or not: each sector
+    lands where its page says and is encrypted with its own LBA as the tweak (read back by
+    the store's own one-buffer path)."""
+    data = rand(sectors * SECTOR, seed=sectors)
+    for name, layout in _layouts(sectors).items():
+        pages = array("Q", layout)
+        for i, page in enumerate(pages):
+            ram.write(page, data[i * SECTOR:(i + 1) * SECTOR])
+        dma_store.write_from(1000 + sectors, GuestPages(ram, pages, len(data)))
+        assert dma_store.read(1000 + sectors, sectors) == data, name
+        for page in pages:
+            ram.write(page, bytes(SECTOR))
+        dma_store.read_into(1000 + sectors, GuestPages(ram, pages, len(data)))
+        assert b"".join(ram.read(page, SECTOR) for page in pages) == data, name
+
+
+def test_the_ssd_splits_requests_over_the_host_cores():
+    """One part per host core (native/ssd_pool.c keeps at most 8)."""
+    from imacpro.t2 import xts
+    if xts._native is None:
+        pytest.skip("the SSD's native helper is not built (make builds it)")
+    assert xts._native.ssd_pool_parts() == min(os.cpu_count(), 8)
+
+
+def test_a_part_that_fails_fails_the_request(t2, dma_store, ram):
+    """The image cut short while open: the request's last part (a helper's) reads past its
+    end, and the request fails as the one-part path does, not with half its data."""
+    sectors = 256
+    lba = dma_store.sectors - sectors
+    pages = array("Q", [0x100_0000 + 4096 * i for i in range(sectors)])
+    for i, page in enumerate(pages):
+        ram.write(page, rand(SECTOR, seed=i))
+    dma_store.write_from(lba, GuestPages(ram, pages, sectors * SECTOR))
+    os.truncate(t2 / "ssd.img", (dma_store.sectors - 16) * SECTOR)
+    with pytest.raises(DamagedImage, match="ended early"):
+        dma_store.read_into(lba, GuestPages(ram, pages, sectors * SECTOR))

@@ -7,6 +7,7 @@ the same logical CPU count, RAM and CPU family, and run the same command in it: 
 busybox `time`. imacpro's SSD is its real one: the Apple ANS2 controller over the T2's
 encrypted store (AES-XTS per 4 KiB sector, a sparse file). QEMU's is its `nvme` device with
 4 KiB logical blocks on a sparse raw file, host page cache on (as imacpro's store uses it).
+imacpro runs its vCPUs on `--host-threads` (default auto, one per host core, as `imacpro boot`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,16 @@ def throughput(console: str, mib: int) -> tuple[float, float]:
     return best["WRITE"], best["READ"]
 
 
-def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
+def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
+                host_threads: int | None) -> str:
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     identity = new_identity(config)
     sep = SecureEnclave.create(work / "t2", identity.t2_ecid)
     with EncryptedStore.create(work / "t2", DISK_BYTES, sep) as store:
         serial = bytearray()
         machine = Machine(config, serial_output=serial.extend, cpus=cpus, ssd=store,
-                          ssd_serial=ssd_serial(identity.serial_number))
+                          ssd_serial=ssd_serial(identity.serial_number),
+                          host_threads=host_threads)
         firmware.install(machine, identity, guest.kernel.read_bytes(), guest.initrd.read_bytes(),
                          f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}")
         machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
@@ -88,21 +91,25 @@ def main() -> None:
 
 def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256) -> None:
     """A sequential dd benchmark's command line: both machines, then the rows. `run_qemu`
-    and `run_imacpro` take (guest, cpus, mib, work directory, timeout) and return the
-    guest's console."""
+    takes (guest, cpus, mib, work directory, timeout), `run_imacpro` the same and the host
+    threads (None: one per host core); both return the guest's console."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=16)
     parser.add_argument("--mib", type=int, default=mib, help="MiB per dd run")
     parser.add_argument("--timeout", type=float, default=timeout)
+    parser.add_argument("--host-threads", default="auto", metavar="N|auto",
+                        help="imacpro's host threads for the vCPUs, as `imacpro boot "
+                             "--host-threads` (default: auto, one per host core)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    host_threads = None if args.host_threads == "auto" else int(args.host_threads)
     guest = qemu.guest_or_exit()
     with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
         work = Path(tmp)
         qemu_write, qemu_read = throughput(run_qemu(guest, args.cpus, args.mib, work,
                                                     args.timeout), args.mib)
         ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
-                                                       args.timeout), args.mib)
+                                                       args.timeout, host_threads), args.mib)
     report((("sequential write", qemu_write, ours_write),
             ("sequential read", qemu_read, ours_read)), args.markdown)
 

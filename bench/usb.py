@@ -42,10 +42,11 @@ def drive_image(work: Path, name: str) -> Path:
     return path
 
 
-def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
+def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
+                host_threads: int | None) -> str:
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     serial = bytearray()
-    machine = Machine(config, serial_output=serial.extend, cpus=cpus)
+    machine = Machine(config, serial_output=serial.extend, cpus=cpus, host_threads=host_threads)
     machine.usb.attach_drive(drive_image(work, "imacpro-drive.raw"))
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
                      guest.initrd.read_bytes(),

@@ -8,8 +8,8 @@
  * is resolved against the guest's RAM ranges once, the host reads with one preadv into the
  * pages and OpenSSL decrypts them in place (xts_sectors.c); a write is encrypted straight
  * out of the guest's pages into a staging buffer and written with one pwrite. A request of
- * 256 KiB or more is split into parts of whole sectors that run on the host's other cores
- * at once (ssd_pool.c), each part with its own cipher context. imacpro/t2/storage.py keeps
+ * 128 KiB or more is cut into parts of whole sectors (64 KiB or more, at most 16) that the
+ * calling thread and helpers on the host's other cores share (ssd_pool.c). imacpro/t2/storage.py keeps
  * the same path in Python for when this is not built; the tests compare the two.
  *
  * Everything it is given comes from a guest: each page must lie wholly inside one RAM range
@@ -26,12 +26,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "ssd_pool.h"
+
 int xts_sectors(void *ctx, unsigned char *buf, uint64_t lba, size_t count,
                 size_t sector_size, int skip_zero_sectors);
 int xts_sectors_to(void *ctx, unsigned char *out, const unsigned char *in, uint64_t lba,
                    size_t count, size_t sector_size);
-int ssd_pool_parts(void);                                       /* ssd_pool.c */
-void ssd_pool_run(void (*work)(void *), void **args, int n);
 
 /* A guest-physical RAM range and where the host has it (memory/ram.py's RamRange). */
 struct ram_range {
@@ -52,8 +52,8 @@ enum {
 };
 
 #define PAGE 4096u
-#define MAX_PARTS 8
-#define MIN_PART (128u << 10)   /* a smaller part costs more to hand to a helper than it saves */
+#define MAX_PARTS 16
+#define MIN_PART (64u << 10)    /* a smaller part costs more to hand over than it saves */
 
 /* Per thread: the request's host pieces, its parts' pieces and their copies for preadv, and
  * a buffer for gathered, bounced or encrypted sectors. */
@@ -174,12 +174,12 @@ static int hole(int fd, uint64_t offset, size_t length)
     return (uint64_t)data >= offset + length;
 }
 
-/* One part of a request, whole sectors, run on one thread (ssd_pool.c). */
+/* One part of a request, whole sectors, run by one thread with its own cipher context (a
+ * context is never shared by threads; ssd_pool.c). */
 struct part {
     int fd;
     uint64_t lba;               /* its first sector */
     size_t sector_size;
-    void *xts;                  /* its own cipher context: a context is not shared by threads */
     struct iovec *iov;          /* its guest pieces, whole sectors each */
     size_t count;
     size_t length;
@@ -208,7 +208,7 @@ static int write_all(int fd, const unsigned char *data, size_t length, uint64_t 
     return SSD_OK;
 }
 
-static void read_part(void *opaque)
+static void read_part(void *opaque, void *xts)
 {
     struct part *p = opaque;
     memcpy(p->scratch, p->iov, p->count * sizeof(struct iovec));
@@ -217,7 +217,7 @@ static void read_part(void *opaque)
     uint64_t sector = p->lba;
     for (size_t i = 0; i < p->count && p->status == SSD_OK; i++) {
         size_t sectors = p->iov[i].iov_len / p->sector_size;
-        if (xts_sectors(p->xts, p->iov[i].iov_base, sector, sectors, p->sector_size, 1)) {
+        if (xts_sectors(xts, p->iov[i].iov_base, sector, sectors, p->sector_size, 1)) {
             p->status = SSD_CRYPTO;
         }
         sector += sectors;
@@ -225,14 +225,14 @@ static void read_part(void *opaque)
 }
 
 /* Encrypted straight from the guest's pages into the staging buffer, then written. */
-static void write_part(void *opaque)
+static void write_part(void *opaque, void *xts)
 {
     struct part *p = opaque;
     size_t at = 0;
     uint64_t sector = p->lba;
     for (size_t i = 0; i < p->count; i++) {
         size_t sectors = p->iov[i].iov_len / p->sector_size;
-        if (xts_sectors_to(p->xts, p->staging + at, p->iov[i].iov_base, sector, sectors,
+        if (xts_sectors_to(xts, p->staging + at, p->iov[i].iov_base, sector, sectors,
                            p->sector_size)) {
             p->status = SSD_CRYPTO;
             return;
@@ -244,27 +244,21 @@ static void write_part(void *opaque)
     p->error = errno;
 }
 
-/* How many parts: one per context given and per thread the pool has, each at least
- * MIN_PART and whole sectors. */
+/* How many parts: none under MIN_PART, at most MAX_PARTS, and one alone when no other thread
+ * can take any (one host core, or one context given). */
 static int part_count(size_t nxts, size_t length, size_t sector_size)
 {
     size_t n = length / MIN_PART;
-    if (n > nxts) {
-        n = nxts;
-    }
     if (n > MAX_PARTS) {
         n = MAX_PARTS;
-    }
-    if (n > 1) {
-        size_t threads = (size_t)ssd_pool_parts();
-        if (n > threads) {
-            n = threads;
-        }
     }
     if (n > length / sector_size) {
         n = length / sector_size;
     }
-    return n ? (int)n : 1;
+    if (n < 2 || nxts < 2 || ssd_pool_parts() < 2) {
+        return 1;
+    }
+    return (int)n;
 }
 
 /* The request's `count` pieces (whole sectors, `length` bytes from `lba`) as `n` parts of
@@ -308,13 +302,9 @@ static int make_parts(struct part *parts, int n, size_t count, uint64_t lba, siz
 }
 
 /* The parts run on the pool; the first failure is the request's, with its errno. */
-static int run_parts(struct part *parts, int n, void (*work)(void *))
+static int run_parts(struct part *parts, int n, ssd_part_work work, void **xts, size_t nxts)
 {
-    void *args[MAX_PARTS];
-    for (int k = 0; k < n; k++) {
-        args[k] = &parts[k];
-    }
-    ssd_pool_run(work, args, n);
+    ssd_pool_run(work, parts, sizeof(struct part), n, xts, (int)nxts);
     for (int k = 0; k < n; k++) {
         if (parts[k].status != SSD_OK) {
             errno = parts[k].error;
@@ -325,7 +315,8 @@ static int run_parts(struct part *parts, int n, void (*work)(void *))
 }
 
 /* `length` bytes of sectors from `lba` into the guest pages `pages`, decrypted with the
- * decryption contexts `xts` (one per part the request may be split into, at least one).
+ * decryption contexts `xts` (one per thread that may take part, ssd_pool_parts(); at least
+ * one).
  * Unwritten sectors read as zeros. */
 int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nxts,
                  const struct ram_range *ram, size_t nram,
@@ -352,9 +343,8 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nx
         for (int k = 0; k < n; k++) {
             parts[k].fd = fd;
             parts[k].sector_size = sector_size;
-            parts[k].xts = xts[k];
         }
-        return run_parts(parts, n, read_part);
+        return run_parts(parts, n, read_part, xts, nxts);
     }
     if (grow((void **)&bounce, &bounce_room, length)) {
         return SSD_NO_MEMORY;
@@ -399,11 +389,10 @@ int ssd_dma_write(int fd, uint64_t lba, size_t sector_size, void **xts, size_t n
         for (int k = 0; k < n; k++) {
             parts[k].fd = fd;
             parts[k].sector_size = sector_size;
-            parts[k].xts = xts[k];
             parts[k].staging = bounce + at;
             at += parts[k].length;
         }
-        return run_parts(parts, n, write_part);
+        return run_parts(parts, n, write_part, xts, nxts);
     }
     /* A first page that starts inside its page: gathered, then encrypted in place. */
     size_t at = 0;

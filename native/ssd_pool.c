@@ -1,39 +1,59 @@
 /*
- * Helper threads for the SSD's data path: a large request's sectors are split into parts,
- * and the parts are read and decrypted (or encrypted and written) on several host cores at
- * once, as a real SSD spreads a command over its flash channels.
+ * Helper threads for the SSD's data path: a large request's sectors are cut into parts, and
+ * the calling thread and the helpers take the parts one at a time until none is left, each
+ * reading and decrypting (or encrypting and writing) its own, as a real SSD spreads a
+ * command over its flash channels.
  *
- * Why: a 1 MiB read spends about 0.2 ms in the host kernel's copy out of its page cache and
+ * Why: a 1 MiB read spends about 0.1 ms in the host kernel's copy out of its page cache and
  * 0.1 ms in OpenSSL's AES, one after the other on the vCPU's thread, while the guest waits
- * for the completion with its other CPUs idle. Two parts on two cores take half as long.
+ * for the completion with its other CPUs idle. On two cores it takes half as long.
+ *
+ * Why parts taken one at a time rather than one half each: a helper the host does not run
+ * at once (its cores busy with other work) would hold its half back for milliseconds, and
+ * the request with it. Here the calling thread takes every part no helper has taken yet, so
+ * a request waits at most for parts a helper is in the middle of (64 KiB, ~15 µs of work).
  *
  * One pool per process, started on first use: one helper per host core beyond the first, at
  * most MAX_HELPERS. One request uses the pool at a time (the devices run under the machine's
- * lock, so there is rarely a second); a request that finds it busy runs all its parts
- * itself. The helpers block every signal, so Python's handlers keep running on its own
- * threads. A child process made by fork() has no helpers: it runs its parts itself.
+ * lock, so there is rarely a second); a request that finds it busy runs its parts itself.
+ * The helpers block every signal, so Python's handlers keep running on its own threads. A
+ * child process made by fork() has no helpers: it runs its parts itself.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
-#include <stdint.h>
-#include <time.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "ssd_pool.h"
+
 #define MAX_HELPERS 7
-#define WATCH_NS 1000000        /* a helper watches for its next part this long */
-#define WAIT_NS 200000          /* the caller watches for the helpers' parts this long */
+#define WATCH_NS 1000000        /* a helper watches for the next request this long */
 
 struct helper {
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t changed;
-    void (*work)(void *);
-    void *arg;                  /* the part it has been given; NULL when it has none */
-    int busy;
+    pthread_cond_t called;
+    int wanted;                 /* a request came since the helper last looked */
+    int executor;               /* its number among the threads of a request (1, 2, ...) */
 };
+
+/* The request in progress. `claim` is (generation << 32 | next part): a thread takes a part
+ * by moving it on with a compare-and-swap, so it never takes a part of a request that has
+ * ended, and the other fields (read relaxed) are only used after such a take. */
+static struct {
+    uint64_t claim;
+    int count;
+    ssd_part_work work;
+    char *parts;
+    size_t part_size;
+    void **contexts;
+    int ncontexts;
+    int done;
+} request;
 
 static struct helper helpers[MAX_HELPERS];
 static int helper_count;
@@ -48,16 +68,39 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Watches `busy` until it is `until_busy` or `ns` pass, yielding the core to any other
- * thread that wants it. A helper watches for its next part this way before it sleeps, and
- * the caller for the helpers' parts: in a VM a thread sleeping on an idle core takes ~90 µs
- * to wake (the core halted, the hypervisor must bring it back), as long as a 1 MiB
- * request's whole part, and a stream of requests comes every few hundred µs. */
-static void watch(const int *busy, int until_busy, uint64_t ns)
+/* Parts of the current request, taken one at a time while any is left; `executor` says
+ * which of the request's cipher contexts this thread uses. */
+static void take_parts(int executor)
+{
+    for (;;) {
+        uint64_t claim = __atomic_load_n(&request.claim, __ATOMIC_ACQUIRE);
+        uint32_t next = (uint32_t)claim;
+        if (next >= (uint32_t)__atomic_load_n(&request.count, __ATOMIC_RELAXED) ||
+            executor >= __atomic_load_n(&request.ncontexts, __ATOMIC_RELAXED)) {
+            return;
+        }
+        ssd_part_work work = __atomic_load_n(&request.work, __ATOMIC_RELAXED);
+        char *parts = __atomic_load_n(&request.parts, __ATOMIC_RELAXED);
+        size_t size = __atomic_load_n(&request.part_size, __ATOMIC_RELAXED);
+        void **contexts = __atomic_load_n(&request.contexts, __ATOMIC_RELAXED);
+        if (!__atomic_compare_exchange_n(&request.claim, &claim, claim + 1, 0,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            continue;                   /* another thread took it, or a new request began */
+        }
+        work(parts + next * size, contexts[executor]);
+        __atomic_add_fetch(&request.done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+/* Watches `*flag` until it is `value` or `ns` pass, yielding the core to any other thread
+ * that wants it: in a VM a thread asleep on an idle core takes ~90 µs to wake (the core
+ * halted, the hypervisor must bring it back), and a guest streaming I/O sends a command
+ * every few hundred µs. */
+static void watch(const int *flag, int value, uint64_t ns)
 {
     uint64_t until = now_ns() + ns;
-    while (__atomic_load_n(busy, __ATOMIC_ACQUIRE) != until_busy) {
-        for (int i = 0; i < 64 && __atomic_load_n(busy, __ATOMIC_ACQUIRE) != until_busy; i++) {
+    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != value) {
+        for (int i = 0; i < 64 && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != value; i++) {
             __builtin_ia32_pause();
         }
         if (now_ns() >= until) {
@@ -70,19 +113,15 @@ static void watch(const int *busy, int until_busy, uint64_t ns)
 static void *helper_main(void *opaque)
 {
     struct helper *h = opaque;
-    pthread_mutex_lock(&h->lock);
     for (;;) {
-        while (!h->busy) {
-            pthread_cond_wait(&h->changed, &h->lock);
+        watch(&h->wanted, 1, WATCH_NS);
+        pthread_mutex_lock(&h->lock);
+        while (!h->wanted) {
+            pthread_cond_wait(&h->called, &h->lock);
         }
+        __atomic_store_n(&h->wanted, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&h->lock);
-        h->work(h->arg);
-        pthread_mutex_lock(&h->lock);
-        h->busy = 0;
-        pthread_cond_broadcast(&h->changed);
-        pthread_mutex_unlock(&h->lock);
-        watch(&h->busy, 1, WATCH_NS);
-        pthread_mutex_lock(&h->lock);
+        take_parts(h->executor);
     }
     return NULL;
 }
@@ -100,7 +139,8 @@ static void start_pool(void)
     for (int i = 0; i < wanted; i++) {
         struct helper *h = &helpers[i];
         pthread_mutex_init(&h->lock, NULL);
-        pthread_cond_init(&h->changed, NULL);
+        pthread_cond_init(&h->called, NULL);
+        h->executor = i + 1;
         if (pthread_create(&h->thread, NULL, helper_main, h) != 0) {
             break;
         }
@@ -111,47 +151,43 @@ static void start_pool(void)
     pool_pid = getpid();
 }
 
-/* How many parts a request may be split into: the calling thread and the helpers. */
 int ssd_pool_parts(void)
 {
     pthread_once(&pool_once, start_pool);
     return pool_pid == getpid() ? 1 + helper_count : 1;
 }
 
-/* work(args[i]) for every i < n: args[0] on the calling thread, the others on the helpers
- * when the pool is free, else on the calling thread too. Returns when all are done. */
-void ssd_pool_run(void (*work)(void *), void **args, int n)
+void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
+                  void **contexts, int ncontexts)
 {
-    int given = 0;
-    if (n > 1 && ssd_pool_parts() > 1 && pthread_mutex_trylock(&pool_in_use) == 0) {
-        for (; given < n - 1 && given < helper_count; given++) {
-            struct helper *h = &helpers[given];
-            pthread_mutex_lock(&h->lock);
-            h->work = work;
-            h->arg = args[given + 1];
-            h->busy = 1;
-            pthread_cond_signal(&h->changed);
-            pthread_mutex_unlock(&h->lock);
+    if (count < 2 || ncontexts < 2 || ssd_pool_parts() < 2 ||
+        pthread_mutex_trylock(&pool_in_use) != 0) {
+        for (int i = 0; i < count; i++) {
+            work((char *)parts + i * part_size, contexts[0]);
         }
-        if (given == 0) {
-            pthread_mutex_unlock(&pool_in_use);
-        }
-    }
-    work(args[0]);
-    for (int i = given + 1; i < n; i++) {
-        work(args[i]);
-    }
-    if (given == 0) {
         return;
     }
-    for (int i = 0; i < given; i++) {
+    __atomic_store_n(&request.count, count, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.work, work, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.parts, (char *)parts, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.part_size, part_size, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.contexts, contexts, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.ncontexts, ncontexts, __ATOMIC_RELAXED);
+    __atomic_store_n(&request.done, 0, __ATOMIC_RELAXED);
+    uint64_t generation = (__atomic_load_n(&request.claim, __ATOMIC_RELAXED) >> 32) + 1;
+    __atomic_store_n(&request.claim, generation << 32, __ATOMIC_RELEASE);
+    for (int i = 0; i < helper_count && i + 1 < ncontexts; i++) {
         struct helper *h = &helpers[i];
-        watch(&h->busy, 0, WAIT_NS);        /* its part is about as long as ours was */
         pthread_mutex_lock(&h->lock);
-        while (h->busy) {
-            pthread_cond_wait(&h->changed, &h->lock);
-        }
+        __atomic_store_n(&h->wanted, 1, __ATOMIC_RELEASE);
+        pthread_cond_signal(&h->called);
         pthread_mutex_unlock(&h->lock);
+    }
+    take_parts(0);
+    /* What is left is parts helpers are in the middle of. */
+    while (__atomic_load_n(&request.done, __ATOMIC_ACQUIRE) < count) {
+        __builtin_ia32_pause();
+        sched_yield();
     }
     pthread_mutex_unlock(&pool_in_use);
 }

@@ -261,11 +261,11 @@ static int part_count(size_t nxts, size_t length, size_t sector_size)
     return (int)n;
 }
 
-/* The request's `count` pieces (whole sectors, `length` bytes from `lba`) as `n` parts of
- * nearly equal whole-sector lengths; a piece a boundary falls in is split in two. Every
- * other field of the parts is the caller's. */
-static int make_parts(struct part *parts, int n, size_t count, uint64_t lba, size_t length,
-                      size_t sector_size)
+/* The request's `count` pieces (whole sectors, `length` bytes from `lba` of the image `fd`)
+ * as `n` parts of nearly equal whole-sector lengths; a piece a boundary falls in is split
+ * in two. A write's parts put their ciphertext in `staging`, one after the other. */
+static int make_parts(struct part *parts, int n, int fd, size_t count, uint64_t lba,
+                      size_t length, size_t sector_size, unsigned char *staging)
 {
     if (grow((void **)&part_pieces, &part_pieces_room,
              2 * (count + (size_t)n) * sizeof(struct iovec))) {
@@ -275,8 +275,11 @@ static int make_parts(struct part *parts, int n, size_t count, uint64_t lba, siz
     for (int k = 0; k < n; k++) {
         size_t end = sectors * (size_t)(k + 1) / (size_t)n;
         struct part *p = &parts[k];
+        p->fd = fd;
+        p->sector_size = sector_size;
         p->lba = lba + start;
         p->length = (end - start) * sector_size;
+        p->staging = staging ? staging + start * sector_size : NULL;
         p->iov = part_pieces + used;
         p->scratch = part_pieces + count + (size_t)n + used;
         p->count = 0;
@@ -336,15 +339,8 @@ int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nx
     if (whole_sectors((size_t)count, sector_size)) {
         struct part parts[MAX_PARTS];
         int n = part_count(nxts, length, sector_size);
-        int status = make_parts(parts, n, (size_t)count, lba, length, sector_size);
-        if (status) {
-            return status;
-        }
-        for (int k = 0; k < n; k++) {
-            parts[k].fd = fd;
-            parts[k].sector_size = sector_size;
-        }
-        return run_parts(parts, n, read_part, xts, nxts);
+        int status = make_parts(parts, n, fd, (size_t)count, lba, length, sector_size, NULL);
+        return status ? status : run_parts(parts, n, read_part, xts, nxts);
     }
     if (grow((void **)&bounce, &bounce_room, length)) {
         return SSD_NO_MEMORY;
@@ -381,18 +377,8 @@ int ssd_dma_write(int fd, uint64_t lba, size_t sector_size, void **xts, size_t n
     if (whole_sectors((size_t)count, sector_size)) {
         struct part parts[MAX_PARTS];
         int n = part_count(nxts, length, sector_size);
-        int status = make_parts(parts, n, (size_t)count, lba, length, sector_size);
-        if (status) {
-            return status;
-        }
-        size_t at = 0;
-        for (int k = 0; k < n; k++) {
-            parts[k].fd = fd;
-            parts[k].sector_size = sector_size;
-            parts[k].staging = bounce + at;
-            at += parts[k].length;
-        }
-        return run_parts(parts, n, write_part, xts, nxts);
+        int status = make_parts(parts, n, fd, (size_t)count, lba, length, sector_size, bounce);
+        return status ? status : run_parts(parts, n, write_part, xts, nxts);
     }
     /* A first page that starts inside its page: gathered, then encrypted in place. */
     size_t at = 0;

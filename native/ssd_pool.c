@@ -16,8 +16,9 @@
  * One pool per process, started on first use: one helper per host core beyond the first, at
  * most MAX_HELPERS. One request uses the pool at a time (the devices run under the machine's
  * lock, so there is rarely a second); a request that finds it busy runs its parts itself.
- * The helpers block every signal, so Python's handlers keep running on its own threads. A
- * child process made by fork() has no helpers: it runs its parts itself.
+ * The helpers run at the host's idle priority (SCHED_IDLE) and block every signal, so Python's
+ * handlers keep running on its own threads. A child process made by fork() has no helpers:
+ * it runs its parts itself.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -113,6 +114,11 @@ static void watch(const int *flag, int value, uint64_t ns)
 static void *helper_main(void *opaque)
 {
     struct helper *h = opaque;
+    /* Only a core nothing else wants: the helpers' watching must not take time from the
+     * vCPUs' threads or anything else on a busy host (the calling thread takes the parts a
+     * helper does not get to). */
+    struct sched_param idle = {0};
+    sched_setscheduler(0, SCHED_IDLE, &idle);
     for (;;) {
         watch(&h->wanted, 1, WATCH_NS);
         pthread_mutex_lock(&h->lock);

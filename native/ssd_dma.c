@@ -9,8 +9,9 @@
  * pages and OpenSSL decrypts them in place (xts_sectors.c); a write is encrypted straight
  * out of the guest's pages into a staging buffer and written with one pwrite. A request of
  * 128 KiB or more is cut into parts of whole sectors (64 KiB or more, at most 16) that the
- * calling thread and helpers on the host's other cores share (ssd_pool.c). imacpro/t2/storage.py keeps
- * the same path in Python for when this is not built; the tests compare the two.
+ * calling thread and helpers on the host's other cores share (ssd_pool.c).
+ * imacpro/t2/storage.py keeps the same path in Python for when this is not built; the tests
+ * compare the two.
  *
  * Everything it is given comes from a guest: each page must lie wholly inside one RAM range
  * and every page after the first must be page-aligned; nothing outside the ranges is
@@ -319,8 +320,7 @@ static int run_parts(struct part *parts, int n, ssd_part_work work, void **xts, 
 
 /* `length` bytes of sectors from `lba` into the guest pages `pages`, decrypted with the
  * decryption contexts `xts` (one per thread that may take part, ssd_pool_parts(); at least
- * one).
- * Unwritten sectors read as zeros. */
+ * one). Unwritten sectors read as zeros. */
 int ssd_dma_read(int fd, uint64_t lba, size_t sector_size, void **xts, size_t nxts,
                  const struct ram_range *ram, size_t nram,
                  const uint64_t *pages, size_t npages, size_t length)

@@ -27,9 +27,10 @@ A real CPU turbos less with more cores active and with its temperature; the mach
 thermal model yet and Intel does not publish the per-active-core turbo bins of these
 Apple-only SKUs, so every CPU runs at its request. APERF and MPERF then say that clock:
 MPERF counts the guest time a CPU spent out of HLT at the TSC's rate, APERF the same time at
-the CPU's clock, so APERF/MPERF × base is the frequency it ran at. Two reads back to back
-(APERF then MPERF, as Linux's tick and turbostat read them) are one sample, though the vCPU
-may be descheduled between them (read() says why).
+the CPU's clock, so APERF/MPERF × base is the frequency it ran at. Two reads one after the
+other (APERF then MPERF, as Linux's tick and turbostat read them, with no interrupt, HLT or
+counter write between) are one sample, however long the vCPU or the whole emulator was
+stopped between them (read() says why).
 
 Saved state: the registers software writes and the counters' values.
 """
@@ -44,7 +45,6 @@ MSR_MISC_PWR_MGMT = 0x1AA
 IA32_PM_ENABLE, IA32_HWP_CAPABILITIES, IA32_HWP_REQUEST_PKG = 0x770, 0x771, 0x772
 IA32_HWP_INTERRUPT, IA32_HWP_REQUEST, IA32_HWP_STATUS = 0x773, 0x774, 0x777
 LOWEST_RATIO = 12
-PAIR_NS = 1_000_000_000   # how far apart in guest time two reads still make one sample
 EPP_DEFAULT = 0x80
 PACKAGE_CONTROL = 1 << 42
 REQUEST_BITS = (1 << 43) - 1
@@ -77,13 +77,14 @@ class PackageHwp:
 
 class PerformanceState:
     """One logical CPU's P-state MSRs and frequency counters. `now_ns()`: the machine's
-    guest time."""
+    guest time; `interrupts_taken()`: a count of the interrupts the CPU has taken."""
 
     def __init__(self, base_ratio: int, turbo_ratio: int, tsc_hz: int, now_ns,
-                 package: PackageHwp | None = None):
+                 package: PackageHwp | None = None, interrupts_taken=lambda: 0):
         self.base, self.highest = base_ratio, turbo_ratio
         self.tsc_hz = tsc_hz
         self.now_ns = now_ns
+        self.interrupts_taken = interrupts_taken
         self.package = package if package is not None else PackageHwp()
         self.capabilities = (turbo_ratio | base_ratio << 8 | LOWEST_RATIO << 16
                              | LOWEST_RATIO << 24)
@@ -150,20 +151,22 @@ class PerformanceState:
             # move between two reads (RDMSR takes cycles): Linux's frequency-invariance tick
             # takes a zero MPERF delta for a broken counter, logs "Scheduler frequency
             # invariance went wobbly" and patches kernel text on every CPU to turn it off.
-            # Read as a pair (APERF then MPERF, back to back), they are one sample: a vCPU
-            # descheduled between the two reads would otherwise find the second counter
-            # moved by the other CPUs' turns and the first not, and a tick that came right
-            # after an idle stretch then sees APERF/MPERF near zero (freq_scale 0: "went
-            # wobbly" again). The second read of a pair, within PAIR_NS of guest time,
-            # gives that counter's value at the first.
-            now = self.now_ns()
+            # Read as a pair (APERF then MPERF, one after the other), they are one sample:
+            # guest time goes on while a vCPU waits for a host core, and while the whole
+            # emulator is stopped (SIGSTOP, a host suspend). A tick that came right after an
+            # idle stretch and was held between its two reads would find MPERF moved by that
+            # wait and APERF not: APERF/MPERF near zero, freq_scale 0, "went wobbly". So the
+            # second read of a pair gives that counter's value at the first, however much
+            # guest time passed. The tick reads them with interrupts off: an interrupt taken
+            # between two reads (or an HLT, or a write) means they are not one sample, as a
+            # lone MPERF read and a later tick's APERF are not.
             pair, self._pair = self._pair, None
-            if pair is not None and pair[0] != index and now - pair[1] <= PAIR_NS:
+            if pair is not None and pair[0] != index and pair[1] == self.interrupts_taken():
                 return pair[2] if index == IA32_MPERF else pair[3]
             if self._in_c0_since is None:
-                self._in_c0_since = now
+                self._in_c0_since = self.now_ns()
             self._account(at_least=1)
-            self._pair = (index, now, self.mperf, self.aperf)
+            self._pair = (index, self.interrupts_taken(), self.mperf, self.aperf)
             return self.mperf if index == IA32_MPERF else self.aperf
         return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
                 MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,

@@ -149,11 +149,13 @@ class MsrFile:
                  on_tsc_adjust: Callable[[], None] = lambda: None,
                  uncore: UncoreMsrs | None = None, mca: MachineCheckBanks | None = None,
                  now_ns: Callable[[], int] = lambda: 0,
-                 package_hwp: hwp.PackageHwp | None = None):
+                 package_hwp: hwp.PackageHwp | None = None,
+                 interrupts_taken: Callable[[], int] = lambda: 0):
         """`on_tsc_adjust()`: IA32_TSC_ADJUST changed, the CPU's TSC moves with it.
         `uncore`, `mca`, `package_hwp`: the package's uncore MSRs, machine-check banks and
         HWP request (the machine's, shared; its own if None). `now_ns()`: guest time, which
-        the frequency counters count (cpu/hwp.py)."""
+        the frequency counters count, and `interrupts_taken()`, a count of the CPU's
+        interrupts, which ends a pair of counter reads (cpu/hwp.py)."""
         self.lapic = lapic
         self.uncore = uncore if uncore is not None else UncoreMsrs()
         self.mca = mca if mca is not None else MachineCheckBanks()
@@ -161,7 +163,8 @@ class MsrFile:
         self.on_tsc_adjust = on_tsc_adjust
         base_ratio = round(processor.base_ghz * 10)
         turbo_ratio = round(processor.turbo_ghz * 10)
-        self.perf = hwp.PerformanceState(base_ratio, turbo_ratio, tsc_hz, now_ns, package_hwp)
+        self.perf = hwp.PerformanceState(base_ratio, turbo_ratio, tsc_hz, now_ns, package_hwp,
+                                         interrupts_taken)
         self._fixed = {
             IA32_PLATFORM_ID: 0,
             IA32_FEATURE_CONTROL: FEATURE_CONTROL_LOCKED,

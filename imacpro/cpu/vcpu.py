@@ -77,7 +77,8 @@ class Vcpu:
         self.pio = pio
         self.msrs = MsrFile(processor, lapic, tsc_hz, on_tsc_adjust=self._anchor_tsc,
                             uncore=uncore, mca=mca, now_ns=clock.now_ns,
-                            package_hwp=package_hwp)
+                            package_hwp=package_hwp,
+                            interrupts_taken=lambda: lapic.core.c.interrupts)
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.lock = mmio.lock
         self.core = core = lapic.core

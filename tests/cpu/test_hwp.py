@@ -74,23 +74,91 @@ def freq_scale(acnt: int, mcnt: int, max_ratio: int = 42 * 1024 // 32) -> int:
     return (acnt << 20) // (mcnt * max_ratio)
 
 
+class Tick:
+    """Linux's arch_scale_freq_tick() on one CPU: reads APERF then MPERF and keeps them, the
+    deltas since its last tick are the sample."""
+
+    def __init__(self, state):
+        self.state = state
+        self.aperf, self.mperf = state.read(hwp.IA32_APERF), state.read(hwp.IA32_MPERF)
+
+    def after_idle(self, time, held_ns: int) -> tuple[int, int]:
+        """A tick right after an idle stretch, held `held_ns` of guest time between its two
+        reads: (acnt, mcnt)."""
+        self.state.halted(True)
+        time.ns += 500_000_000                # idle
+        self.state.halted(False)
+        time.ns += 10_000                     # 10 µs of C0: the wake-up, the tick's entry
+        aperf = self.state.read(hwp.IA32_APERF)
+        time.ns += held_ns
+        mperf = self.state.read(hwp.IA32_MPERF)
+        sample = aperf - self.aperf, mperf - self.mperf
+        self.aperf, self.mperf = aperf, mperf
+        return sample
+
+
 def test_a_cpu_descheduled_between_its_two_reads_still_reads_one_sample():
     """The tick reads APERF, then MPERF. Right after an idle stretch (little C0 time since
     the last tick), a vCPU descheduled for 30 ms between the two reads found MPERF moved by
     those 30 ms and APERF not: APERF/MPERF near zero, freq_scale 0, "went wobbly" in a CI
     boot. The pair is one sample now."""
     state, time = cpu()
-    previous = (state.read(hwp.IA32_APERF), state.read(hwp.IA32_MPERF))
-    state.halted(True)
-    time.ns += 500_000_000                    # idle
-    state.halted(False)
-    time.ns += 10_000                         # 10 µs of C0: the wake-up, the tick's entry
-    aperf = state.read(hwp.IA32_APERF)
-    time.ns += 30_000_000                     # the other vCPUs' turns
+    tick = Tick(state)
+    assert freq_scale(*tick.after_idle(time, 30_000_000)) > 0
+    # The wait is counted, in the next sample.
+    assert tick.after_idle(time, 0)[1] >= 30_000_000 * TSC_HZ // 10**9
+
+
+@pytest.mark.parametrize("held_s", [2, 30, 3600])
+def test_a_machine_stopped_between_the_two_reads_still_reads_one_sample(held_s):
+    """The soak's cycle 71 (SIGSTOP of the emulator for seconds, host under load, 36 vCPUs)
+    logged "went wobbly": the emulator was stopped, or a vCPU waited that long for a host
+    core, between a tick's two reads; guest time follows the host's, so MPERF had moved by
+    the stop and APERF not."""
+    state, time = cpu()
+    tick = Tick(state)
+    assert freq_scale(*tick.after_idle(time, held_s * 1_000_000_000)) > 0
+    aperf, mperf = tick.after_idle(time, 0)
+    assert freq_scale(aperf, mperf) > 0
+    assert mperf >= held_s * TSC_HZ           # the stop is counted, in the next sample
+
+
+def test_an_interrupt_between_two_reads_makes_them_two_samples():
+    """A lone MPERF read (a tool's), then an interrupt (the tick): the tick's APERF is read
+    now, not paired with that MPERF."""
+    taken = [0]
+    time = FakeTime()
+    state = hwp.PerformanceState(32, 42, TSC_HZ, time, interrupts_taken=lambda: taken[0])
     mperf = state.read(hwp.IA32_MPERF)
-    assert freq_scale(aperf - previous[0], mperf - previous[1]) > 0
-    later = (state.read(hwp.IA32_APERF), state.read(hwp.IA32_MPERF))
-    assert later[0] > aperf and later[1] > mperf + 30_000_000 * TSC_HZ // 10**9 // 2
+    time.ns += 1_000_000_000
+    taken[0] += 1
+    aperf = state.read(hwp.IA32_APERF)
+    assert aperf >= TSC_HZ and state.read(hwp.IA32_MPERF) >= mperf + TSC_HZ
+    # Without an interrupt between, the same two reads are one sample.
+    mperf = state.read(hwp.IA32_MPERF)
+    time.ns += 1_000_000_000
+    assert state.read(hwp.IA32_APERF) == aperf + 1
+
+
+def test_a_vcpus_pairs_end_at_the_interrupts_its_apic_delivers():
+    """The machine's vCPU counts the interrupts its APIC core delivers (apic_core_count) and
+    its counters pair across a stop of its clock, not across an interrupt."""
+    m = Machine(configure(cpu=8, memory=32), clock=Clock(), cpus=1)
+    vcpu = m.vcpus[0]
+
+    def read(index):
+        status, value = vcpu.msrs.access(False, index, 0)
+        assert status == hwp.HANDLED
+        return value
+
+    aperf = read(hwp.IA32_APERF)
+    m.clock.advance(5_000_000_000)            # the emulator stopped for five seconds
+    mperf = read(hwp.IA32_MPERF)
+    assert mperf < 5 * TSC_HZ // 2            # the value at APERF's read
+    read(hwp.IA32_MPERF)
+    m.clock.advance(1_000_000_000)
+    vcpu.core.count(0x20)                     # an interrupt taken
+    assert read(hwp.IA32_APERF) > aperf + 5 * vcpu.tsc_hz
 
 
 def test_package_control_and_what_software_cannot_write():

@@ -59,6 +59,10 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               CF_PARALLEL), and an instruction that cannot be
                                               one runs while every other member waits
                                               outside its translated code
+  uc_imacpro_hold_code_writes(uc, ns)         tests: each write of this engine that may change
+                                              code another member holds waits ns between
+                                              its notes and its landing (a host that stops
+                                              the thread there)
   uc_imacpro_dirtylog_new(host_base, size)    a log of the pages of host memory (a framebuffer)
   uc_imacpro_dirtylog_join(uc, log)           that this engine writes: the first write to a
   uc_imacpro_dirtylog_collect(log, out, size) page after a collect takes the slow path and
@@ -141,6 +145,8 @@ uclib.uc_imacpro_codemap_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 uclib.uc_imacpro_codemap_join.restype = ctypes.c_int
 uclib.uc_imacpro_parallel.argtypes = [ctypes.c_void_p, ctypes.c_bool]
 uclib.uc_imacpro_parallel.restype = ctypes.c_int
+uclib.uc_imacpro_hold_code_writes.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+uclib.uc_imacpro_hold_code_writes.restype = ctypes.c_int
 uclib.uc_imacpro_dirtylog_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_dirtylog_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_dirtylog_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -272,6 +278,13 @@ class Engine:
         """Whether the other engines of this one's code map run on other threads at the same
         time (after join_code_map, before the engine first runs)."""
         err = uclib.uc_imacpro_parallel(self._uch, on)
+        if err:
+            raise unicorn.UcError(err)
+
+    def hold_code_writes(self, ns: int) -> None:
+        """Tests only: this engine's writes to code another engine holds wait `ns` (under a
+        second; 0: none) before they land, as when the host stops the thread there."""
+        err = uclib.uc_imacpro_hold_code_writes(self._uch, ns)
         if err:
             raise unicorn.UcError(err)
 

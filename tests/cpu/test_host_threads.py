@@ -358,6 +358,32 @@ def test_code_another_cpu_patches_is_what_runs_next(host_threads):
     assert int(values["seen"], 16) == ROUNDS, values
 
 
+def test_code_written_while_another_cpu_translates_it_is_what_runs_next():
+    """The same exchange, each write to the patched code held 1 ms between its notes to the
+    other engine and its landing, as when the host stops the writer's thread there (the
+    test above failed under load: stale=1, stale=501). The AP, told to drop its old block,
+    translates the page again in that millisecond and reads the code from before the write;
+    the block it made must not outlive the write."""
+    rounds = 100
+    # The immediate aligned, so that each round's write is one store, not four byte stores
+    # (a byte store held while the AP translates is followed by the next, which tells it again).
+    program = PATCHING.replace("ROUND_COUNT", str(rounds)) \
+        .replace("mov %r12d, patched + 1(%rip)", "mov %r12d, patched + 4(%rip)") \
+        .replace("patched:\n    .byte 0xb8", "patched:\n    .byte 0x90, 0x90, 0x90, 0xb8")
+    assert program.count("patched + 4") == 1 and program.count("0x90, 0x90, 0x90, 0xb8") == 1
+
+    def hold(machine):
+        for vcpu in machine.vcpus:
+            vcpu.engine.hold_code_writes(1_000_000)
+
+    # (Before the fix the AP ran the old block for good and the BSP waited for it: a hang.)
+    values, output, machine, result = run_program(program, cpus=2, timeout_s=120,
+                                                  host_threads=2, setup=hold)
+    assert "DONE" in output, (result, output[-500:])
+    assert int(values["stale"], 16) == 0, values
+    assert int(values["seen"], 16) == rounds, values
+
+
 def test_ipis_between_sleeping_cpus_on_two_threads_lose_no_wakeup():
     """test_wakeups' exchange, each CPU sleeping in HLT until the other's IPI, with the CPUs
     on two host threads: an IPI now comes from a CPU running at the same time."""

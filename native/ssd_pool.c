@@ -58,7 +58,6 @@ static struct {
 
 static struct helper helpers[MAX_HELPERS];
 static int helper_count;
-static pid_t pool_pid;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t pool_in_use = PTHREAD_MUTEX_INITIALIZER;
 
@@ -132,6 +131,12 @@ static void *helper_main(void *opaque)
     return NULL;
 }
 
+/* A child of fork() has the caller's thread alone: it does every part itself. */
+static void forget_helpers(void)
+{
+    helper_count = 0;
+}
+
 static void start_pool(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -154,13 +159,13 @@ static void start_pool(void)
         helper_count = i + 1;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pool_pid = getpid();
+    pthread_atfork(NULL, NULL, forget_helpers);
 }
 
 int ssd_pool_parts(void)
 {
     pthread_once(&pool_once, start_pool);
-    return pool_pid == getpid() ? 1 + helper_count : 1;
+    return 1 + helper_count;
 }
 
 void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,

@@ -381,6 +381,35 @@ def test_the_ssd_splits_requests_over_the_host_cores():
     assert xts._native.ssd_pool_parts() == min(os.cpu_count(), 8)
 
 
+def test_a_forked_child_does_every_part_itself(dma_store, ram):
+    """fork() copies only the calling thread: a child waiting for the parent's helpers would
+    wait for good. It sees one part and still reads and writes whole requests."""
+    from imacpro.t2 import xts
+    if xts._native is None:
+        pytest.skip("the SSD's native helper is not built (make builds it)")
+    xts._native.ssd_pool_parts()               # the pool started in the parent
+    sectors = 256
+    data = rand(sectors * SECTOR, seed=7)
+    pages = array("Q", [0x100_0000 + 4096 * i for i in range(sectors)])
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            for i, page in enumerate(pages):
+                ram.write(page, data[i * SECTOR:(i + 1) * SECTOR])
+            dma_store.write_from(500, GuestPages(ram, pages, len(data)))
+            for page in pages:
+                ram.write(page, bytes(SECTOR))
+            dma_store.read_into(500, GuestPages(ram, pages, len(data)))
+            ok = xts._native.ssd_pool_parts() == 1 and \
+                b"".join(ram.read(page, SECTOR) for page in pages) == data
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert dma_store.read(500, sectors) == data
+
+
 def test_a_part_that_fails_fails_the_request(t2, dma_store, ram):
     """The image cut short while open: the request's last part (a helper's) reads past its
     end, and the request fails as the one-part path does, not with half its data."""

@@ -160,13 +160,14 @@ class PerformanceState:
             # guest time passed. The tick reads them with interrupts off: an interrupt taken
             # between two reads (or an HLT, or a write) means they are not one sample, as a
             # lone MPERF read and a later tick's APERF are not.
+            taken = self.interrupts_taken()
             pair, self._pair = self._pair, None
-            if pair is not None and pair[0] != index and pair[1] == self.interrupts_taken():
+            if pair is not None and pair[0] != index and pair[1] == taken:
                 return pair[2] if index == IA32_MPERF else pair[3]
             if self._in_c0_since is None:
                 self._in_c0_since = self.now_ns()
             self._account(at_least=1)
-            self._pair = (index, self.interrupts_taken(), self.mperf, self.aperf)
+            self._pair = (index, taken, self.mperf, self.aperf)
             return self.mperf if index == IA32_MPERF else self.aperf
         return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
                 MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,

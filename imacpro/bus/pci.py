@@ -382,6 +382,9 @@ class PciBus:
         self.memory = memory
         self._decoders: list[tuple[int, int, MemoryBar]] | None = None
         self._io_decoders: list[tuple[int, int, IoBar]] | None = None
+        # The bridges, by the board bus they sit on: a configuration cycle to a bus below a
+        # root follows them (board_bus), and a boot's enumeration makes tens of thousands.
+        self._bridges: list[tuple[int, PciFunction]] = []
 
     def attach(self, device: int, function: int, fn: PciFunction, bus: int = 0) -> None:
         self.functions[bus, device, function] = fn
@@ -397,6 +400,7 @@ class PciBus:
         fn.upstream = self._bridge_to(bus)               # in any order of attaching:
         child = getattr(fn, "child_bus", None)           # a bridge adopts what is below it
         if child is not None:
+            self._bridges.append((bus, fn))
             for (b, _, _), each in self.functions.items():
                 if b == child:
                     each.upstream = fn
@@ -456,12 +460,12 @@ class PciBus:
     def _below(self, board_bus: int, bus: int, depth: int) -> int | None:
         if depth > 32:          # a guest's bridges programmed into a loop
             return None
-        for (b, _, _), fn in self.functions.items():
-            child = getattr(fn, "child_bus", None)
-            if b != board_bus or child is None:
+        for b, fn in self._bridges:
+            if b != board_bus:
                 continue
             secondary, subordinate = fn.secondary_bus, fn.subordinate_bus
             if secondary and secondary <= bus <= subordinate:
+                child = fn.child_bus
                 return child if bus == secondary else self._below(child, bus, depth + 1)
         return None
 

@@ -97,6 +97,31 @@ def test_memory_and_io_reach_a_function_only_through_open_bridge_windows():
     assert window.read(0x18_0000, 2) == 0xAA55
 
 
+def test_only_a_write_that_changes_what_is_decoded_makes_the_bus_remap():
+    """An OS sizes a function's BARs with its decoding off (thousands of writes in a boot):
+    they move nothing, and the engines' PCI windows are not rebuilt for them."""
+    bus, port, up, down, end, _ = _tree()
+    for bridge in (port, up, down):
+        bridge.set_memory_windows((0xC010_0000, 0xC020_0000), (0xC000_0000, 0xC010_0000))
+        bridge.write_config(COMMAND, 2, CMD_MEMORY)
+    remaps = []
+    bus.on_decode_change = lambda: remaps.append(1)
+    for value in (0xFFFF_FFFF, 0xC000_000C):                   # BAR0 sized, decoding off
+        end.write_config(0x10, 4, value)
+    assert remaps == []
+    end.write_config(COMMAND, 2, CMD_MEMORY)                   # BAR0 decoded from now
+    assert len(remaps) == 1
+    end.write_config(0x10, 4, 0xC000_000C)                     # the same address again
+    end.write_config(0x18, 4, 0x9000_0000)                     # BAR2 outside every window
+    assert len(remaps) == 1
+    end.write_config(0x18, 4, 0xC010_0000)                     # BAR2 into its bridge window
+    assert len(remaps) == 2
+    end.write_config(0x10, 4, 0xFFFF_FFFF)                     # sized with decoding on
+    assert len(remaps) == 3
+    down.write_config(COMMAND, 2, CMD_MEMORY)                  # a bridge: always
+    assert len(remaps) == 4
+
+
 def test_the_firmware_numbers_the_buses_and_places_every_bar_inside_the_windows():
     machine = Machine(configure(cpu=8), clock=Clock(), cpus=1)
     assign_resources(machine.pci, IMAC_PRO)

@@ -338,16 +338,25 @@ class PciFunction:
         return int.from_bytes(self.config[offset:offset + size], "little")
 
     def write_config(self, offset: int, size: int, value: int) -> None:
+        command = offset < COMMAND + 2 and offset + size > COMMAND
+        decode = command or (offset < DECODE_REGISTERS.stop
+                             and offset + size > DECODE_REGISTERS.start)
+        before = self.decoding() if decode else None
         for i in range(size):
             mask = self.writable[offset + i]
             byte = (value >> (8 * i)) & 0xFF
             self.config[offset + i] = (self.config[offset + i] & ~mask) | (byte & mask)
-        if offset < COMMAND + 2 and offset + size > COMMAND:
+        if command:
             self._drive_intx()
-        if (offset < COMMAND + 2 and offset + size > COMMAND) or \
-                (offset < DECODE_REGISTERS.stop and offset + size > DECODE_REGISTERS.start):
+        if decode and (before is None or self.decoding() != before):
             self.on_decode_change()
         self.config_written(offset, size)
+
+    def decoding(self) -> tuple | None:
+        """What the function decodes now, to tell whether a write changed it: an OS sizes
+        its BARs with decoding off (thousands of writes in a boot), which moves nothing.
+        None: whatever it decodes, a write may change more (a bridge's windows)."""
+        return tuple(self.decoded_bars()), tuple(self.decoded_io_bars())
 
     def config_written(self, offset: int, size: int) -> None:
         """For devices whose capabilities act on writes (MSI-X masks)."""

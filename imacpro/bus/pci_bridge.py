@@ -69,6 +69,11 @@ class PciBridge(PciFunction):
 
     # --- what the bus asks -----------------------------------------------------------------
 
+    def decoding(self) -> None:
+        """Its windows decide what the functions below it decode: every write to them or
+        to its command register counts as a change (bus.pci's write_config)."""
+        return None
+
     @property
     def secondary_bus(self) -> int:
         return self.config[SECONDARY_BUS]

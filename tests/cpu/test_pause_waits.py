@@ -68,11 +68,14 @@ def spin_loop_is_one_wait_and_work_begins_a_new_one() -> bool:
 def test_the_slices_of_one_spin_loop_are_one_wait_and_a_loop_after_work_a_new_one():
     """The gap between PAUSEs is host time: a host that takes the thread away for more than
     2 us between two PAUSEs of one loop splits its wait (the spinner then counts as a new
-    waiter, which costs it its place and nothing else). A loaded test host does that often
-    (five runs in a row split under a CI run beside a soak), so the scenario runs up to 50
-    times, a few milliseconds each, and must hold whole in one of them: an engine that
-    splits every wait, or joins the work to it, fails all 50."""
-    assert any(spin_loop_is_one_wait_and_work_begins_a_new_one() for _ in range(50))
+    waiter, which costs it its place and nothing else). A loaded test host does that often:
+    five runs in a row split under a CI run beside a soak, and 50 in a row under the full
+    suite's integration tests on a 2-core host. So the scenario, ~15 ms, runs again until it
+    holds whole once, for up to a minute: an engine that splits every wait, or joins the
+    work to it, never passes."""
+    give_up = time.monotonic() + 60
+    while not spin_loop_is_one_wait_and_work_begins_a_new_one():
+        assert time.monotonic() < give_up, "every run split a wait, or joined work to one"
 
 
 def test_spinners_look_again_longest_waiting_first():

@@ -146,9 +146,19 @@ def test_the_screen_as_linux_and_a_screenshot_see_it(signed_guest, tmp_path, ima
             assert not asleep.any()                         # suspended: black
             resumed = imacpro("boot", "pro", "--detach", timeout=600)
             assert resumed.returncode == 0, resumed.stderr
-            assert np.array_equal(screenshot(tmp_path, "resumed", "--native-size"), want)
+            again = screenshot(tmp_path, "resumed", "--native-size")
+            if not np.array_equal(again, want):      # say what changed, and what the guest said
+                pytest.fail(f"the resumed screen differs: {difference(again, want)}; the "
+                            f"guest's kernel log ends:\n{exec_ok('dmesg | tail -20')}")
     finally:
         imacpro("stop", "pro", "--force")
+
+
+def difference(picture, want) -> str:
+    """Where two pictures differ: how many pixels, in which rows and columns."""
+    rows, columns = np.nonzero((picture != want).any(axis=2))
+    return (f"{len(rows)} pixels in rows {rows.min()}-{rows.max()}, "
+            f"columns {columns.min()}-{columns.max()}")
 
 
 def test_screenshot_refuses_what_it_cannot_write(imacpro_home, tmp_path):

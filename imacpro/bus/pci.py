@@ -417,10 +417,7 @@ class PciBus:
 
     def _bridge_to(self, bus: int):
         """The bridge whose secondary side is board bus `bus` (None for a root bus)."""
-        for fn in self.functions.values():
-            if getattr(fn, "child_bus", None) == bus:
-                return fn
-        return None
+        return next((fn for _, fn in self._bridges if fn.child_bus == bus), None)
 
     def _decode_changed(self) -> None:
         self._decoders = self._io_decoders = None

@@ -73,8 +73,8 @@ def test_the_slices_of_one_spin_loop_are_one_wait_and_a_loop_after_work_a_new_on
     2 us between two PAUSEs of one loop splits its wait (the spinner then counts as a new
     waiter, which costs it its place and nothing else). A loaded test host does that often:
     five runs in a row split under a CI run beside a soak, and 50 in a row under the full
-    suite's integration tests on a 2-core host (a slice's first PAUSE, on a core that ran
-    other work meanwhile, came ~50 us after the slice began; and a wait split often enough
+    suite's integration tests on a 2-core host (a slice's first PAUSE, on a host core that
+    had been idle, came ~45 us after the slice began; and a wait split often enough
     restarts its count of 16 and runs past the first loop). So the scenario, ~15 ms, runs
     again until it holds whole once, for up to a minute: an engine that splits every wait,
     or joins the work to it, never passes."""

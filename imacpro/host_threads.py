@@ -126,7 +126,10 @@ class HostThreads:
                     # Timers due fire first: the CPU must not read a clock that has moved
                     # past them before their interrupts are raised (machine.py, _run_slice).
                     machine.clock.run_due()
+                    turn_end = time.monotonic_ns() + slice_us * 1000
+                    turn_cpu = time.thread_time_ns()
                     cpu.run(slice_us)
+                    machine.note_turn_end(turn_end, turn_cpu)
                 finally:
                     self._claimed.discard(cpu)
                 if cpu.progressed:

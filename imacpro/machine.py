@@ -681,16 +681,22 @@ class Machine:
         # it with too little of the turn left to go on.
         ran_out = IRQS_OFF_MAX_US > 0 and \
             time.monotonic_ns() >= min(slice_end, turn_end - MIN_SLICE_US * 1000)
-        # How far a turn ran past its time: device work done inside it (a big DMA), or the
-        # host not running the thread, or a host call blocking it (a write the host's page
-        # cache throttles). Every other CPU waited that long: the watchdog's statistics show
-        # the worst, with the CPU time the thread had in that turn, which tells them apart.
-        overrun = time.monotonic_ns() - turn_end
-        if overrun > self.max_slice_overrun_ns:
-            self.max_slice_overrun_ns = overrun
-            self.max_slice_overrun_cpu_ns = time.thread_time_ns() - turn_cpu
+        self.note_turn_end(turn_end, turn_cpu)
         if ran_out:
             self._leave_interrupts_off(cpu)
+
+    def note_turn_end(self, turn_end_ns: int, turn_cpu_ns: int) -> None:
+        """A turn that was to end at host CLOCK_MONOTONIC `turn_end_ns` has ended, on a
+        thread whose CPU time was `turn_cpu_ns` when it began (either loop). How far it ran
+        past its time: device work done inside it (a big DMA), or the host not running the
+        thread, or a host call blocking it (a write the host's page cache throttles), or, on
+        several threads, a callback waiting for the big lock. CPUs waiting for a thread
+        waited that long: the watchdog's statistics show the worst, with the CPU time the
+        thread had in that turn, which tells them apart."""
+        overrun = time.monotonic_ns() - turn_end_ns
+        if overrun > self.max_slice_overrun_ns:
+            self.max_slice_overrun_ns = overrun
+            self.max_slice_overrun_cpu_ns = time.thread_time_ns() - turn_cpu_ns
 
     def _run_until(self, cpu: Vcpu, timeout_us: int, end_ns: int) -> None:
         """Run `cpu` for `timeout_us`, and no later than host CLOCK_MONOTONIC `end_ns`: the

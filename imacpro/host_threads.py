@@ -8,7 +8,7 @@
 A pool of `count` workers (no more than the host's cores: more would only make the host's
 scheduler, which knows nothing of guest spinlocks, share them out) takes vCPUs in turn, as
 the single-threaded loop (machine.py) does: a slice each, a CPU an interrupt woke from HLT
-first, the CPUs whose last slices ended spinning on PAUSE again (longest waiting first)
+first, the CPUs whose last slices ended spinning on PAUSE again (in the order they queued)
 after another's slice that did something else than wait. A vCPU runs on one worker at a
 time. Everything in Python runs under the machine's big
 lock (big_lock.py); the engines run guest code without it, and their guest atomics are host

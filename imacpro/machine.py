@@ -633,7 +633,7 @@ class Machine:
 
     def _run_spinners(self, after: Vcpu, slice_us: int) -> None:
         """The CPUs whose last slice ended spinning on PAUSE run again now, once each,
-        longest waiting first: `after`'s slice may have done what they wait for. A queued spinlock hands
+        in the order they queued: `after`'s slice may have done what they wait for. A queued spinlock hands
         itself to the next waiter in the holder's turn; a waiter that took it only in its
         own turn kept it busy through the turns between, and a CPU whose turn came first
         found it taken: Linux's RCU notes each grace period with a trylock of its node's
@@ -648,11 +648,11 @@ class Machine:
                     break
 
     def spinners(self, after: Vcpu) -> list[Vcpu]:
-        """The CPUs but `after` whose last slice ended spinning, the longest waiting first:
-        a queued spinlock is handed on in the order its waiters came, so the one it goes to
-        next is most often the first to have started spinning."""
+        """The CPUs but `after` whose last slice ended spinning, in the order they queued
+        (Vcpu.queued_since): a queued spinlock is handed on in the order its waiters came,
+        so the one it goes to next is most often the first to have queued."""
         return sorted((cpu for cpu in self.vcpus if cpu.spinning and cpu is not after),
-                      key=lambda cpu: cpu.spinning_since)
+                      key=lambda cpu: cpu.queued_since)
 
     def _run_slice(self, cpu: Vcpu, slice_us: int) -> None:
         """One turn of `cpu`. A timer the guest arms during it that falls due first ends

@@ -23,6 +23,11 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
                                               spin loop the CPU is in (PAUSEs more than
                                               2 us apart begin a new one, as VMX's PLE_Gap;
                                               a slice that ends in it goes on with it)
+  uc_imacpro_queued_since(uc)                 CLOCK_MONOTONIC ns of the first PAUSE after
+                                              the CPU's last locked read-modify-write
+                                              (LOCK prefix, XCHG with memory) outside
+                                              interrupt and exception handlers: its place
+                                              in the queue of a lock it waits for
   uc_imacpro_xcr0(uc)                         XCR0 (CPUID leaf 0xD's sizes depend on it)
   uc_imacpro_power_on(uc)                     a platform reset: no INTR/NMI/INIT request
                                               pending, not halted (the registers come back
@@ -130,6 +135,8 @@ uclib.uc_imacpro_run.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int6
 uclib.uc_imacpro_run.restype = ctypes.c_int
 uclib.uc_imacpro_wait_since.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_wait_since.restype = ctypes.c_int64
+uclib.uc_imacpro_queued_since.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_queued_since.restype = ctypes.c_int64
 uclib.uc_imacpro_xcr0.argtypes = [ctypes.c_void_p]
 uclib.uc_imacpro_xcr0.restype = ctypes.c_uint64
 uclib.uc_imacpro_set_tsc.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64,
@@ -260,6 +267,12 @@ class Engine:
         """CLOCK_MONOTONIC ns at which the spin loop the CPU is in began (after a slice that
         ended at a pause-loop exit)."""
         return uclib.uc_imacpro_wait_since(self._uch)
+
+    def queued_since(self) -> int:
+        """When the CPU queued for what it waits for: its first PAUSE after its last locked
+        read-modify-write outside interrupt and exception handlers (taking a ticket or an
+        MCS tail is one; spinning takes none), kept through the ticks it takes meanwhile."""
+        return uclib.uc_imacpro_queued_since(self._uch)
 
     def join_code_map(self, ram) -> None:
         """Share code tracking with the other engines on `ram` (one map per RAM, freed by

@@ -106,10 +106,13 @@ class Vcpu:
         # Its last slice ended spinning on PAUSE: it waits for something another CPU does
         # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
         self.spinning = False
-        # When the spin loop it is in began (host monotonic ns, the engine's count): spinners
-        # look again longest waiting first, the order a queued lock is handed on in; and
-        # whether its last slice did anything but go on waiting (machine.py, spinners).
+        # When the spin loop it is in began (host monotonic ns, the engine's count): whether
+        # its last slice did anything but go on waiting (machine.py, spinners).
         self.spinning_since = 0
+        # When it queued (its first PAUSE after its last locked read-modify-write outside
+        # interrupt handlers, the engine's count): its place in the queue of a lock it waits
+        # for, the order spinners look again in.
+        self.queued_since = 0
         self.progressed = False
         # The host thread running its slice now (None between slices), and an INIT or SIPI
         # that came meanwhile from another thread: applied when the slice ends.
@@ -373,6 +376,7 @@ class Vcpu:
         self.spinning = bool(status & STATUS_PAUSE_EXIT)
         if self.spinning:
             self.spinning_since = self.engine.wait_since()
+            self.queued_since = self.engine.queued_since()
         # A slice that ends spinning in a wait begun within it did something first (took the
         # lock it waited for, say, and came back to it): what others wait for may have
         # happened in it, as after a slice that ended otherwise.

@@ -4,11 +4,15 @@ A CPU that executes PAUSE 16 times in a loop (32 when the machine's CPUs run on 
 their own) ends its slice: it spins, waiting for another CPU. The engine says when the spin
 loop began (`wait_since`): one loop is one wait however many slices it spans and however
 long the CPU was off its thread between them; PAUSEs more than 2 us of the CPU's running
-apart (VMX's PLE_Gap) begin a new one. The run loop lets the longest waiting spinner look
-again first (Machine.spinners): a queued lock is handed on in the order its waiters came.
+apart (VMX's PLE_Gap) begin a new one. The engine also says when the CPU queued
+(`queued_since`: its first PAUSE after its last locked read-modify-write outside interrupt
+handlers), and the run loop lets spinners look again in that order (Machine.spinners): a
+queued lock is handed on in the order its waiters came.
 """
 
 import time
+
+from baremetal import PROGRAM_BASE, assemble, run_program
 
 from imacpro.catalog import configure
 from imacpro.clock import Clock
@@ -17,6 +21,8 @@ from imacpro.cpu.vcpu import STATUS_PAUSE_EXIT
 from imacpro.machine import Machine
 import unicorn  # noqa: E402, I001
 from unicorn import x86_const as x  # noqa: E402
+
+from test_interrupts import APIC
 
 CODE = 0x1000
 # 40 PAUSEs in a loop; then 1,000,000 turns of a loop without one (work of milliseconds);
@@ -83,11 +89,88 @@ def test_the_slices_of_one_spin_loop_are_one_wait_and_a_loop_after_work_a_new_on
         assert time.monotonic() < give_up, "every run split a wait, or joined work to one"
 
 
-def test_spinners_look_again_longest_waiting_first():
+def test_spinners_look_again_in_the_order_they_queued():
     machine = Machine(configure(cpu=8), clock=Clock(), cpus=4)
     waits = {0: 300, 1: 100, 2: None, 3: 200}        # CPU 2 does not spin
     for cpu in machine.vcpus:
         cpu.spinning = waits[cpu.index] is not None
-        cpu.spinning_since = waits[cpu.index] or 0
+        cpu.queued_since = waits[cpu.index] or 0
+        cpu.spinning_since = 1000 - cpu.queued_since  # a tick in the wait: not the order
     assert [cpu.index for cpu in machine.spinners(after=machine.vcpus[3])] == [1, 0]
     assert [cpu.index for cpu in machine.spinners(after=machine.vcpus[2])] == [1, 3, 0]
+
+
+# The BSP queues (a locked increment, as a CPU taking a ticket or an MCS tail does) and spins
+# until `go`; its local APIC timer interrupts it every millisecond meanwhile, and the handler
+# does locked increments of its own. Then it queues again and spins until `done`.
+QUEUED = APIC + r"""
+main:
+    call setup_gdt
+    GATE 0x40, tick
+    movq $0, go(%rip)
+    movq $0, done(%rip)
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_WRITE 0x3e0, $0xb          # divide by 1
+    APIC_WRITE 0x320, $0x20040      # periodic, vector 0x40
+    APIC_WRITE 0x380, $25000        # 1 ms at 25 MHz
+    sti
+    lock incq ticket(%rip)
+1:  pause
+    cmpq $0, go(%rip)
+    je 1b
+    lock incq ticket(%rip)
+2:  pause
+    cmpq $0, done(%rip)
+    je 2b
+    cli
+    jmp finish
+
+tick:
+    lock incq ticks(%rip)
+    APIC_WRITE 0xb0, $0
+    iretq
+
+.data
+.align 8
+go: .quad GO_MARK
+done: .quad DONE_MARK
+ticket: .quad 0
+ticks: .quad 0
+"""
+GO_MARK, DONE_MARK = 0x60D0_60D0_60D0_60D0, 0xD0AE_D0AE_D0AE_D0AE
+
+
+def test_a_waiter_keeps_its_place_through_interrupts_and_takes_a_new_one_when_it_queues():
+    """`queued_since`, the order spinners look again in, is when the CPU began to spin after
+    its last locked read-modify-write outside interrupt handlers (queuing for a lock takes
+    one, spinning takes none). A lock's waiter takes a 4 ms tick in nearly every turn when
+    many vCPUs share a host thread, and by `wait_since` each tick made it a new waiter (the
+    handler's time is a gap between PAUSEs), so the order had little to do with the lock's
+    queue: 36 vCPUs taking a ticket lock in a loop, with ticks, handed it on 1,300-3,700
+    times a second of guest time on one host thread and 5,500-5,900 on two; in queue order,
+    13,600-15,300 and 12,900-16,700 (2026-12-05, two runs each)."""
+    program = QUEUED.replace("GO_MARK", str(GO_MARK)).replace("DONE_MARK", str(DONE_MARK))
+    image = assemble(program)
+    go = PROGRAM_BASE + image.index(GO_MARK.to_bytes(8, "little"))
+    done = PROGRAM_BASE + image.index(DONE_MARK.to_bytes(8, "little"))
+    seen = {1: [], 2: []}                # phase: the queued_since of each slice that spun
+
+    def stop(machine, output):
+        cpu = machine.bsp
+        phase = 2 if machine.ram.read(go, 8) != bytes(8) else 1
+        if cpu.spinning and cpu.interrupts > 0:
+            seen[phase].append((cpu.interrupts, cpu.queued_since))
+        if phase == 1 and cpu.interrupts >= 20:
+            machine.ram.write(go, (1).to_bytes(8, "little"))
+        elif phase == 2 and cpu.interrupts >= 45:
+            machine.ram.write(done, (1).to_bytes(8, "little"))
+        return b"DONE\n" in output
+
+    values, output, machine, result = run_program(program, cpus=1, host_threads=1, stop=stop,
+                                                  idle="sleep")
+    assert "DONE" in output, (result, output[-500:])
+    for phase in (1, 2):
+        ticks = {count for count, _ in seen[phase]}
+        assert len(ticks) >= 10, seen                        # slices spun across many ticks,
+        assert len({since for _, since in seen[phase]}) == 1, seen   # one place throughout
+    assert seen[2][0][1] > seen[1][0][1]                      # queued again: a new place

@@ -146,9 +146,9 @@ def test_a_waiter_keeps_its_place_through_interrupts_and_takes_a_new_one_when_it
     one, spinning takes none). A lock's waiter takes a 4 ms tick in nearly every turn when
     many vCPUs share a host thread, and by `wait_since` each tick made it a new waiter (the
     handler's time is a gap between PAUSEs), so the order had little to do with the lock's
-    queue: 36 vCPUs taking a ticket lock in a loop, with ticks, handed it on 1,300-3,700
-    times a second of guest time on one host thread and 5,500-5,900 on two; in queue order,
-    13,600-15,300 and 12,900-16,700 (2026-12-05, two runs each)."""
+    queue. `bench/lock_convoy.py` (36 vCPUs taking a ticket lock in a loop, with ticks) has
+    the figures in docs/PERFORMANCE.md: the AP that took it least took it about twice as
+    often in queue order."""
     program = QUEUED.replace("GO_MARK", str(GO_MARK)).replace("DONE_MARK", str(DONE_MARK))
     image = assemble(program)
     go = PROGRAM_BASE + image.index(GO_MARK.to_bytes(8, "little"))

@@ -90,10 +90,7 @@ main:
 
 ap_main:
     AP_SETUP
-    APIC_WRITE 0xf0, $0x1ff
-    APIC_READ 0x20
-    shr $24, %eax
-    mov %eax, %ebx                  # this AP's APIC ID: its index
+    AP_APIC_ON                      # this CPU's APIC ID, its index, in %ebx
     APIC_WRITE 0x3e0, $0xb
     APIC_WRITE 0x320, $0x20041      # periodic, vector 0x41: Linux's tick
     APIC_WRITE 0x380, $TICK_COUNT

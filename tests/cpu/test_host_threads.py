@@ -472,10 +472,7 @@ main:
 
 ap_main:
     AP_SETUP
-    APIC_WRITE 0xf0, $0x1ff
-    APIC_READ 0x20
-    shr $24, %eax
-    mov %eax, %ebx                  # this CPU's APIC ID
+    AP_APIC_ON                      # this CPU's APIC ID, its index, in %ebx
     lock incq started(%rip)
 3:  pause                           # every CPU up before the work starts
     cmpq $APS, started(%rip)

@@ -71,10 +71,7 @@ main:
 
 ap_main:
     AP_SETUP
-    APIC_WRITE 0xf0, $0x1ff
-    APIC_READ 0x20
-    shr $24, %eax
-    mov %eax, %ebx                  # this CPU's APIC ID: its index
+    AP_APIC_ON                      # this CPU's APIC ID, its index, in %ebx
     cmp $REPORTERS, %ebx
     jbe reporter
     sti

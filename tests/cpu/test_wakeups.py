@@ -56,6 +56,15 @@ START_APS = r"""
     lidt idtr(%rip)
 .endm
 
+# An AP's local APIC enabled (the spurious-vector register), and its APIC ID, which is its
+# index, in %ebx.
+.macro AP_APIC_ON
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_READ 0x20
+    shr $24, %eax
+    mov %eax, %ebx
+.endm
+
 # An interrupt handler that counts its interrupts per CPU (array[APIC ID] += 1) and EOIs.
 .macro COUNT_AND_EOI array
     push %rax
@@ -118,10 +127,7 @@ round:
 
 ap_main:
     AP_SETUP
-    APIC_WRITE 0xf0, $0x1ff
-    APIC_READ 0x20
-    shr $24, %eax
-    mov %eax, %ebx                  # this CPU's APIC ID
+    AP_APIC_ON                      # this CPU's APIC ID, its index, in %ebx
     lea got(%rip), %r14
     mov (%r14, %rbx, 8), %r12
     lock incq started(%rip)

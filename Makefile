@@ -30,9 +30,9 @@ $(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/ssd_pool.
 
 # The local APIC's interrupt core: what every interrupt a CPU takes passes through
 # (imacpro/devices/apic_core.py says why it is C).
-$(APIC): native/apic_core.c
+$(APIC): native/apic_core.c native/run_loop.c native/apic_core.h
 	@mkdir -p $(dir $@)
-	cc -O2 -Wall -shared -fPIC -o $@ $<
+	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^)
 
 # The thread that drains the network backend's socket (imacpro/net/stream_reader.py says why).
 $(READER): native/stream_reader.c

@@ -25,6 +25,7 @@ import time
 from typing import Callable
 
 NS_PER_S = 1_000_000_000
+NO_TIMER = 2**63 - 1  # ClockView.next_timer_ns with no timer armed
 COMPACT_MIN = 256   # the timer heap drops stale entries when it grows past this (and doubles)
 
 
@@ -69,16 +70,18 @@ class Timer:
 
 
 class ClockView(ctypes.Structure):
-    """The clock as C code reads it (the local APIC's core, devices/apic_core.py): realtime,
-    guest ns = CLOCK_MONOTONIC ns + offset_ns; else virtual_ns."""
+    """The clock as C code reads it (the local APIC's core, devices/apic_core.py; the run
+    loop's, run_loop_core.py): realtime, guest ns = CLOCK_MONOTONIC ns + offset_ns; else
+    virtual_ns. `generation` is the clock's; no timer falls due before `next_timer_ns`."""
     _fields_ = [("realtime", ctypes.c_int64), ("offset_ns", ctypes.c_int64),
-                ("virtual_ns", ctypes.c_int64)]
+                ("virtual_ns", ctypes.c_int64), ("generation", ctypes.c_int64),
+                ("next_timer_ns", ctypes.c_int64)]
 
 
 class Clock:
     def __init__(self, realtime: bool = False):
         self.realtime = realtime
-        self.view = ClockView(realtime=int(realtime))
+        self.view = ClockView(realtime=int(realtime), next_timer_ns=NO_TIMER)
         # Counts the changes of guest time's relation to the host's (a warp, a load, virtual
         # time advanced): what was derived from that relation (a vCPU's TSC anchor) is old.
         self.generation = 0
@@ -115,6 +118,7 @@ class Clock:
             self._virtual_ns += ns
             self.view.virtual_ns = self._virtual_ns
             self.generation += 1
+            self.view.generation = self.generation
 
     def warp_to(self, deadline_ns: int) -> None:
         """Jump forward to `deadline_ns` (idle skip). Never moves time backwards."""
@@ -137,6 +141,7 @@ class Clock:
 
     def _sync_view(self) -> None:
         self.generation += 1
+        self.view.generation = self.generation
         self.view.offset_ns = self._offset_ns - self._host_start
         self.view.virtual_ns = self._virtual_ns
 
@@ -159,6 +164,12 @@ class Clock:
             self._timers = [entry for entry in self._timers if self._live(entry)]
             heapq.heapify(self._timers)
             self._compact_at = max(COMPACT_MIN, 2 * len(self._timers))
+        self._top_moved()
+
+    def _top_moved(self) -> None:
+        """The heap's first entry changed: C readers learn when the next timer may be due (a
+        stale first entry only makes them ask early)."""
+        self.view.next_timer_ns = self._timers[0][0] if self._timers else NO_TIMER
 
     @staticmethod
     def _live(entry) -> bool:
@@ -168,6 +179,7 @@ class Clock:
     def next_deadline(self) -> int | None:
         while self._timers and not self._live(self._timers[0]):
             heapq.heappop(self._timers)
+        self._top_moved()
         return self._timers[0][0] if self._timers else None
 
     def pending(self) -> int:
@@ -178,17 +190,20 @@ class Clock:
         """Run every timer whose deadline has passed, in deadline order; returns how many ran."""
         ran = 0
         now = self.now_ns()
-        while self._timers and self._timers[0][0] <= now:
-            entry = heapq.heappop(self._timers)
-            if self._live(entry):
-                timer = entry[3]
-                timer.deadline_ns = None
-                timer._generation += 1
-                try:
-                    timer.callback()
-                except Exception:
-                    if self.on_error is None:
-                        raise
-                    self.on_error(timer)
-                ran += 1
+        try:
+            while self._timers and self._timers[0][0] <= now:
+                entry = heapq.heappop(self._timers)
+                if self._live(entry):
+                    timer = entry[3]
+                    timer.deadline_ns = None
+                    timer._generation += 1
+                    try:
+                        timer.callback()
+                    except Exception:
+                        if self.on_error is None:
+                            raise
+                        self.on_error(timer)
+                    ran += 1
+        finally:
+            self._top_moved()
         return ran

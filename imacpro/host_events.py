@@ -55,6 +55,11 @@ class HostEvents:
         except (KeyError, ValueError):
             pass
 
+    @property
+    def wake_fd(self) -> int:
+        """A byte written here (from any thread, or C) is a `wake()`."""
+        return self._wake_w
+
     def wake(self) -> None:
         """From any thread: an idle run loop looks at its readers now."""
         try:

@@ -1,8 +1,11 @@
 """The run loop on several host threads: vCPUs run at the same time, as under QEMU's MTTCG.
 
-    worker 1 ─┐                            ┌─ engine runs guest code (no lock, no GIL)
-    worker 2 ─┼─ pick a runnable vCPU ─────┤
-      ...    ─┘   (under the big lock)     └─ callbacks: devices, under the big lock
+    worker 1 ─┐   the C core (run_loop_core.py):      ┌─ engine runs guest code (no lock,
+    worker 2 ─┼─ pick a runnable vCPU, run its slice ──┤   no GIL)
+      ...    ─┘   halt, spin, wake, sleep              └─ callbacks: devices, under the big lock
+          └── Python only when the core hands it work: timers due, a CPU to make ready
+              (its TSC, its PCI windows), a slice that ended in a triple fault, an engine
+              error, an INIT or SIPI that came while it ran, a hook's exception
     main thread: timers, host events, the watchdog, the end of the run (under the big lock)
 
 A pool of `count` workers (no more than the host's cores: more would only make the host's
@@ -10,9 +13,17 @@ scheduler, which knows nothing of guest spinlocks, share them out) takes vCPUs i
 the single-threaded loop (machine.py) does: a slice each, a CPU an interrupt woke from HLT
 first, the CPUs whose last slices ended spinning on PAUSE again (in the order they queued)
 after another's slice that did something else than wait. A vCPU runs on one worker at a
-time. Everything in Python runs under the machine's big
-lock (big_lock.py); the engines run guest code without it, and their guest atomics are host
+time. The turns are C's (native/run_loop.c): a worker calls into it without the machine's
+big lock or the GIL and stays there, picking CPUs, running their slices and sleeping when
+none is runnable, until Python has work; a halted CPU that an IPI from the local APIC's
+core wakes is queued there too. Everything in Python runs under the machine's big lock
+(big_lock.py); the engines run guest code without it, and their guest atomics are host
 atomics (engine.py, `set_parallel`).
+
+Python code that changes a vCPU's run state from another thread goes through the core: an
+interrupt for a halted CPU queues it (`run_loop_wake`), an INIT or SIPI, which rewrites its
+registers, is applied only while no worker has the CPU (`defer`/`unhold`, vcpu.py), and a
+reset or power-off holds every pick (`hold`).
 
 The main thread keeps time: it sleeps until the next timer falls due or the host has input
 (a timer armed for sooner, by a device a vCPU drives, wakes it), fires the timers, whose
@@ -31,6 +42,8 @@ from typing import TYPE_CHECKING, Callable
 
 from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.host_events import HostEvents
+from imacpro.run_loop_core import (HAND_NONE, HAND_RELEASE, HAND_RUN, SERVE_AFTER, SERVE_STOP,
+                                   WAKE, RunLoopCore, run_loop_wake)
 
 if TYPE_CHECKING:
     from imacpro.machine import Machine, RunResult
@@ -59,42 +72,11 @@ class HostThreads:
         self.machine = machine
         self.count = count
         self.lock = machine.lock
-        self._work = machine.lock.condition()    # workers wait here for a runnable vCPU
-        self._stopping = False
-        self._claimed: set[Vcpu] = set()
-        self._next: dict[Vcpu, None] = {}       # to run ahead of the round: woken, spinners
-        self._batch: dict[Vcpu, None] = {}      # those queued before the round's last pick
-        self._round = 0
-        self._idle_workers = 0
+        self.core: RunLoopCore | None = None    # this run's loop in C
         self._failure: BaseException | None = None   # a worker's, raised by run()
         self._events: HostEvents | None = None
 
     # --- the workers ----------------------------------------------------------------------
-
-    def _pick(self) -> Vcpu | None:
-        """The CPUs queued ahead run once each between two picks of the round, as the
-        single-threaded loop runs them between two slices of its round: queued ahead every
-        time, they kept the round from moving, and a CPU preempted in its turn holding a
-        lock with interrupts off waited for all of them again and again (36 vCPUs on two
-        threads booted in 372 s, against 54 s on one)."""
-        cpu = self._first(self._batch)
-        if cpu is not None:
-            return cpu
-        cpus = self.machine.vcpus
-        for k in range(len(cpus)):
-            cpu = cpus[(self._round + k) % len(cpus)]
-            if cpu not in self._claimed and cpu.runnable():
-                self._round = (self._round + k + 1) % len(cpus)
-                self._batch, self._next = self._next, self._batch
-                return cpu
-        return self._first(self._next)        # nothing in the round: no one to wait for
-
-    def _first(self, queue: dict[Vcpu, None]) -> Vcpu | None:
-        for cpu in list(queue):
-            del queue[cpu]
-            if cpu not in self._claimed and cpu.runnable():
-                return cpu
-        return None
 
     def _worker(self, slice_us: int) -> None:
         """A worker's life. What escapes it (not a guest's doing: the bus guard keeps those)
@@ -104,47 +86,43 @@ class HostThreads:
         except BaseException as exc:            # noqa: BLE001 - handed to the main thread
             with self.lock:
                 self._failure = self._failure or exc
-                self._stopping = True
-                self._work.notify_all()
+                self.core.stop()
                 self._main_wake()
 
     def _serve(self, slice_us: int) -> None:
-        machine = self.machine
-        with self.lock:
-            while not self._stopping:
-                cpu = None if machine.reset_requested or machine.poweroff_requested \
-                    else self._pick()
-                if cpu is None:
-                    if not self._claimed:
-                        self._main_wake()       # every CPU waits: time may pass now
-                    self._idle_workers += 1
-                    self._work.wait()
-                    self._idle_workers -= 1
+        """The C core runs the turns (run_loop_core.py); it hands the worker what Python
+        must do, and the worker does it under the machine's lock."""
+        machine, core = self.machine, self.core
+        thread = threading.get_ident()
+        cpu_index, hand = -1, HAND_NONE
+        while True:
+            answer, cpu_index = core.serve(thread, slice_us, cpu_index, hand)
+            if answer == SERVE_STOP:
+                return
+            hand = HAND_RUN
+            with self.lock:
+                # Timers due fire first: the CPU must not read a clock that has moved past
+                # them before their interrupts are raised (machine.py, _run_slice).
+                machine.clock.run_due()
+                if cpu_index < 0:
                     continue
-                self._claimed.add(cpu)
-                try:
-                    # Timers due fire first: the CPU must not read a clock that has moved
-                    # past them before their interrupts are raised (machine.py, _run_slice).
-                    machine.clock.run_due()
-                    turn_end = time.monotonic_ns() + slice_us * 1000
-                    turn_cpu = time.thread_time_ns()
-                    cpu.run(slice_us)
-                    machine.note_turn_end(turn_end, turn_cpu)
-                finally:
-                    self._claimed.discard(cpu)
-                if cpu.progressed:
-                    for other in machine.spinners(after=cpu):
-                        self._next.setdefault(other)
-                if machine.reset_requested or machine.poweroff_requested or \
-                        cpu.state is State.SHUTDOWN:
-                    self._main_wake()
-                if cpu.runnable():
-                    self._work.notify()         # another worker may be waiting for it
+                cpu = machine.vcpus[cpu_index]
+                cpu.running_on = thread         # an INIT or SIPI now is applied here
+                if answer == SERVE_AFTER:
+                    cpu.after_slice()
+                    hand = HAND_RELEASE
+                    if machine.reset_requested or machine.poweroff_requested or \
+                            cpu.state is State.SHUTDOWN:
+                        self._main_wake()
+                else:
+                    if cpu._start_deferred:
+                        cpu._start_deferred = False
+                        cpu.update_pins()
+                    cpu.prepare()
 
     def _on_wake(self, cpu: Vcpu) -> None:
         """An interrupt came for a halted CPU (from a device, a timer, another CPU)."""
-        self._next.setdefault(cpu)
-        self._work.notify()
+        run_loop_wake(self.core, cpu.index)
 
     def _main_wake(self) -> None:
         if self._events is not None:
@@ -157,8 +135,14 @@ class HostThreads:
         machine = self.machine
         own_events = events is None
         self._events = events = events or HostEvents()
+        self.core = core = RunLoopCore([cpu.rs for cpu in machine.vcpus], machine.clock.view,
+                                       events.wake_fd)
+        core.windows_moved(machine.mmio.generation)
         for cpu in machine.vcpus:
             cpu.on_wake = self._on_wake
+            cpu.run_loop = core
+        machine.run_loop = core
+        machine.apic_bus.cores.wake_in_c(WAKE, core.handle)
         clock = machine.clock
         clock.on_slice_cut = lambda _deadline: self._main_wake()
         workers = [threading.Thread(target=self._worker, args=(slice_us,),
@@ -167,28 +151,42 @@ class HostThreads:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         switch_s = sys.getswitchinterval()
         with self.lock:
-            self._stopping = False
             sys.setswitchinterval(GIL_SWITCH_S)
+            core.hold(machine.reset_requested or machine.poweroff_requested)
             for worker in workers:
                 worker.start()
             try:
                 return self._keep_time(deadline, stop, events, own_events)
             finally:
-                self._stopping = True
+                core.stop()
                 clock.slice_end_ns = None
-                self._work.notify_all()
                 for cpu in machine.vcpus:
                     cpu.uc.emu_stop()
                 with self.lock.released():
                     for worker in workers:
                         worker.join()
+                self._note_overrun()
+                machine.apic_bus.cores.wake_in_python()
+                machine.run_loop = None
                 clock.on_slice_cut = machine._cut_slice
                 for cpu in machine.vcpus:
                     cpu.on_wake = machine._woken.setdefault
+                    cpu.run_loop = None
+                    cpu.running_on = None
+                core.close()
+                self.core = None
                 self._events = None
                 if own_events:
                     events.close()
                 sys.setswitchinterval(switch_s)
+
+    def _note_overrun(self) -> None:
+        """The C core's worst turn, as the machine's statistics keep it (watchdog.py)."""
+        overrun, cpu_ns, _turns = self.core.stats()
+        machine = self.machine
+        if overrun > machine.max_slice_overrun_ns:
+            machine.max_slice_overrun_ns = overrun
+            machine.max_slice_overrun_cpu_ns = cpu_ns
 
     def _keep_time(self, deadline: float | None, stop: Callable[[], bool] | None,
                    events: HostEvents, own_events: bool) -> RunResult:
@@ -203,12 +201,9 @@ class HostThreads:
             ended = machine.guest_ended() or machine.host_ended(events, stop, deadline)
             if ended is not None:
                 return ended
-            waiting = [cpu for cpu in machine.vcpus
-                       if cpu not in self._claimed and cpu.runnable()]
-            busy = bool(self._claimed or waiting)
-            if waiting and self._idle_workers:
-                self._work.notify(len(waiting))  # a CPU that became runnable unannounced
-            elif not busy and machine.bsp.state is State.SHUTDOWN:
+            self._note_overrun()
+            busy = self.core.busy()     # (and a CPU that became runnable unannounced runs)
+            if not busy and machine.bsp.state is State.SHUTDOWN:
                 return RunResult("shutdown", machine.bsp.shutdown_reason)
             next_ns = clock.next_deadline()
             if not busy and next_ns is None and stop is None and own_events:

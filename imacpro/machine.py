@@ -220,6 +220,7 @@ class Machine:
         for vcpu in self.vcpus:
             vcpu.on_wake = self._woken.setdefault
         self.apic_bus.cores.wake = self._ipi_woke   # an IPI the APICs' cores sent in C
+        self.run_loop = None            # the multi-threaded loop's C core while it runs
         self._running = self.bsp
         self._cut = False
         self.clock.on_slice_cut = self._cut_slice
@@ -535,18 +536,25 @@ class Machine:
         the remap replaces); the others remap before they run again (on other host threads,
         a slice of theirs still under way ends with the old mapping)."""
         if self.mmio.moved():
+            if self.run_loop is not None:
+                self.run_loop.windows_moved(self.mmio.generation)
             here = threading.get_ident()
             for cpu in self.vcpus:
                 if cpu.running_on == here:
                     cpu.windows.update()
+                    cpu.rs.windows_generation = cpu.windows.generation
 
     def request_reset(self) -> None:
         self.reset_requested = True
-        for cpu in self.vcpus:
-            cpu.uc.emu_stop()
+        self._stop_cpus()
 
     def request_poweroff(self) -> None:
         self.poweroff_requested = True
+        self._stop_cpus()
+
+    def _stop_cpus(self) -> None:
+        if self.run_loop is not None:
+            self.run_loop.hold(True)        # no CPU is picked again this run
         for cpu in self.vcpus:
             cpu.uc.emu_stop()
 

@@ -30,64 +30,7 @@
  * A CPU that halts sets its core's `halted` and then looks at IRR; a sender sets IRR and then
  * looks at `halted`: one of the two sees the other's write, so no wake-up is lost.
  */
-#include <stdint.h>
-#include <time.h>
-
-struct apic_clock {              /* the machine clock (imacpro/clock.py) as C reads it */
-    int64_t realtime;            /* 1: guest ns = CLOCK_MONOTONIC ns + offset_ns */
-    int64_t offset_ns;
-    int64_t virtual_ns;          /* 0 realtime: the virtual clock's now */
-};
-
-typedef void (*set_irq_fn)(void *uc, int level);
-typedef int (*slow_intack_fn)(void *core);
-typedef uint64_t (*slow_read_fn)(void *uc, uint64_t offset, unsigned size, void *core);
-typedef void (*slow_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value,
-                              void *core);
-typedef void (*slow_eoi_fn)(int vector);
-typedef void (*wake_fn)(int cpu_index);
-
-struct apic_core;
-
-struct apic_bus {                /* the machine's local APICs, for IPIs sent here */
-    struct apic_core *by_id[256];  /* physical destination -> core; NULL none */
-    struct apic_core *all[256];    /* every core, by CPU index */
-    int32_t count;
-    int32_t ids_unique;          /* 0: two APICs share an ID: physical IPIs go to Python */
-    wake_fn wake;                /* a halted CPU has an interrupt: run it (NULL: none) */
-};
-
-struct apic_core {
-    uint32_t irr[8], isr[8], tmr[8];   /* vector n: word n / 32, bit n % 32 */
-    uint32_t eoi_notify[8];  /* edge vectors whose EOI Python must see (I/O APIC, LINT) */
-    uint32_t tpr;            /* 7:0 */
-    uint32_t id_reg;         /* the ID register as read: APIC ID in 31:24 */
-    uint32_t icr_high;       /* destination in 31:24 */
-    uint32_t icr_low;        /* as written, the writable bits */
-    int32_t hw_enabled;      /* IA32_APIC_BASE.EN: the page answers */
-    int32_t sw_enabled;      /* and SVR.8: vectors are accepted and delivered */
-    int32_t extint;          /* an ExtINT is pending: INTA asks Python (the PIC) */
-    int32_t timer_vector;    /* LVT timer's vector, for the tick statistics; -1 none */
-    int32_t pin;             /* the INTR level this core last drove */
-    int32_t halted;          /* the CPU waits in HLT (Python sets it) */
-    int32_t index;           /* the CPU's index, for `wake` */
-    /* statistics (guest ns) for the watchdog and the soak */
-    uint64_t interrupts;
-    int64_t last_interrupt_ns;
-    int64_t last_tick_ns;    /* -1: none since the CPU last halted */
-    int64_t max_busy_tick_gap_ns;
-    int64_t max_latency_ns;
-    int64_t pending_since[256];   /* when each vector in IRR got there */
-    /* wiring */
-    struct apic_clock *clock;
-    struct apic_bus *bus;    /* NULL: IPIs go to Python */
-    void *uc;                /* NULL: no CPU attached (the pin is not driven) */
-    set_irq_fn set_irq;
-    slow_intack_fn slow_intack;
-    slow_read_fn slow_read;
-    slow_write_fn slow_write;
-    slow_eoi_fn slow_eoi;
-};
+#include "apic_core.h"
 
 enum { ID = 0x20, TPR = 0x80, PPR = 0xA0, EOI = 0xB0, ISR = 0x100, TMR = 0x180, IRR = 0x200,
        ICR_LOW = 0x300, ICR_HIGH = 0x310 };
@@ -95,9 +38,8 @@ enum { ICR_WRITABLE = 0x000CCFFF, ICR_LOGICAL = 1 << 11,
        SHORTHAND_NONE = 0, SHORTHAND_SELF = 1, SHORTHAND_ALL = 2, SHORTHAND_OTHERS = 3 };
 enum { MORE_PENDING = 0x100 };
 
-static int64_t guest_ns(const struct apic_core *c)
+int64_t apic_clock_now(const struct apic_clock *k)
 {
-    const struct apic_clock *k = c->clock;
     if (!k->realtime) {
         return __atomic_load_n(&k->virtual_ns, __ATOMIC_RELAXED);
     }
@@ -105,6 +47,11 @@ static int64_t guest_ns(const struct apic_core *c)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
            __atomic_load_n(&k->offset_ns, __ATOMIC_RELAXED);
+}
+
+static int64_t guest_ns(const struct apic_core *c)
+{
+    return apic_clock_now(c->clock);
 }
 
 /* Highest set vector of a 256-bit register, or -1. */
@@ -197,7 +144,7 @@ static void send_to(struct apic_core *target, int vector)
     apic_core_accept(target, vector, 0);
     struct apic_bus *bus = target->bus;
     if (__atomic_load_n(&target->halted, __ATOMIC_SEQ_CST) && bus->wake != NULL) {
-        bus->wake(target->index);
+        bus->wake(bus->wake_context, target->index);
     }
 }
 

@@ -82,9 +82,11 @@ The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points
 from __future__ import annotations
 
 import ctypes
+import typing
 
 import unicorn  # imacpro.cpu has pointed LIBUNICORN_PATH at our build
 from unicorn import x86_const
+from unicorn.unicorn_py3.arch.intel import UcIntel
 from unicorn.unicorn_py3.unicorn import uclib
 
 from imacpro.errors import UserError
@@ -168,6 +170,28 @@ STATUS_TRIPLE_FAULT = 2
 STATUS_PAUSE_EXIT = 4     # the slice ended at a pause-loop exit: the CPU spins, waiting
 
 
+class _Uc(UcIntel):
+    """The binding's x86 engine, which calls `on_hook_exception()` when one of its hooks
+    raised: the binding records the exception and stops the engine, and the multi-threaded
+    run loop's C (run_loop_core.py), which runs the slice, must hand the CPU to Python to
+    raise it."""
+
+    def __new__(cls, *_args):
+        return object.__new__(cls)     # Uc.__new__ would make a plain UcIntel
+
+    on_hook_exception: typing.Callable[[], None] | None = None
+
+    @property
+    def _hook_exception(self) -> BaseException | None:
+        return self.__dict__.get("_hook_error")
+
+    @_hook_exception.setter
+    def _hook_exception(self, error: BaseException | None) -> None:
+        self.__dict__["_hook_error"] = error
+        if error is not None and self.on_hook_exception is not None:
+            self.on_hook_exception()
+
+
 class Engine:
     """One logical CPU: a Unicorn x86-64 instance (`uc`) with the machine extensions on.
 
@@ -184,7 +208,7 @@ class Engine:
 
     def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER,
                  intack_opaque: int | None = None):
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self.uc = _Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         self.uc.ctl_set_cpu_model(cpu_model)  # before the engine initialises
         # Exit addresses off: with them, every stop (a time slice ending) makes Unicorn
         # invalidate code at `until - 1` through a page walk on the guest's tables, which

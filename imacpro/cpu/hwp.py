@@ -37,6 +37,8 @@ Saved state: the registers software writes and the counters' values.
 
 from __future__ import annotations
 
+import ctypes
+
 from imacpro.devices.contract import StateError
 
 IA32_MPERF, IA32_APERF = 0xE7, 0xE8
@@ -75,6 +77,14 @@ class PackageHwp:
         self.request = state["request"]
 
 
+class C0Time(ctypes.Structure):
+    """When the CPU has been in C0 since (guest ns; -1 halted), the C0 time of stretches HLT
+    ended not yet counted, and how many HLTs and wake-ups there were: kept here by Python, and
+    by the multi-threaded run loop's C when it halts and wakes the CPU (run_loop_core.py)."""
+    _fields_ = [("in_c0_since", ctypes.c_int64), ("c0_ns", ctypes.c_int64),
+                ("transitions", ctypes.c_uint64)]
+
+
 class PerformanceState:
     """One logical CPU's P-state MSRs and frequency counters. `now_ns()`: the machine's
     guest time; `interrupts_taken()`: a count of the interrupts the CPU has taken."""
@@ -88,7 +98,25 @@ class PerformanceState:
         self.package = package if package is not None else PackageHwp()
         self.capabilities = (turbo_ratio | base_ratio << 8 | LOWEST_RATIO << 16
                              | LOWEST_RATIO << 24)
+        self.c0 = C0Time()
         self.reset()
+
+    @property
+    def _in_c0_since(self) -> int | None:
+        since = self.c0.in_c0_since
+        return None if since < 0 else since
+
+    @_in_c0_since.setter
+    def _in_c0_since(self, since: int | None) -> None:
+        self.c0.in_c0_since = -1 if since is None else since
+
+    @property
+    def _c0_ns(self) -> int:
+        return self.c0.c0_ns
+
+    @_c0_ns.setter
+    def _c0_ns(self, ns: int) -> None:
+        self.c0.c0_ns = ns
 
     def reset(self) -> None:
         self.pm_enable = 0
@@ -98,7 +126,7 @@ class PerformanceState:
         self.mperf = self.aperf = 0
         self._in_c0_since: int | None = self.now_ns()
         self._c0_ns = 0     # C0 time of the stretches ended by HLT, not yet counted
-        self._pair: tuple[int, int, int, int] | None = None   # see read()
+        self._pair: tuple | None = None   # see read()
 
     # --- the clock the CPU runs at -----------------------------------------------------------
 
@@ -134,6 +162,7 @@ class PerformanceState:
     def halted(self, halted: bool) -> None:
         """The CPU entered (True) or left HLT: its counters stop or go on."""
         self._pair = None
+        self.c0.transitions += 1
         if halted:
             # Counted at the next read or ratio change (every MSR write counts first): each
             # HLT of an idle CPU is on the path of every interrupt it takes.
@@ -160,7 +189,7 @@ class PerformanceState:
             # guest time passed. The tick reads them with interrupts off: an interrupt taken
             # between two reads (or an HLT, or a write) means they are not one sample, as a
             # lone MPERF read and a later tick's APERF are not.
-            taken = self.interrupts_taken()
+            taken = (self.interrupts_taken(), self.c0.transitions)
             pair, self._pair = self._pair, None
             if pair is not None and pair[0] != index and pair[1] == taken:
                 return pair[2] if index == IA32_MPERF else pair[3]

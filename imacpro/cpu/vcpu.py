@@ -17,6 +17,7 @@ INIT and SIPI, which rewrite its registers, wait until its slice ends.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import logging
 import threading
@@ -34,6 +35,7 @@ from imacpro.cpu.msr import MsrFile, UncoreMsrs
 from imacpro.devices import apic_core
 from imacpro.devices.contract import StateError
 from imacpro.memory.layout import LAPIC_BASE, LAPIC_SIZE
+from imacpro.run_loop_core import RunLoopCore, RunState
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class State(enum.Enum):
     HALTED = "halted"                # HLT: waits for an interrupt
     WAIT_FOR_SIPI = "wait-for-sipi"  # after INIT (application processors start here)
     SHUTDOWN = "shutdown"            # triple fault or engine failure
+
+
+_STATES = tuple(State)               # RunState.state is an index of this (native/run_loop.c)
+_STATE_INDEX = {state: n for n, state in enumerate(_STATES)}
 
 
 class _ApicPage:
@@ -96,35 +102,61 @@ class Vcpu:
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)
         lapic.on_event = self.update_pins
         self.on_wake = None             # called when an interrupt may wake this halted CPU
+        # Its run state, which the multi-threaded run loop's C reads and writes between
+        # slices (run_loop_core.py); `run_loop` is that loop while it runs the machine.
+        self.rs = RunState(uc=self.engine.handle, core=core.address,
+                           c0=ctypes.addressof(self.msrs.perf.c0), tsc_generation=-1,
+                           windows_generation=-1)
+        self.run_loop: RunLoopCore | None = None
+        uc.on_hook_exception = self._hook_raised
         self.bsp = bsp
         self.state = State.RUNNING if bsp else State.WAIT_FOR_SIPI
         if not bsp:
             self.msrs.perf.halted(True)
         self.shutdown_reason = ""
-        # An NMI or a machine check is on its way: it wakes a halted CPU whatever RFLAGS.IF says.
-        self._unmaskable_pending = False
-        # Its last slice ended spinning on PAUSE: it waits for something another CPU does
-        # (a lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
-        self.spinning = False
-        # When the spin loop it is in began (host monotonic ns, the engine's count): whether
-        # its last slice did anything but go on waiting (machine.py, spinners).
-        self.spinning_since = 0
-        # When it queued (its first PAUSE after its last locked read-modify-write outside
-        # interrupt handlers, the engine's count): its place in the queue of a lock it waits
-        # for, the order spinners look again in.
-        self.queued_since = 0
-        self.progressed = False
-        # The host thread running its slice now (None between slices), and an INIT or SIPI
-        # that came meanwhile from another thread: applied when the slice ends.
-        self.running_on: int | None = None
-        self._start_deferred = False
         # Statistics for the watchdog and the soak (not state), kept by the APIC's core:
         # interrupts taken, when the last was (guest ns), and the longest gap between two
         # timer interrupts with no HLT between them (how long a busy CPU went without its tick).
         self.last_interrupt_ns = clock.now_ns()
-        self._tsc_generation = -1       # the clock's generation at the TSC's last anchor
         # The engine's state as it came up: what a platform reset goes back to.
         self._power_on = uc.context_save()
+
+
+    # --- the run state (in `rs`, shared with the run loop's C) ------------------------------
+
+    state = property(lambda self: _STATES[self.rs.state],
+                     lambda self, state: setattr(self.rs, "state", _STATE_INDEX[state]))
+    # An NMI or a machine check is on its way: it wakes a halted CPU whatever RFLAGS.IF says.
+    _unmaskable_pending = property(lambda self: bool(self.rs.unmaskable),
+                                   lambda self, on: setattr(self.rs, "unmaskable", int(on)))
+    # Its last slice ended spinning on PAUSE: it waits for something another CPU does (a
+    # lock, an IPI's answer), and the run loop lets it look again soon (machine.py).
+    spinning = property(lambda self: bool(self.rs.spinning),
+                        lambda self, on: setattr(self.rs, "spinning", int(on)))
+    # When the spin loop it is in began (host monotonic ns, the engine's count): whether its
+    # last slice did anything but go on waiting (machine.py, spinners).
+    spinning_since = property(lambda self: self.rs.spinning_since,
+                              lambda self, ns: setattr(self.rs, "spinning_since", ns))
+    # When it queued (its first PAUSE after its last locked read-modify-write outside
+    # interrupt handlers, the engine's count): its place in the queue of a lock it waits
+    # for, the order spinners look again in.
+    queued_since = property(lambda self: self.rs.queued_since,
+                            lambda self, ns: setattr(self.rs, "queued_since", ns))
+    progressed = property(lambda self: bool(self.rs.progressed),
+                          lambda self, on: setattr(self.rs, "progressed", int(on)))
+    # The host thread whose CPU it is now (None between slices): its slice runs there, or
+    # Python handles it there between two.
+    running_on = property(lambda self: self.rs.running_on or None,
+                          lambda self, thread: setattr(self.rs, "running_on", thread or 0))
+    # An INIT or SIPI came from another thread while it ran (applied when the slice ends),
+    # or one of its hooks raised.
+    _start_deferred = property(lambda self: bool(self.rs.attention),
+                               lambda self, on: setattr(self.rs, "attention", int(on)))
+    _tsc_generation = property(lambda self: self.rs.tsc_generation,
+                               lambda self, g: setattr(self.rs, "tsc_generation", g))
+
+    def _hook_raised(self) -> None:
+        self.rs.attention = 1
 
     def reset(self) -> None:
         """Platform reset (a guest reboot): the engine's power-on state, no translations or
@@ -273,20 +305,35 @@ class Vcpu:
     def update_pins(self) -> None:
         """Re-evaluate INTR, NMI, INIT and SIPI after the interrupt controllers changed."""
         if self.lapic.init_pending or self.lapic.sipi_vector is not None:
-            if self.running_on not in (None, threading.get_ident()):
+            loop = self.run_loop
+            if self.running_on == threading.get_ident():
+                self._start()                   # from its own slice, or its thread's turn
+            elif loop is not None:
+                if loop.defer(self.index):      # its worker hands it to Python first
+                    self.uc.emu_stop()
+                else:
+                    try:
+                        self._start()
+                    finally:
+                        loop.unhold(self.index)
+            elif self.running_on is not None:
                 self._start_deferred = True     # its thread applies them after the slice
                 self.uc.emu_stop()
             else:
-                if self.lapic.take_init():
-                    self._init()
-                vector = self.lapic.take_sipi()
-                if vector is not None and self.state is State.WAIT_FOR_SIPI:
-                    self._sipi(vector)
+                self._start()
         if self.lapic.take_nmi():
             self.engine.nmi()
             self._unmaskable_pending = True
         if self._drive_intr() or self._unmaskable_pending:
             self._wake()
+
+    def _start(self) -> None:
+        """A pending INIT, then a pending SIPI (which starts a CPU waiting for one)."""
+        if self.lapic.take_init():
+            self._init()
+        vector = self.lapic.take_sipi()
+        if vector is not None and self.state is State.WAIT_FOR_SIPI:
+            self._sipi(vector)
 
     def _wake(self) -> None:
         """An interrupt may wake this CPU: if it is halted, the run loop runs it soon."""
@@ -350,9 +397,7 @@ class Vcpu:
     def run(self, timeout_us: int, end_ns: int | None = None) -> None:
         """Run until HLT, shutdown or `timeout_us` of host time has passed, and no later
         than host CLOCK_MONOTONIC `end_ns` however late the slice starts."""
-        if self._tsc_generation != self.clock.generation:
-            self._anchor_tsc()      # guest time moved against the host's since the last
-        self.windows.update()
+        self.prepare()
         self._unmaskable_pending = False
         if self.state is State.HALTED:
             self.msrs.perf.halted(False)      # woken: its frequency counters run again
@@ -392,6 +437,31 @@ class Vcpu:
         if self._start_deferred:           # an INIT or SIPI came while it ran
             self._start_deferred = False
             self.update_pins()
+
+    def prepare(self) -> None:
+        """Before a slice: the TSC anchored again if guest time moved against the host's
+        since the last, the PCI windows remapped if a BAR moved."""
+        if self._tsc_generation != self.clock.generation:
+            self._anchor_tsc()
+        self.windows.update()
+        self.rs.windows_generation = self.windows.generation
+
+    def after_slice(self) -> None:
+        """What the multi-threaded run loop's C hands to Python after a slice (its thread,
+        holding the machine's lock): an engine error or a triple fault shuts the CPU down;
+        a hook's exception is raised; an INIT or SIPI that came meanwhile is applied."""
+        status = self.rs.status
+        error = self.uc._hook_exception
+        self.uc._hook_exception = None
+        self._start_deferred = False
+        if error is not None:
+            raise error
+        if status < 0:
+            self._shut_down(f"engine stopped: {unicorn.UcError(-status)} at "
+                            f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
+        elif status & STATUS_TRIPLE_FAULT:
+            self._shut_down("triple fault")
+        self.update_pins()
 
     def _anchor_tsc(self) -> None:
         """One sample anchors the engine's TSC to the machine clock, so it never steps back;

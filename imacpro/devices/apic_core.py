@@ -24,7 +24,7 @@ SLOW_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, 
 SLOW_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
                               ctypes.c_uint64, ctypes.c_void_p)
 SLOW_EOI = ctypes.CFUNCTYPE(None, ctypes.c_int)
-WAKE = ctypes.CFUNCTYPE(None, ctypes.c_int)
+WAKE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
 
 Words = ctypes.c_uint32 * 8
 
@@ -35,7 +35,8 @@ class _Core(ctypes.Structure):
 
 class _Bus(ctypes.Structure):
     _fields_ = [("by_id", ctypes.POINTER(_Core) * 256), ("all", ctypes.POINTER(_Core) * 256),
-                ("count", ctypes.c_int32), ("ids_unique", ctypes.c_int32), ("wake", WAKE)]
+                ("count", ctypes.c_int32), ("ids_unique", ctypes.c_int32), ("wake", ctypes.c_void_p),
+                ("wake_context", ctypes.c_void_p)]
 
 
 _Core._fields_ = [
@@ -178,15 +179,24 @@ class ApicCore:
 
 class ApicCoreBus:
     """The machine's cores as the C code sends IPIs between them (the C file says which it
-    sends). `wake(index)` is called, from the sending CPU's thread, when a halted CPU got one."""
+    sends). `wake(index)` is called, from the sending CPU's thread, when a halted CPU got one;
+    the multi-threaded run loop has C take it instead (`wake_in_c`)."""
 
     def __init__(self):
         self.c = _Bus()
         self.c.ids_unique = 1
-        self._wake = WAKE(lambda index: self.wake(index))
-        self.c.wake = self._wake
+        self._wake = WAKE(lambda _context, index: self.wake(index))
+        self.wake_in_python()
         self.wake = lambda index: None
         self._cores: list[ApicCore] = []
+
+    def wake_in_c(self, function: int, context: int) -> None:
+        """Halted CPUs are woken by C `function(context, index)`, without Python."""
+        self.c.wake, self.c.wake_context = function, context
+
+    def wake_in_python(self) -> None:
+        self.c.wake = ctypes.cast(self._wake, ctypes.c_void_p).value
+        self.c.wake_context = None
 
     def attach(self, core: ApicCore) -> None:
         core.c.index = len(self._cores)

@@ -419,10 +419,25 @@ def test_a_failure_on_a_worker_thread_is_raised_by_run(monkeypatch):
         calls.append(self.index)
         raise RuntimeError("the emulator's own fault")
 
-    monkeypatch.setattr(Vcpu, "run", broken)
+    monkeypatch.setattr(Vcpu, "prepare", broken)      # before a CPU's first slice
     with pytest.raises(RuntimeError, match="own fault"):
         run_program("main:\n    jmp finish\n", host_threads=2, timeout_s=30)
     assert calls
+
+
+@pytest.mark.parametrize("host_threads", [2, 1])
+def test_an_exception_in_an_engine_hook_is_raised_by_run(monkeypatch, host_threads):
+    """The binding records a hook's exception and stops the engine; the multi-threaded
+    loop's C, which ran the slice, hands the CPU to Python, which raises it."""
+    from imacpro.cpu.vcpu import Vcpu
+
+    def broken(self, *args):
+        raise RuntimeError("a hook's own fault")
+
+    monkeypatch.setattr(Vcpu, "_on_out", broken)
+    with pytest.raises(RuntimeError, match="hook's own fault"):
+        run_program("main:\n    out %al, $0x80\n1:  jmp 1b\n",
+                    host_threads=host_threads, timeout_s=30)
 
 
 def test_the_gil_switch_interval_is_short_while_the_workers_run_and_put_back_after():
@@ -524,18 +539,20 @@ def test_a_cpu_in_the_round_is_not_starved_by_cpus_woken_ahead(monkeypatch):
     The slices other CPUs start between two turns of CPU 1 are bounded by the round: at most
     every other CPU's pick of the round, each followed by a batch of every other CPU, 7 x 8
     (10-14 seen; before, 237-1653 in three runs)."""
-    from imacpro.cpu.vcpu import Vcpu
+    from imacpro.run_loop_core import RunLoopCore
     events = []                                 # (CPU, True) as a slice starts, False as it ends
-    run = Vcpu.run
+    start, close = RunLoopCore.__init__, RunLoopCore.close
 
-    def recorded(self, *args):
-        events.append((self.index, True))
-        try:
-            run(self, *args)
-        finally:
-            events.append((self.index, False))
+    def start_tracing(self, *args):
+        start(self, *args)
+        self.trace(1_000_000)
 
-    monkeypatch.setattr(Vcpu, "run", recorded)
+    def keep_trace(self):
+        events.extend(self.traced())
+        close(self)
+
+    monkeypatch.setattr(RunLoopCore, "__init__", start_tracing)
+    monkeypatch.setattr(RunLoopCore, "close", keep_trace)
     program = STREAM_OF_WAKEUPS.replace("WORK_LOOPS", str(20_000_000))
     values, output, machine, result = run_program(program, cpus=8, timeout_s=120,
                                                   host_threads=2)

@@ -409,6 +409,55 @@ def test_all_36_cpus_start_on_two_threads():
     assert sorted(int(x, 16) for x in values["ap_apic_id"]) == list(range(1, 36))
 
 
+# The AP's first start spins, busy, on its worker; the BSP then sends it INIT and SIPI again,
+# and its second start (slot 1) halts. `spins` shows it ran busy before the INIT came.
+RESTART = SMP.replace("""    APIC_WRITE 0x300, $0xc4608
+    call rdtsc64
+    mov %rax, %rbx""", """    APIC_WRITE 0x300, $0xc4608
+    call wait_for_aps
+    movq $2, expected_aps(%rip)
+7:  cmpq $100000, spins(%rip)       # the AP runs busy now
+    jb 7b
+    APIC_WRITE 0x300, $0xc4500      # INIT to the busy AP, then SIPI: it starts again
+    APIC_WRITE 0x300, $0xc4608
+    APIC_WRITE 0x300, $0xc4608
+    call wait_for_aps
+    jmp 2f
+
+wait_for_aps:
+    call rdtsc64
+    mov %rax, %rbx""").replace("""    jae 2f
+    call rdtsc64
+    sub %rbx, %rax""", """    jae 8f
+    call rdtsc64
+    sub %rbx, %rax""").replace("""    jb 1b
+2:  mov started(%rip), %rax""", """    jb 1b
+8:  ret
+2:  mov started(%rip), %rax""").replace("""    lock incq started(%rip)
+5:  cli""", """    lock incq started(%rip)
+    test %r8d, %r8d
+    jnz 5f
+6:  lock incq spins(%rip)             # the first start: busy until INIT comes
+    jmp 6b
+5:  cli""").replace(""".data
+next_slot: .long 0""", """.data
+spins: .quad 0
+next_slot: .long 0""")
+
+
+@pytest.mark.parametrize("host_threads", [2, 1])
+def test_init_and_sipi_to_a_busy_cpu_restart_it(host_threads):
+    """INIT rewrites a CPU's registers: one for a CPU running on another worker waits until
+    its slice ends and the worker hands it to Python (the sender stops its engine); the SIPI
+    after it starts the CPU again, whether it comes before that hand-over or after."""
+    values, output, machine, result = run_program(RESTART.replace("EXPECTED_APS", "1"), cpu=8,
+                                                  cpus=2, timeout_s=60,
+                                                  host_threads=host_threads)
+    assert "DONE" in output, (result, output)
+    assert int(values["started"], 16) == 2
+    assert [int(x, 16) for x in values["ap_apic_id"]] == [1, 1]
+
+
 def test_a_failure_on_a_worker_thread_is_raised_by_run(monkeypatch):
     """Not the guest's doing (the bus guard keeps those): a fault of the emulator's own on a
     worker ends the run with it, as on the single thread."""

@@ -612,3 +612,41 @@ def test_fuzz_never_raises():
             bus.deliver(rng.getrandbits(8), rng.random() < 0.5, rng.randrange(8),
                         rng.getrandbits(8), rng.random() < 0.5, rng.randrange(4), lapic)
         assert 0 <= lapic.current_count() <= 0xFFFFFFFF
+
+
+# --- how long a vector has waited (the watchdog's "held") ------------------------------------
+
+def test_a_vector_waiting_in_irr_has_the_time_it_arrived():
+    clock, _, (lapic,) = make()
+    clock.advance(5_000_000_000)
+    lapic.accept(0xEC, False)
+    clock.advance(40_000_000_000)
+    assert lapic.oldest_pending() == (0xEC, 5_000_000_000)
+
+
+def test_a_vector_the_cpu_takes_while_the_watchdog_looks_is_not_waiting():
+    """The watchdog looks from the main thread while the CPU runs on its own: the CPU took
+    the vector between the look at IRR and the look at its time, which the acknowledge
+    cleared. Counted as 0, it was reported as waiting since power-on."""
+    clock, _, (lapic,) = make()
+    clock.advance(5_000_000_000)
+    lapic.accept(0xEC, False)
+    clock.advance(40_000_000_000)
+    looked_up = lapic.core.pending_since
+
+    def taken_meanwhile(vector):
+        lapic.core.acknowledge()                # the CPU's INTA, on its own thread
+        return looked_up(vector)
+
+    lapic.core.pending_since = taken_meanwhile
+    assert lapic.oldest_pending() is None
+
+
+def test_a_vector_pending_in_a_loaded_state_waits_from_the_load():
+    clock, _, (lapic,) = make()
+    lapic.accept(0xEC, False)
+    saved = lapic.save()
+    clock2, _, (loaded,) = make()
+    clock2.advance(7_000_000_000)
+    loaded.load(saved)
+    assert loaded.oldest_pending() == (0xEC, 7_000_000_000)

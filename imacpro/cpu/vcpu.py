@@ -121,7 +121,6 @@ class Vcpu:
         # The engine's state as it came up: what a platform reset goes back to.
         self._power_on = uc.context_save()
 
-
     # --- the run state (in `rs`, shared with the run loop's C) ------------------------------
 
     state = property(lambda self: _STATES[self.rs.state],

@@ -541,8 +541,7 @@ class Machine:
             here = threading.get_ident()
             for cpu in self.vcpus:
                 if cpu.running_on == here:
-                    cpu.windows.update()
-                    cpu.rs.windows_generation = cpu.windows.generation
+                    cpu.remap_windows()
 
     def request_reset(self) -> None:
         self.reset_requested = True

@@ -414,8 +414,7 @@ class Vcpu:
             self.running_on = None
         if isinstance(status, unicorn.UcError):
             self.spinning = False
-            self._shut_down(f"engine stopped: {status} at "
-                            f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
+            self._engine_failed(status)
             return
         self.spinning = bool(status & STATUS_PAUSE_EXIT)
         if self.spinning:
@@ -442,6 +441,11 @@ class Vcpu:
         since the last, the PCI windows remapped if a BAR moved."""
         if self._tsc_generation != self.clock.generation:
             self._anchor_tsc()
+        self.remap_windows()
+
+    def remap_windows(self) -> None:
+        """The engine maps the PCI windows as they are now (if a BAR moved since it last
+        did), and the run loop's C knows which generation of them it maps."""
         self.windows.update()
         self.rs.windows_generation = self.windows.generation
 
@@ -456,8 +460,7 @@ class Vcpu:
         if error is not None:
             raise error
         if status < 0:
-            self._shut_down(f"engine stopped: {unicorn.UcError(-status)} at "
-                            f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
+            self._engine_failed(unicorn.UcError(-status))
         elif status & STATUS_TRIPLE_FAULT:
             self._shut_down("triple fault")
         self.update_pins()
@@ -470,6 +473,10 @@ class Vcpu:
         tsc = guest_ns * self.tsc_hz // 1_000_000_000 + self.msrs.tsc_offset
         self.engine.set_tsc(tsc, host_ns, self.tsc_hz, running=self.clock.realtime)
         self._tsc_generation = self.clock.generation
+
+    def _engine_failed(self, error: unicorn.UcError) -> None:
+        self._shut_down(f"engine stopped: {error} at "
+                        f"RIP={self.uc.reg_read(x.UC_X86_REG_RIP):#x}")
 
     def _shut_down(self, reason: str) -> None:
         log.warning("cpu %d: %s", self.index, reason)

@@ -2,9 +2,11 @@
 """SSD throughput as the guest sees it: sequential direct-I/O dd, imacpro beside QEMU's NVMe.
 
 Both boot the default guest's kernel and initramfs (build it first: `imacpro guest fetch`) with
-the same logical CPU count, RAM and CPU family, and run the same command in it: `dd` with O_DIRECT,
-1 MiB blocks, writing then reading the start of the NVMe namespace, timed by the guest's
-busybox `time`. imacpro's SSD is its real one: the Apple ANS2 controller over the T2's
+the same logical CPU count, RAM and CPU family, and run the same commands in it: `dd` with
+O_DIRECT, 1 MiB blocks, writing then reading the start of the NVMe namespace, timed by the
+guest's busybox `time`; then random 4 KiB O_DIRECT reads within the part written
+(bench/randread.c, built here and added to the initramfs) by one process and by one per vCPU
+(queue depth 1 and N), timed by the program. imacpro's SSD is its real one: the Apple ANS2 controller over the T2's
 encrypted store (AES-XTS per 4 KiB sector, a sparse file). QEMU's is its `nvme` device with
 4 KiB logical blocks on a sparse raw file, host page cache on (as imacpro's store uses it).
 imacpro runs its vCPUs on `--host-threads` (default auto, one per host core, as `imacpro boot`).
@@ -13,7 +15,9 @@ imacpro runs its vCPUs on `--host-threads` (default auto, one per host core, as 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +30,7 @@ from imacpro.catalog import configure  # noqa: E402
 from imacpro.devices.nvme import ssd_serial  # noqa: E402
 from imacpro.firmware import boot as firmware  # noqa: E402
 from imacpro.guest.build import exec_option  # noqa: E402
+from imacpro.guest.cpio import CpioWriter  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
 from imacpro.t2.sep import SecureEnclave  # noqa: E402
@@ -33,6 +38,8 @@ from imacpro.t2.storage import EncryptedStore  # noqa: E402
 
 DISK_BYTES = 4 * 2**30
 DONE = re.compile(rb"IMACPRO-EXIT=(\d+)")
+RANDOM_READS = 20_000   # 4 KiB reads per random-read run, shared between its processes
+RANDREAD = re.compile(r"RANDREAD jobs=(\d+) reads=(\d+) ns=(\d+)")
 
 
 def command(device: str, mib: int) -> str:
@@ -40,6 +47,36 @@ def command(device: str, mib: int) -> str:
     read = f"dd if={device} of=/dev/null bs=1M count={mib} iflag=direct"
     # busybox time reports on stderr: "real\t0m 2.57s"
     return (f"for i in 1 2 3; do echo WRITE; time {write}; echo READ; time {read}; done 2>&1")
+
+
+def random_command(device: str, mib: int, cpus: int) -> str:
+    """Random 4 KiB reads in the first `mib` MiB, one process then one per vCPU, three times."""
+    runs = " ".join(f"randread {device} {mib} {RANDOM_READS // jobs} {jobs};"
+                    for jobs in sorted({1, cpus}))
+    return f"for i in 1 2 3; do {runs} done 2>&1"
+
+
+def random_iops(console: str) -> dict[int, float]:
+    """Best of the runs, 4 KiB reads a second, by the number of processes."""
+    best: dict[int, float] = {}
+    for jobs, reads, ns in RANDREAD.findall(console):
+        best[int(jobs)] = max(best.get(int(jobs), 0.0), int(reads) / (int(ns) / 1e9))
+    return best
+
+
+def with_randread(guest, work: Path):
+    """The guest with bench/randread.c built and added to its initramfs as /bin/randread (the
+    kernel unpacks each archive of a concatenation in turn)."""
+    program = work / "randread"
+    subprocess.run(["cc", "-static", "-O2", "-s", "-o", str(program),
+                    str(Path(__file__).resolve().parent / "randread.c")], check=True)
+    archive = CpioWriter()
+    archive.file("bin/randread", program.read_bytes(), mode=0o755)
+    initrd = work / "initrd-randread"
+    first = guest.initrd.read_bytes()
+    # zeros between archives are skipped; the next header starts 4-byte aligned
+    initrd.write_bytes(first + bytes(-len(first) % 512) + archive.finish())
+    return dataclasses.replace(guest, initrd=initrd)
 
 
 def throughput(console: str, mib: int) -> tuple[float, float]:
@@ -54,6 +91,10 @@ def throughput(console: str, mib: int) -> tuple[float, float]:
     return best["WRITE"], best["READ"]
 
 
+def commands(cpus: int, mib: int) -> str:
+    return f"{command('/dev/nvme0n1', mib)}; {random_command('/dev/nvme0n1', mib, cpus)}"
+
+
 def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
                 host_threads: int | None) -> str:
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
@@ -65,7 +106,7 @@ def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
                           ssd_serial=ssd_serial(identity.serial_number),
                           host_threads=host_threads)
         firmware.install(machine, identity, guest.kernel.read_bytes(), guest.initrd.read_bytes(),
-                         f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}")
+                         f"{guest.cmdline} {exec_option(commands(cpus, mib))}")
         machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
     return serial.decode(errors="replace")
 
@@ -74,7 +115,7 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
     disk = work / "qemu-disk.raw"
     with open(disk, "wb") as f:
         f.truncate(DISK_BYTES)
-    append = f"{guest.cmdline} {exec_option(command('/dev/nvme0n1', mib))}"
+    append = f"{guest.cmdline} {exec_option(commands(cpus, mib))}"
     argv = qemu.command(guest, cpus, append,
                         "-drive", f"file={disk},if=none,id=ssd,format=raw",
                         "-device", "nvme,drive=ssd,serial=bench,logical_block_size=4096,"
@@ -86,13 +127,15 @@ def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float) -> str:
 def main() -> None:
     # 1 GiB: a 256 MiB read takes 0.1-0.3 s, which busybox `time`'s 10 ms steps cut to a
     # few figures (three runs on 2026-12-04 each gave exactly 2065 and 994 MB/s).
-    run(__doc__, run_qemu, run_imacpro, timeout=900, mib=1024)
+    run(__doc__, run_qemu, run_imacpro, timeout=900, mib=1024, random_reads=True)
 
 
-def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256) -> None:
+def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256,
+        random_reads: bool = False) -> None:
     """A sequential dd benchmark's command line: both machines, then the rows. `run_qemu`
     takes (guest, cpus, mib, work directory, timeout), `run_imacpro` the same and the host
-    threads (None: one per host core); both return the guest's console."""
+    threads (None: one per host core); both return the guest's console. With `random_reads`
+    the guest has /bin/randread and the consoles carry its lines too."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=16)
     parser.add_argument("--mib", type=int, default=mib, help="MiB per dd run")
@@ -106,21 +149,32 @@ def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256) -> None
     guest = qemu.guest_or_exit()
     with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
         work = Path(tmp)
-        qemu_write, qemu_read = throughput(run_qemu(guest, args.cpus, args.mib, work,
-                                                    args.timeout), args.mib)
-        ours_write, ours_read = throughput(run_imacpro(guest, args.cpus, args.mib, work,
-                                                       args.timeout, host_threads), args.mib)
-    report((("sequential write", qemu_write, ours_write),
-            ("sequential read", qemu_read, ours_read)), args.markdown)
+        if random_reads:
+            guest = with_randread(guest, work)
+        theirs = run_qemu(guest, args.cpus, args.mib, work, args.timeout)
+        ours = run_imacpro(guest, args.cpus, args.mib, work, args.timeout, host_threads)
+    (qemu_write, qemu_read), (ours_write, ours_read) = (throughput(theirs, args.mib),
+                                                        throughput(ours, args.mib))
+    rows = [("sequential write", qemu_write, ours_write, "MB/s"),
+            ("sequential read", qemu_read, ours_read, "MB/s")]
+    if random_reads:
+        qemu_iops, ours_iops = random_iops(theirs), random_iops(ours)
+        if not qemu_iops or qemu_iops.keys() != ours_iops.keys():
+            raise SystemExit(f"no randread figures in a guest's output:\n{ours[-2000:]}"
+                             f"\n{theirs[-2000:]}")
+        rows += [(f"random 4 KiB read, {jobs} process{'es' if jobs > 1 else ''}",
+                  qemu_iops[jobs], ours_iops[jobs], "IOPS") for jobs in sorted(qemu_iops)]
+    report(rows, args.markdown)
 
 
 def report(rows, markdown: bool) -> None:
-    """(name, QEMU's MB/s, imacpro's MB/s) rows, as a table's lines or as text."""
-    for name, theirs, ours in rows:
+    """(name, QEMU's figure, imacpro's, unit) rows, higher is better: a table's lines or text."""
+    for name, theirs, ours, unit in rows:
         if markdown:
-            print(f"| {name} | {theirs:.0f} MB/s | {ours:.0f} MB/s | {ours / theirs:.2f}× |")
+            print(f"| {name} | {theirs:,.0f} {unit} | {ours:,.0f} {unit} | "
+                  f"{ours / theirs:.2f}× |")
         else:
-            print(f"{name:17} QEMU {theirs:7.0f} MB/s   imacpro {ours:7.0f} MB/s   "
+            print(f"{name:30} QEMU {theirs:9,.0f} {unit:4}   imacpro {ours:9,.0f} {unit:4}   "
                   f"{ours / theirs:5.2f}× QEMU")
 
 

@@ -24,7 +24,8 @@ $(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vect
 
 # The SSD store's data path: AES-XTS over runs of sectors through OpenSSL, read into and
 # written from a device's DMA pages (imacpro/t2/xts.py and storage.py say why).
-$(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/ssd_pool.h
+$(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/nvme_io.c \
+        native/ssd_dma.h native/ssd_pool.h
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^) -l:libcrypto.so.3
 

@@ -27,30 +27,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "ssd_dma.h"
 #include "ssd_pool.h"
 
 int xts_sectors(void *ctx, unsigned char *buf, uint64_t lba, size_t count,
                 size_t sector_size, int skip_zero_sectors);
 int xts_sectors_to(void *ctx, unsigned char *out, const unsigned char *in, uint64_t lba,
                    size_t count, size_t sector_size);
-
-/* A guest-physical RAM range and where the host has it (memory/ram.py's RamRange). */
-struct ram_range {
-    uint64_t guest_start;
-    uint64_t size;
-    unsigned char *host;
-};
-
-/* The statuses (imacpro/t2/xts.py has them as DMA_OK and the rest). */
-enum {
-    SSD_OK = 0,
-    SSD_OUTSIDE_RAM = -1,   /* a page is not RAM: the device's data transfer error */
-    SSD_MISALIGNED = -2,    /* a page after the first does not start a page */
-    SSD_IO_ERROR = -3,      /* the host's read or write failed: errno says why */
-    SSD_SHORT_IMAGE = -4,   /* the image ended before the request did */
-    SSD_CRYPTO = -5,        /* OpenSSL failed */
-    SSD_NO_MEMORY = -6,
-};
 
 #define PAGE 4096u
 #define MAX_PARTS 16
@@ -65,8 +48,8 @@ static __thread size_t part_pieces_room;
 static __thread unsigned char *bounce;
 static __thread size_t bounce_room;
 
-static unsigned char *host_address(const struct ram_range *ram, size_t nram, uint64_t guest,
-                                   uint64_t length)
+unsigned char *ssd_host_address(const struct ram_range *ram, size_t nram, uint64_t guest,
+                                uint64_t length)
 {
     for (size_t i = 0; i < nram; i++) {
         if (guest >= ram[i].guest_start && guest - ram[i].guest_start <= ram[i].size &&
@@ -110,7 +93,7 @@ static long resolve(const struct ram_range *ram, size_t nram, const uint64_t *pa
         if (chunk > left) {
             chunk = left;
         }
-        unsigned char *host = host_address(ram, nram, address, chunk);
+        unsigned char *host = ssd_host_address(ram, nram, address, chunk);
         if (host == NULL) {
             return SSD_OUTSIDE_RAM;
         }

@@ -43,7 +43,10 @@ slot), Identify, Abort, Set/Get Features, Asynchronous Event Request (error even
 doorbell writes). NVM: Flush, Write (FUA), Read, Write Zeroes, Dataset Management (deallocate).
 Data moves by PRPs (no SGLs); queues must be physically contiguous (CAP.CQR). A read's or
 write's PRPs become one memory.ram.GuestPages (the page list as an array), which the store
-reads into or writes from in one native call (native/ssd_dma.c; t2/storage.py).
+reads into or writes from in one native call (native/ssd_dma.c; t2/storage.py). With the
+store's native path, an I/O queue's plain reads and writes do not come to Python at all: the
+doorbell hands the queue to native/nvme_io.c (nvme_io.py), which runs them and posts their
+completions, and stops at the first command that is not plain; that one runs here.
 
 Timing: commands run when their doorbell is written, completions are posted and the interrupt
 sent before the write returns: the guest sees a very fast device (no modelled latency). The
@@ -77,6 +80,7 @@ from imacpro.bus.pcie import ENDPOINT, pcie_capability
 from imacpro.clock import Clock
 from imacpro.devices import _state
 from imacpro.devices.contract import StateError
+from imacpro.devices.nvme_io import FastIo
 from imacpro.irq import IrqLine
 from imacpro.memory.ram import DmaError, GuestPages
 
@@ -243,6 +247,8 @@ class NvmeController:
         self.serial = serial
         self.model = apple_model(store.capacity)
         self.sectors = store.capacity // LBA_SIZE
+        self._fast = FastIo.for_store(store, nsid=NSID, sectors=self.sectors,
+                                      sector_size=LBA_SIZE, max_transfer=MAX_TRANSFER)
 
         self.pci = _AnsFunction(self)
         self.msi = Msi(self.pci, MSI_VECTORS)
@@ -515,6 +521,10 @@ class NvmeController:
         cq = self.cqs[sq.cqid]
         posted = False
         while sq.head != sq.tail and sq.qid in self.sqs and not cq.full():
+            if sq.qid and self._fast is not None:
+                posted |= self._run_fast(sq, cq)
+                if sq.head == sq.tail or cq.full():
+                    break                  # else the command at the head is Python's
             window = self.pci.dma_window(sq.base + sq.head * sq.entry_size, ADMIN_SQE)
             if window is None:
                 return                     # the fetch was aborted: the command waits
@@ -531,6 +541,20 @@ class NvmeController:
             posted = True
         if posted:
             self._interrupt(cq)
+
+    def _run_fast(self, sq: SubmissionQueue, cq: CompletionQueue) -> bool:
+        """The I/O queue's plain reads and writes from its head, in C (nvme_io.py); whether
+        any completion was posted."""
+        memory = self.pci.dma_memory
+        done = memory is not None and self._fast.run(
+            sq, cq, memory, write_cache=bool(self.features[FEATURE_WRITE_CACHE] & 1))
+        if not done:
+            return False
+        self.stats["reads"] += done.reads
+        self.stats["read_units"] += done.read_bytes
+        self.stats["writes"] += done.writes
+        self.stats["write_units"] += done.write_bytes
+        return done.posted > 0
 
     def _run(self, qid: int, command: Command) -> tuple[int, int] | None:
         try:

@@ -284,6 +284,15 @@ class EncryptedStore(OwnedFd):
         """Everything written before this call survives a crash."""
         os.fsync(self._checked_fd())
 
+    def native_io(self) -> tuple[int, ctypes.Array, ctypes.Array] | None:
+        """What native code that moves this store's sectors itself (devices/nvme_io.py)
+        needs: the image's file descriptor and this thread's decryption and encryption
+        contexts (native/ssd_dma.c's); None when the native helper is not in use or the
+        store is closed."""
+        if not self._xts.native or self._fd < 0:
+            return None
+        return self._fd, self._xts.part_contexts(False), self._xts.part_contexts(True)
+
     # --- inside ---------------------------------------------------------------------------
 
     def _checked_fd(self) -> int:

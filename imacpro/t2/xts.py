@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -91,9 +92,9 @@ class SectorCipher:
         memory.ram.GuestPages) and decrypted there, or gathered from them, encrypted and
         written; native/ssd_dma.c's status (DMA_OK or another of the DMA_ statuses above)."""
         address, count = pages.pages.buffer_info()
-        ranges = _ram_ranges(pages.ram)
+        ranges = ram_ranges(pages.ram)
         call = _native.ssd_dma_write if write else _native.ssd_dma_read
-        contexts = self._part_contexts(write)
+        contexts = self.part_contexts(write)
         return call(fd, lba, self.sector_size, contexts, len(contexts), ranges, len(ranges),
                     address, count, pages.length)
 
@@ -105,7 +106,7 @@ class SectorCipher:
             setattr(self._local, name, context)
         return context.handle
 
-    def _part_contexts(self, encrypt: bool) -> ctypes.Array:
+    def part_contexts(self, encrypt: bool) -> ctypes.Array:
         """This thread's contexts for the parts a request may be split into (the helpers of
         native/ssd_pool.c run one part each, and a context is never shared by threads):
         this thread's own first."""
@@ -132,10 +133,24 @@ class _RamRange(ctypes.Structure):
                 ("host", ctypes.c_void_p)]
 
 
-def _ram_ranges(ram) -> ctypes.Array:
-    """The RAM's guest ranges and host addresses, as native/ssd_dma.c reads them."""
-    return (_RamRange * len(ram.ranges))(*[
-        _RamRange(r.guest_start, r.size, ram.host_address + r.host_offset) for r in ram.ranges])
+_ranges_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def ram_ranges(ram) -> ctypes.Array:
+    """The RAM's guest ranges and host addresses, as native/ssd_dma.c reads them (made once
+    per RAM: its ranges are fixed when it is made)."""
+    ranges = _ranges_of.get(ram)
+    if ranges is None:
+        ranges = _ranges_of[ram] = (_RamRange * len(ram.ranges))(*[
+            _RamRange(r.guest_start, r.size, ram.host_address + r.host_offset)
+            for r in ram.ranges])
+    return ranges
+
+
+def native_library():
+    """libssd.so (ctypes), or None when it is not built (devices/nvme_io.py binds its own
+    functions)."""
+    return _native
 
 
 class _NativeContext:

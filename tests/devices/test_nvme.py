@@ -11,7 +11,7 @@ import pytest
 
 from imacpro.clock import Clock
 from imacpro.bus.pci import BAR0, CMD_BUS_MASTER, CMD_MEMORY, COMMAND, PciBus, PciMemoryWindow
-from imacpro.devices import nvme
+from imacpro.devices import nvme, nvme_io
 from imacpro.irq import IrqLine
 from imacpro.memory.ram import Ram
 from imacpro.t2.sep import SecureEnclave
@@ -175,8 +175,9 @@ class Completion:
 
 @pytest.fixture(params=["native", "portable"])
 def store(tmp_path, request):
-    """The store with its data path in C (native/ssd_dma.c) and in Python: every test of
-    the controller runs over both, which must behave alike."""
+    """The store with its data path in C (native/ssd_dma.c, and the controller's I/O fast
+    path, native/nvme_io.c) and in Python: every test of the controller runs over both,
+    which must behave alike."""
     if request.param == "native" and xts._native is None:
         pytest.skip("the SSD's native helper is not built (make builds it)")
     sep = SecureEnclave.create(tmp_path / "t2", 0x0012_3456_789A_BCDE)
@@ -594,6 +595,65 @@ def test_full_completion_queue_holds_commands_until_the_host_frees_a_slot(host):
     rest = host.completions(0)
     assert [c.cid for c in rest] == cids[31:]
     assert all(c.status == 0 for c in first + rest)
+
+
+def test_plain_io_runs_in_c_and_the_commands_it_does_not_take_complete_in_python(
+        host, store, monkeypatch):
+    """With the native path, reads and writes are run by nvme_io.c; a command it does not
+    take (a bad opcode, an out-of-range read, a write needing a flush) stops it there and
+    completes in Python with its status, in queue order, and the queue goes on in C."""
+    posted = []
+    run = nvme_io.FastIo.run
+    monkeypatch.setattr(nvme_io.FastIo, "run", lambda self, *args, **kwargs: posted.append(
+        run(self, *args, **kwargs)) or posted[-1])
+    data = pattern(3 * 4096, seed=5)
+    host.ram.write(DATA, data)
+    read_buffer = DATA + 4 * MiB
+    batch = [
+        dict(opcode=0x01, nsid=1, prp1=DATA, prp2=DATA + 4096, cdw=(10, 0, 1)),
+        dict(opcode=0x7F, nsid=1),
+        dict(opcode=0x02, nsid=1, prp1=read_buffer, cdw=(SECTORS - 1, 0, 1)),
+        dict(opcode=0x01, nsid=1, prp1=DATA + 8192, cdw=(12, 0, 0)),
+        dict(opcode=0x02, nsid=1, prp1=read_buffer, prp2=read_buffer + 4096,
+             cdw=(11, 0, 1)),
+        dict(opcode=0x01, nsid=1, prp1=DATA + 8192, cdw=(13, 0, 1 << 30)),      # FUA
+    ]
+    cids = []
+    for fields in batch:
+        fields = dict(fields)
+        cids.append(host.next_cid)
+        host.place(1, host.entry(fields.pop("opcode"), host.next_cid, **fields))
+        host.next_cid += 1
+    host.ring(1)
+    host.ctrl.settle()
+    done = host.completions(1)
+    assert [c.cid for c in done] == cids
+    assert [c.code for c in done] == [0, nvme.INVALID_OPCODE, nvme.LBA_OUT_OF_RANGE, 0, 0, 0]
+    assert [c.sqhd for c in done] == [1, 2, 3, 4, 5, 6]
+    assert host.ram.read(read_buffer, 2 * 4096) == data[4096:]
+    native = sum(done.posted for done in posted if done is not None)
+    assert native == (3 if store._xts.native else 0)   # the writes and the read between
+    assert host.ctrl.stats["reads"] == 1 and host.ctrl.stats["writes"] == 3
+
+
+def test_a_full_io_completion_queue_stops_the_fast_path_until_a_slot_is_freed(host):
+    """127 reads fill the 128-entry CQ (one slot stays empty); ten more wait in the SQ and
+    run once the host has consumed the completions, the phase flipped where it wraps."""
+    host.write(0, pattern(4096, seed=6))
+    cids = []
+    for batch in (127, 10):
+        for _ in range(batch):
+            cids.append(host.next_cid)
+            host.place(1, host.entry(0x02, host.next_cid, nsid=1, prp1=DATA + 4 * MiB))
+            host.next_cid += 1
+        host.ring(1)
+    sq = host.ctrl.sqs[1]
+    assert (sq.tail - sq.head) % IO_DEPTH == 10
+    first = host.completions(1)
+    rest = host.completions(1)
+    assert [c.cid for c in first + rest] == cids
+    assert len(first) == 127 and all(c.status == 0 for c in first + rest)
+    assert host.ram.read(DATA + 4 * MiB, 4096) == pattern(4096, seed=6)
 
 
 def test_phase_tag_flips_when_the_completion_queue_wraps(host):

@@ -174,6 +174,19 @@ static int send_ipi(struct apic_core *c, uint32_t icr)
     return 1;
 }
 
+/* A fixed, edge-triggered message to the APIC of physical ID `dest` (a device's MSI): sent
+ * (1), or 0 for Python to deliver (an illegal vector, a broadcast, IDs that are not unique,
+ * no APIC of that ID). */
+int apic_bus_send_fixed(struct apic_bus *bus, int dest, int vector)
+{
+    if (vector < 16 || vector > 255 || dest < 0 || dest >= 0xFF || !bus->ids_unique ||
+        bus->by_id[dest] == NULL) {
+        return 0;
+    }
+    send_to(bus->by_id[dest], vector);
+    return 1;
+}
+
 /* The CPU halts (1) or runs (0). Halting, it then looks at IRR: 1 if a vector is
  * deliverable already (a sender that saw it running did not wake it: the caller does). */
 int apic_core_halt(struct apic_core *c, int halted)

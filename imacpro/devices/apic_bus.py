@@ -111,8 +111,12 @@ class ApicBus:
         interrupt range (the write is then an ordinary memory write)."""
         if address >> 20 != MSI_ADDRESS_BASE >> 20:
             return False
-        self.deliver((address >> 12) & 0xFF, bool(address & 0x4), (data >> 8) & 7, data & 0xFF,
-                     bool(data & 0x8000))
+        dest, logical, mode, vector, level = ((address >> 12) & 0xFF, bool(address & 0x4),
+                                              (data >> 8) & 7, data & 0xFF, bool(data & 0x8000))
+        # The common message (fixed, edge, one CPU by its ID) goes in C, as IPIs do.
+        if mode == FIXED and not logical and not level and self.cores.send_fixed(dest, vector):
+            return True
+        self.deliver(dest, logical, mode, vector, level)
         return True
 
     def _targets(self, dest: int, logical: bool, shorthand: int,

@@ -61,6 +61,8 @@ def _load():
         raise UserError(f"the local APIC's core is not built ({exc}): run 'make'") from None
     core_p = ctypes.POINTER(_Core)
     for name, restype, argtypes in (
+            ("apic_bus_send_fixed", ctypes.c_int, [ctypes.POINTER(_Bus), ctypes.c_int,
+                                                   ctypes.c_int]),
             ("apic_core_ppr", ctypes.c_uint32, [core_p]),
             ("apic_core_deliverable", ctypes.c_int, [core_p]),
             ("apic_core_update_pin", ctypes.c_int, [core_p, ctypes.c_int]),
@@ -205,6 +207,11 @@ class ApicCoreBus:
         self._cores.append(core)
         self.c.count = len(self._cores)
         self.ids_changed()
+
+    def send_fixed(self, dest: int, vector: int) -> bool:
+        """A fixed, edge-triggered message to physical APIC ID `dest` (an MSI), sent and its
+        halted CPU woken in C; False if Python must deliver it (see the C file)."""
+        return bool(_lib.apic_bus_send_fixed(self.c, dest, vector))
 
     def ids_changed(self) -> None:
         """An APIC ID changed: the physical destinations again."""

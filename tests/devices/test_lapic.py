@@ -396,6 +396,28 @@ def test_fixed_ipi_physical_and_broadcast():
     assert not any(irr_has(l, 0x53) for l in lapics)
 
 
+def test_msis_reach_their_apic_and_wake_its_halted_cpu():
+    """A fixed, edge message by physical ID goes through the cores in C (as IPIs do); the
+    rest (logical, lowest priority, level, an illegal vector) through Python's delivery,
+    with the same result."""
+    _, bus, lapics = make((0, 2, 4, 6))
+    woken = []
+    bus.cores.wake = woken.append
+    lapics[2].core.halt(True)
+    assert bus.deliver_msi(0xFEE0_0000 | 4 << 12, 0x0061)
+    assert [l.highest_pending() for l in lapics] == [None, None, 0x61, None]
+    assert woken == [2]                                  # the index of APIC ID 4
+    assert bus.deliver_msi(0xFEE0_0000 | 9 << 12, 0x0062)   # no such APIC: dropped
+    assert not any(irr_has(l, 0x62) for l in lapics)
+    wr(lapics[1], SVR, 0x0FF)                            # software-disabled: dropped
+    assert bus.deliver_msi(0xFEE0_0000 | 2 << 12, 0x0063) and not irr_has(lapics[1], 0x63)
+    assert bus.deliver_msi(0xFEE0_0000 | 0xFF << 12, 0x0064)                 # broadcast
+    assert [irr_has(l, 0x64) for l in lapics] == [True, False, True, True]
+    assert bus.deliver_msi(0xFEE0_0000 | 6 << 12, 0x0005)      # illegal: ESR, not IRR
+    assert not irr_has(lapics[3], 5) and lapics[3].esr_pending
+    assert not bus.deliver_msi(0xFED0_0000, 0x0065)      # not the interrupt range
+
+
 def test_illegal_ipi_vector_is_not_sent():
     _, _, (a, b) = make((0, 1))
     ipi(a, 1, 0x4005)

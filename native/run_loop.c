@@ -92,6 +92,7 @@ struct run_loop {
     int32_t stopping;            /* the run ends */
     int32_t hold;                /* a reset or power-off is under way: pick none */
     int32_t idle_workers;
+    uint64_t signals;            /* work signalled so far: what a polling worker watches */
     int32_t claimed;
     int wake_fd;                 /* writing a byte wakes the main thread */
     int32_t rflags_reg;
@@ -247,6 +248,40 @@ static void c0_leave(struct run_loop *l, struct run_state *s)
     }
 }
 
+/* Work for the workers (`mu` held): one that polls sees the count move, one that sleeps
+ * is woken (`all`: every one). */
+static void tell_workers(struct run_loop *l, int all)
+{
+    __atomic_add_fetch(&l->signals, 1, __ATOMIC_SEQ_CST);
+    if (all) {
+        pthread_cond_broadcast(&l->work);
+    } else {
+        pthread_cond_signal(&l->work);
+    }
+}
+
+/* An idle worker watches for work this long before it sleeps (`mu` let go meanwhile): being
+ * woken from a sleep took 20-30 µs on the development host, a random SSD read's round trip
+ * between two CPUs twice over. */
+#define POLL_NS 200000
+
+/* 1 if work was signalled within POLL_NS (`mu` held on entry and return). */
+static int poll_for_work(struct run_loop *l)
+{
+    uint64_t seen = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST);
+    int64_t until = clock_ns(CLOCK_MONOTONIC) + POLL_NS;
+    pthread_mutex_unlock(&l->mu);
+    int signalled = 0;
+    while (!signalled && clock_ns(CLOCK_MONOTONIC) < until) {
+        for (int i = 0; i < 64 && !signalled; i++) {
+            __builtin_ia32_pause();
+            signalled = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST) != seen;
+        }
+    }
+    pthread_mutex_lock(&l->mu);
+    return signalled;
+}
+
 /* A halted CPU got an interrupt: it runs ahead of the round. Any thread; `mu` not held. */
 void run_loop_wake(void *context, int index)
 {
@@ -256,7 +291,7 @@ void run_loop_wake(void *context, int index)
     }
     pthread_mutex_lock(&l->mu);
     push(l->next, index);
-    pthread_cond_signal(&l->work);
+    tell_workers(l, 0);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -342,7 +377,7 @@ static void release(struct run_loop *l, struct run_state *s)
         main_wake(l);
     }
     if (runnable(l, s)) {
-        pthread_cond_signal(&l->work);         /* another worker may be waiting for it */
+        tell_workers(l, 0);         /* another worker may be waiting for it */
     }
 }
 
@@ -372,6 +407,9 @@ int run_loop_serve(struct run_loop *l, int64_t thread, int slice_us, int handed,
             if (s == NULL) {
                 if (!l->claimed) {
                     main_wake(l);              /* every CPU waits: time may pass now */
+                }
+                if (!l->stopping && poll_for_work(l)) {
+                    continue;
                 }
                 l->idle_workers++;
                 pthread_cond_wait(&l->work, &l->mu);
@@ -427,7 +465,7 @@ void run_loop_unhold(struct run_loop *l, int index)
     s->claimed = 0;
     l->claimed--;
     if (runnable(l, s)) {
-        pthread_cond_signal(&l->work);
+        tell_workers(l, 0);
     }
     pthread_mutex_unlock(&l->mu);
 }
@@ -443,7 +481,7 @@ int run_loop_busy(struct run_loop *l)
         waiting += !s->claimed && runnable(l, s);
     }
     if (waiting && l->idle_workers) {
-        pthread_cond_broadcast(&l->work);
+        tell_workers(l, 1);
     }
     int busy = l->claimed || waiting;
     pthread_mutex_unlock(&l->mu);
@@ -454,7 +492,7 @@ void run_loop_set_hold(struct run_loop *l, int hold)
 {
     pthread_mutex_lock(&l->mu);
     l->hold = hold;
-    pthread_cond_broadcast(&l->work);
+    tell_workers(l, 1);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -468,7 +506,7 @@ void run_loop_stop(struct run_loop *l)
 {
     pthread_mutex_lock(&l->mu);
     l->stopping = 1;
-    pthread_cond_broadcast(&l->work);
+    tell_workers(l, 1);
     pthread_mutex_unlock(&l->mu);
 }
 

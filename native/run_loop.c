@@ -265,7 +265,8 @@ static void tell_workers(struct run_loop *l, int all)
  * between two CPUs twice over. */
 #define POLL_NS 200000
 
-/* 1 if work was signalled within POLL_NS (`mu` held on entry and return). */
+/* 1 if work was signalled within POLL_NS (`mu` held on entry and return; every signal is
+ * given with `mu` held, so one given after the return finds this worker asleep). */
 static int poll_for_work(struct run_loop *l)
 {
     uint64_t seen = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST);
@@ -279,7 +280,9 @@ static int poll_for_work(struct run_loop *l)
         }
     }
     pthread_mutex_lock(&l->mu);
-    return signalled;
+    /* Signalled after the last look but before `mu` was taken again: the signaller's
+     * broadcast found no sleeper, so this worker must not go to sleep now. */
+    return signalled || __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST) != seen;
 }
 
 /* A halted CPU got an interrupt: it runs ahead of the round. Any thread; `mu` not held. */
@@ -480,8 +483,8 @@ int run_loop_busy(struct run_loop *l)
         struct run_state *s = l->cpus[i];
         waiting += !s->claimed && runnable(l, s);
     }
-    if (waiting && l->idle_workers) {
-        tell_workers(l, 1);
+    if (waiting) {
+        tell_workers(l, 1);                    /* sleeping or watching for work */
     }
     int busy = l->claimed || waiting;
     pthread_mutex_unlock(&l->mu);

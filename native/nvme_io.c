@@ -32,7 +32,7 @@
 #define OP_WRITE 0x01
 #define OP_READ 0x02
 
-/* What the controller hands over (imacpro/devices/nvme_io.py's NvmeIo has the same). */
+/* What the controller hands over (imacpro/devices/nvme_io.py's _NvmeIo has the same). */
 struct nvme_io {
     int32_t fd;                 /* the store's image */
     uint32_t sector_size;       /* = the LBA size */

@@ -380,7 +380,7 @@ static void release(struct run_loop *l, struct run_state *s)
         main_wake(l);
     }
     if (runnable(l, s)) {
-        tell_workers(l, 0);         /* another worker may be waiting for it */
+        tell_workers(l, 0);                    /* another worker may be waiting for it */
     }
 }
 

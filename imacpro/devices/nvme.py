@@ -546,15 +546,8 @@ class NvmeController:
         """The I/O queue's plain reads and writes from its head, in C (nvme_io.py); whether
         any completion was posted."""
         memory = self.pci.dma_memory
-        done = memory is not None and self._fast.run(
-            sq, cq, memory, write_cache=bool(self.features[FEATURE_WRITE_CACHE] & 1))
-        if not done:
-            return False
-        self.stats["reads"] += done.reads
-        self.stats["read_units"] += done.read_bytes
-        self.stats["writes"] += done.writes
-        self.stats["write_units"] += done.write_bytes
-        return done.posted > 0
+        return memory is not None and self._fast.run(
+            sq, cq, memory, bool(self.features[FEATURE_WRITE_CACHE] & 1), self.stats) > 0
 
     def _run(self, qid: int, command: Command) -> tuple[int, int] | None:
         try:

@@ -13,7 +13,6 @@ Only for a store whose sectors native code may move (`EncryptedStore.native_io`)
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
 
 from imacpro.t2 import xts
 
@@ -51,16 +50,6 @@ def _bind():
 _run = _bind()
 
 
-@dataclass
-class Done:
-    """What one `run` did: completions posted, and the transfers among them."""
-    posted: int = 0
-    reads: int = 0
-    read_bytes: int = 0
-    writes: int = 0
-    write_bytes: int = 0
-
-
 class FastIo:
     """The fast path of one controller over `store`, for namespace `nsid` of `sectors`
     LBAs of `sector_size` bytes, commands of at most `max_transfer` bytes."""
@@ -77,13 +66,13 @@ class FastIo:
             return None
         return cls(store, **geometry)
 
-    def run(self, sq, cq, ram, write_cache: bool) -> Done | None:
-        """Run `sq`'s plain commands from its head into `cq` (nvme.py's queues, updated);
-        what was done, or None if the store cannot take native I/O now (the caller runs
-        the command in Python)."""
+    def run(self, sq, cq, ram, write_cache: bool, stats: dict) -> int:
+        """Run `sq`'s plain commands from its head into `cq` (nvme.py's queues, updated) and
+        count their transfers in `stats` (the controller's); the completions posted (0 too
+        when the store cannot take native I/O now: the caller runs the command in Python)."""
         native = self.store.native_io()
         if native is None:
-            return None
+            return 0
         io = self._io
         io.fd, decrypt, encrypt = native
         io.decrypt, io.ndecrypt = ctypes.addressof(decrypt), len(decrypt)
@@ -99,4 +88,9 @@ class FastIo:
         io.reads = io.read_bytes = io.writes = io.write_bytes = io.posted = 0
         _run(ctypes.byref(io))
         sq.head, cq.tail, cq.phase = io.sq_head, io.cq_tail, io.cq_phase
-        return Done(io.posted, io.reads, io.read_bytes, io.writes, io.write_bytes)
+        if io.posted:
+            stats["reads"] += io.reads
+            stats["read_units"] += io.read_bytes
+            stats["writes"] += io.writes
+            stats["write_units"] += io.write_bytes
+        return io.posted

@@ -111,6 +111,13 @@ class Clock:
             return host_monotonic_ns - self._host_start + self._offset_ns
         return self._virtual_ns
 
+    def host_at(self, guest_ns: int) -> int | None:
+        """The host CLOCK_MONOTONIC reading at which guest time reads `guest_ns` (realtime; as
+        the relation stands now: a warp or a load moves it); None in virtual time."""
+        if self.realtime:
+            return guest_ns - self._offset_ns + self._host_start
+        return None
+
     def advance(self, ns: int) -> None:
         """Virtual mode: let `ns` of guest time pass. Realtime mode: no effect (the host's clock
         moves by itself)."""

@@ -4,11 +4,14 @@ The run loop owns the devices, so everything that reaches them from the host (th
 socket and its clients, the terminal, later the display viewer, USB input and the network
 backend) is a reader registered here. The loop calls `poll(0)` after each round of slices and,
 when every vCPU is idle, `poll(wait)` instead of sleeping: host input then wakes an idle
-machine at once. Another thread that has work for the loop calls `wake()`.
+machine at once. Another thread that has work for the loop calls `wake()`; one that arms a
+timer sooner than the loop's wait moves the wait's end with `wake_at()`, which wakes no one
+until then (a CLOCK_MONOTONIC timerfd, timerfd_create(2)).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import socket
@@ -22,6 +25,10 @@ class HostEvents:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wake, None))
+        self._timer_fd = _timerfd()
+        if self._timer_fd is not None:
+            self._selector.register(self._timer_fd, selectors.EVENT_READ,
+                                    (self._drain_timer, None))
         self.stop_reason: str | None = None     # set by a handler: the run loop ends
 
     def add_reader(self, fileobj, callback: Callable[[], None]) -> None:
@@ -67,6 +74,24 @@ class HostEvents:
         except BlockingIOError:
             pass            # a wake is already pending
 
+    def wake_at(self, host_monotonic_ns: int) -> None:
+        """From any thread: the loop's wait ends by host CLOCK_MONOTONIC `host_monotonic_ns`
+        (now, if that has passed). The thread that calls it is not held up by a context
+        switch to the loop's: the kernel wakes it then. Without a timerfd, a `wake()`."""
+        if self._timer_fd is None:
+            self.wake()
+            return
+        at = _ItimerSpec()
+        at.value_s, at.value_ns = divmod(max(1, host_monotonic_ns), 1_000_000_000)
+        if _libc.timerfd_settime(self._timer_fd, TFD_TIMER_ABSTIME, ctypes.byref(at), None):
+            self.wake()
+
+    def _drain_timer(self) -> None:
+        try:
+            os.read(self._timer_fd, 8)
+        except BlockingIOError:
+            pass
+
     def _drain_wake(self) -> None:
         try:
             while os.read(self._wake_r, 4096):
@@ -97,6 +122,29 @@ class HostEvents:
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self._timer_fd is not None:
+            os.close(self._timer_fd)
+
+
+CLOCK_MONOTONIC, TFD_TIMER_ABSTIME = 1, 1
+TFD_NONBLOCK, TFD_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC     # as timerfd.h defines them
+
+
+class _ItimerSpec(ctypes.Structure):
+    _fields_ = [("interval_s", ctypes.c_long), ("interval_ns", ctypes.c_long),
+                ("value_s", ctypes.c_long), ("value_ns", ctypes.c_long)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _timerfd() -> int | None:
+    """A non-blocking CLOCK_MONOTONIC timerfd, or None where the C library has none."""
+    create = getattr(_libc, "timerfd_create", None)
+    if create is None or not hasattr(_libc, "timerfd_settime"):
+        return None
+    fd = create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+    return fd if fd >= 0 else None
 
 
 def receive(sock, size: int = 65536) -> bytes | None:

@@ -128,6 +128,20 @@ class HostThreads:
         if self._events is not None:
             self._events.wake()
 
+    def _timer_sooner(self, deadline_ns: int) -> None:
+        """A timer was armed to fall due before the main thread's wait ends: its wait ends
+        then instead. Not a wake-up now: a guest re-arms its timer on most entries to idle
+        (a random read's did, once per read), and each wake-up took a core from a worker
+        and the machine's lock for a look that found nothing due."""
+        events = self._events
+        host_ns = self.machine.clock.host_at(deadline_ns)
+        if events is None:
+            return
+        if host_ns is None:
+            events.wake()
+        else:
+            events.wake_at(host_ns)
+
     # --- the main thread ------------------------------------------------------------------
 
     def run(self, timeout_s: float | None, stop: Callable[[], bool] | None, slice_us: int,
@@ -138,13 +152,16 @@ class HostThreads:
         self.core = core = RunLoopCore([cpu.rs for cpu in machine.vcpus], machine.clock.view,
                                        events.wake_fd)
         core.windows_moved(machine.mmio.generation)
+        # Only a warp needs the main thread when every CPU waits; in real time it sleeps
+        # until its next timer (or host input) and looks at the rest every IDLE_POLL_S.
+        core.wake_when_idle(machine.idle == "warp")
         for cpu in machine.vcpus:
             cpu.on_wake = self._on_wake
             cpu.run_loop = core
         machine.run_loop = core
         machine.apic_bus.cores.wake_in_c(WAKE, core.handle)
         clock = machine.clock
-        clock.on_slice_cut = lambda _deadline: self._main_wake()
+        clock.on_slice_cut = self._timer_sooner
         workers = [threading.Thread(target=self._worker, args=(slice_us,),
                                     name=f"imacpro-vcpus-{n}", daemon=True)
                    for n in range(self.count)]

@@ -47,6 +47,7 @@ for _name, _restype, _argtypes in (
         ("run_loop_busy", ctypes.c_int, [_loop_p]),
         ("run_loop_set_hold", None, [_loop_p, ctypes.c_int]),
         ("run_loop_set_windows_generation", None, [_loop_p, ctypes.c_int64]),
+        ("run_loop_set_wake_when_idle", None, [_loop_p, ctypes.c_int]),
         ("run_loop_stop", None, [_loop_p]),
         ("run_loop_stats", None, [_loop_p, ctypes.POINTER(ctypes.c_int64),
                                   ctypes.POINTER(ctypes.c_int64),
@@ -109,6 +110,10 @@ class RunLoopCore:
     def hold(self, on: bool) -> None:
         """A reset or power-off is under way: no CPU is picked."""
         _lib.run_loop_set_hold(self.handle, int(on))
+
+    def wake_when_idle(self, on: bool) -> None:
+        """Whether the main thread is woken whenever every CPU waits (on at first)."""
+        _lib.run_loop_set_wake_when_idle(self.handle, int(on))
 
     def windows_moved(self, generation: int) -> None:
         _lib.run_loop_set_windows_generation(self.handle, generation)

@@ -95,6 +95,7 @@ struct run_loop {
     uint64_t signals;            /* work signalled so far: what a polling worker watches */
     int32_t claimed;
     int wake_fd;                 /* writing a byte wakes the main thread */
+    int32_t wake_when_idle;      /* and it wants that whenever every CPU waits (a warp) */
     int32_t rflags_reg;
     struct apic_clock *clock;
     int64_t windows_generation;
@@ -408,7 +409,7 @@ int run_loop_serve(struct run_loop *l, int64_t thread, int slice_us, int handed,
             }
             s = l->hold ? NULL : pick(l);
             if (s == NULL) {
-                if (!l->claimed) {
+                if (!l->claimed && l->wake_when_idle) {
                     main_wake(l);              /* every CPU waits: time may pass now */
                 }
                 if (!l->stopping && poll_for_work(l)) {
@@ -551,12 +552,22 @@ struct run_loop *run_loop_new(struct apic_clock *clock, int wake_fd, int rflags_
     l->batch = &l->queues[1];
     l->clock = clock;
     l->wake_fd = wake_fd;
+    l->wake_when_idle = 1;
     l->rflags_reg = rflags_reg;
     l->run = run;
     l->wait_since = wait_since;
     l->queued_since = queued_since;
     l->reg_read = reg_read;
     return l;
+}
+
+/* Whether the main thread is woken each time every CPU waits: when it skips idle time (a
+ * warp) it must look at once; else it sleeps until its next timer, which it set itself. */
+void run_loop_set_wake_when_idle(struct run_loop *l, int on)
+{
+    pthread_mutex_lock(&l->mu);
+    l->wake_when_idle = on;
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* The CPUs, in index order, before any worker starts. 0: too many. */

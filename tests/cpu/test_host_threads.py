@@ -616,3 +616,53 @@ def test_a_cpu_in_the_round_is_not_starved_by_cpus_woken_ahead(monkeypatch):
         elif starts and waiting is not None:
             waiting += 1
     assert waits and max(waits) <= 7 * 8, (max(waits), len(waits), len(events))
+
+
+ONE_SHOTS = PING_PONG[:PING_PONG.index("main:")] + r"""
+main:
+    call setup_gdt
+    GATE 0x40, tick
+    APIC_WRITE 0xf0, $0x1ff
+    APIC_WRITE 0x3e0, $0xb          # divide by 1: 25 MHz
+    APIC_WRITE 0x320, $0x40         # one-shot, vector 0x40
+    sti
+1:  mov ticks(%rip), %rbx
+    APIC_WRITE 0x380, $2500         # 100 us from now
+2:  hlt
+    cmp ticks(%rip), %rbx
+    je 2b
+    cmpq $SHOTS, ticks(%rip)
+    jb 1b
+    cli
+    mov ticks(%rip), %rax
+    PRINT ticks
+    jmp finish
+tick:
+    incq ticks(%rip)
+    APIC_WRITE 0xb0, $0
+    iretq
+.data
+ticks: .quad 0
+"""
+
+
+def test_a_timer_armed_on_a_worker_moves_the_main_threads_wait_without_waking_it(monkeypatch):
+    """A guest arms its timer again on most entries to idle. Each arm sooner than the main
+    thread's wait used to wake that thread for a look that found nothing due (a context
+    switch and the machine's lock, once per random read of the SSD); now the wait's end
+    moves (HostEvents.wake_at) and the thread wakes when the timer is due. Real time
+    (idle="sleep"): the main thread is what fires a timer while every CPU sleeps, so the
+    timers firing at all shows the moved wait works."""
+    from imacpro.host_events import HostEvents
+    wakes, moves = [], []
+    wake, wake_at = HostEvents.wake, HostEvents.wake_at
+    monkeypatch.setattr(HostEvents, "wake", lambda self: (wakes.append(1), wake(self)))
+    monkeypatch.setattr(HostEvents, "wake_at",
+                        lambda self, ns: (moves.append(ns), wake_at(self, ns)))
+    shots = 200
+    values, output, machine, result = run_program(ONE_SHOTS.replace("SHOTS", str(shots)),
+                                                  idle="sleep", host_threads=2, timeout_s=60)
+    assert "DONE" in output, (result, output[-500:])
+    assert int(values["ticks"], 16) == shots
+    assert len(moves) >= shots // 2, len(moves)
+    assert len(wakes) < shots // 10, len(wakes)

@@ -34,7 +34,7 @@ def boot_imacpro(guest, cpus: int, timeout_s: float, host_threads: int = 1) -> f
     machine = Machine(config, serial_output=serial.extend, cpus=cpus, host_threads=host_threads)
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
                      guest.initrd.read_bytes(), guest.cmdline)
-    result = machine.run(timeout_s=timeout_s, stop=lambda: READY in serial)
+    result = machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, READY))
     if READY not in serial:
         raise SystemExit(f"imacpro did not reach the ready marker ({result.reason})")
     return time.perf_counter() - start

@@ -88,7 +88,7 @@ def time_imacpro(_image: Path, program: bytes) -> float:
     machine.ram.write(PROGRAM_BASE, program)
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=STACK)
     start = time.perf_counter()
-    machine.run(timeout_s=600, stop=lambda: b"DONE" in serial)
+    machine.run(timeout_s=600, stop=qemu.printed(serial, b"DONE"))
     return time.perf_counter() - start
 
 

@@ -87,7 +87,7 @@ def run_imacpro(image, timeout_s: float) -> str:
     firmware.install(machine, new_identity(config), image.kernel.read_bytes(),
                      image.initrd.read_bytes(),
                      f"{image.cmdline} {exec_option('display-bench')}")
-    machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+    machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     return serial.decode(errors="replace")
 
 

@@ -67,7 +67,7 @@ def time_imacpro(body: bytes, cpus: int, host_threads: int) -> float:
     machine.ram.write(PROGRAM_BASE, body)
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=KERNEL_STACK)
     start = time.perf_counter()
-    machine.run(timeout_s=600, stop=lambda: b"DONE" in serial)
+    machine.run(timeout_s=600, stop=qemu.printed(serial, b"DONE"))
     seconds = time.perf_counter() - start
     machine.close()
     if b"DONE" not in serial:

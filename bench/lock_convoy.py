@@ -183,7 +183,7 @@ def run_imacpro(cpus: int, ticks: int, host_threads: int) -> tuple[int, int]:
                       clock=Clock(realtime=True), idle="sleep", host_threads=host_threads)
     machine.ram.write(PROGRAM_BASE, body)
     long_mode.enter(machine.bsp.uc, machine.ram, rip=PROGRAM_BASE, rsp=KERNEL_STACK)
-    machine.run(timeout_s=600, stop=lambda: b"DONE" in serial)
+    machine.run(timeout_s=600, stop=qemu.printed(serial, b"DONE"))
     machine.close()
     found = handoffs(bytes(serial))
     if found is None:

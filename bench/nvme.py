@@ -107,7 +107,7 @@ def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
                           host_threads=host_threads)
         firmware.install(machine, identity, guest.kernel.read_bytes(), guest.initrd.read_bytes(),
                          f"{guest.cmdline} {exec_option(commands(cpus, mib))}")
-        machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+        machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     return serial.decode(errors="replace")
 
 

@@ -53,7 +53,7 @@ def run_imacpro(guest, cpus: int, host_threads: int, timeout_s: float,
     machine = Machine(config, serial_output=serial.extend, cpus=cpus, host_threads=host_threads)
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
                      guest.initrd.read_bytes(), f"{guest.cmdline} {exec_option(work)}")
-    machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+    machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     return seconds(serial.decode(errors="replace"))
 
 

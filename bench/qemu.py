@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import select
 import shutil
 import subprocess
@@ -47,6 +48,25 @@ def run_until(argv: list[str], done: Callable[[bytes], bool], timeout_s: float) 
         process.kill()
         process.wait()
     return bytes(seen)
+
+
+def printed(output: bytearray, marker: bytes | re.Pattern) -> Callable[[], bool]:
+    """A `stop()` for imacpro's run loop: whether `output` (the console's, growing) holds
+    `marker` yet. Each look searches only what came since the last one (and a marker's
+    length before it): the loop asks on every wake-up of its main thread, under the
+    machine's lock, and a search of the whole console each time took that lock from the
+    vCPUs for as long as the output was long (the console's own exit detection,
+    imacpro/console.py, scans the same way)."""
+    pattern = marker if isinstance(marker, re.Pattern) else re.compile(re.escape(marker))
+    overlap = 64                  # longer than any marker the benches wait for
+    looked = 0
+
+    def stop() -> bool:
+        nonlocal looked
+        start = max(0, looked - overlap)
+        looked = len(output)
+        return pattern.search(output, start) is not None
+    return stop
 
 
 def require() -> None:

@@ -51,7 +51,7 @@ def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
     firmware.install(machine, new_identity(config), guest.kernel.read_bytes(),
                      guest.initrd.read_bytes(),
                      f"{guest.cmdline} {exec_option(FIND_DRIVE + command('$d', mib))}")
-    machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+    machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     machine.close()
     return serial.decode(errors="replace")
 

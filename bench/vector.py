@@ -91,7 +91,7 @@ def run_imacpro(image, cpus: int, timeout_s: float) -> str:
     machine = Machine(config, serial_output=serial.extend, cpus=cpus)
     firmware.install(machine, new_identity(config), image.kernel.read_bytes(),
                      image.initrd.read_bytes(), f"{image.cmdline} {exec_option('vector-bench')}")
-    machine.run(timeout_s=timeout_s, stop=lambda: DONE.search(serial) is not None)
+    machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     return serial.decode(errors="replace")
 
 

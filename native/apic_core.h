@@ -17,7 +17,24 @@ struct apic_clock {              /* the machine clock (imacpro/clock.py) as C re
     int64_t next_timer_ns;       /* no timer is due before this (INT64_MAX: none armed) */
 };
 
+/* A CPU's frequency counters and the clock they count (imacpro/cpu/hwp.py's C0Time): the
+ * run loop marks its HLTs and wake-ups here, freq_counters.c serves RDMSR of APERF and
+ * MPERF from it, and Python keeps `ratio` (the clock the CPU runs at) up to date. */
+struct c0_time {
+    int64_t in_c0_since;         /* guest ns it has been in C0 since; -1: halted */
+    int64_t c0_ns;               /* C0 time of stretches HLT ended, not yet counted */
+    uint64_t transitions;        /* HLTs and wake-ups: a pair of reads spans none */
+    uint64_t mperf, aperf;
+    int64_t tsc_hz;
+    int32_t ratio, base;         /* the CPU's clock and the base clock, in 100 MHz */
+    int32_t pair_index;          /* the MSR a pair's first read was; 0: no pair open */
+    int32_t pair_pad;
+    uint64_t pair_interrupts, pair_transitions;   /* what the pair's first read saw */
+    uint64_t pair_mperf, pair_aperf;
+};
+
 typedef void (*set_irq_fn)(void *uc, int level);
+typedef int (*slow_msr_fn)(void *core, int is_write, uint32_t index, uint64_t *value);
 typedef int (*slow_intack_fn)(void *core);
 typedef uint64_t (*slow_read_fn)(void *uc, uint64_t offset, unsigned size, void *core);
 typedef void (*slow_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value,
@@ -66,10 +83,15 @@ struct apic_core {
     slow_read_fn slow_read;
     slow_write_fn slow_write;
     slow_eoi_fn slow_eoi;
+    slow_msr_fn slow_msr;    /* RDMSR/WRMSR freq_counters.c does not serve */
+    struct c0_time *c0;      /* NULL: every MSR goes to slow_msr */
 };
 
 int64_t apic_clock_now(const struct apic_clock *k);
 int apic_core_deliverable(const struct apic_core *c);
 int apic_core_halt(struct apic_core *c, int halted);
+void c0_account(struct c0_time *c0, int64_t now, uint64_t at_least);
+uint64_t c0_read_counter(struct c0_time *c0, int64_t now, uint64_t interrupts,
+                         uint32_t index);
 
 #endif

@@ -49,12 +49,6 @@ typedef int (*engine_run_fn)(void *uc, uint64_t timeout_us, int64_t end_ns);
 typedef int64_t (*engine_since_fn)(void *uc);
 typedef int (*engine_reg_read_fn)(void *uc, int regid, void *value);
 
-struct c0_time {                 /* a CPU's frequency counters' clock (cpu/hwp.py) */
-    int64_t in_c0_since;         /* guest ns it has been in C0 since; -1: halted */
-    int64_t c0_ns;               /* C0 time of stretches HLT ended, not yet counted */
-    uint64_t transitions;        /* HLTs and wake-ups: a pair of reads spans none */
-};
-
 struct run_state {               /* one vCPU's (cpu/vcpu.py mirrors it) */
     int32_t state;               /* RUNNING, HALTED, WAIT_FOR_SIPI, SHUTDOWN */
     int32_t unmaskable;          /* an NMI or machine check is on its way */

@@ -112,6 +112,16 @@ INTACK_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 MSR_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
                                 ctypes.POINTER(ctypes.c_uint64))
 
+
+def msr_callback(handler) -> MSR_CALLBACK:
+    """`handler(is_write, index, value)` (Engine's `msr`) as the engine's C callback."""
+    def on_msr(_opaque, is_write, index, value_ptr) -> int:
+        handled, value = handler(bool(is_write), index, value_ptr[0])
+        if handled > 0 and not is_write:
+            value_ptr[0] = value & 0xFFFF_FFFF_FFFF_FFFF
+        return handled
+    return MSR_CALLBACK(on_msr)
+
 uclib.uc_imacpro_enable.argtypes = [ctypes.c_void_p, INTACK_CALLBACK, MSR_CALLBACK,
                                     ctypes.c_void_p]
 uclib.uc_imacpro_enable.restype = ctypes.c_int
@@ -200,7 +210,9 @@ class Engine:
     address of a C function, called with `intack_opaque` (the local APIC's core,
     devices/apic_core.py). `msr(is_write, index,
     value)` returns (1, value) when handled, (0, None) to let the engine handle it (EFER,
-    STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT, TSC), or (-1, None) for #GP.
+    STAR/LSTAR/CSTAR/FMASK, FS/GS bases, SYSENTER, PAT, TSC), or (-1, None) for #GP; it too
+    may be a C function's address (an MSR_CALLBACK, called with `intack_opaque`: the APIC
+    core's, which serves some MSRs in C and hands the rest to Python's, `msr_callback`).
     """
 
     # uc_imacpro_set_irq(uc, level), for C code that drives the INTR pin itself.
@@ -219,18 +231,11 @@ class Engine:
             self._intack = INTACK_CALLBACK(intack)
         else:
             self._intack = INTACK_CALLBACK(lambda _opaque: intack())
-        self._msr = MSR_CALLBACK(self._on_msr)
-        self._msr_handler = msr
+        self._msr = MSR_CALLBACK(msr) if isinstance(msr, int) else msr_callback(msr)
         err = uclib.uc_imacpro_enable(self._uch, self._intack, self._msr, intack_opaque)
         if err:
             raise unicorn.UcError(err)
         self.power_on()                 # architectural reset values (XCR0 = x87 only)
-
-    def _on_msr(self, _opaque, is_write, index, value_ptr) -> int:
-        handled, value = self._msr_handler(bool(is_write), index, value_ptr[0])
-        if handled > 0 and not is_write:
-            value_ptr[0] = value & 0xFFFF_FFFF_FFFF_FFFF
-        return handled
 
     def register(self, reg: int) -> int:
         """A register of at most 64 bits (RIP, RFLAGS, a GPR, a control register): the run

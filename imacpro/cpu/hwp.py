@@ -62,10 +62,17 @@ class PackageHwp:
     """What the package's CPUs share: HWP_REQUEST_PKG."""
 
     def __init__(self):
+        self.members: list[PerformanceState] = []    # the package's CPUs
         self.reset()
 
     def reset(self) -> None:
         self.request = 0
+        self.changed()
+
+    def changed(self) -> None:
+        """The request changed: the clock of the CPUs under package control with it."""
+        for member in self.members:
+            member.clock_changed()
 
     def save(self) -> dict:
         return {"request": self.request}
@@ -75,14 +82,36 @@ class PackageHwp:
                 or not 0 <= state["request"] <= REQUEST_BITS:
             raise StateError("PackageHwp: not a package HWP request")
         self.request = state["request"]
+        self.changed()
 
 
 class C0Time(ctypes.Structure):
-    """When the CPU has been in C0 since (guest ns; -1 halted), the C0 time of stretches HLT
-    ended not yet counted, and how many HLTs and wake-ups there were: kept here by Python, and
-    by the multi-threaded run loop's C when it halts and wakes the CPU (run_loop_core.py)."""
+    """native/apic_core.h's struct c0_time: when the CPU has been in C0 since (guest ns; -1
+    halted), the C0 time of stretches HLT ended not yet counted, how many HLTs and wake-ups
+    there were (the multi-threaded run loop's C marks them too, run_loop_core.py), the
+    counters, the clock they count at and the open pair of reads (`read()`). RDMSR of APERF
+    and MPERF is served in C from here (native/freq_counters.c); Python's reads and
+    accounts call the same C."""
     _fields_ = [("in_c0_since", ctypes.c_int64), ("c0_ns", ctypes.c_int64),
-                ("transitions", ctypes.c_uint64)]
+                ("transitions", ctypes.c_uint64), ("mperf", ctypes.c_uint64),
+                ("aperf", ctypes.c_uint64), ("tsc_hz", ctypes.c_int64),
+                ("ratio", ctypes.c_int32), ("base", ctypes.c_int32),
+                ("pair_index", ctypes.c_int32), ("pair_pad", ctypes.c_int32),
+                ("pair_interrupts", ctypes.c_uint64), ("pair_transitions", ctypes.c_uint64),
+                ("pair_mperf", ctypes.c_uint64), ("pair_aperf", ctypes.c_uint64)]
+
+
+def _bind():
+    from imacpro.devices.apic_core import _lib
+    _lib.c0_account.restype = None
+    _lib.c0_account.argtypes = [ctypes.POINTER(C0Time), ctypes.c_int64, ctypes.c_uint64]
+    _lib.c0_read_counter.restype = ctypes.c_uint64
+    _lib.c0_read_counter.argtypes = [ctypes.POINTER(C0Time), ctypes.c_int64, ctypes.c_uint64,
+                                     ctypes.c_uint32]
+    return _lib
+
+
+_lib = _bind()
 
 
 class PerformanceState:
@@ -98,8 +127,18 @@ class PerformanceState:
         self.package = package if package is not None else PackageHwp()
         self.capabilities = (turbo_ratio | base_ratio << 8 | LOWEST_RATIO << 16
                              | LOWEST_RATIO << 24)
-        self.c0 = C0Time()
+        self.c0 = C0Time(in_c0_since=-1, tsc_hz=tsc_hz, base=base_ratio, ratio=base_ratio)
+        self.package.members.append(self)
         self.reset()
+
+    mperf = property(lambda self: self.c0.mperf,
+                     lambda self, value: setattr(self.c0, "mperf", value))
+    aperf = property(lambda self: self.c0.aperf,
+                     lambda self, value: setattr(self.c0, "aperf", value))
+
+    def clock_changed(self) -> None:
+        """The registers that set the CPU's clock changed (counted up to now before)."""
+        self.c0.ratio = self.ratio()
 
     @property
     def _in_c0_since(self) -> int | None:
@@ -126,7 +165,8 @@ class PerformanceState:
         self.mperf = self.aperf = 0
         self._in_c0_since: int | None = self.now_ns()
         self._c0_ns = 0     # C0 time of the stretches ended by HLT, not yet counted
-        self._pair: tuple | None = None   # see read()
+        self.c0.pair_index = 0            # no pair of reads open (see read())
+        self.clock_changed()
 
     # --- the clock the CPU runs at -----------------------------------------------------------
 
@@ -139,29 +179,25 @@ class PerformanceState:
             wanted = (request >> 8) & 0xFF
         return max(LOWEST_RATIO, min(self.highest, wanted))
 
-    def _account(self, at_least: int = 0) -> None:
-        """Add the C0 time since the last account to the counters, at today's ratio (at
-        least `at_least` TSC ticks of it, when in C0)."""
-        ns, self._c0_ns = self._c0_ns, 0
-        if self._in_c0_since is not None:
-            now = self.now_ns()
-            ns += max(0, now - self._in_c0_since)
-            self._in_c0_since = now
-        elif not ns:
-            return
-        ticks = ns * self.tsc_hz // 1_000_000_000
-        self.mperf = (self.mperf + max(at_least, ticks)) & U64
-        self.aperf = (self.aperf + max(at_least, ticks * self.ratio() // self.base)) & U64
+    def _account(self) -> None:
+        """Add the C0 time since the last account to the counters, at the clock's ratio
+        (native/freq_counters.c: the CPU's own RDMSR counts the same way)."""
+        _lib.c0_account(self.c0, self.now_ns(), 0)
 
     def work_s(self) -> float:
         """The work done so far: seconds in C0 at the base clock's worth (APERF over the
-        TSC's rate), for the thermal model (devices/thermal.py)."""
-        self._account()
-        return self.aperf / self.tsc_hz
+        TSC's rate), for the thermal model (devices/thermal.py). Only reads the counters:
+        it is asked from any thread, while the CPU's own RDMSR may be counting."""
+        c0 = self.c0
+        ns, since = c0.c0_ns, c0.in_c0_since
+        if since >= 0:
+            ns += max(0, self.now_ns() - since)
+        ticks = ns * self.tsc_hz // 1_000_000_000
+        return (c0.aperf + ticks * self.ratio() // self.base) / self.tsc_hz
 
     def halted(self, halted: bool) -> None:
         """The CPU entered (True) or left HLT: its counters stop or go on."""
-        self._pair = None
+        self.c0.pair_index = 0
         self.c0.transitions += 1
         if halted:
             # Counted at the next read or ratio change (every MSR write counts first): each
@@ -189,15 +225,8 @@ class PerformanceState:
             # guest time passed. The tick reads them with interrupts off: an interrupt taken
             # between two reads (or an HLT, or a write) means they are not one sample, as a
             # lone MPERF read and a later tick's APERF are not.
-            taken = (self.interrupts_taken(), self.c0.transitions)
-            pair, self._pair = self._pair, None
-            if pair is not None and pair[0] != index and pair[1] == taken:
-                return pair[2] if index == IA32_MPERF else pair[3]
-            if self._in_c0_since is None:
-                self._in_c0_since = self.now_ns()
-            self._account(at_least=1)
-            self._pair = (index, taken, self.mperf, self.aperf)
-            return self.mperf if index == IA32_MPERF else self.aperf
+            # The CPU's own RDMSR is served in C (native/freq_counters.c): this is the same.
+            return _lib.c0_read_counter(self.c0, self.now_ns(), self.interrupts_taken(), index)
         return {IA32_PERF_STATUS: self.ratio() << 8, IA32_PERF_CTL: self.perf_ctl,
                 MSR_MISC_PWR_MGMT: 0, IA32_PM_ENABLE: self.pm_enable,
                 IA32_HWP_CAPABILITIES: self.capabilities,
@@ -210,7 +239,7 @@ class PerformanceState:
         if index in (IA32_PERF_STATUS, IA32_HWP_CAPABILITIES):
             return GP_FAULT                                   # read-only
         self._account()                                       # the old clock up to now
-        self._pair = None
+        self.c0.pair_index = 0
         if index == IA32_MPERF:
             self.mperf = value
         elif index == IA32_APERF:
@@ -229,6 +258,7 @@ class PerformanceState:
                 self.hwp_request = value
             else:
                 self.package.request = value
+                self.package.changed()
         elif index == IA32_HWP_INTERRUPT:
             if value & ~0x7:
                 return GP_FAULT
@@ -236,6 +266,7 @@ class PerformanceState:
         elif index == IA32_HWP_STATUS:
             if value:
                 return GP_FAULT                               # status bits: write 0 to clear
+        self.clock_changed()
         return HANDLED                                        # MISC_PWR_MGMT: ignored
 
     def save(self) -> dict:
@@ -249,6 +280,8 @@ class PerformanceState:
             setattr(self, name, state[name])
         self._in_c0_since = None if state["halted"] else self.now_ns()
         self._c0_ns = 0
+        self.c0.pair_index = 0
+        self.clock_changed()
 
     @staticmethod
     def check(state) -> None:

@@ -28,7 +28,8 @@ from unicorn import x86_const as x
 
 from imacpro.bus.mmio import guarded
 from imacpro.cpu import cpuid
-from imacpro.cpu.engine import STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine
+from imacpro.cpu.engine import (STATUS_HALTED, STATUS_PAUSE_EXIT, STATUS_TRIPLE_FAULT, Engine,
+                                msr_callback)
 from imacpro.cpu.hwp import PackageHwp
 from imacpro.cpu.mca import MCG_STATUS_MCIP, MCG_STATUS_RIPV, MachineCheckBanks
 from imacpro.cpu.msr import MsrFile, UncoreMsrs
@@ -88,7 +89,9 @@ class Vcpu:
         self.cpuid = cpuid.cpuid_table(processor, apic_id)
         self.lock = mmio.lock
         self.core = core = lapic.core
-        self.engine = Engine(apic_core.INTACK, self._on_msr, intack_opaque=core.address)
+        # RDMSR and WRMSR reach the APIC core's C first (APERF, MPERF), then _on_msr.
+        core.attach_msrs(msr_callback(self._on_msr), ctypes.addressof(self.msrs.perf.c0))
+        self.engine = Engine(apic_core.INTACK, apic_core.MSR, intack_opaque=core.address)
         self.uc = uc = self.engine.uc
         ram.map_into(uc, unicorn.UC_PROT_ALL)
         self.engine.join_code_map(ram)

@@ -24,6 +24,8 @@ SLOW_READ = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, 
 SLOW_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
                               ctypes.c_uint64, ctypes.c_void_p)
 SLOW_EOI = ctypes.CFUNCTYPE(None, ctypes.c_int)
+SLOW_MSR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
+                            ctypes.POINTER(ctypes.c_uint64))     # cpu/engine.py's MSR_CALLBACK
 WAKE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
 
 Words = ctypes.c_uint32 * 8
@@ -51,7 +53,7 @@ _Core._fields_ = [
     ("pending_since", ctypes.c_int64 * 256), ("clock", ctypes.POINTER(ClockView)),
     ("bus", ctypes.POINTER(_Bus)), ("uc", ctypes.c_void_p), ("set_irq", ctypes.c_void_p),
     ("slow_intack", SLOW_INTACK), ("slow_read", SLOW_READ), ("slow_write", SLOW_WRITE),
-    ("slow_eoi", SLOW_EOI)]
+    ("slow_eoi", SLOW_EOI), ("slow_msr", SLOW_MSR), ("c0", ctypes.c_void_p)]
 
 
 def _load():
@@ -81,6 +83,9 @@ _lib = _load()
 INTACK = ctypes.cast(_lib.apic_core_intack, ctypes.c_void_p).value
 MMIO_READ = ctypes.cast(_lib.apic_core_mmio_read, ctypes.c_void_p).value
 MMIO_WRITE = ctypes.cast(_lib.apic_core_mmio_write, ctypes.c_void_p).value
+# The engine's RDMSR/WRMSR callback (native/freq_counters.c): APERF and MPERF reads in C,
+# the rest to the core's `slow_msr` (attach_msrs).
+MSR = ctypes.cast(_lib.apic_core_msr, ctypes.c_void_p).value
 
 
 def _to_int(words) -> int:
@@ -118,6 +123,14 @@ class ApicCore:
         self.c.slow_intack, self.c.slow_read, self.c.slow_write, self.c.slow_eoi = callbacks
         self.c.uc = None if uc_handle is None else ctypes.cast(uc_handle, ctypes.c_void_p).value
         self.c.set_irq = set_irq_address
+
+    def attach_msrs(self, slow_msr, c0_address: int | None) -> None:
+        """The engine's MSR callback is `MSR` with this core: `slow_msr` (an engine MSR
+        callback, cpu/engine.py's msr_callback) gets what C does not serve; `c0_address`
+        is the CPU's frequency counters (cpu/hwp.py's C0Time; None: C serves nothing)."""
+        self._slow_msr = slow_msr
+        self.c.slow_msr = ctypes.cast(slow_msr, SLOW_MSR)
+        self.c.c0 = c0_address
 
     def map_page(self, uc_handle, base: int, size: int) -> None:
         """The engine's APIC page at `base`, served by the core's C accessors (after

@@ -191,3 +191,64 @@ def test_saved_and_loaded_and_bad_states_refused():
                 {k: v for k, v in saved.items() if k != "aperf"}, None):
         with pytest.raises(StateError):
             other.load(bad)
+
+
+COUNTER_READS = r"""
+main:
+    xor %r12, %r12                  # the reads in which MPERF did not move
+    xor %r13, %r13                  # nor APERF
+    mov $0xe8, %ecx
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r14                  # the last APERF
+    mov $0xe7, %ecx
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    mov %rax, %r15                  # the last MPERF
+    mov $READS, %ebx
+1:  mov $0xe8, %ecx                 # each read alone: the pair of the last reads is done
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    cmp %r14, %rax
+    ja 2f
+    inc %r13
+2:  mov %rax, %r14
+    mov $0xe7, %ecx
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    cmp %r15, %rax
+    ja 3f
+    inc %r12
+3:  mov %rax, %r15
+    dec %ebx
+    jnz 1b
+    PRINT aperf_still, %r13
+    PRINT mperf_still, %r12
+    PRINT mperf, %r15
+    jmp finish
+"""
+
+
+def test_the_guests_reads_of_the_counters_are_served_in_c(monkeypatch):
+    """Linux's tick reads APERF and MPERF on every busy CPU: the engine's MSR callback serves
+    them in C (native/freq_counters.c) and never asks Python. Two reads in a row are a pair
+    (the second gives its counter's value at the first), so a pair's MPERF does not move;
+    from one pair to the next both do."""
+    from baremetal import run_program
+    from imacpro.cpu.vcpu import Vcpu
+    asked = []
+    on_msr = Vcpu._on_msr
+    monkeypatch.setattr(Vcpu, "_on_msr", lambda self, is_write, index, value: (
+        asked.append(index), on_msr(self, is_write, index, value))[1])
+    reads = 1000
+    values, output, machine, result = run_program(COUNTER_READS.replace("READS", str(reads)))
+    assert "DONE" in output, (result, output[-500:])
+    assert hwp.IA32_APERF not in asked and hwp.IA32_MPERF not in asked
+    # APERF opens a pair and moves; MPERF closes it with its value at APERF's read, which
+    # moved from the last pair's.
+    assert int(values["aperf_still"], 16) == 0 and int(values["mperf_still"], 16) == 0
+    assert int(values["mperf"], 16) >= reads

@@ -1,0 +1,74 @@
+/*
+ * The APERF and MPERF frequency counters (imacpro/cpu/hwp.py keeps the rest of a CPU's
+ * P-state MSRs, and says what the counters mean), and the engine's RDMSR/WRMSR callback
+ * that serves their reads before it hands every other MSR to Python.
+ *
+ * Why C: Linux's scheduler tick reads both on every tick of a busy CPU (frequency
+ * invariance), two exits to Python each time, for the GIL and the machine's lock: with 16
+ * vCPUs reading the SSD at random, one read in six of the CPUs' sampled time sat in a
+ * counter read. Python's reads call the same functions, so there is one implementation.
+ *
+ * Threads: a CPU's counters are read here on its own thread, and written by Python on that
+ * thread too (its own MSR writes) or while it does not run (reset, load). The run loop's
+ * HLT and wake-up marks come between its slices. `ratio` Python may change from another
+ * CPU's thread (a package request): it only says the clock of the time not yet counted.
+ */
+#include "apic_core.h"
+
+enum { IA32_MPERF = 0xE7, IA32_APERF = 0xE8 };
+
+/* Add the C0 time since the last account to the counters at today's ratio (at least
+ * `at_least` TSC ticks of it, when in C0). */
+void c0_account(struct c0_time *c0, int64_t now, uint64_t at_least)
+{
+    int64_t ns = c0->c0_ns;
+    c0->c0_ns = 0;
+    if (c0->in_c0_since >= 0) {
+        ns += now > c0->in_c0_since ? now - c0->in_c0_since : 0;
+        c0->in_c0_since = now;
+    } else if (ns == 0) {
+        return;
+    }
+    unsigned __int128 ticks = (unsigned __int128)ns * (uint64_t)c0->tsc_hz / 1000000000u;
+    uint64_t m = (uint64_t)ticks > at_least ? (uint64_t)ticks : at_least;
+    uint64_t scaled = (uint64_t)(ticks * (uint32_t)c0->ratio / (uint32_t)c0->base);
+    uint64_t a = scaled > at_least ? scaled : at_least;
+    c0->mperf += m;
+    c0->aperf += a;
+}
+
+/* RDMSR of MPERF or APERF (hwp.py's PerformanceState.read says why reads pair up). */
+uint64_t c0_read_counter(struct c0_time *c0, int64_t now, uint64_t interrupts,
+                         uint32_t index)
+{
+    int32_t first = c0->pair_index;
+    c0->pair_index = 0;
+    if (first != 0 && (uint32_t)first != index && c0->pair_interrupts == interrupts &&
+        c0->pair_transitions == c0->transitions) {
+        return index == IA32_MPERF ? c0->pair_mperf : c0->pair_aperf;
+    }
+    if (c0->in_c0_since < 0) {
+        c0->in_c0_since = now;               /* a CPU that reads them is in C0 */
+    }
+    c0_account(c0, now, 1);
+    c0->pair_index = (int32_t)index;
+    c0->pair_interrupts = interrupts;
+    c0->pair_transitions = c0->transitions;
+    c0->pair_mperf = c0->mperf;
+    c0->pair_aperf = c0->aperf;
+    return index == IA32_MPERF ? c0->mperf : c0->aperf;
+}
+
+/* The engine's MSR callback, its opaque argument the CPU's APIC core: 1 handled, 0 the
+ * engine's own, -1 #GP (cpu/engine.py). */
+int apic_core_msr(void *opaque, int is_write, uint32_t index, uint64_t *value)
+{
+    struct apic_core *c = opaque;
+    if (!is_write && (index == IA32_MPERF || index == IA32_APERF) && c->c0 != NULL &&
+        c->c0->base > 0) {
+        *value = c0_read_counter(c->c0, apic_clock_now(c->clock),
+                                 __atomic_load_n(&c->interrupts, __ATOMIC_RELAXED), index);
+        return 1;
+    }
+    return c->slow_msr != NULL ? c->slow_msr(opaque, is_write, index, value) : 0;
+}

@@ -34,7 +34,8 @@ Apple's quirks, and Linux's answers to them (drivers/nvme/host/pci.c, entry for 
     one vector for every queue. This model delivers any vector MSI grants; Linux asks for one.
   - SHARED_TAGS / SKIP_CID_GEN: command IDs must be unique across the admin and I/O queues
     and below the queue depth. The controller only echoes them (a command waiting for its
-    fsync keeps its ID until it completes); nothing to model.
+    fsync keeps its ID until it completes); nothing to model. For this quirk Linux gives the
+    controller one I/O queue (nvme_max_io_queues), to which every CPU submits.
   - Identify: CNS 0 (namespace), 1 (controller) and 2 (active namespace list); others are
     Invalid Field. One namespace (NSID 1), 4096-byte LBAs, capacity = the store's.
 

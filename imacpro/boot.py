@@ -313,7 +313,10 @@ class RunningMachine:
                    "them first ('imacpro usb detach')"})
             return
         try:
-            written = self.suspend_to()
+            # Saved as one instant, and nothing the CPUs would do after it (an SSD write)
+            # happens: the run ends next.
+            with self.machine.cpus_stopped(run_after=False):
+                written = self.suspend_to()
         except (OSError, UserError) as exc:
             reply({"ok": False, "error": f"cannot suspend: {exc}"})
             return

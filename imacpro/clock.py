@@ -14,6 +14,12 @@ re-arms and cancels; the handle's `deadline_ns` is plain state (None when idle),
 saves it and re-arms it on load. Callbacks run from `run_due()` in the run loop (never from
 another thread). A timer armed while a vCPU runs, due before its slice ends, ends the slice
 then (`slice_end_ns`, `on_slice_cut`): the LAPIC timer a guest arms for 50 µs fires in 50 µs.
+
+Timers kept in C count as the clock's too: the local APICs' TSC deadlines (devices/
+apic_core.py, native/tsc_deadline.c) are a deadline source (`watch`) whose earliest deadline
+`next_deadline()` includes and whose due deadlines `run_due()` fires. C arms and fires them
+by itself as well: it ends the arming CPU's slice by then (`ClockView.cuts` counts those
+ends), and the multi-threaded run loop fires them between slices.
 """
 
 from __future__ import annotations
@@ -72,10 +78,11 @@ class Timer:
 class ClockView(ctypes.Structure):
     """The clock as C code reads it (the local APIC's core, devices/apic_core.py; the run
     loop's, run_loop_core.py): realtime, guest ns = CLOCK_MONOTONIC ns + offset_ns; else
-    virtual_ns. `generation` is the clock's; no timer falls due before `next_timer_ns`."""
+    virtual_ns. `generation` is the clock's; no timer falls due before `next_timer_ns`;
+    `cuts` counts the slices C ended sooner for a deadline armed in them."""
     _fields_ = [("realtime", ctypes.c_int64), ("offset_ns", ctypes.c_int64),
                 ("virtual_ns", ctypes.c_int64), ("generation", ctypes.c_int64),
-                ("next_timer_ns", ctypes.c_int64)]
+                ("next_timer_ns", ctypes.c_int64), ("cuts", ctypes.c_uint64)]
 
 
 class Clock:
@@ -92,6 +99,7 @@ class Clock:
         self._timers: list[tuple[int, int, int, Timer]] = []
         self._seq = itertools.count()
         self._compact_at = COMPACT_MIN
+        self._sources: list = []    # deadlines kept in C (`watch`)
         # While a vCPU runs a slice (realtime): when it ends, and what ends it sooner when a
         # timer is armed to fall due before that (the run loop's; machine.py).
         self.slice_end_ns: int | None = None
@@ -164,6 +172,13 @@ class Clock:
         timer.arm(deadline_ns)
         return timer
 
+    def watch(self, source) -> None:
+        """Timers kept elsewhere count as this clock's: `source.next_deadline()` gives the
+        earliest of them (guest ns or None) and how many are armed, `source.fire(now_ns)`
+        fires those due (the local APICs' TSC deadlines, devices/apic_core.py)."""
+        if all(known is not source for known in self._sources):
+            self._sources.append(source)
+
     def _push(self, deadline_ns: int, timer: Timer, generation: int) -> None:
         heapq.heappush(self._timers, (deadline_ns, next(self._seq), generation, timer))
         if len(self._timers) > self._compact_at:
@@ -183,20 +198,32 @@ class Clock:
         _, _, generation, timer = entry
         return generation == timer._generation and timer.deadline_ns is not None
 
-    def next_deadline(self) -> int | None:
+    def next_timer(self) -> int | None:
+        """The earliest of this clock's own timers (not the sources')."""
         while self._timers and not self._live(self._timers[0]):
             heapq.heappop(self._timers)
         self._top_moved()
         return self._timers[0][0] if self._timers else None
 
+    def next_deadline(self) -> int | None:
+        """The earliest deadline of every timer, the sources' included."""
+        next_ns = self.next_timer()
+        for source in self._sources:
+            ns, _ = source.next_deadline()
+            if ns is not None and (next_ns is None or ns < next_ns):
+                next_ns = ns
+        return next_ns
+
     def pending(self) -> int:
         """How many timers are armed (stale heap entries are not counted)."""
-        return sum(1 for entry in self._timers if self._live(entry))
+        return sum(1 for entry in self._timers if self._live(entry)) + \
+            sum(source.next_deadline()[1] for source in self._sources)
 
     def run_due(self) -> int:
-        """Run every timer whose deadline has passed, in deadline order; returns how many ran."""
-        ran = 0
+        """Run every timer whose deadline has passed: the sources' first, then this clock's in
+        deadline order; returns how many ran."""
         now = self.now_ns()
+        ran = sum(source.fire(now) for source in self._sources)
         try:
             while self._timers and self._timers[0][0] <= now:
                 entry = heapq.heappop(self._timers)

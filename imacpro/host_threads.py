@@ -28,6 +28,8 @@ reset or power-off holds every pick (`hold`).
 The main thread keeps time: it sleeps until the next timer falls due or the host has input
 (a timer armed for sooner, by a device a vCPU drives, wakes it), fires the timers, whose
 interrupts reach a running vCPU at its next translated block, and serves the host's events.
+The local APICs' TSC deadlines, every CPU's tick and hrtimers under Linux, are not its: the
+workers fire them in C (native/tsc_deadline.c, run_loop.c).
 When every vCPU waits (halted, or waiting for its SIPI), it lets guest time pass as the
 single-threaded loop does (`idle`: sleep or warp).
 """
@@ -228,9 +230,12 @@ class HostThreads:
             if not busy and next_ns is not None and machine.idle == "warp":
                 clock.warp_to(next_ns)
                 continue
+            # The local APICs' TSC deadlines are the workers' to fire (run_loop.c): this
+            # thread waits for the clock's own timers only.
             wait_s = IDLE_POLL_S
-            if next_ns is not None:
-                wait_s = min(wait_s, max(0.0, (next_ns - clock.now_ns()) / 1e9))
+            own_ns = clock.next_timer()
+            if own_ns is not None:
+                wait_s = min(wait_s, max(0.0, (own_ns - clock.now_ns()) / 1e9))
             if deadline is not None:
                 wait_s = min(wait_s, max(0.0, deadline - time.monotonic()))
             # A timer armed meanwhile for sooner wakes this thread (clock.on_slice_cut).

@@ -21,6 +21,7 @@ Python runs under its big lock (big_lock.py), which the loop lets go while an en
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -557,6 +558,31 @@ class Machine:
         for cpu in self.vcpus:
             cpu.uc.emu_stop()
 
+    @contextlib.contextmanager
+    def cpus_stopped(self, run_after: bool = True):
+        """For the block, no vCPU runs and no TSC deadline fires: the CPUs, the APICs and RAM
+        hold still for a look at all of them (a suspend's save). The caller holds the
+        machine's lock. On the multi-threaded loop the workers run guest code and fire the
+        local APICs' deadlines without that lock, so they are held and waited for (the lock
+        let go meanwhile: a worker may need it to hand its CPU back); the single-threaded
+        loop runs nothing while its own thread is here. Without `run_after` they stay held
+        after a block that did not raise (a suspend: what they did next would be lost)."""
+        loop = self.run_loop
+        if loop is None:
+            yield
+            return
+        self._stop_cpus()
+        with self.lock.released():
+            loop.wait_quiet()
+        try:
+            yield
+        except BaseException:
+            run_after = True
+            raise
+        finally:
+            if run_after:
+                loop.hold(self.reset_requested or self.poweroff_requested)
+
     # --- running --------------------------------------------------------------------------
 
     def run(self, timeout_s: float | None = None, stop: Callable[[], bool] | None = None,
@@ -711,12 +737,14 @@ class Machine:
         stalls the thread before the engine starts does not move it."""
         self._cut = False
         self._running = cpu
+        cuts = self.clock.view.cuts             # C's, for a TSC deadline armed in the slice
         if self.clock.realtime:
             self.clock.slice_end_ns = self.clock.at_host(end_ns)
         try:
             cpu.run(timeout_us, end_ns if self.clock.realtime else None)
         finally:
             self.clock.slice_end_ns = None
+            self._cut = self._cut or self.clock.view.cuts != cuts
 
     def _leave_interrupts_off(self, cpu: Vcpu) -> None:
         """A CPU whose time ran out with its interrupts off (Linux holds a spinlock taken

@@ -46,6 +46,7 @@ for _name, _restype, _argtypes in (
         ("run_loop_unhold", None, [_loop_p, ctypes.c_int]),
         ("run_loop_busy", ctypes.c_int, [_loop_p]),
         ("run_loop_set_hold", None, [_loop_p, ctypes.c_int]),
+        ("run_loop_wait_quiet", None, [_loop_p]),
         ("run_loop_set_windows_generation", None, [_loop_p, ctypes.c_int64]),
         ("run_loop_set_wake_when_idle", None, [_loop_p, ctypes.c_int]),
         ("run_loop_stop", None, [_loop_p]),
@@ -110,6 +111,12 @@ class RunLoopCore:
     def hold(self, on: bool) -> None:
         """A reset or power-off is under way: no CPU is picked."""
         _lib.run_loop_set_hold(self.handle, int(on))
+
+    def wait_quiet(self) -> None:
+        """While held: wait until no CPU is claimed and no TSC deadline is being fired (the
+        caller stopped the engines and does not hold the machine's lock, which a worker may
+        need to hand its CPU back)."""
+        _lib.run_loop_wait_quiet(self.handle)
 
     def wake_when_idle(self, on: bool) -> None:
         """Whether the main thread is woken whenever every CPU waits (on at first)."""

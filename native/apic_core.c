@@ -135,8 +135,9 @@ void apic_core_accept(struct apic_core *c, int vector, int level_triggered)
     }
 }
 
-/* An IPI this file sends: accepted by an enabled APIC; its CPU woken if halted. */
-static void send_to(struct apic_core *target, int vector)
+/* A fixed, edge-triggered vector sent here (an IPI, an MSI, the TSC deadline's timer):
+ * accepted by an enabled APIC; its CPU woken if halted. */
+void apic_core_send(struct apic_core *target, int vector)
 {
     if (target == NULL || !target->hw_enabled || !target->sw_enabled) {
         return;   /* as lapic.py: a disabled APIC drops a fixed message */
@@ -161,13 +162,13 @@ static int send_ipi(struct apic_core *c, uint32_t icr)
         if (icr & ICR_LOGICAL || dest == 0xFF || !bus->ids_unique) {
             return 0;
         }
-        send_to(bus->by_id[dest], vector);
+        apic_core_send(bus->by_id[dest], vector);
     } else if (shorthand == SHORTHAND_SELF) {
-        send_to(c, vector);
+        apic_core_send(c, vector);
     } else {
         for (int i = 0; i < bus->count; i++) {
             if (shorthand == SHORTHAND_ALL || bus->all[i] != c) {
-                send_to(bus->all[i], vector);
+                apic_core_send(bus->all[i], vector);
             }
         }
     }
@@ -183,7 +184,7 @@ int apic_bus_send_fixed(struct apic_bus *bus, int dest, int vector)
         bus->by_id[dest] == NULL) {
         return 0;
     }
-    send_to(bus->by_id[dest], vector);
+    apic_core_send(bus->by_id[dest], vector);
     return 1;
 }
 

@@ -15,6 +15,7 @@ struct apic_clock {              /* the machine clock (imacpro/clock.py) as C re
     int64_t virtual_ns;          /* 0 realtime: the virtual clock's now */
     int64_t generation;          /* moves when guest time's relation to the host's changes */
     int64_t next_timer_ns;       /* no timer is due before this (INT64_MAX: none armed) */
+    uint64_t cuts;               /* slices a TSC deadline armed in them ended sooner */
 };
 
 /* A CPU's frequency counters and the clock they count (imacpro/cpu/hwp.py's C0Time): the
@@ -41,6 +42,7 @@ typedef void (*slow_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t
                               void *core);
 typedef void (*slow_eoi_fn)(int vector);
 typedef void (*wake_fn)(void *context, int cpu_index);
+typedef void (*cut_slice_fn)(void *uc, uint64_t timeout_ns);
 
 struct apic_core;
 
@@ -51,6 +53,7 @@ struct apic_bus {                /* the machine's local APICs, for IPIs sent her
     int32_t ids_unique;          /* 0: two APICs share an ID: physical IPIs go to Python */
     wake_fn wake;                /* a halted CPU has an interrupt: run it (NULL: none) */
     void *wake_context;          /* `wake`'s first argument (the run loop) */
+    int64_t next_deadline_ns;    /* no TSC deadline falls due before this (INT64_MAX: none) */
 };
 
 struct apic_core {
@@ -85,11 +88,26 @@ struct apic_core {
     slow_eoi_fn slow_eoi;
     slow_msr_fn slow_msr;    /* RDMSR/WRMSR freq_counters.c does not serve */
     struct c0_time *c0;      /* NULL: every MSR goes to slow_msr */
+    /* the LVT timer in TSC-deadline mode (tsc_deadline.c; lapic.py keeps the LVT) */
+    int32_t deadline_mode;   /* 1: IA32_TSC_DEADLINE is served here (the APIC enabled) */
+    int32_t deadline_vector; /* what firing delivers: the LVT timer's vector; -1 masked */
+    int32_t error_vector;    /* the LVT error's vector, for an illegal timer vector; -1 */
+    int32_t deadline_lock;   /* orders an arm and a fire on two threads */
+    uint32_t esr_pending;    /* ESR bits firing set, for Python's ESR (atomic) */
+    int32_t deadline_pad;
+    uint64_t tsc_deadline;   /* as the guest wrote it; 0: disarmed */
+    int64_t deadline_ns;     /* guest ns it falls due; INT64_MAX: disarmed */
+    int64_t tsc_hz;
+    int64_t tsc_offset;      /* IA32_TSC_ADJUST: this CPU's TSC minus the clock's count */
+    cut_slice_fn cut_slice;  /* the engine's uc_imacpro_cut_slice; NULL: none */
 };
 
 int64_t apic_clock_now(const struct apic_clock *k);
 int apic_core_deliverable(const struct apic_core *c);
 int apic_core_halt(struct apic_core *c, int halted);
+void apic_core_send(struct apic_core *target, int vector);
+int apic_bus_fire_deadlines(struct apic_bus *bus, int64_t now);
+int apic_core_tsc_deadline_msr(struct apic_core *c, int is_write, uint64_t *value);
 void c0_account(struct c0_time *c0, int64_t now, uint64_t at_least);
 uint64_t c0_read_counter(struct c0_time *c0, int64_t now, uint64_t interrupts,
                          uint32_t index);

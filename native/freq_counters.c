@@ -15,7 +15,7 @@
  */
 #include "apic_core.h"
 
-enum { IA32_MPERF = 0xE7, IA32_APERF = 0xE8 };
+enum { IA32_MPERF = 0xE7, IA32_APERF = 0xE8, IA32_TSC_DEADLINE = 0x6E0 };
 
 /* Add the C0 time since the last account to the counters at today's ratio (at least
  * `at_least` TSC ticks of it, when in C0). */
@@ -60,7 +60,8 @@ uint64_t c0_read_counter(struct c0_time *c0, int64_t now, uint64_t interrupts,
 }
 
 /* The engine's MSR callback, its opaque argument the CPU's APIC core: 1 handled, 0 the
- * engine's own, -1 #GP (cpu/engine.py). */
+ * engine's own, -1 #GP (cpu/engine.py). IA32_TSC_DEADLINE is tsc_deadline.c's while the
+ * timer is in its mode. */
 int apic_core_msr(void *opaque, int is_write, uint32_t index, uint64_t *value)
 {
     struct apic_core *c = opaque;
@@ -69,6 +70,9 @@ int apic_core_msr(void *opaque, int is_write, uint32_t index, uint64_t *value)
         *value = c0_read_counter(c->c0, apic_clock_now(c->clock),
                                  __atomic_load_n(&c->interrupts, __ATOMIC_RELAXED), index);
         return 1;
+    }
+    if (index == IA32_TSC_DEADLINE && __atomic_load_n(&c->deadline_mode, __ATOMIC_SEQ_CST)) {
+        return apic_core_tsc_deadline_msr(c, is_write, value);
     }
     return c->slow_msr != NULL ? c->slow_msr(opaque, is_write, index, value) : 0;
 }

@@ -20,6 +20,12 @@
  * hook's exception), or the end of the run. The CPU stays claimed meanwhile: Python hands it
  * back (run it, or let it go).
  *
+ * The local APICs' TSC deadlines (tsc_deadline.c) fall due here: before a pick and after a
+ * slice the due ones fire, every slice ends by the bus's next deadline, and a worker with
+ * nothing to run sleeps until then at most. So the CPU that armed one, or whichever another
+ * worker runs, takes its interrupt on time without the main thread, and a slice that a
+ * deadline ended goes on for the rest of its turn.
+ *
  * Locking: `mu` guards the queues and every CPU's claim and run state between slices; it is
  * a leaf (nothing here calls Python holding it), so Python may call in holding the machine's
  * lock. A CPU's engine runs only on the thread that claimed it. The pin and IRR are the APIC
@@ -77,6 +83,7 @@ struct queue {                   /* CPUs in the order they came, each at most on
 struct run_loop {
     pthread_mutex_t mu;
     pthread_cond_t work;         /* idle workers wait here */
+    pthread_cond_t quiet;        /* run_loop_wait_quiet waits here */
     int32_t count;
     struct run_state *cpus[MAX_CPUS];
     int32_t round;
@@ -86,12 +93,14 @@ struct run_loop {
     int32_t stopping;            /* the run ends */
     int32_t hold;                /* a reset or power-off is under way: pick none */
     int32_t idle_workers;
+    int32_t firing;              /* workers firing TSC deadlines (`mu` let go meanwhile) */
     uint64_t signals;            /* work signalled so far: what a polling worker watches */
     int32_t claimed;
     int wake_fd;                 /* writing a byte wakes the main thread */
     int32_t wake_when_idle;      /* and it wants that whenever every CPU waits (a warp) */
     int32_t rflags_reg;
     struct apic_clock *clock;
+    struct apic_bus *bus;        /* the CPUs' APIC cores' (their TSC deadlines); NULL none */
     int64_t windows_generation;
     int64_t max_overrun_ns;      /* the latest end of a turn past its time */
     int64_t max_overrun_cpu_ns;  /* the thread's CPU time in that turn */
@@ -255,6 +264,91 @@ static void tell_workers(struct run_loop *l, int all)
     }
 }
 
+/* Python must see `s` before it runs: its TSC's anchor or its windows are old, or timers
+ * fell due (the CPU must not read a clock past them before their interrupts are raised). */
+static int needs_python_first(struct run_loop *l, struct run_state *s)
+{
+    struct apic_clock *k = l->clock;
+    return s->tsc_generation != __atomic_load_n(&k->generation, __ATOMIC_SEQ_CST) ||
+           s->windows_generation != __atomic_load_n(&l->windows_generation, __ATOMIC_SEQ_CST) ||
+           apic_clock_now(k) >= __atomic_load_n(&k->next_timer_ns, __ATOMIC_SEQ_CST) ||
+           s->attention;
+}
+
+/* CLOCK_MONOTONIC ns by which the bus's next TSC deadline falls due; 0: none, or guest
+ * time that does not follow the host's (a virtual clock moves only when the CPUs wait). */
+static int64_t deadline_host_ns(struct run_loop *l)
+{
+    if (l->bus == NULL || !l->clock->realtime) {
+        return 0;
+    }
+    int64_t next = __atomic_load_n(&l->bus->next_deadline_ns, __ATOMIC_SEQ_CST);
+    if (next == INT64_MAX) {
+        return 0;
+    }
+    int64_t host = next - __atomic_load_n(&l->clock->offset_ns, __ATOMIC_RELAXED);
+    return host > 0 ? host : 1;
+}
+
+/* The TSC deadlines due fire (any thread; not holding `mu`: a firing wakes a halted CPU
+ * through run_loop_wake). 1 if any was due. */
+static int fire_deadlines(struct run_loop *l)
+{
+    struct apic_bus *bus = l->bus;
+    if (bus == NULL) {
+        return 0;
+    }
+    int64_t now = apic_clock_now(l->clock);
+    if (now < __atomic_load_n(&bus->next_deadline_ns, __ATOMIC_SEQ_CST)) {
+        return 0;
+    }
+    apic_bus_fire_deadlines(bus, now);
+    return 1;
+}
+
+/* No CPU is claimed and no deadline is being fired while the loop holds its picks: Python
+ * may save or change every CPU's state (`mu` held). */
+static void tell_if_quiet(struct run_loop *l)
+{
+    if (l->hold && !l->claimed && !l->firing) {
+        pthread_cond_broadcast(&l->quiet);
+    }
+}
+
+/* As fire_deadlines, with `mu` held on entry and return; none while the loop holds its
+ * picks (a suspend saves the APICs meanwhile: a firing would change them). */
+static void fire_deadlines_locked(struct run_loop *l)
+{
+    if (l->bus != NULL && !l->hold && !l->stopping && apic_clock_now(l->clock) >=
+            __atomic_load_n(&l->bus->next_deadline_ns, __ATOMIC_SEQ_CST)) {
+        l->firing++;
+        pthread_mutex_unlock(&l->mu);
+        fire_deadlines(l);
+        pthread_mutex_lock(&l->mu);
+        l->firing--;
+        tell_if_quiet(l);
+    }
+}
+
+/* A cut slice shorter than this ends the turn instead (machine.py's MIN_SLICE_US). */
+#define MIN_SLICE_NS 20000
+
+/* After a run of `s` that ended with `status` before its turn's end: whether the turn goes
+ * on. It does when a TSC deadline ended it (they fire now) and nothing else wants the CPU
+ * or the thread: not an HLT, a spin, an error, a hold or the run's end, nor anything Python
+ * must see before the CPU runs again (needs_python_first: its TSC's anchor or its PCI
+ * windows grown old, Python's timers due, an INIT or SIPI). Any other early end (Python stopped the engine, a TSC read
+ * past the slice's end) ends the turn, as before there were deadlines here. */
+static int turn_goes_on(struct run_loop *l, struct run_state *s, int status, int64_t turn_end)
+{
+    if (status != 0 || __atomic_load_n(&l->stopping, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&l->hold, __ATOMIC_SEQ_CST) ||
+        clock_ns(CLOCK_MONOTONIC) >= turn_end - MIN_SLICE_NS || needs_python_first(l, s)) {
+        return 0;
+    }
+    return fire_deadlines(l);
+}
+
 /* An idle worker watches for work this long before it sleeps (`mu` let go meanwhile): being
  * woken from a sleep took 20-30 µs on the development host, a random SSD read's round trip
  * between two CPUs twice over. */
@@ -293,17 +387,6 @@ void run_loop_wake(void *context, int index)
     pthread_mutex_unlock(&l->mu);
 }
 
-/* Python must see `s` before it runs: its TSC's anchor or its windows are old, or timers
- * fell due (the CPU must not read a clock past them before their interrupts are raised). */
-static int needs_python_first(struct run_loop *l, struct run_state *s)
-{
-    struct apic_clock *k = l->clock;
-    return s->tsc_generation != __atomic_load_n(&k->generation, __ATOMIC_SEQ_CST) ||
-           s->windows_generation != __atomic_load_n(&l->windows_generation, __ATOMIC_SEQ_CST) ||
-           apic_clock_now(k) >= __atomic_load_n(&k->next_timer_ns, __ATOMIC_SEQ_CST) ||
-           s->attention;
-}
-
 /* One slice of `s` (claimed; `mu` held, let go while the engine runs). Returns 1 if Python
  * must see the CPU after it (SERVE_AFTER), 0 if it was let go. */
 static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, int slice_us)
@@ -320,8 +403,13 @@ static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, in
     pthread_mutex_unlock(&l->mu);
 
     int64_t started = clock_ns(CLOCK_MONOTONIC);
+    int64_t turn_end = started + (int64_t)slice_us * 1000;
     int64_t turn_cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-    int status = l->run(s->uc, (uint64_t)slice_us, 0);
+    int status;
+    do {
+        int64_t due = deadline_host_ns(l);
+        status = l->run(s->uc, (uint64_t)slice_us, due && due < turn_end ? due : turn_end);
+    } while (turn_goes_on(l, s, status, turn_end));
     int64_t ended = clock_ns(CLOCK_MONOTONIC);
     int64_t overrun = ended - started - (int64_t)slice_us * 1000;
     int spinning = status >= 0 && (status & STATUS_PAUSE_EXIT);
@@ -377,6 +465,7 @@ static void release(struct run_loop *l, struct run_state *s)
     if (runnable(l, s)) {
         tell_workers(l, 0);                    /* another worker may be waiting for it */
     }
+    tell_if_quiet(l);
 }
 
 /* A worker's turns until Python has work (see the top of the file). `handed`: the CPU
@@ -396,6 +485,7 @@ int run_loop_serve(struct run_loop *l, int64_t thread, int slice_us, int handed,
         }
     }
     for (;;) {
+        fire_deadlines_locked(l);              /* their CPUs are woken before the pick */
         if (s == NULL) {
             if (l->stopping) {
                 pthread_mutex_unlock(&l->mu);
@@ -410,7 +500,13 @@ int run_loop_serve(struct run_loop *l, int64_t thread, int slice_us, int handed,
                     continue;
                 }
                 l->idle_workers++;
-                pthread_cond_wait(&l->work, &l->mu);
+                int64_t due = deadline_host_ns(l);
+                if (due) {                     /* until the next TSC deadline at most */
+                    struct timespec until = {due / 1000000000, due % 1000000000};
+                    pthread_cond_timedwait(&l->work, &l->mu, &until);
+                } else {
+                    pthread_cond_wait(&l->work, &l->mu);
+                }
                 l->idle_workers--;
                 continue;
             }
@@ -465,6 +561,7 @@ void run_loop_unhold(struct run_loop *l, int index)
     if (runnable(l, s)) {
         tell_workers(l, 0);
     }
+    tell_if_quiet(l);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -491,6 +588,18 @@ void run_loop_set_hold(struct run_loop *l, int hold)
     pthread_mutex_lock(&l->mu);
     l->hold = hold;
     tell_workers(l, 1);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Wait until no CPU is claimed and no deadline is being fired (the caller set the hold and
+ * stopped the engines; it must not hold what a worker needs to hand its CPU back, the
+ * machine's lock). Then nothing here changes a CPU or an APIC until the hold is let go. */
+void run_loop_wait_quiet(struct run_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    while (l->hold && (l->claimed || l->firing)) {
+        pthread_cond_wait(&l->quiet, &l->mu);
+    }
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -541,7 +650,12 @@ struct run_loop *run_loop_new(struct apic_clock *clock, int wake_fd, int rflags_
         return NULL;
     }
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->work, NULL);
+    pthread_condattr_t monotonic;             /* timed sleeps count CLOCK_MONOTONIC */
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->work, &monotonic);
+    pthread_cond_init(&l->quiet, NULL);
+    pthread_condattr_destroy(&monotonic);
     l->next = &l->queues[0];
     l->batch = &l->queues[1];
     l->clock = clock;
@@ -572,6 +686,9 @@ int run_loop_add(struct run_loop *l, struct run_state *s)
     }
     s->index = l->count;
     s->claimed = 0;
+    if (l->bus == NULL && s->core != NULL) {
+        l->bus = s->core->bus;
+    }
     s->running_on = 0;
     l->cpus[l->count++] = s;
     return 1;
@@ -581,5 +698,6 @@ void run_loop_free(struct run_loop *l)
 {
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->quiet);
     free(l);
 }

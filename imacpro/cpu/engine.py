@@ -217,6 +217,8 @@ class Engine:
 
     # uc_imacpro_set_irq(uc, level), for C code that drives the INTR pin itself.
     SET_IRQ_ADDRESS = ctypes.cast(uclib.uc_imacpro_set_irq, ctypes.c_void_p).value
+    # uc_imacpro_cut_slice, for C that arms a timer on the CPU's thread (tsc_deadline.c)
+    CUT_SLICE_ADDRESS = ctypes.cast(uclib.uc_imacpro_cut_slice, ctypes.c_void_p).value
 
     def __init__(self, intack, msr, cpu_model: int = x86_const.UC_CPU_X86_SKYLAKE_SERVER,
                  intack_opaque: int | None = None):

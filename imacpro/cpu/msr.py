@@ -157,6 +157,7 @@ class MsrFile:
         the frequency counters count, and `interrupts_taken()`, a count of the CPU's
         interrupts, which ends a pair of counter reads (cpu/hwp.py)."""
         self.lapic = lapic
+        lapic.tsc_hz = tsc_hz                   # its TSC deadline counts in this CPU's TSC
         self.uncore = uncore if uncore is not None else UncoreMsrs()
         self.mca = mca if mca is not None else MachineCheckBanks()
         self.tsc_hz = tsc_hz
@@ -184,9 +185,18 @@ class MsrFile:
         self.perf.reset()
 
     @property
+    def tsc_adjust(self) -> int:
+        return self._tsc_adjust
+
+    @tsc_adjust.setter
+    def tsc_adjust(self, value: int) -> None:
+        self._tsc_adjust = value
+        self.lapic.tsc_offset = self.tsc_offset  # its TSC deadline moves with the TSC
+
+    @property
     def tsc_offset(self) -> int:
         """IA32_TSC_ADJUST as the signed amount this CPU's TSC is ahead of the machine's."""
-        return self.tsc_adjust - (1 << 64 if self.tsc_adjust >> 63 else 0)
+        return self._tsc_adjust - (1 << 64 if self._tsc_adjust >> 63 else 0)
 
     def save(self) -> dict:
         return save_fields(self, _SAVED) | {"perf": self.perf.save()}

@@ -100,6 +100,7 @@ class Vcpu:
         core.attach(self.engine.handle, Engine.SET_IRQ_ADDRESS, self._intack, read, write,
                     self._eoi_done)
         core.map_page(self.engine.handle, LAPIC_BASE, LAPIC_SIZE)
+        core.c.cut_slice = Engine.CUT_SLICE_ADDRESS   # a TSC deadline ends its slice by then
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_in, None, 1, 0, x.UC_X86_INS_IN)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_out, None, 1, 0, x.UC_X86_INS_OUT)
         uc.hook_add(unicorn.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, x.UC_X86_INS_CPUID)

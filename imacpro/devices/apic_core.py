@@ -27,6 +27,7 @@ SLOW_EOI = ctypes.CFUNCTYPE(None, ctypes.c_int)
 SLOW_MSR = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
                             ctypes.POINTER(ctypes.c_uint64))     # cpu/engine.py's MSR_CALLBACK
 WAKE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
+NO_DEADLINE = 2**63 - 1      # a TSC deadline's guest ns when none is armed (tsc_deadline.c)
 
 Words = ctypes.c_uint32 * 8
 
@@ -38,7 +39,7 @@ class _Core(ctypes.Structure):
 class _Bus(ctypes.Structure):
     _fields_ = [("by_id", ctypes.POINTER(_Core) * 256), ("all", ctypes.POINTER(_Core) * 256),
                 ("count", ctypes.c_int32), ("ids_unique", ctypes.c_int32), ("wake", ctypes.c_void_p),
-                ("wake_context", ctypes.c_void_p)]
+                ("wake_context", ctypes.c_void_p), ("next_deadline_ns", ctypes.c_int64)]
 
 
 _Core._fields_ = [
@@ -53,7 +54,12 @@ _Core._fields_ = [
     ("pending_since", ctypes.c_int64 * 256), ("clock", ctypes.POINTER(ClockView)),
     ("bus", ctypes.POINTER(_Bus)), ("uc", ctypes.c_void_p), ("set_irq", ctypes.c_void_p),
     ("slow_intack", SLOW_INTACK), ("slow_read", SLOW_READ), ("slow_write", SLOW_WRITE),
-    ("slow_eoi", SLOW_EOI), ("slow_msr", SLOW_MSR), ("c0", ctypes.c_void_p)]
+    ("slow_eoi", SLOW_EOI), ("slow_msr", SLOW_MSR), ("c0", ctypes.c_void_p),
+    ("deadline_mode", ctypes.c_int32), ("deadline_vector", ctypes.c_int32),
+    ("error_vector", ctypes.c_int32), ("deadline_lock", ctypes.c_int32),
+    ("esr_pending", ctypes.c_uint32), ("deadline_pad", ctypes.c_int32),
+    ("tsc_deadline", ctypes.c_uint64), ("deadline_ns", ctypes.c_int64),
+    ("tsc_hz", ctypes.c_int64), ("tsc_offset", ctypes.c_int64), ("cut_slice", ctypes.c_void_p)]
 
 
 def _load():
@@ -72,7 +78,14 @@ def _load():
             ("apic_core_count", None, [core_p, ctypes.c_int]),
             ("apic_core_acknowledge", ctypes.c_int, [core_p]),
             ("apic_core_eoi", ctypes.c_int, [core_p]),
-            ("apic_core_halt", ctypes.c_int, [core_p, ctypes.c_int])):
+            ("apic_core_halt", ctypes.c_int, [core_p, ctypes.c_int]),
+            ("apic_core_tsc_deadline_msr", ctypes.c_int, [core_p, ctypes.c_int,
+                                                          ctypes.POINTER(ctypes.c_uint64)]),
+            ("apic_core_set_deadline", None, [core_p, ctypes.c_uint64, ctypes.c_int64]),
+            ("apic_core_take_esr", ctypes.c_uint32, [core_p]),
+            ("apic_bus_fire_deadlines", ctypes.c_int, [ctypes.POINTER(_Bus), ctypes.c_int64]),
+            ("apic_bus_next_deadline", ctypes.c_int64, [ctypes.POINTER(_Bus),
+                                                        ctypes.POINTER(ctypes.c_int32)])):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
     return lib
@@ -105,7 +118,8 @@ class ApicCore:
         self._clock_view = clock_view          # kept alive with the core
         self.c = _Core()
         self.c.clock = ctypes.pointer(clock_view)
-        self.c.timer_vector = -1
+        self.c.timer_vector = self.c.deadline_vector = self.c.error_vector = -1
+        self.c.deadline_ns = NO_DEADLINE
         self.c.last_tick_ns = -1
         self._callbacks: tuple = ()
         self.attach(None, None, lambda: -1, lambda offset, size: 0,
@@ -184,6 +198,28 @@ class ApicCore:
         """The CPU halts or runs; halting, True if a vector is deliverable already."""
         return bool(_lib.apic_core_halt(self.c, 1 if halted else 0))
 
+    # --- the TSC deadline (native/tsc_deadline.c) ----------------------------------------
+
+    def tsc_deadline_msr(self, is_write: bool, value: int = 0) -> int:
+        """IA32_TSC_DEADLINE written (armed, or fired at once if past) or read (a deadline
+        found past fires first), as the guest's WRMSR and RDMSR are served."""
+        cell = ctypes.c_uint64(value)
+        _lib.apic_core_tsc_deadline_msr(self.c, int(is_write), ctypes.byref(cell))
+        return cell.value
+
+    def set_deadline(self, tsc: int, ns: int | None) -> None:
+        """Disarmed (`ns` None), or armed to fall due at guest `ns` (a loaded deadline)."""
+        _lib.apic_core_set_deadline(self.c, tsc, NO_DEADLINE if ns is None else ns)
+
+    @property
+    def deadline_ns(self) -> int | None:
+        ns = self.c.deadline_ns
+        return None if ns == NO_DEADLINE else ns
+
+    def take_esr(self) -> int:
+        """The ESR bits a firing set since the last look, cleared."""
+        return _lib.apic_core_take_esr(self.c)
+
     def pending_since(self, vector: int) -> int | None:
         since = self.c.pending_since[vector]
         return since or None
@@ -200,6 +236,7 @@ class ApicCoreBus:
     def __init__(self):
         self.c = _Bus()
         self.c.ids_unique = 1
+        self.c.next_deadline_ns = NO_DEADLINE
         self._wake = WAKE(lambda _context, index: self.wake(index))
         self.wake_in_python()
         self.wake = lambda index: None
@@ -225,6 +262,20 @@ class ApicCoreBus:
         """A fixed, edge-triggered message to physical APIC ID `dest` (an MSI), sent and its
         halted CPU woken in C; False if Python must deliver it (see the C file)."""
         return bool(_lib.apic_bus_send_fixed(self.c, dest, vector))
+
+    # --- the cores' TSC deadlines, as the clock sees them (clock.py's deadline sources) ----
+
+    def next_deadline(self) -> tuple[int | None, int]:
+        """The earliest TSC deadline armed (guest ns; None: none) and how many are."""
+        armed = ctypes.c_int32()
+        ns = _lib.apic_bus_next_deadline(self.c, ctypes.byref(armed))
+        return (None if ns == NO_DEADLINE else ns), armed.value
+
+    def fire(self, now_ns: int) -> int:
+        """Every TSC deadline due by guest `now_ns` fires: how many did."""
+        if now_ns < self.c.next_deadline_ns:
+            return 0                            # (the clock asks on every slice)
+        return _lib.apic_bus_fire_deadlines(self.c, now_ns)
 
     def ids_changed(self) -> None:
         """An APIC ID changed: the physical destinations again."""

@@ -88,7 +88,10 @@ class LocalApic:
     Switching into or out of TSC-deadline mode disarms the timer and clears the initial count
     and the deadline (SDM 10.5.4.1). In TSC-deadline mode writes to the initial count are
     ignored; `write_tsc_deadline()` (MSR 0x6E0) arms it at TSC = now_ns * tsc_hz / 1e9 + IA32_TSC_ADJUST, a
-    deadline in the past fires at once, and firing clears the deadline.
+    deadline in the past fires at once, and firing clears the deadline. That mode is the core's
+    (native/tsc_deadline.c: the guest's WRMSR and RDMSR of the deadline are served in C, and
+    its deadlines are the clock's through the bus's cores); this class says when the core
+    serves it and what firing delivers.
 
     The vectors' state (IRR, ISR, TMR, TPR), the INTA cycle, the EOI, the INTR pin and the
     page's common reads are the core's (`core`, devices/apic_core.py: in C, so that taking an
@@ -133,18 +136,18 @@ class LocalApic:
         self._clock = clock
         self._bus = bus
         self.timer_hz = timer_hz
-        self.tsc_hz = tsc_hz
         self.bsp = bsp
         self.power_on_id = apic_id & 0xFF
         self.on_event: Callable[[], None] | None = None
         self.core = ApicCore(clock.view)
+        self.tsc_hz = tsc_hz
+        clock.watch(bus.cores)                  # the cores' TSC deadlines are the clock's
         # The pins' input levels: driven from outside, so reset keeps them; saved all the same,
         # since what a pin does next (an edge or not) depends on the level the APIC last saw.
         self.lint_level = [False, False]
         # Statistics, not state, kept by the core: when each vector in IRR got there (guest
         # ns), and the longest any waited for its INTA (the watchdog and the soak read them).
         self._count_timer = clock.timer(self._count_expired)        # one-shot and periodic
-        self._deadline_timer = clock.timer(self._deadline_expired)  # TSC-deadline mode
         self.reset()
 
     # --- reset ----------------------------------------------------------------------------
@@ -183,7 +186,7 @@ class LocalApic:
         state = save_fields(self, _SAVED)
         state["apic_base"] = self._base
         state["count_timer"] = self._count_timer.deadline_ns
-        state["deadline_timer"] = self._deadline_timer.deadline_ns
+        state["deadline_timer"] = self.core.deadline_ns
         return state
 
     def load(self, state: dict) -> None:
@@ -208,7 +211,7 @@ class LocalApic:
                 self.core.c.pending_since[vector] = now
         self._base = base
         self._count_timer.arm_from(count_at)
-        self._deadline_timer.arm_from(deadline_at)
+        self.core.set_deadline(self.tsc_deadline, deadline_at)
         self._notify()  # the CPU's pins follow the loaded IRR/ISR/TPR and latches
 
     # --- the core's registers ---------------------------------------------------------------
@@ -222,6 +225,23 @@ class LocalApic:
                         lambda self, v: setattr(self.core.c, "icr_high", v))
     icr_low = property(lambda self: self.core.c.icr_low,
                        lambda self, v: setattr(self.core.c, "icr_low", v))
+    tsc_deadline = property(lambda self: self.core.c.tsc_deadline,
+                            lambda self, v: setattr(self.core.c, "tsc_deadline", v))
+    # The CPU's TSC rate and IA32_TSC_ADJUST (its TSC minus the clock's count), which the
+    # core turns a deadline into guest ns with (the CPU's MSRs set them).
+    tsc_hz = property(lambda self: self.core.c.tsc_hz,
+                      lambda self, v: setattr(self.core.c, "tsc_hz", v))
+    tsc_offset = property(lambda self: self.core.c.tsc_offset,
+                          lambda self, v: setattr(self.core.c, "tsc_offset", v))
+
+    @property
+    def esr_pending(self) -> int:
+        return self._esr_pending | self.core.c.esr_pending   # the core's: from a firing
+
+    @esr_pending.setter
+    def esr_pending(self, value: int) -> None:
+        self.core.take_esr()
+        self._esr_pending = value
 
     @property
     def apic_id(self) -> int:
@@ -242,11 +262,16 @@ class LocalApic:
         return self.core.pending_since(vector) if self.irr >> vector & 1 else None
 
     def _sync_core(self) -> None:
-        """What the core needs of the rest of the APIC: the enables and the timer's vector."""
+        """What the core needs of the rest of the APIC: the enables, the timer's vector,
+        whether it serves the TSC deadline and what a deadline's firing delivers."""
         core = self.core.c
         core.hw_enabled = int(self.hardware_enabled)
         core.sw_enabled = int(self.software_enabled)
-        core.timer_vector = self.lvt[LVT_TIMER] & 0xFF
+        timer, error = self.lvt[LVT_TIMER], self.lvt[LVT_ERROR]
+        core.timer_vector = timer & 0xFF
+        core.deadline_vector = -1 if timer & LVT_MASKED else timer & 0xFF
+        core.error_vector = -1 if error & LVT_MASKED else error & 0xFF
+        core.deadline_mode = int(self.hardware_enabled and self._timer_mode() == TSC_DEADLINE)
 
     # --- state seen by the bus and the CPU -------------------------------------------------
 
@@ -338,7 +363,7 @@ class LocalApic:
         masked = " masked" if self.lvt[LVT_TIMER] & LVT_MASKED else ""
         due = self._count_timer.deadline_ns
         if due is None:
-            due = self._deadline_timer.deadline_ns
+            due = self.core.deadline_ns
         armed = f"due at {due / NS_PER_S:.3f}s" if due is not None else "not armed"
         return f"{mode}{masked}, {armed}"
 
@@ -403,26 +428,22 @@ class LocalApic:
 
     # --- TSC-deadline MSR (IA32_TSC_DEADLINE, 0x6E0) -------------------------------------
 
-    def write_tsc_deadline(self, deadline_tsc: int, tsc_hz: int, tsc_offset: int = 0) -> None:
-        """`tsc_offset`: this CPU's TSC minus the machine clock's count (IA32_TSC_ADJUST)."""
-        if tsc_hz > 0:
+    def write_tsc_deadline(self, deadline_tsc: int, tsc_hz: int | None = None,
+                           tsc_offset: int | None = None) -> None:
+        """The guest's WRMSR, which the core serves itself while `deadline_mode` is on
+        (this is the way in for the rest, and for tests). `tsc_hz`, `tsc_offset`: the
+        CPU's TSC rate and IA32_TSC_ADJUST, if they changed."""
+        if tsc_hz:
             self.tsc_hz = tsc_hz
-        if self._timer_mode() != TSC_DEADLINE or not self.hardware_enabled:
+        if tsc_offset is not None:
+            self.tsc_offset = tsc_offset
+        if not self.core.c.deadline_mode:
             log.debug("APIC %d: TSC deadline written outside TSC-deadline mode", self.apic_id)
             return
-        self._cancel_timer()
-        self.tsc_deadline = deadline_tsc & MASK64
-        if not self.tsc_deadline:
-            return  # zero disarms
-        deadline_ns = -(-(self.tsc_deadline - tsc_offset) * NS_PER_S // self.tsc_hz)  # ceil
-        if deadline_ns <= self._clock.now_ns():
-            self._deadline_expired()
-        else:
-            self._deadline_timer.arm(deadline_ns)
+        self.core.tsc_deadline_msr(True, deadline_tsc & MASK64)   # 0 disarms
 
     def read_tsc_deadline(self) -> int:
-        self._catch_up(self._deadline_timer, self._deadline_expired)
-        return self.tsc_deadline if self._timer_mode() == TSC_DEADLINE else 0
+        return self.core.tsc_deadline_msr(False) if self.core.c.deadline_mode else 0
 
     # --- MMIO -------------------------------------------------------------------------------
 
@@ -490,13 +511,15 @@ class LocalApic:
                     self.lvt[lvt_offset] |= LVT_MASKED
             self._notify()
         elif offset == ESR:
-            self.esr, self.esr_pending = self.esr_pending, 0
+            self.esr = self._esr_pending | self.core.take_esr()
+            self._esr_pending = 0
         elif offset == LVT_TIMER:
             self._write_lvt_timer(value)
         elif offset in (LVT_LINT0, LVT_LINT1):
             self._write_lvt_lint(offset, value)
         elif offset in self.lvt:
             self.lvt[offset] = self._lvt_value(offset, value)
+            self._sync_core()                   # the error LVT: a deadline may raise it
         elif offset == ICR_LOW:
             self.icr_low = value & ICR_WRITABLE
             self._send_ipi()
@@ -635,11 +658,12 @@ class LocalApic:
             self._cancel_timer()
             self.lvt[LVT_TIMER] = new
             self.counting = False
-            self.initial_count = self.tsc_deadline = 0
+            self.initial_count = 0
         else:
             current = self.current_count()
             self.lvt[LVT_TIMER] = new
             self._count_on_from(current)
+        self._sync_core()                       # the core's deadline mode and vector
 
     def _count_on_from(self, current: int) -> None:
         """After a divide or one-shot/periodic change: count on from the current value."""
@@ -675,10 +699,6 @@ class LocalApic:
             self.counting = False
         self._local_deliver(LVT_TIMER)
 
-    def _deadline_expired(self) -> None:
-        self.tsc_deadline = 0
-        self._local_deliver(LVT_TIMER)
-
     def _catch_up(self, timer, expired) -> None:
         """A timer the guest finds run out (the count reads 0, the deadline MSR 0) has fired:
         its interrupt is pending from that read on, as on hardware, not only once the clock
@@ -689,7 +709,7 @@ class LocalApic:
 
     def _cancel_timer(self) -> None:
         self._count_timer.cancel()
-        self._deadline_timer.cancel()
+        self.core.set_deadline(0, None)
 
 
 # What save() holds besides the APIC base and the two timers' deadlines.

@@ -45,8 +45,10 @@ TSC_HZ = 3_200_000_000
 
 
 def armed(clock: Clock) -> list[int]:
-    """The deadlines of the clock's armed timers."""
-    return sorted(entry[0] for entry in clock._timers if clock._live(entry))
+    """The deadlines of the clock's armed timers, and of its sources' (a TSC deadline)."""
+    sources = [source.next_deadline()[0] for source in clock._sources]
+    return sorted([entry[0] for entry in clock._timers if clock._live(entry)] +
+                  [ns for ns in sources if ns is not None])
 
 
 # --- the harness ------------------------------------------------------------------------------

@@ -700,9 +700,10 @@ class LocalApic:
         self._local_deliver(LVT_TIMER)
 
     def _catch_up(self, timer, expired) -> None:
-        """A timer the guest finds run out (the count reads 0, the deadline MSR 0) has fired:
-        its interrupt is pending from that read on, as on hardware, not only once the clock
-        runs its timers after the slice (later still when the host is slow to end it)."""
+        """A count the guest finds run out (it reads 0) has fired: its interrupt is pending
+        from that read on, as on hardware, not only once the clock runs its timers after the
+        slice (later still when the host is slow to end it). The deadline MSR's read does
+        the same in C."""
         if timer.deadline_ns is not None and timer.deadline_ns <= self._clock.now_ns():
             timer.cancel()
             expired()

@@ -241,7 +241,7 @@ class MsrFile:
         if index == IA32_APIC_BASE:
             self.lapic.apic_base = value
         elif index == IA32_TSC_DEADLINE:
-            self.lapic.write_tsc_deadline(value, self.tsc_hz, self.tsc_offset)
+            self.lapic.write_tsc_deadline(value)   # its rate and offset are the core's
         elif index == IA32_MISC_ENABLE:
             # Only the fast-strings bit is the OS's to change; the rest reflect the hardware.
             self.misc_enable = (self.misc_enable & ~1) | (value & 1)

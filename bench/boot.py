@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Boot time: power-on to the default guest's ready marker, imacpro beside QEMU TCG, one run.
 
+With --installed: the installed Debian to systemd's login prompt instead (bench/boot_debian.py,
+which says how), --runs times.
+
 Both boot the same kernel, initramfs and command line from the default guest (build it first:
 `imacpro guest fetch`), with the same logical CPU count, 32 GiB of RAM and the same CPU family
 (bench/qemu.py). QEMU's RAM is a memory backend with reserve=off, the equivalent of imacpro's
@@ -54,7 +57,15 @@ def main() -> None:
     parser.add_argument("--host-threads", type=int, default=1,
                         help="imacpro's host threads for the vCPUs (boot --host-threads)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--installed", action="store_true",
+                        help="Debian installed on the SSD, booted to its login prompt by "
+                             "systemd, beside QEMU booting the same disk (16 vCPUs)")
+    parser.add_argument("--runs", type=int, default=3, help="with --installed: boots of each")
     args = parser.parse_args()
+    if args.installed:
+        import boot_debian
+        boot_debian.measure(args.runs, max(args.timeout, 1200), args.markdown)
+        return
     guest = qemu.guest_or_exit()
     for cpus in args.cpus:
         theirs = boot_qemu(guest, cpus, args.timeout)

@@ -108,15 +108,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    measure(args.runs, args.timeout, args.markdown)
+
+
+def measure(runs: int, timeout_s: float, markdown: bool) -> None:
+    """Set up once, then `runs` boots of each, a line per pair (bench/boot.py --installed
+    runs this too)."""
     qemu.require()
     with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "IMACPRO_HOME": str(work / "home")}
         pristine, disk = set_up(work, env)
-        for _ in range(args.runs):
-            theirs = boot_qemu(disk, 16, work, args.timeout)
-            ours = boot_imacpro(env, pristine, work, args.timeout)
-            if args.markdown:
+        for _ in range(runs):
+            theirs = boot_qemu(disk, 16, work, timeout_s)
+            ours = boot_imacpro(env, pristine, work, timeout_s)
+            if markdown:
                 print(f"| 16 | {theirs:.1f} s | {ours:.1f} s | {ours / theirs:.2f}× |",
                       flush=True)
             else:

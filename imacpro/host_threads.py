@@ -46,6 +46,7 @@ from imacpro.cpu.vcpu import State, Vcpu
 from imacpro.host_events import HostEvents
 from imacpro.run_loop_core import (HAND_NONE, HAND_RELEASE, HAND_RUN, SERVE_AFTER, SERVE_STOP,
                                    WAKE, RunLoopCore, run_loop_wake)
+from imacpro.t2 import xts
 
 if TYPE_CHECKING:
     from imacpro.machine import Machine, RunResult
@@ -154,6 +155,9 @@ class HostThreads:
         self.core = core = RunLoopCore([cpu.rs for cpu in machine.vcpus], machine.clock.view,
                                        events.wake_fd)
         core.windows_moved(machine.mmio.generation)
+        # A worker watching for guest work decrypts the SSD's parts meanwhile: the pool's
+        # helpers run at the host's idle priority, so a watching worker keeps them off its core.
+        core.idle_help(xts.pool_help_address())
         # Only a warp needs the main thread when every CPU waits; in real time it sleeps
         # until its next timer (or host input) and looks at the rest every IDLE_POLL_S.
         core.wake_when_idle(machine.idle == "warp")

@@ -49,6 +49,7 @@ for _name, _restype, _argtypes in (
         ("run_loop_wait_quiet", None, [_loop_p]),
         ("run_loop_set_windows_generation", None, [_loop_p, ctypes.c_int64]),
         ("run_loop_set_wake_when_idle", None, [_loop_p, ctypes.c_int]),
+        ("run_loop_set_idle_help", None, [_loop_p, ctypes.c_void_p]),
         ("run_loop_stop", None, [_loop_p]),
         ("run_loop_stats", None, [_loop_p, ctypes.POINTER(ctypes.c_int64),
                                   ctypes.POINTER(ctypes.c_int64),
@@ -121,6 +122,12 @@ class RunLoopCore:
     def wake_when_idle(self, on: bool) -> None:
         """Whether the main thread is woken whenever every CPU waits (on at first)."""
         _lib.run_loop_set_wake_when_idle(self.handle, int(on))
+
+    def idle_help(self, address: int | None) -> None:
+        """A C function `int help(void)` an idle worker calls while it watches for work: it
+        does a piece of the host's pending work for the machine (the SSD pool's parts) and
+        says whether there was any. None: no such work."""
+        _lib.run_loop_set_idle_help(self.handle, address)
 
     def windows_moved(self, generation: int) -> None:
         _lib.run_loop_set_windows_generation(self.handle, generation)

@@ -111,6 +111,7 @@ struct run_loop {
     engine_since_fn wait_since;
     engine_since_fn queued_since;
     engine_reg_read_fn reg_read;
+    int (*idle_help)(void);      /* host work an idle worker may do while it watches; NULL */
 };
 
 /* A slice of `index` starts (1) or ends (0): entry index * 2 + starts. */
@@ -363,6 +364,9 @@ static int poll_for_work(struct run_loop *l)
     pthread_mutex_unlock(&l->mu);
     int signalled = 0;
     while (!signalled && clock_ns(CLOCK_MONOTONIC) < until) {
+        if (l->idle_help != NULL && l->idle_help()) {
+            until = clock_ns(CLOCK_MONOTONIC) + POLL_NS;   /* the guest's next step is near */
+        }
         for (int i = 0; i < 64 && !signalled; i++) {
             __builtin_ia32_pause();
             signalled = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST) != seen;
@@ -372,6 +376,13 @@ static int poll_for_work(struct run_loop *l)
     /* Signalled after the last look but before `mu` was taken again: the signaller's
      * broadcast found no sleeper, so this worker must not go to sleep now. */
     return signalled || __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST) != seen;
+}
+
+/* `help` (NULL: none) does a piece of the host's pending work for the machine and says
+ * whether there was any: the SSD pool's parts (ssd_pool.c's ssd_pool_help). */
+void run_loop_set_idle_help(struct run_loop *l, int (*help)(void))
+{
+    l->idle_help = help;
 }
 
 /* A halted CPU got an interrupt: it runs ahead of the round. Any thread; `mu` not held. */

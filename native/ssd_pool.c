@@ -32,7 +32,9 @@
 #include "ssd_pool.h"
 
 #define MAX_HELPERS 7
+#define OUTSIDE_HELPERS 2       /* threads of their own that help while they wait for work */
 #define WATCH_NS 1000000        /* a helper watches for the next request this long */
+#define CLOSED 0xFFFFFFFFu      /* a claim's next part while its request is being set up */
 
 struct helper {
     pthread_t thread;
@@ -44,7 +46,10 @@ struct helper {
 
 /* The request in progress. `claim` is (generation << 32 | next part): a thread takes a part
  * by moving it on with a compare-and-swap, so it never takes a part of a request that has
- * ended, and the other fields (read relaxed) are only used after such a take. */
+ * ended, and the other fields are only used after such a take. A new request first closes
+ * the claim (next part CLOSED) and only then changes the fields: a thread that read the old
+ * claim and some new fields fails its compare-and-swap, rather than taking a part of the
+ * new request by the old claim. */
 static struct {
     uint64_t claim;
     int count;
@@ -54,6 +59,7 @@ static struct {
     void **contexts;
     int ncontexts;
     int done;
+    uint64_t outside;           /* (generation << 32 | outside helpers that joined it) */
 } request;
 
 static struct helper helpers[MAX_HELPERS];
@@ -69,26 +75,32 @@ static uint64_t now_ns(void)
 }
 
 /* Parts of the current request, taken one at a time while any is left; `executor` says
- * which of the request's cipher contexts this thread uses. */
-static void take_parts(int executor)
+ * which of the request's cipher contexts this thread uses. Only parts of request
+ * `generation` when it is not 0: an outside helper's executor is its for that one request. */
+static int take_parts(int executor, uint64_t generation)
 {
+    int taken = 0;
     for (;;) {
         uint64_t claim = __atomic_load_n(&request.claim, __ATOMIC_ACQUIRE);
         uint32_t next = (uint32_t)claim;
         if (next >= (uint32_t)__atomic_load_n(&request.count, __ATOMIC_RELAXED) ||
-            executor >= __atomic_load_n(&request.ncontexts, __ATOMIC_RELAXED)) {
-            return;
+            executor >= __atomic_load_n(&request.ncontexts, __ATOMIC_RELAXED) ||
+            (generation && claim >> 32 != generation)) {
+            return taken;
         }
         ssd_part_work work = __atomic_load_n(&request.work, __ATOMIC_RELAXED);
         char *parts = __atomic_load_n(&request.parts, __ATOMIC_RELAXED);
         size_t size = __atomic_load_n(&request.part_size, __ATOMIC_RELAXED);
         void **contexts = __atomic_load_n(&request.contexts, __ATOMIC_RELAXED);
+        /* Had any of those come from a new request, its closed claim fails this take. */
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (!__atomic_compare_exchange_n(&request.claim, &claim, claim + 1, 0,
                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             continue;                   /* another thread took it, or a new request began */
         }
         work(parts + next * size, contexts[executor]);
         __atomic_add_fetch(&request.done, 1, __ATOMIC_RELEASE);
+        taken = 1;
     }
 }
 
@@ -126,7 +138,7 @@ static void *helper_main(void *opaque)
         }
         __atomic_store_n(&h->wanted, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&h->lock);
-        take_parts(h->executor);
+        take_parts(h->executor, 0);
     }
     return NULL;
 }
@@ -162,10 +174,42 @@ static void start_pool(void)
     pthread_atfork(NULL, NULL, forget_helpers);
 }
 
-int ssd_pool_parts(void)
+int ssd_pool_helpers(void)
 {
     pthread_once(&pool_once, start_pool);
-    return 1 + helper_count;
+    return helper_count;
+}
+
+int ssd_pool_parts(void)
+{
+    return 1 + ssd_pool_helpers() + OUTSIDE_HELPERS;
+}
+
+/* Parts of the request in progress, taken by a thread that is not the pool's: the run
+ * loop's idle workers call this while they watch for guest work (run_loop.c). The helpers
+ * run at the host's idle priority, so a worker watching on a core keeps them off it, and a
+ * 1 MiB read's decryption then ran on the vCPU's thread alone. Returns whether it did any.
+ * Costs two loads when there is nothing to do. */
+int ssd_pool_help(void)
+{
+    uint64_t claim = __atomic_load_n(&request.claim, __ATOMIC_ACQUIRE);
+    if ((uint32_t)claim >= (uint32_t)__atomic_load_n(&request.count, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    /* A seat among the request's outside helpers: one executor (and its cipher context) is
+     * never used by two threads, and a seat is good for this request only. */
+    uint64_t generation = claim >> 32;
+    uint64_t seats = __atomic_load_n(&request.outside, __ATOMIC_ACQUIRE);
+    uint64_t taken;
+    do {
+        taken = seats >> 32 == generation ? (uint32_t)seats : 0;
+        if (taken >= OUTSIDE_HELPERS) {
+            return 0;
+        }
+    } while (!__atomic_compare_exchange_n(&request.outside, &seats,
+                                          generation << 32 | (taken + 1), 0,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+    return take_parts(1 + helper_count + (int)taken, generation);
 }
 
 void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
@@ -178,6 +222,9 @@ void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
         }
         return;
     }
+    uint64_t generation = (__atomic_load_n(&request.claim, __ATOMIC_RELAXED) >> 32) + 1;
+    __atomic_store_n(&request.claim, generation << 32 | CLOSED, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);    /* closed before any field changes */
     __atomic_store_n(&request.count, count, __ATOMIC_RELAXED);
     __atomic_store_n(&request.work, work, __ATOMIC_RELAXED);
     __atomic_store_n(&request.parts, (char *)parts, __ATOMIC_RELAXED);
@@ -185,7 +232,6 @@ void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
     __atomic_store_n(&request.contexts, contexts, __ATOMIC_RELAXED);
     __atomic_store_n(&request.ncontexts, ncontexts, __ATOMIC_RELAXED);
     __atomic_store_n(&request.done, 0, __ATOMIC_RELAXED);
-    uint64_t generation = (__atomic_load_n(&request.claim, __ATOMIC_RELAXED) >> 32) + 1;
     __atomic_store_n(&request.claim, generation << 32, __ATOMIC_RELEASE);
     for (int i = 0; i < helper_count && i + 1 < ncontexts; i++) {
         struct helper *h = &helpers[i];
@@ -194,7 +240,7 @@ void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
         pthread_cond_signal(&h->called);
         pthread_mutex_unlock(&h->lock);
     }
-    take_parts(0);
+    take_parts(0, 0);
     /* What is left is parts helpers are in the middle of. */
     while (__atomic_load_n(&request.done, __ATOMIC_ACQUIRE) < count) {
         __builtin_ia32_pause();

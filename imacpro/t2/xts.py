@@ -42,9 +42,18 @@ def _load_native():
         dma.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p,
                         ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                         ctypes.c_size_t, ctypes.c_size_t]
-    lib.ssd_pool_parts.restype = ctypes.c_int
-    lib.ssd_pool_parts.argtypes = []
+    for count in (lib.ssd_pool_parts, lib.ssd_pool_helpers, lib.ssd_pool_help):
+        count.restype = ctypes.c_int
+        count.argtypes = []
     return lib
+
+
+def pool_help_address() -> int | None:
+    """native/ssd_pool.c's `ssd_pool_help`, for threads that help the SSD's pool while they
+    wait for work of their own (the run loop's idle workers); None when not built."""
+    if _native is None:
+        return None
+    return ctypes.cast(_native.ssd_pool_help, ctypes.c_void_p).value
 
 
 _native = _load_native()

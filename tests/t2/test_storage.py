@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from array import array
 from pathlib import Path
 
@@ -374,11 +375,51 @@ def test_dma_large_requests_split_over_host_cores_hold_every_sector(dma_store, r
 
 
 def test_the_ssd_splits_requests_over_the_host_cores():
-    """One part per host core (native/ssd_pool.c keeps at most 8)."""
+    """A helper per host core beside the caller's (native/ssd_pool.c keeps at most 7), and
+    seats for two threads that help while they wait for their own work."""
     from imacpro.t2 import xts
     if xts._native is None:
         pytest.skip("the SSD's native helper is not built (make builds it)")
-    assert xts._native.ssd_pool_parts() == min(os.cpu_count(), 8)
+    assert xts._native.ssd_pool_helpers() == min(os.cpu_count(), 8) - 1
+    assert xts._native.ssd_pool_parts() == xts._native.ssd_pool_helpers() + 3
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="the waiting thread needs a core of its own")
+def test_a_thread_waiting_for_work_takes_parts_and_every_sector_holds(store, ram):
+    """The run loop's idle workers call ssd_pool_help while they watch for guest work: here
+    a thread calls it without pause while another reads and writes 1 MiB requests. It takes
+    some of their parts (the pool's own helpers run at the host's idle priority and yield
+    it the core), each with a cipher context of its own, and every sector is right."""
+    from imacpro.t2 import xts
+    if not store._xts.native:
+        pytest.skip("the SSD's native helper is not built (make builds it)")
+    sectors = 256
+    pages = array("Q", [0x200_0000 + 4096 * i for i in range(sectors)])
+    helped, done = [], threading.Event()
+
+    def wait_for_work():
+        count = 0
+        while not done.is_set():
+            count += xts._native.ssd_pool_help()
+        helped.append(count)
+
+    waiter = threading.Thread(target=wait_for_work)
+    waiter.start()
+    try:
+        for request in range(60):
+            data = rand(sectors * SECTOR, seed=request)
+            for i, page in enumerate(pages):
+                ram.write(page, data[i * SECTOR:(i + 1) * SECTOR])
+            store.write_from(request * sectors, GuestPages(ram, pages, len(data)))
+            for page in pages:
+                ram.write(page, bytes(SECTOR))
+            store.read_into(request * sectors, GuestPages(ram, pages, len(data)))
+            assert b"".join(ram.read(page, SECTOR) for page in pages) == data, request
+            assert store.read(request * sectors, sectors) == data, request
+    finally:
+        done.set()
+        waiter.join()
+    assert helped[0] > 0
 
 
 def test_a_forked_child_does_every_part_itself(dma_store, ram):
@@ -401,7 +442,7 @@ def test_a_forked_child_does_every_part_itself(dma_store, ram):
             for page in pages:
                 ram.write(page, bytes(SECTOR))
             dma_store.read_into(500, GuestPages(ram, pages, len(data)))
-            ok = xts._native.ssd_pool_parts() == 1 and \
+            ok = xts._native.ssd_pool_helpers() == 0 and \
                 b"".join(ram.read(page, SECTOR) for page in pages) == data
         finally:
             os._exit(0 if ok else 1)

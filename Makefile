@@ -22,12 +22,12 @@ $(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vect
            tools/build-unicorn | $(BIN)/imacpro
 	tools/build-unicorn
 
-# The SSD store's data path: AES-XTS over runs of sectors through OpenSSL, read into and
+# The SSD store's data path: AES-XTS over runs of sectors through libgcrypt, read into and
 # written from a device's DMA pages (imacpro/t2/xts.py and storage.py say why).
 $(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/nvme_io.c \
         native/ssd_dma.h native/ssd_pool.h
 	@mkdir -p $(dir $@)
-	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^) -l:libcrypto.so.3
+	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^) -l:libgcrypt.so.20
 
 # The local APIC's interrupt core: what every interrupt a CPU takes passes through
 # (imacpro/devices/apic_core.py says why it is C).

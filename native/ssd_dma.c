@@ -6,7 +6,7 @@
  * Why C: done in Python, a 1 MiB NVMe command cost a memory view and a slice copy per 4 KiB
  * page (256 of them) plus a fresh 1 MiB buffer, more than the AES itself. Here the page list
  * is resolved against the guest's RAM ranges once, the host reads with one preadv into the
- * pages and OpenSSL decrypts them in place (xts_sectors.c); a write is encrypted straight
+ * pages and libgcrypt decrypts them in place (xts_sectors.c); a write is encrypted straight
  * out of the guest's pages into a staging buffer and written with one pwrite. A request of
  * 128 KiB or more is cut into parts of whole sectors (64 KiB or more, at most 16) that the
  * calling thread and helpers on the host's other cores share (ssd_pool.c).

@@ -19,7 +19,7 @@ enum {
     SSD_MISALIGNED = -2,    /* a page after the first does not start a page */
     SSD_IO_ERROR = -3,      /* the host's read or write failed: errno says why */
     SSD_SHORT_IMAGE = -4,   /* the image ended before the request did */
-    SSD_CRYPTO = -5,        /* OpenSSL failed */
+    SSD_CRYPTO = -5,        /* the cipher failed */
     SSD_NO_MEMORY = -6,
 };
 

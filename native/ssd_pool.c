@@ -5,7 +5,7 @@
  * command over its flash channels.
  *
  * Why: a 1 MiB read spends about 0.1 ms in the host kernel's copy out of its page cache and
- * 0.1 ms in OpenSSL's AES, one after the other on the vCPU's thread, while the guest waits
+ * 0.1 ms in the AES, one after the other on the vCPU's thread, while the guest waits
  * for the completion with its other CPUs idle. On two cores it takes half as long.
  *
  * Why parts taken one at a time rather than one half each: a helper the host does not run

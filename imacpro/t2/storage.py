@@ -30,7 +30,7 @@ Design reasons:
   no integrity check (nor has the real SSD): a sector torn by a crash before its flush reads as
   noise.
 - Speed: each request is one system call into one buffer, en- or decrypted in place by
-  xts.SectorCipher (one call into OpenSSL per request when the native helper is built); a
+  xts.SectorCipher (one call into libgcrypt per request when the native helper is built); a
   request inside a hole (SEEK_DATA) is answered without reading. A device's DMA
   (`read_into`, `write_from`) goes to and from the guest's pages in one call of the native
   helper (native/ssd_dma.c): read straight into them and decrypted there. An instance may be
@@ -265,7 +265,7 @@ class EncryptedStore(OwnedFd):
                                "ended early (truncated while open)")
         if status == xts.DMA_NO_MEMORY:
             raise MemoryError("no host memory for the SSD's transfer")
-        raise RuntimeError("OpenSSL AES-XTS failed")
+        raise RuntimeError("AES-XTS failed in libgcrypt")
 
     def trim(self, lba: int, count: int) -> None:
         """Deallocate: the sectors read as zeros and their host blocks are freed."""

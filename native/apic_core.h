@@ -109,6 +109,7 @@ void apic_core_send(struct apic_core *target, int vector);
 int apic_bus_fire_deadlines(struct apic_bus *bus, int64_t now);
 int apic_core_tsc_deadline_msr(struct apic_core *c, int is_write, uint64_t *value);
 void c0_account(struct c0_time *c0, int64_t now, uint64_t at_least);
+uint64_t c0_aperf_now(const struct c0_time *c0, int64_t now);
 uint64_t c0_read_counter(struct c0_time *c0, int64_t now, uint64_t interrupts,
                          uint32_t index);
 

@@ -17,24 +17,44 @@
 
 enum { IA32_MPERF = 0xE7, IA32_APERF = 0xE8, IA32_TSC_DEADLINE = 0x6E0 };
 
+/* The C0 time not counted yet, as TSC ticks. */
+static uint64_t uncounted_ticks(const struct c0_time *c0, int64_t now)
+{
+    int64_t ns = c0->c0_ns, since = c0->in_c0_since;
+    if (since >= 0 && now > since) {
+        ns += now - since;
+    }
+    return (uint64_t)((unsigned __int128)ns * (uint64_t)c0->tsc_hz / 1000000000u);
+}
+
+/* TSC ticks of C0 as APERF counts them: at the clock's ratio to the base clock. */
+static uint64_t at_ratio(const struct c0_time *c0, uint64_t ticks)
+{
+    return (uint64_t)((unsigned __int128)ticks * (uint32_t)c0->ratio / (uint32_t)c0->base);
+}
+
 /* Add the C0 time since the last account to the counters at today's ratio (at least
  * `at_least` TSC ticks of it, when in C0). */
 void c0_account(struct c0_time *c0, int64_t now, uint64_t at_least)
 {
-    int64_t ns = c0->c0_ns;
-    c0->c0_ns = 0;
-    if (c0->in_c0_since >= 0) {
-        ns += now > c0->in_c0_since ? now - c0->in_c0_since : 0;
-        c0->in_c0_since = now;
-    } else if (ns == 0) {
+    if (c0->in_c0_since < 0 && c0->c0_ns == 0) {
         return;
     }
-    unsigned __int128 ticks = (unsigned __int128)ns * (uint64_t)c0->tsc_hz / 1000000000u;
-    uint64_t m = (uint64_t)ticks > at_least ? (uint64_t)ticks : at_least;
-    uint64_t scaled = (uint64_t)(ticks * (uint32_t)c0->ratio / (uint32_t)c0->base);
-    uint64_t a = scaled > at_least ? scaled : at_least;
-    c0->mperf += m;
-    c0->aperf += a;
+    uint64_t ticks = uncounted_ticks(c0, now);
+    c0->c0_ns = 0;
+    if (c0->in_c0_since >= 0) {
+        c0->in_c0_since = now;
+    }
+    uint64_t scaled = at_ratio(c0, ticks);
+    c0->mperf += ticks > at_least ? ticks : at_least;
+    c0->aperf += scaled > at_least ? scaled : at_least;
+}
+
+/* APERF as it would read now, without counting (the thermal model's work, from any thread
+ * while the CPU's own RDMSR may be counting: a look, not an account). */
+uint64_t c0_aperf_now(const struct c0_time *c0, int64_t now)
+{
+    return c0->aperf + at_ratio(c0, uncounted_ticks(c0, now));
 }
 
 /* RDMSR of MPERF or APERF (hwp.py's PerformanceState.read says why reads pair up). */

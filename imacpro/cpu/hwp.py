@@ -105,6 +105,8 @@ def _bind():
     from imacpro.devices.apic_core import _lib
     _lib.c0_account.restype = None
     _lib.c0_account.argtypes = [ctypes.POINTER(C0Time), ctypes.c_int64, ctypes.c_uint64]
+    _lib.c0_aperf_now.restype = ctypes.c_uint64
+    _lib.c0_aperf_now.argtypes = [ctypes.POINTER(C0Time), ctypes.c_int64]
     _lib.c0_read_counter.restype = ctypes.c_uint64
     _lib.c0_read_counter.argtypes = [ctypes.POINTER(C0Time), ctypes.c_int64, ctypes.c_uint64,
                                      ctypes.c_uint32]
@@ -188,12 +190,7 @@ class PerformanceState:
         """The work done so far: seconds in C0 at the base clock's worth (APERF over the
         TSC's rate), for the thermal model (devices/thermal.py). Only reads the counters:
         it is asked from any thread, while the CPU's own RDMSR may be counting."""
-        c0 = self.c0
-        ns, since = c0.c0_ns, c0.in_c0_since
-        if since >= 0:
-            ns += max(0, self.now_ns() - since)
-        ticks = ns * self.tsc_hz // 1_000_000_000
-        return (c0.aperf + ticks * self.ratio() // self.base) / self.tsc_hz
+        return _lib.c0_aperf_now(self.c0, self.now_ns()) / self.tsc_hz
 
     def halted(self, halted: bool) -> None:
         """The CPU entered (True) or left HLT: its counters stop or go on."""

@@ -58,6 +58,25 @@ def test_aperf_and_mperf_say_the_clock_the_request_gives_and_stop_in_hlt():
     assert state.write(hwp.IA32_PM_ENABLE, 0) == hwp.HANDLED and state.pm_enable == 1
 
 
+
+def test_the_work_done_counts_as_aperf_does_and_changes_no_counter():
+    """The thermal model's work (`work_s`): C0 time at the clock it ran at, in base-clock
+    seconds, the time not yet counted included at the ratio the counters use; a look from
+    another thread, so neither counter nor the uncounted time moves."""
+    state, time = cpu()
+    state.write(hwp.IA32_PM_ENABLE, 1)                       # the request's 42: 4.2 GHz
+    time.ns = 1_000_000_000
+    counters = (state.mperf, state.aperf, state.c0.c0_ns, state.c0.in_c0_since)
+    assert state.work_s() == pytest.approx(42 / 32, abs=1e-9)
+    assert (state.mperf, state.aperf, state.c0.c0_ns, state.c0.in_c0_since) == counters
+    state.write(hwp.IA32_HWP_REQUEST, 12 | 20 << 8)          # counted, then 2.0 GHz
+    state.halted(True)
+    time.ns = 3_000_000_000                                  # HLT does no work
+    state.halted(False)
+    time.ns = 3_500_000_000
+    assert state.work_s() == pytest.approx(42 / 32 + 0.5 * 20 / 32, abs=1e-9)
+    assert state.read(hwp.IA32_APERF) / TSC_HZ == pytest.approx(state.work_s(), abs=1e-8)
+
 def test_the_counters_move_between_any_two_reads_of_a_running_cpu():
     """Linux's frequency-invariance tick turns itself off (patching kernel text on every CPU)
     on a zero MPERF delta: a CPU that reads them is running, so they always move."""

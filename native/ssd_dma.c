@@ -228,8 +228,9 @@ static void write_part(void *opaque, void *xts)
     p->error = errno;
 }
 
-/* How many parts: none under MIN_PART, at most MAX_PARTS, and one alone when no other thread
- * can take any (one host core, or one context given). */
+/* How many parts: none under MIN_PART, at most MAX_PARTS, and one alone when only one context
+ * is given (no other thread could take a part). An idle worker may take parts even on a host
+ * with no pool helper (ssd_pool.c's outside helpers). */
 static int part_count(size_t nxts, size_t length, size_t sector_size)
 {
     size_t n = length / MIN_PART;
@@ -239,7 +240,7 @@ static int part_count(size_t nxts, size_t length, size_t sector_size)
     if (n > length / sector_size) {
         n = length / sector_size;
     }
-    if (n < 2 || nxts < 2 || ssd_pool_parts() < 2) {
+    if (n < 2 || nxts < 2) {
         return 1;
     }
     return (int)n;

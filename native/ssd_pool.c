@@ -215,8 +215,8 @@ int ssd_pool_help(void)
 void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
                   void **contexts, int ncontexts)
 {
-    if (count < 2 || ncontexts < 2 || ssd_pool_parts() < 2 ||
-        pthread_mutex_trylock(&pool_in_use) != 0) {
+    pthread_once(&pool_once, start_pool);
+    if (count < 2 || ncontexts < 2 || pthread_mutex_trylock(&pool_in_use) != 0) {
         for (int i = 0; i < count; i++) {
             work((char *)parts + i * part_size, contexts[0]);
         }

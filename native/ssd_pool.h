@@ -21,7 +21,8 @@ int ssd_pool_help(void);
 
 /* work(part i, context) for each of the `count` parts (`part_size` bytes apart from
  * `parts`); the calling thread uses contexts[0], the n-th helper contexts[n], the outside
- * helpers those after, and only threads with a context take part. Returns when every part is done. */
+ * helpers those after, and only threads with a context take part. Returns when every part
+ * is done. */
 void ssd_pool_run(ssd_part_work work, void *parts, size_t part_size, int count,
                   void **contexts, int ncontexts);
 

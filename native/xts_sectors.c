@@ -9,9 +9,10 @@
  *
  * Why libgcrypt and not OpenSSL: OpenSSL 3.0 (Debian 12's, Ubuntu 22.04's) runs XTS with
  * AES-NI on 128-bit registers, 171 µs per MiB on the development host; libgcrypt 1.10 runs
- * it with VAES on 256-bit registers (AVX2) in ~100 µs. The cipher is most of what a large SSD read
- * costs. Every Debian and Ubuntu system has libgcrypt (systemd links it); tests/t2/test_xts.py
- * checks these bytes against the `cryptography` library's (OpenSSL's) sector by sector.
+ * it with VAES on 256-bit registers (AVX2) in ~100 µs. The cipher is most of what a large
+ * SSD read costs. Every Debian and Ubuntu system has libgcrypt (systemd links it);
+ * tests/t2/test_xts.py checks these bytes against the `cryptography` library's (OpenSSL's)
+ * sector by sector.
  *
  * Declared without libgcrypt's header (its stable ABI: libgcrypt.so.20) so that only the
  * runtime library is needed to build.
@@ -62,6 +63,8 @@ static void start_library(void)
     }
 }
 
+void xts_free(void *ctx);
+
 /* A context for one 512-bit media key; encrypt = 1 or decrypt = 0. NULL on failure. */
 void *xts_new(const unsigned char *key, int encrypt)
 {
@@ -77,12 +80,11 @@ void *xts_new(const unsigned char *key, int encrypt)
         free(x);
         return NULL;
     }
+    x->encrypt = encrypt;
     if (gcry_cipher_setkey(x->handle, key, MEDIA_KEY_BYTES) != 0) {
-        gcry_cipher_close(x->handle);
-        free(x);
+        xts_free(x);
         return NULL;
     }
-    x->encrypt = encrypt;
     return x;
 }
 
@@ -118,11 +120,12 @@ static int one_sector(void *ctx, unsigned char *out, const unsigned char *in, ui
     if (gcry_cipher_setiv(x->handle, tweak, sizeof tweak) != 0) {
         return -1;
     }
+    /* libgcrypt works in place when given no input */
+    const void *from = in == out ? NULL : in;
+    size_t length = in == out ? 0 : sector_size;
     gcry_error_t error = x->encrypt ?
-        gcry_cipher_encrypt(x->handle, out, sector_size, in == out ? NULL : in,
-                            in == out ? 0 : sector_size) :
-        gcry_cipher_decrypt(x->handle, out, sector_size, in == out ? NULL : in,
-                            in == out ? 0 : sector_size);
+        gcry_cipher_encrypt(x->handle, out, sector_size, from, length) :
+        gcry_cipher_decrypt(x->handle, out, sector_size, from, length);
     return error != 0 ? -1 : 0;
 }
 

@@ -25,7 +25,7 @@ $(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vect
 # The SSD store's data path: AES-XTS over runs of sectors through libgcrypt, read into and
 # written from a device's DMA pages (imacpro/t2/xts.py and storage.py say why).
 $(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/nvme_io.c \
-        native/ssd_dma.h native/ssd_pool.h
+        native/nvme_doorbell.c native/ssd_dma.h native/ssd_pool.h native/nvme_io.h
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^) -l:libgcrypt.so.20
 

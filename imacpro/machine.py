@@ -373,8 +373,11 @@ class Machine:
     def _make_nvme(self, row):
         if self._ssd is None:
             return None
-        return NvmeController(self._ssd, self._ssd_serial, intx=self._intx(row),
-                              clock=self.clock)
+        controller = NvmeController(self._ssd, self._ssd_serial, intx=self._intx(row),
+                                    clock=self.clock)
+        # Its I/O doorbells in C, on the vCPU's thread, completions to the APICs' C.
+        controller.serve_doorbells_in_c(self.mmio.lock, self.apic_bus.cores)
+        return controller
 
     def _make_t2_bridge(self, row):
         """The T2's other functions, when its function 0 (the SSD) is there to be found."""

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nvme_io.h"
 #include "ssd_dma.h"
 
 #define PAGE 4096u
@@ -31,31 +32,6 @@
 #define MAX_PAGES 257           /* MDTS's 256 pages, and one more for an unaligned start */
 #define OP_WRITE 0x01
 #define OP_READ 0x02
-
-/* What the controller hands over (imacpro/devices/nvme_io.py's _NvmeIo has the same). */
-struct nvme_io {
-    int32_t fd;                 /* the store's image */
-    uint32_t sector_size;       /* = the LBA size */
-    uint64_t sectors;
-    void **decrypt;             /* this thread's cipher contexts (ssd_pool.c's parts) */
-    uint64_t ndecrypt;
-    void **encrypt;
-    uint64_t nencrypt;
-    const struct ram_range *ram;
-    uint64_t nram;
-    uint32_t nsid;              /* the one namespace */
-    uint32_t max_transfer;      /* bytes */
-    uint32_t write_cache;       /* a write completes without a flush */
-    uint32_t sqid;
-    uint64_t sq_base;
-    uint32_t sq_size, sq_head, sq_tail, sq_entry_size;
-    uint64_t cq_base;
-    uint32_t cq_size, cq_head, cq_tail, cq_phase, cq_reserved;
-    /* counted here, added to the controller's statistics */
-    uint64_t reads, read_bytes, writes, write_bytes, posted;
-};
-
-enum { IO_EMPTY = 0, IO_CQ_FULL = 1, IO_PYTHON = 2 };
 
 static uint32_t le32(const unsigned char *p)
 {

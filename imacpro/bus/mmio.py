@@ -9,9 +9,11 @@ exception on an access is the guard's (guest_errors.py): reads return all ones.
 A window (a PCI memory window) is a range whose contents move: its device decodes each access,
 and the parts that are plain memory (a BAR backed by host memory, such as a framebuffer) are
 mapped into the engines directly, so the guest reaches them at memory speed with no Python
-call. `direct()` says where those parts are now; each vCPU's `MappedWindows` maps the window
-as device pieces around them and follows them when `generation` moves (a BAR moved, decoding
-turned on or off): the engine that made the change at once, the others before they run.
+call; so are pages a device serves with C accessors of its own (`NativeAccess`: the SSD's
+doorbells), which the engine calls without Python, its GIL or the machine's lock. `direct()`
+says where those parts are now; each vCPU's `MappedWindows` maps the window as device pieces
+around them and follows them when `generation` moves (a BAR moved, decoding turned on or
+off): the engine that made the change at once, the others before they run.
 """
 
 from __future__ import annotations
@@ -38,17 +40,29 @@ class MmioWindow:
     base: int
     size: int
     device: object
-    direct: Callable[[], list[tuple[int, int, int]]]   # (address, size, host address)
+    # (address, size, host address or NativeAccess)
+    direct: Callable[[], list[tuple[int, int, int | NativeAccess]]]
+
+
+@dataclass(frozen=True)
+class NativeAccess:
+    """A page served by C accessors: Unicorn's MMIO read and write callbacks and the opaque
+    argument they are given, as addresses. They run on the vCPU's thread without the GIL
+    and without the machine's lock: the device's C guards its own state."""
+    read: int
+    write: int
+    opaque: int
 
 
 @dataclass(frozen=True)
 class Piece:
     """A part of a window as an engine maps it: the window's device from `start` (offsets
-    relative to the window), or host memory at `host`."""
+    relative to the window), host memory at `host`, or a device's C accessors (`native`)."""
     start: int
     end: int
     window: MmioWindow
     host: int | None = None
+    native: NativeAccess | None = None
 
 
 class MmioBus:
@@ -65,8 +79,9 @@ class MmioBus:
         self.regions.append(MmioRegion(*self._check(base, size, device), device))
 
     def add_window(self, base: int, size: int, device,
-                   direct: Callable[[], list[tuple[int, int, int]]]) -> None:
-        """A window at `base` decoded by `device`, with `direct()` giving its memory parts."""
+                   direct: Callable[[], list[tuple[int, int, int | NativeAccess]]]) -> None:
+        """A window at `base` decoded by `device`, with `direct()` giving its memory parts
+        and its pages served in C."""
         window = MmioWindow(*self._check(base, size, device), device, direct)
         self.regions.append(window)
         self.windows.append(window)
@@ -104,12 +119,14 @@ class MmioBus:
         out = []
         for w in self.windows:
             cursor, end = w.base, w.base + w.size
-            for address, size, host in sorted(w.direct()):
+            for address, size, target in sorted(w.direct(), key=lambda part: part[:2]):
                 if address < cursor or address + size > end or (address | size) % PAGE:
                     continue
                 if address > cursor:
                     out.append(Piece(cursor, address, w))
-                out.append(Piece(address, address + size, w, host))
+                native = target if isinstance(target, NativeAccess) else None
+                out.append(Piece(address, address + size, w,
+                                 host=None if native else target, native=native))
                 cursor = address + size
             if cursor < end:
                 out.append(Piece(cursor, end, w))
@@ -139,6 +156,8 @@ class MappedWindows:
             size = piece.end - piece.start
             if piece.host is not None:
                 self.uc.mem_map_ptr(piece.start, size, PROT_ALL, piece.host)
+            elif piece.native is not None:
+                map_native(self.uc, piece.start, size, piece.native)
             else:
                 device = Offset(piece.window.device, piece.start - piece.window.base)
                 map_device(self.uc, piece.start, size, device, self.bus.errors,
@@ -191,3 +210,13 @@ def map_device(uc, base: int, size: int, device, errors: GuestErrors, lock: BigL
     read, write = guarded(device, base, errors, lock)
     uc.mmio_map(base, size, lambda _uc, offset, size, _data: read(offset, size), None,
                 lambda _uc, offset, size, value, _data: write(offset, size, value), None)
+
+
+def map_native(uc, base: int, size: int, access: NativeAccess) -> None:
+    """The engine calls `access`'s C accessors for each access, with no Python between."""
+    from unicorn import UcError
+    from unicorn.unicorn_py3.unicorn import uclib
+    status = uclib.uc_mmio_map(uc._uch, base, size, access.read, access.opaque, access.write,
+                               access.opaque)
+    if status:
+        raise UcError(status)

@@ -80,12 +80,15 @@ class Msi:
         control = self.fn.config[self.offset + 2]
         return 1 << min((control >> 4) & 7, (control >> 1) & 7)
 
-    def send(self, vector: int = 0) -> None:
-        """Vector `vector`'s message: the data with the vector in its low bits (PCI 3.0
-        §6.8.1.6); a vector beyond those granted folds onto them."""
+    def message(self, vector: int = 0) -> tuple[int, int]:
+        """Vector `vector`'s message, (address, data): the data with the vector in its low
+        bits (PCI 3.0 §6.8.1.6); a vector beyond those granted folds onto them."""
         low, high, data = struct.unpack_from("<IIH", self.fn.config, self.offset + 4)
         mask = self.granted - 1
-        self.fn.send_msi(high << 32 | low, (data & ~mask) | (vector & mask))
+        return high << 32 | low, (data & ~mask) | (vector & mask)
+
+    def send(self, vector: int = 0) -> None:
+        self.fn.send_msi(*self.message(vector))
 
 
 class MsiX:

@@ -79,6 +79,9 @@ class MemoryBar:
     prefetchable: bool = False
     memory: object = None  # memory/ram.HostMemory when the BAR is plain memory (the engines
                            # map it directly); `device` then reads and writes the same bytes
+    # () -> [(offset, size, bus.mmio.NativeAccess)]: pages of the BAR the device serves in
+    # C (the engines map them with its accessors); None: none
+    native_pages: Callable[[], list] | None = None
 
 
 ROM_INDEX = -1
@@ -426,10 +429,17 @@ class PciBus:
     def on_decode_change(self) -> None:
         """Set by the machine: BARs may have moved (the engines' direct mappings follow)."""
 
-    def direct_ranges(self) -> list[tuple[int, int, int]]:
-        """(address, size, host address) of each decoded BAR that is plain host memory."""
-        return [(start, end - start, bar.memory.host_address)
-                for start, end, bar in self.decoders() if bar.memory is not None]
+    def direct_ranges(self) -> list[tuple[int, int, object]]:
+        """(address, size, host address) of each decoded BAR that is plain host memory, and
+        (address, size, bus.mmio.NativeAccess) of each page a BAR's device serves in C."""
+        ranges = []
+        for start, end, bar in self.decoders():
+            if bar.memory is not None:
+                ranges.append((start, end - start, bar.memory.host_address))
+            if bar.native_pages is not None:
+                ranges += [(start + offset, size, access)
+                           for offset, size, access in bar.native_pages()]
+        return ranges
 
     def decoders(self) -> list[tuple[int, int, MemoryBar]]:
         """(start, end, BAR) of every decoded memory BAR: cached until a command, BAR or

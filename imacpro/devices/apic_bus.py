@@ -111,11 +111,12 @@ class ApicBus:
         interrupt range (the write is then an ordinary memory write)."""
         if address >> 20 != MSI_ADDRESS_BASE >> 20:
             return False
+        # The common message (fixed, edge, one CPU by its ID) goes in C, as IPIs do.
+        fixed = fixed_message(address, data)
+        if fixed is not None and self.cores.send_fixed(*fixed):
+            return True
         dest, logical, mode, vector, level = ((address >> 12) & 0xFF, bool(address & 0x4),
                                               (data >> 8) & 7, data & 0xFF, bool(data & 0x8000))
-        # The common message (fixed, edge, one CPU by its ID) goes in C, as IPIs do.
-        if mode == FIXED and not logical and not level and self.cores.send_fixed(dest, vector):
-            return True
         self.deliver(dest, logical, mode, vector, level)
         return True
 
@@ -132,6 +133,15 @@ class ApicBus:
         if not logical:
             return [lapic for lapic in self.lapics if lapic.apic_id == dest]
         return [lapic for lapic in self.lapics if _logical_match(lapic, dest)]
+
+
+def fixed_message(address: int, data: int) -> tuple[int, int] | None:
+    """(APIC ID, vector) of an MSI that is fixed, edge-triggered and physically addressed,
+    the message the APICs' cores send in C (ApicCoreBus.send_fixed); None for any other."""
+    if address >> 20 != MSI_ADDRESS_BASE >> 20 or address & 0x4 or (data >> 8) & 7 != FIXED \
+            or data & 0x8000:
+        return None
+    return (address >> 12) & 0xFF, data & 0xFF
 
 
 def _logical_match(lapic: LocalApic, dest: int) -> bool:

@@ -96,6 +96,8 @@ _lib = _load()
 INTACK = ctypes.cast(_lib.apic_core_intack, ctypes.c_void_p).value
 MMIO_READ = ctypes.cast(_lib.apic_core_mmio_read, ctypes.c_void_p).value
 MMIO_WRITE = ctypes.cast(_lib.apic_core_mmio_write, ctypes.c_void_p).value
+# apic_bus_send_fixed, for other native code that sends MSIs (devices/nvme_doorbell.py).
+SEND_FIXED = ctypes.cast(_lib.apic_bus_send_fixed, ctypes.c_void_p).value
 # The engine's RDMSR/WRMSR callback (native/freq_counters.c): APERF and MPERF reads in C,
 # the rest to the core's `slow_msr` (attach_msrs).
 MSR = ctypes.cast(_lib.apic_core_msr, ctypes.c_void_p).value
@@ -241,6 +243,11 @@ class ApicCoreBus:
         self.wake_in_python()
         self.wake = lambda index: None
         self._cores: list[ApicCore] = []
+
+    @property
+    def address(self) -> int:
+        """The C struct's address, for native senders (with SEND_FIXED)."""
+        return ctypes.addressof(self.c)
 
     def wake_in_c(self, function: int, context: int) -> None:
         """Halted CPUs are woken by C `function(context, index)`, without Python."""

@@ -69,6 +69,9 @@ stops the submission queues that feed it until the host frees a slot.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import ctypes
+import functools
 import hashlib
 import logging
 import struct
@@ -80,10 +83,13 @@ from imacpro.bus.pci import MemoryBar, PciFunction, Unmodelled
 from imacpro.bus.pcie import ENDPOINT, pcie_capability
 from imacpro.clock import Clock
 from imacpro.devices import _state
+from imacpro.devices.apic_bus import fixed_message
 from imacpro.devices.contract import StateError
+from imacpro.devices.nvme_doorbell import IRQ_FIXED, IRQ_NONE, IRQ_PYTHON, NativeDoorbells
 from imacpro.devices.nvme_io import FastIo
 from imacpro.irq import IrqLine
 from imacpro.memory.ram import DmaError, GuestPages
+from imacpro.t2 import xts
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +166,16 @@ _EVENTS = {info << 8 | LOG_ERROR << 16
            for info in (EVENT_INVALID_DOORBELL, EVENT_INVALID_DOORBELL_VALUE)}
 
 _COMMAND = struct.Struct("<BBHI8x8xQQIIIIII")
+
+
+def _holding(method):
+    """`method` of the controller runs with the doorbells' state taken from their C side
+    (NvmeController._held)."""
+    @functools.wraps(method)
+    def holding(self, *args, **kwargs):
+        with self._held():
+            return method(self, *args, **kwargs)
+    return holding
 
 
 class CommandError(Exception):
@@ -250,11 +266,13 @@ class NvmeController:
         self.sectors = store.capacity // LBA_SIZE
         self._fast = FastIo.for_store(store, nsid=NSID, sectors=self.sectors,
                                       sector_size=LBA_SIZE, max_transfer=MAX_TRANSFER)
+        self._native: NativeDoorbells | None = None
 
         self.pci = _AnsFunction(self)
         self.msi = Msi(self.pci, MSI_VECTORS)
         self.pci.add_capability(0x10, *pcie_capability(ENDPOINT, *LINK, max_payload=128))
-        self.pci.add_memory_bar(MemoryBar(0, BAR0_SIZE, self, prefetchable=True))
+        self.pci.add_memory_bar(MemoryBar(0, BAR0_SIZE, self, prefetchable=True,
+                                          native_pages=self._native_pages))
         for index, size in ((2, BAR2_SIZE), (4, BAR4_SIZE)):
             self.pci.add_memory_bar(MemoryBar(index, size, Unmodelled()))
         if intx is not None:
@@ -266,6 +284,7 @@ class NvmeController:
 
     # --- controller reset -----------------------------------------------------------------
 
+    @_holding
     def reset(self) -> None:
         """Platform reset (PCIe conventional reset, NVMe 1.4 §7.3.1): every register to its
         default, AQA/ASQ/ACQ included, the PCI function and MSI-X with it. SMART counters
@@ -294,6 +313,7 @@ class NvmeController:
 
     # --- saved state ------------------------------------------------------------------------
 
+    @_holding
     def save(self) -> dict:
         self.settle()                       # completions in flight are posted first
         return {
@@ -314,6 +334,7 @@ class NvmeController:
                     for q in sorted(self.cqs.values(), key=lambda q: q.qid)],
         }
 
+    @_holding
     def load(self, state: dict) -> None:
         where = "NvmeController"
         parts = (self.pci.check_state(_state.field(state, "pci", where)),
@@ -423,6 +444,7 @@ class NvmeController:
                 ACQ: self.acq & 0xFFFF_FFFF, ACQ + 4: self.acq >> 32}
         return regs.get(offset, 0)
 
+    @_holding
     def write(self, offset: int, size: int, value: int) -> None:
         try:
             self._write(offset, size, value)
@@ -491,6 +513,117 @@ class NvmeController:
 
     def _queue_in_ram(self, base: int, length: int) -> bool:
         return base % PAGE == 0 and self.pci.memory_holds(base, length)
+
+    # --- the I/O doorbells in C (nvme_doorbell.py) --------------------------------------------
+
+    def serve_doorbells_in_c(self, lock, cores=None) -> bool:
+        """From now on the I/O queues' doorbells are served in C on the vCPU's thread while
+        the controller is in the plain state for it (ready, bus mastering, MSI); `lock` is
+        the machine's, which what C hands to Python takes; `cores` the APICs' C fabric
+        (devices/apic_core.ApicCoreBus) its interrupts go through (None: through Python).
+        False when the native path is not built or the store cannot take it."""
+        contexts = self.store.native_contexts() if self._fast is not None else None
+        native = self.store.native_io() if contexts is not None else None
+        if native is None or not NativeDoorbells.available():
+            return False
+
+        def slow_write(offset: int, size: int, value: int) -> None:
+            with lock:
+                self.write(DOORBELLS + offset, size, value)
+
+        def slow_interrupt(cqid: int) -> None:
+            with lock:
+                self._interrupt_from_c(cqid)
+
+        self._native = NativeDoorbells(slow_write, slow_interrupt, native[0], contexts, cores)
+        with self._held():
+            pass                               # armed, if the controller is ready already
+        return True
+
+    @property
+    def doorbells_served_in_c(self) -> int:
+        """Doorbell writes the C side served itself (0 without it)."""
+        return self._native.served if self._native is not None else 0
+
+    def _native_pages(self) -> list:
+        """BAR0's page of doorbells, served in C (the PCI bus maps it so)."""
+        return [] if self._native is None else [(DOORBELLS, PAGE, self._native.access)]
+
+    @contextlib.contextmanager
+    def _held(self):
+        """The doorbells' state taken from C (they wait) for what the caller does, and
+        given back armed or not after it. Calls nest (the controller calls itself)."""
+        native = self._native
+        if native is None or native.depth:
+            yield
+            return
+        native.depth = 1
+        try:
+            self._from_native(native.take())
+            yield
+        finally:
+            self._to_native(native)
+            native.depth = 0
+            native.give()
+
+    def _from_native(self, state) -> None:
+        self.stats["reads"] += state.reads
+        self.stats["read_units"] += state.read_bytes
+        self.stats["writes"] += state.writes
+        self.stats["write_units"] += state.write_bytes
+        if not state.armed:
+            return                             # C served nothing since Python gave it
+        for qid, sq in self.sqs.items():
+            if qid:
+                sq.head, sq.tail = state.sq[qid].head, state.sq[qid].tail
+        for qid, cq in self.cqs.items():
+            if qid:
+                cq.head, cq.tail, cq.phase = (state.cq[qid].head, state.cq[qid].tail,
+                                              state.cq[qid].phase)
+
+    def _to_native(self, native: NativeDoorbells) -> None:
+        state = native.state
+        ctypes.memset(ctypes.addressof(state.sq), 0, ctypes.sizeof(state.sq))
+        ctypes.memset(ctypes.addressof(state.cq), 0, ctypes.sizeof(state.cq))
+        memory = self.pci.dma_memory
+        state.armed = int(bool(self.csts & CSTS_RDY) and memory is not None
+                          and self.msi.enabled and self.store.native_io() is not None)
+        if not state.armed:
+            return
+        native.ranges = ranges = xts.ram_ranges(memory)
+        state.ram, state.nram = ctypes.addressof(ranges), len(ranges)
+        state.sectors, state.sector_size = self.sectors, LBA_SIZE
+        state.nsid, state.max_transfer = NSID, MAX_TRANSFER
+        state.write_cache = self.features[FEATURE_WRITE_CACHE] & 1
+        for qid, sq in self.sqs.items():
+            if qid:
+                q = state.sq[qid]
+                q.base, q.size, q.head, q.tail, q.cqid = sq.base, sq.size, sq.head, sq.tail, \
+                    sq.cqid
+        for qid, cq in self.cqs.items():
+            if qid:
+                q = state.cq[qid]
+                q.base, q.size, q.head, q.tail = cq.base, cq.size, cq.head, cq.tail
+                q.phase, q.reserved = cq.phase, cq.reserved
+                q.irq, q.dest, q.vector = self._native_interrupt(cq, native)
+
+    def _native_interrupt(self, cq: CompletionQueue, native) -> tuple[int, int, int]:
+        """How C signals `cq`'s completions: not at all, by a fixed MSI it sends itself
+        (APIC ID, vector), or through Python (masked, another kind of message, no APICs)."""
+        if not cq.interrupts:
+            return IRQ_NONE, 0, 0
+        vector = cq.vector & (self.msi.granted - 1)
+        fixed = fixed_message(*self.msi.message(vector))
+        if self.intms >> vector & 1 or native.bus is None or fixed is None:
+            return IRQ_PYTHON, 0, 0
+        return IRQ_FIXED, *fixed
+
+    @_holding
+    def _interrupt_from_c(self, cqid: int) -> None:
+        """A completion interrupt the C side could not send itself."""
+        cq = self.cqs.get(cqid)
+        if cq is not None:
+            self._interrupt(cq)
 
     # --- doorbells --------------------------------------------------------------------------
 
@@ -573,6 +706,7 @@ class NvmeController:
         if cq.tail == 0:
             cq.phase ^= 1
 
+    @_holding
     def config_changed(self) -> None:
         """A PCI configuration write: bus mastering turned back on (commands that waited
         for it run now), the interrupt mode changed."""
@@ -872,6 +1006,7 @@ class NvmeController:
         if self._flush_timer is not None and not self._flush_timer.armed:
             self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
 
+    @_holding
     def _finish_flushes(self) -> None:
         """Post the completions of the flushes that are done, in the order they came."""
         done = []
@@ -898,6 +1033,7 @@ class NvmeController:
         for flush in self.flushing:
             concurrent.futures.wait([flush.done])
 
+    @_holding
     def settle(self) -> None:
         """Wait for every fsync in flight and post its completion (save, shutdown, tests)."""
         self._wait_for_flushes()

@@ -293,6 +293,14 @@ class EncryptedStore(OwnedFd):
             return None
         return self._fd, self._xts.part_contexts(False), self._xts.part_contexts(True)
 
+    def native_contexts(self) -> tuple[ctypes.Array, ctypes.Array] | None:
+        """Decryption and encryption contexts for native code that moves this store's
+        sectors on whichever thread calls it, one thread at a time (the SSD's doorbells in
+        C, devices/nvme_doorbell.py); None when the native helper is not in use."""
+        if not self._xts.native:
+            return None
+        return self._xts.new_part_contexts(False), self._xts.new_part_contexts(True)
+
     # --- inside ---------------------------------------------------------------------------
 
     def _checked_fd(self) -> int:

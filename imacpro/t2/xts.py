@@ -123,12 +123,19 @@ class SectorCipher:
         name = "encryptors" if encrypt else "decryptors"
         contexts = getattr(self._local, name, None)
         if contexts is None:
-            owners = [_NativeContext(self._key, encrypt)
-                      for _ in range(_native.ssd_pool_parts() - 1)]
-            contexts = (ctypes.c_void_p * (1 + len(owners)))(
-                self._context(encrypt), *(owner.handle for owner in owners))
-            contexts.owners = owners                # freed with the array
+            contexts = self.new_part_contexts(encrypt, first=self._context(encrypt))
             setattr(self._local, name, contexts)
+        return contexts
+
+    def new_part_contexts(self, encrypt: bool, first: int | None = None) -> ctypes.Array:
+        """Contexts for the parts of requests made by one thread at a time, whichever it is
+        (the SSD's doorbells in C, nvme_doorbell.py), the caller's own: after `first`, if
+        given, a new context for each other part."""
+        owners = [_NativeContext(self._key, encrypt)
+                  for _ in range(_native.ssd_pool_parts() - (first is not None))]
+        contexts = (ctypes.c_void_p * ((first is not None) + len(owners)))(
+            *([] if first is None else [first]), *(owner.handle for owner in owners))
+        contexts.owners = owners                # freed with the array
         return contexts
 
     def _portable_cipher(self) -> Cipher:

@@ -1,5 +1,6 @@
 """The ANS2 NVMe controller driven the way Linux's nvme driver drives it, and by a hostile one."""
 
+import ctypes
 import logging
 import os
 import random
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from imacpro.big_lock import BigLock
 from imacpro.clock import Clock
 from imacpro.bus.pci import BAR0, CMD_BUS_MASTER, CMD_MEMORY, COMMAND, PciBus, PciMemoryWindow
 from imacpro.devices import nvme, nvme_io
@@ -31,14 +33,26 @@ ADMIN_DEPTH, IO_DEPTH = 32, 128
 MSI_ADDRESS = 0xFEE0_0000
 
 
+# How an engine calls a page served in C (bus/mmio.py's NativeAccess).
+MMIO_WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint,
+                              ctypes.c_uint64, ctypes.c_void_p)
+
+
 class Host:
-    """A small NVMe driver: PCI setup, admin queue, one I/O queue pair on MSI vector 0."""
+    """A small NVMe driver: PCI setup, admin queue, one I/O queue pair on MSI vector 0. With
+    a store the fixture marked `doorbells_in_c`, the controller serves its doorbells in C
+    and the driver writes them there, as a vCPU's engine does."""
 
     def __init__(self, store, ram=None, msi=True, clock=None):
         self.ram = ram or Ram(RAM_SIZE)
         self.messages = []
         self.intx = IrqLine("inta")
         self.ctrl = nvme.NvmeController(store, "C0TESTSERIAL0001", intx=self.intx, clock=clock)
+        self.doorbell = None
+        if getattr(store, "doorbells_in_c", False):
+            assert self.ctrl.serve_doorbells_in_c(BigLock())
+            (_, _, access), = self.ctrl._native_pages()
+            self.doorbell = (MMIO_WRITE(access.write), access.opaque)
         self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)),
                           memory=self.ram)
         self.bus.attach(4, 0, self.ctrl.pci)
@@ -59,7 +73,11 @@ class Host:
         return self.window.read(offset, size)
 
     def set_reg(self, offset, value, size=4):
-        self.window.write(offset, size, value)
+        if self.doorbell is not None and 0x1000 <= offset < 0x2000:
+            write, opaque = self.doorbell
+            write(None, offset - 0x1000, size, value, opaque)
+        else:
+            self.window.write(offset, size, value)
 
     def enable_msi(self, vectors_log2=0):
         cap = self.ctrl.msi.offset
@@ -173,16 +191,18 @@ class Completion:
         return f"Completion(cid={self.cid}, status={self.status:#x}, result={self.result:#x})"
 
 
-@pytest.fixture(params=["native", "portable"])
+@pytest.fixture(params=["native", "portable", "doorbells-in-c"])
 def store(tmp_path, request):
     """The store with its data path in C (native/ssd_dma.c, and the controller's I/O fast
-    path, native/nvme_io.c) and in Python: every test of the controller runs over both,
-    which must behave alike."""
-    if request.param == "native" and xts._native is None:
+    path, native/nvme_io.c) and in Python, and the controller's doorbells in C as well
+    (native/nvme_doorbell.c): every test of the controller runs over the three, which must
+    behave alike."""
+    if request.param != "portable" and xts._native is None:
         pytest.skip("the SSD's native helper is not built (make builds it)")
     sep = SecureEnclave.create(tmp_path / "t2", 0x0012_3456_789A_BCDE)
     with EncryptedStore.create(tmp_path / "t2", CAPACITY, sep) as store:
-        store._xts.native = request.param == "native"
+        store._xts.native = request.param != "portable"
+        store.doorbells_in_c = request.param == "doorbells-in-c"
         yield store
 
 
@@ -632,7 +652,10 @@ def test_plain_io_runs_in_c_and_the_commands_it_does_not_take_complete_in_python
     assert [c.sqhd for c in done] == [1, 2, 3, 4, 5, 6]
     assert host.ram.read(read_buffer, 2 * 4096) == data[4096:]
     native = sum(posted)
-    assert native == (3 if store._xts.native else 0)   # the writes and the read between
+    if store.doorbells_in_c:                # the first write ran in the doorbell's C
+        assert native == 2 and host.ctrl.doorbells_served_in_c == 2    # and the CQ's head
+    else:
+        assert native == (3 if store._xts.native else 0)   # the writes and the read between
     assert host.ctrl.stats["reads"] == 1 and host.ctrl.stats["writes"] == 3
 
 
@@ -647,6 +670,7 @@ def test_a_full_io_completion_queue_stops_the_fast_path_until_a_slot_is_freed(ho
             host.place(1, host.entry(0x02, host.next_cid, nsid=1, prp1=DATA + 4 * MiB))
             host.next_cid += 1
         host.ring(1)
+    host.ctrl.settle()                       # the queues' state back from C, if it is there
     sq = host.ctrl.sqs[1]
     assert (sq.tail - sq.head) % IO_DEPTH == 10
     first = host.completions(1)
@@ -752,19 +776,152 @@ def test_store_failure_is_a_media_error_not_a_crash(host, store):
     """The host refuses the image's I/O (here: its file open for reading only, so every
     write fails with EBADF): a write fault, and a read of it an unrecovered read error."""
     assert host.write(0, pattern(4096)).status == 0
+    # The doorbells' C side has its own descriptor of the image: it is swapped as well.
+    native = host.ctrl._native
+    kept = os.dup(native.fd) if native else None
+
+    def swap_image(fd):
+        store._fd = fd
+        if native:
+            os.dup2(fd, native.fd)
+
     image, read_only = store._fd, os.open(store.directory / IMAGE_FILE, os.O_RDONLY)
-    store._fd = read_only
+    swap_image(read_only)
     try:
         done = host.write(0, pattern(4096, seed=2))
         assert done.code == nvme.WRITE_FAULT and not done.status & nvme.DNR
         assert host.read(0, 1)[1] == pattern(4096)        # reads still work
         os.close(read_only)
-        store._fd = os.open("/dev/null", os.O_WRONLY)      # and now they fail: EBADF
+        swap_image(os.open("/dev/null", os.O_WRONLY))      # and now they fail: EBADF
         done, _ = host.read(0, 1)
         assert done.code == nvme.UNRECOVERED_READ and not done.status & nvme.DNR
     finally:
         os.close(store._fd)
         store._fd = image
+        if native:
+            os.dup2(kept, native.fd)
+            os.close(kept)
+
+
+# --- the doorbells in C --------------------------------------------------------------------
+
+@pytest.fixture
+def in_c(store):
+    if not store.doorbells_in_c:
+        pytest.skip("the doorbells in C only")
+    return store
+
+
+def test_plain_reads_and_writes_ring_no_python(in_c, monkeypatch):
+    """Once the I/O queues are up, a read or a write and its CQ head are served by
+    nvme_doorbell.c: Python's register write is never called for them, the completions
+    are posted and the statistics count them when Python takes the state back."""
+    h = Host(in_c)
+    h.enable()
+    h.create_io_queues()
+    python = []
+    write = h.ctrl.write
+    monkeypatch.setattr(h.ctrl, "write", lambda *args: python.append(args) or write(*args))
+    served = h.ctrl.doorbells_served_in_c
+    for lba in range(8):
+        assert h.write(lba, pattern(8192, seed=lba)).status == 0
+    for lba in range(8):
+        done, data = h.read(lba, 2)
+        assert done.status == 0 and data[:4096] == pattern(8192, seed=lba)[:4096]
+    assert python == [] and h.ctrl.doorbells_served_in_c - served == 32
+    assert len(h.messages) >= 16                # an MSI per completion, through Python here
+    h.ctrl.settle()                             # Python takes the state: it sees all of it
+    assert h.ctrl.stats["writes"] == 8 and h.ctrl.stats["reads"] == 8
+    sq, cq = h.ctrl.sqs[1], h.ctrl.cqs[1]
+    assert sq.head == sq.tail == 16 and cq.head == cq.tail == 16
+
+
+def test_a_fixed_msi_goes_to_the_apic_core_in_c(in_c):
+    """With the APICs' cores, the completion's message (fixed, physical, edge) is sent by C:
+    the vector reaches the core's IRR and Python sends nothing."""
+    from imacpro.clock import ClockView
+    from imacpro.devices.apic_core import ApicCore, ApicCoreBus
+    cores = ApicCoreBus()
+    core = ApicCore(ClockView())
+    core.c.hw_enabled = core.c.sw_enabled = 1
+    cores.attach(core)                          # APIC ID 0: the message's destination
+    h = Host(in_c)
+    h.ctrl._native.bus = cores
+    h.enable()
+    h.create_io_queues()
+    before = len(h.messages)
+    assert h.write(3, pattern(4096)).status == 0
+    assert len(h.messages) == before and core.irr == 1 << 0x40
+    h.set_reg(nvme.INTMS, 1)                    # masked: the message waits in Python
+    core.irr = 0
+    assert h.write(4, pattern(4096)).status == 0
+    assert core.irr == 0 and h.ctrl.msi_pending == 1
+    h.set_reg(nvme.INTMC, 1)
+    assert h.messages[before:] == [(MSI_ADDRESS, 0x40)]
+
+
+def test_what_c_does_not_serve_goes_to_python(in_c, monkeypatch):
+    """The admin queue, a queue that does not exist, a value past a queue's end, an 8-byte
+    write and a controller that bus mastering left: Python's, which answers each as
+    before (an asynchronous event for the bad doorbells)."""
+    h = Host(in_c)
+    h.enable()
+    h.create_io_queues()
+    served = h.ctrl.doorbells_served_in_c
+    aer = h.submit(0, 0x0C)
+    assert h.completions(0) == [] and h.ctrl.doorbells_served_in_c == served
+    h.set_reg(0x1000 + 8 * 9, 1)                # SQ 9 does not exist
+    h.set_reg(0x1000 + 8 * 1, IO_DEPTH)         # past SQ 1's end
+    done = h.completions(0)
+    assert [c.cid for c in done] == [aer] and h.ctrl.doorbells_served_in_c == served
+    h.ctrl.pci.write_config(COMMAND, 2, CMD_MEMORY)        # no bus mastering: no fetch
+    cid = h.submit(1, 0x00, nsid=1)
+    assert h.completions(1) == []
+    h.ctrl.pci.write_config(COMMAND, 2, CMD_MEMORY | CMD_BUS_MASTER)
+    h.ctrl.settle()                             # the flush's completion waits for its fsync
+    assert [c.cid for c in h.completions(1)] == [cid]
+    assert h.ctrl.doorbells_served_in_c == served + 1      # the CQ head only
+
+
+def test_doorbells_from_many_threads_lose_nothing(in_c):
+    """Four threads ring one SQ's doorbell for reads they place under a lock (as Linux's
+    sq_lock), while a fifth writes INTMS and INTMC through Python: every command completes
+    once, with its data."""
+    h = Host(in_c)
+    h.enable()
+    h.create_io_queues()
+    for lba in range(4):
+        h.write(lba, pattern(4096, seed=lba))
+    sq_lock, done, stop = threading.Lock(), [], threading.Event()
+
+    def reader(n):
+        for i in range(100):
+            with sq_lock:
+                cid = 1000 * (n + 1) + i
+                h.place(1, h.entry(0x02, cid, nsid=1, prp1=DATA + 4 * MiB + 4096 * n,
+                                   cdw=(n, 0, 0)))
+                h.ring(1)
+                done.extend(h.completions(1))
+
+    def masker():
+        while not stop.is_set():
+            h.set_reg(nvme.INTMS, 1)
+            h.set_reg(nvme.INTMC, 1)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    side = threading.Thread(target=masker)
+    side.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    side.join()
+    assert sorted(c.cid for c in done) == sorted(1000 * (n + 1) + i
+                                                 for n in range(4) for i in range(100))
+    assert all(c.status == 0 for c in done)
+    for n in range(4):
+        assert h.ram.read(DATA + 4 * MiB + 4096 * n, 4096) == pattern(4096, seed=n)
 
 
 # --- fuzz -----------------------------------------------------------------------------------

@@ -47,7 +47,11 @@ write's PRPs become one memory.ram.GuestPages (the page list as an array), which
 reads into or writes from in one native call (native/ssd_dma.c; t2/storage.py). With the
 store's native path, an I/O queue's plain reads and writes do not come to Python at all: the
 doorbell hands the queue to native/nvme_io.c (nvme_io.py), which runs them and posts their
-completions, and stops at the first command that is not plain; that one runs here.
+completions, and stops at the first command that is not plain; that one runs here. In a
+machine the I/O queues' doorbells themselves are C (`serve_doorbells_in_c`, nvme_doorbell.py):
+the vCPU that writes one runs nvme_io.c and sends the completion's MSI without Python, the
+GIL or the machine's lock, and hands this class what it does not serve; every entry here
+takes the queues' state from the C side first and gives it back after (`_held`).
 
 Timing: commands run when their doorbell is written, completions are posted and the interrupt
 sent before the write returns: the guest sees a very fast device (no modelled latency). The
@@ -75,6 +79,7 @@ import functools
 import hashlib
 import logging
 import struct
+import threading
 from array import array
 from dataclasses import dataclass, field
 
@@ -523,8 +528,8 @@ class NvmeController:
         (devices/apic_core.ApicCoreBus) its interrupts go through (None: through Python).
         False when the native path is not built or the store cannot take it."""
         contexts = self.store.native_contexts() if self._fast is not None else None
-        native = self.store.native_io() if contexts is not None else None
-        if native is None or not NativeDoorbells.available():
+        io = self.store.native_io() if contexts is not None else None
+        if io is None or not NativeDoorbells.available():
             return False
 
         def slow_write(offset: int, size: int, value: int) -> None:
@@ -535,7 +540,7 @@ class NvmeController:
             with lock:
                 self._interrupt_from_c(cqid)
 
-        self._native = NativeDoorbells(slow_write, slow_interrupt, native[0], contexts, cores)
+        self._native = NativeDoorbells(slow_write, slow_interrupt, io[0], contexts, cores)
         with self._held():
             pass                               # armed, if the controller is ready already
         return True
@@ -551,19 +556,25 @@ class NvmeController:
 
     @contextlib.contextmanager
     def _held(self):
-        """The doorbells' state taken from C (they wait) for what the caller does, and
-        given back armed or not after it. Calls nest (the controller calls itself)."""
+        """The doorbells' state taken from C (they wait, as does any other thread that
+        comes in) for what the caller does, and given back armed or not after it. Calls
+        on the thread that holds it nest (the controller calls itself)."""
         native = self._native
-        if native is None or native.depth:
+        if native is None or native.holder == threading.get_ident():
             yield
             return
-        native.depth = 1
+        state = native.take()
+        native.holder = threading.get_ident()
         try:
-            self._from_native(native.take())
+            self._from_native(state)
             yield
         finally:
-            self._to_native(native)
-            native.depth = 0
+            try:
+                self._to_native(native)
+            except Exception:              # never keep the doorbells waiting
+                log.exception("NVMe: the doorbells' state; they stay with Python")
+                state.armed = 0
+            native.holder = None
             native.give()
 
     def _from_native(self, state) -> None:

@@ -42,8 +42,7 @@ class State(ctypes.Structure):
                 ("bus", ctypes.c_void_p), ("send_fixed", ctypes.c_void_p),
                 ("sq", _Queue * QUEUES), ("cq", _Queue * QUEUES),
                 ("reads", ctypes.c_uint64), ("read_bytes", ctypes.c_uint64),
-                ("writes", ctypes.c_uint64), ("write_bytes", ctypes.c_uint64),
-                ("served", ctypes.c_uint64)]
+                ("writes", ctypes.c_uint64), ("write_bytes", ctypes.c_uint64)]
 
 
 # Unicorn's MMIO write callback, as the C side calls Python's write with it.
@@ -84,7 +83,7 @@ class NativeDoorbells:
         if not self.handle:
             raise MemoryError("the NVMe doorbells' state")
         self.state = State()
-        self.depth = 0                 # nested takes (the controller's calls into itself)
+        self.holder: int | None = None   # the thread that took the state (threading ident)
         self.fd = os.dup(fd)
         self.decrypt, self.encrypt = contexts
         self.bus = bus                 # devices/apic_core.py's ApicCoreBus, or None

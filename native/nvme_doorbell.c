@@ -33,7 +33,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "nvme_io.h"
 
@@ -59,7 +58,7 @@ struct nvme_db_queue {          /* an SQ's or a CQ's */
     uint32_t pad;
 };
 
-/* The state Python takes and gives (nvme_doorbell.py's _State has the same layout). */
+/* The state Python takes and gives (nvme_doorbell.py's State has the same layout). */
 struct nvme_db_state {
     int32_t armed;              /* the doorbells are served here */
     int32_t fd;

@@ -8,7 +8,8 @@ Both boot the same kernel, initramfs and command line from the default guest (bu
 `imacpro guest fetch`), with the same logical CPU count, 32 GiB of RAM and the same CPU family
 (bench/qemu.py). QEMU's RAM is a memory backend with reserve=off, the equivalent of imacpro's
 sparse RAM. The time is wall time
-from starting the machine to the line IMACPRO-READY on COM1.
+from starting the machine to the line IMACPRO-READY on COM1. imacpro runs its vCPUs on as many
+host threads as `imacpro boot` gives them (one per host core; `--host-threads N` to choose).
 
 imacpro's machine has its 10GbE port on user-mode networking (passt), as `imacpro boot` gives
 it by default (`--network none`: no cable, `imacpro boot --network none`). The guest prints
@@ -32,6 +33,7 @@ from imacpro.catalog import configure  # noqa: E402
 from imacpro.firmware import boot as firmware  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.host_events import HostEvents  # noqa: E402
+from imacpro.host_threads import default_count  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
 from imacpro.net import link as net_link  # noqa: E402
 from imacpro.net.link import Network  # noqa: E402
@@ -74,8 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--host-threads", type=int, default=1,
-                        help="imacpro's host threads for the vCPUs (boot --host-threads)")
+    parser.add_argument("--host-threads", type=int, default=None,
+                        help="imacpro's host threads for the vCPUs (boot --host-threads; "
+                             "default: as `imacpro boot` gives, one per host core)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--network", choices=["user", "none"], default="user",
                         help="imacpro's 10GbE port: on user-mode networking (passt), as "
@@ -92,7 +95,8 @@ def main() -> None:
     guest = qemu.guest_or_exit()
     for cpus in args.cpus:
         theirs = boot_qemu(guest, cpus, args.timeout)
-        ours = boot_imacpro(guest, cpus, args.timeout, args.host_threads, args.network)
+        threads = args.host_threads or default_count(cpus)
+        ours = boot_imacpro(guest, cpus, args.timeout, threads, args.network)
         if args.markdown:
             print(f"| {cpus} | {theirs:.1f} s | {ours:.1f} s | {ours / theirs:.2f}× |")
         else:

@@ -598,7 +598,7 @@ class NvmeController:
         ctypes.memset(ctypes.addressof(state.cq), 0, ctypes.sizeof(state.cq))
         memory = self.pci.dma_memory
         state.armed = int(bool(self.csts & CSTS_RDY) and memory is not None
-                          and self.msi.enabled and self.store.native_io() is not None)
+                          and self.msi.enabled and self.store.native_open)
         if not state.armed:
             return
         native.ranges = ranges = xts.ram_ranges(memory)
@@ -623,7 +623,7 @@ class NvmeController:
         (APIC ID, vector), or through Python (masked, another kind of message, no APICs)."""
         if not cq.interrupts:
             return IRQ_NONE, 0, 0
-        vector = cq.vector & (self.msi.granted - 1)
+        vector = self._message_vector(cq)
         fixed = fixed_message(*self.msi.message(vector))
         if self.intms >> vector & 1 or native.bus is None or fixed is None:
             return IRQ_PYTHON, 0, 0
@@ -736,13 +736,17 @@ class NvmeController:
         if not cq.interrupts:
             return
         if self.msi.enabled:
-            vector = cq.vector & (self.msi.granted - 1)     # the message it becomes
+            vector = self._message_vector(cq)
             if self.intms >> vector & 1:
                 self.msi_pending |= 1 << vector         # INTMS masks MSI vectors (NVMe 3.1.3)
             else:
                 self.msi.send(vector)
         else:
             self._update_intx()
+
+    def _message_vector(self, cq: CompletionQueue) -> int:
+        """The MSI vector `cq`'s interrupt becomes (its vector folded onto those granted)."""
+        return cq.vector & (self.msi.granted - 1)
 
     def _unmasked(self) -> None:
         due = self.msi_pending & ~self.intms if self.msi.enabled else 0
@@ -1017,9 +1021,17 @@ class NvmeController:
         if self._flush_timer is not None and not self._flush_timer.armed:
             self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
 
-    @_holding
     def _finish_flushes(self) -> None:
-        """Post the completions of the flushes that are done, in the order they came."""
+        """Post the completions of the flushes that are done, in the order they came; the
+        timer looks again while others wait. The doorbells' state is taken only when there
+        is something to post (the timer runs every 200 µs while a flush waits)."""
+        if self.flushing and self.flushing[0].done.done():
+            self._post_flushed()
+        if self.flushing and self._flush_timer is not None:
+            self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
+
+    @_holding
+    def _post_flushed(self) -> None:
         done = []
         while self.flushing and self.flushing[0].done.done():
             done.append(self.flushing.pop(0))
@@ -1037,8 +1049,6 @@ class NvmeController:
             interrupted.add(cq.qid)
         for qid in sorted(interrupted):
             self._interrupt(self.cqs[qid])
-        if self.flushing and self._flush_timer is not None:
-            self._flush_timer.arm(self._clock.now_ns() + FLUSH_POLL_NS)
 
     def _wait_for_flushes(self) -> None:
         for flush in self.flushing:

@@ -90,6 +90,14 @@ class NativeDoorbells:
         self.access = NativeAccess(
             ctypes.cast(_lib.nvme_doorbell_mmio_read, ctypes.c_void_p).value,
             ctypes.cast(_lib.nvme_doorbell_mmio_write, ctypes.c_void_p).value, self.handle)
+        # The wiring, once: each take hands it back with the rest of the state.
+        s = self.take()
+        s.fd = self.fd
+        s.decrypt, s.ndecrypt = ctypes.addressof(self.decrypt), len(self.decrypt)
+        s.encrypt, s.nencrypt = ctypes.addressof(self.encrypt), len(self.encrypt)
+        if bus is not None:
+            s.bus, s.send_fixed = bus.address, SEND_FIXED
+        self.give()
 
     @classmethod
     def available(cls) -> bool:
@@ -102,13 +110,7 @@ class NativeDoorbells:
 
     def give(self) -> None:
         """`state` back to the C side (as it was filled in), the doorbells going again."""
-        s = self.state
-        s.fd = self.fd
-        s.decrypt, s.ndecrypt = ctypes.addressof(self.decrypt), len(self.decrypt)
-        s.encrypt, s.nencrypt = ctypes.addressof(self.encrypt), len(self.encrypt)
-        if self.bus is not None:
-            s.bus, s.send_fixed = self.bus.address, SEND_FIXED
-        _lib.nvme_doorbell_give(self.handle, ctypes.byref(s))
+        _lib.nvme_doorbell_give(self.handle, ctypes.byref(self.state))
 
     @property
     def served(self) -> int:

@@ -289,9 +289,15 @@ class EncryptedStore(OwnedFd):
         needs: the image's file descriptor and this thread's decryption and encryption
         contexts (native/ssd_dma.c's); None when the native helper is not in use or the
         store is closed."""
-        if not self._xts.native or self._fd < 0:
+        if not self.native_open:
             return None
         return self._fd, self._xts.part_contexts(False), self._xts.part_contexts(True)
+
+    @property
+    def native_open(self) -> bool:
+        """Whether native code may move this store's sectors now: the native helper is in
+        use and the store is open."""
+        return self._xts.native and self._fd >= 0
 
     def native_contexts(self) -> tuple[ctypes.Array, ctypes.Array] | None:
         """Decryption and encryption contexts for native code that moves this store's

@@ -131,10 +131,11 @@ class SectorCipher:
         """Contexts for the parts of requests made by one thread at a time, whichever it is
         (the SSD's doorbells in C, nvme_doorbell.py), the caller's own: after `first`, if
         given, a new context for each other part."""
+        handles = [] if first is None else [first]
         owners = [_NativeContext(self._key, encrypt)
-                  for _ in range(_native.ssd_pool_parts() - (first is not None))]
-        contexts = (ctypes.c_void_p * ((first is not None) + len(owners)))(
-            *([] if first is None else [first]), *(owner.handle for owner in owners))
+                  for _ in range(_native.ssd_pool_parts() - len(handles))]
+        handles += [owner.handle for owner in owners]
+        contexts = (ctypes.c_void_p * len(handles))(*handles)
         contexts.owners = owners                # freed with the array
         return contexts
 

@@ -43,7 +43,7 @@ class Host:
     a store the fixture marked `doorbells_in_c`, the controller serves its doorbells in C
     and the driver writes them there, as a vCPU's engine does."""
 
-    def __init__(self, store, ram=None, msi=True, clock=None):
+    def __init__(self, store, ram=None, msi=True, clock=None, cores=None):
         self.ram = ram or Ram(RAM_SIZE)
         self.messages = []
         self.intx = IrqLine("inta")
@@ -51,7 +51,7 @@ class Host:
         self.doorbell = None
         self.lock = BigLock()                # the machine's, which what C hands over takes
         if getattr(store, "doorbells_in_c", False):
-            assert self.ctrl.serve_doorbells_in_c(self.lock)
+            assert self.ctrl.serve_doorbells_in_c(self.lock, cores)
             (_, _, access), = self.ctrl._native_pages()
             self.doorbell = (MMIO_WRITE(access.write), access.opaque)
         self.bus = PciBus(send_msi=lambda address, data: self.messages.append((address, data)),
@@ -846,8 +846,7 @@ def test_a_fixed_msi_goes_to_the_apic_core_in_c(in_c):
     core = ApicCore(ClockView())
     core.c.hw_enabled = core.c.sw_enabled = 1
     cores.attach(core)                          # APIC ID 0: the message's destination
-    h = Host(in_c)
-    h.ctrl._native.bus = cores
+    h = Host(in_c, cores=cores)
     h.enable()
     h.create_io_queues()
     before = len(h.messages)

@@ -82,9 +82,11 @@ def test_a_connection_open_across_suspend_fails_cleanly_and_new_ones_work(signed
     assert started.returncode == 0, started.stderr
     try:
         # The guest connects to the host and says one line; it writes again after the resume.
+        # nc's end is written aside and renamed: a look between the shell's creating the file
+        # and echo's writing it found it empty (its vCPU descheduled in between).
         guest("nap", f"(sleep 1; (echo before; sleep 30; echo after; sleep 600) | "
-              f"(nc 10.0.2.2 {host.getsockname()[1]}; echo \"nc-ended $?\" > /tmp/nc.end)) "
-              f">/dev/null 2>&1 &")
+              f"(nc 10.0.2.2 {host.getsockname()[1]}; echo \"nc-ended $?\" > /tmp/nc.part; "
+              f"mv /tmp/nc.part /tmp/nc.end)) >/dev/null 2>&1 &")
         peer, _ = host.accept()
         peer.settimeout(120)
         assert peer.recv(100) == b"before\n"

@@ -33,7 +33,6 @@ from imacpro.catalog import configure  # noqa: E402
 from imacpro.firmware import boot as firmware  # noqa: E402
 from imacpro.identity import new_identity  # noqa: E402
 from imacpro.host_events import HostEvents  # noqa: E402
-from imacpro.host_threads import default_count  # noqa: E402
 from imacpro.machine import Machine  # noqa: E402
 from imacpro.net import link as net_link  # noqa: E402
 from imacpro.net.link import Network  # noqa: E402
@@ -41,7 +40,7 @@ from imacpro.net.link import Network  # noqa: E402
 READY = b"IMACPRO-READY"
 
 
-def boot_imacpro(guest, cpus: int, timeout_s: float, host_threads: int = 1,
+def boot_imacpro(guest, cpus: int, timeout_s: float, host_threads: int | None = 1,
                  network: str = "user") -> float:
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     serial = bytearray()
@@ -76,9 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--host-threads", type=int, default=None,
+    parser.add_argument("--host-threads", type=qemu.host_threads, default="auto",
+                        metavar="N|auto",
                         help="imacpro's host threads for the vCPUs (boot --host-threads; "
-                             "default: as `imacpro boot` gives, one per host core)")
+                             "default: auto, one per host core, as `imacpro boot` gives)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--network", choices=["user", "none"], default="user",
                         help="imacpro's 10GbE port: on user-mode networking (passt), as "
@@ -95,8 +95,7 @@ def main() -> None:
     guest = qemu.guest_or_exit()
     for cpus in args.cpus:
         theirs = boot_qemu(guest, cpus, args.timeout)
-        threads = args.host_threads or default_count(cpus)
-        ours = boot_imacpro(guest, cpus, args.timeout, threads, args.network)
+        ours = boot_imacpro(guest, cpus, args.timeout, args.host_threads, args.network)
         if args.markdown:
             print(f"| {cpus} | {theirs:.1f} s | {ours:.1f} s | {ours / theirs:.2f}× |")
         else:

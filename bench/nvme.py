@@ -153,12 +153,12 @@ def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256,
     parser.add_argument("--cpus", type=int, default=16)
     parser.add_argument("--mib", type=int, default=mib, help="MiB per dd run")
     parser.add_argument("--timeout", type=float, default=timeout)
-    parser.add_argument("--host-threads", default="auto", metavar="N|auto",
+    parser.add_argument("--host-threads", type=qemu.host_threads, default="auto",
+                        metavar="N|auto",
                         help="imacpro's host threads for the vCPUs, as `imacpro boot "
                              "--host-threads` (default: auto, one per host core)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    host_threads = None if args.host_threads == "auto" else int(args.host_threads)
     guest = qemu.guest_or_exit()
     with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
         work = Path(tmp)
@@ -167,7 +167,7 @@ def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256,
         theirs = run_qemu(guest, args.cpus, args.mib, work, args.timeout)
         one_queue = None if run_qemu_one_queue is None or not random_reads else \
             run_qemu_one_queue(guest, args.cpus, args.mib, work, args.timeout)
-        ours = run_imacpro(guest, args.cpus, args.mib, work, args.timeout, host_threads)
+        ours = run_imacpro(guest, args.cpus, args.mib, work, args.timeout, args.host_threads)
     (qemu_write, qemu_read), (ours_write, ours_read) = (throughput(theirs, args.mib),
                                                         throughput(ours, args.mib))
     rows = [("sequential write", qemu_write, ours_write, "MB/s"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import select
 import shutil
@@ -83,3 +84,13 @@ def guest_or_exit():
     if guest is None:
         sys.exit("the default guest is not built: imacpro guest fetch")
     return guest
+
+
+def host_threads(text: str) -> int | None:
+    """A bench's `--host-threads` value, as `imacpro boot --host-threads` takes it: a count of
+    host threads for imacpro's vCPUs, or None for `auto` (the Machine gives one per host core)."""
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a count of threads or auto: {text!r}")
+    return int(text)

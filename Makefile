@@ -32,7 +32,7 @@ $(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/nvme_io.c
 # The local APIC's interrupt core: what every interrupt a CPU takes passes through
 # (imacpro/devices/apic_core.py says why it is C).
 $(APIC): native/apic_core.c native/run_loop.c native/freq_counters.c native/tsc_deadline.c \
-		native/apic_core.h
+		native/host_load.c native/apic_core.h native/host_load.h
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^)
 

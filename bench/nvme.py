@@ -12,7 +12,8 @@ QEMU's default gives each vCPU its own. imacpro's SSD is its real one: the Apple
 controller over the T2's encrypted store (AES-XTS per 4 KiB sector, a sparse file). QEMU's is
 its `nvme` device with 4 KiB logical blocks on a sparse raw file, host page cache on (as
 imacpro's store uses it). imacpro runs its vCPUs on `--host-threads` (default auto, one per
-host core, as `imacpro boot`).
+host core, as `imacpro boot`). `--busy-cores N` keeps N host cores busy with another program
+while both run, to see each on a host that has other work.
 """
 
 from __future__ import annotations
@@ -157,10 +158,16 @@ def run(doc: str, run_qemu, run_imacpro, timeout: float, mib: int = 256,
                         metavar="N|auto",
                         help="imacpro's host threads for the vCPUs, as `imacpro boot "
                              "--host-threads` (default: auto, one per host core)")
+    parser.add_argument("--busy-cores", type=int, default=0, metavar="N",
+                        help="keep N host cores busy with another program (a loop) while "
+                             "both machines run, as on a host with other work")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
+    if args.busy_cores < 0:
+        parser.error("--busy-cores: not a count of cores")
     guest = qemu.guest_or_exit()
-    with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="imacpro-bench-") as tmp, \
+            qemu.busy_cores(args.busy_cores):
         work = Path(tmp)
         if random_reads:
             guest = with_randread(guest, work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import select
 import shutil
@@ -94,3 +95,17 @@ def host_threads(text: str) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a count of threads or auto: {text!r}")
     return int(text)
+
+
+@contextlib.contextmanager
+def busy_cores(count: int):
+    """`count` other programs, each keeping a host core busy (a loop that never waits), for
+    as long as the block runs: a host that has other work, as a user's often has."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                              stdin=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()

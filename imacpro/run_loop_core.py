@@ -34,6 +34,12 @@ class RunState(ctypes.Structure):
                 ("core", ctypes.c_void_p), ("c0", ctypes.c_void_p)]
 
 
+class HostLoad(ctypes.Structure):
+    """Whether other work on the host wants its cores (`native/host_load.c`): an idle worker
+    watches for work only while it does not."""
+    _fields_ = [("busy_until", ctypes.c_int64), ("busy_windows", ctypes.c_uint64)]
+
+
 _loop_p = ctypes.c_void_p
 for _name, _restype, _argtypes in (
         ("run_loop_new", _loop_p, [ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
@@ -56,7 +62,11 @@ for _name, _restype, _argtypes in (
                                   ctypes.POINTER(ctypes.c_uint64)]),
         ("run_loop_wake", None, [_loop_p, ctypes.c_int]),
         ("run_loop_trace", ctypes.c_int64, [_loop_p, ctypes.c_void_p, ctypes.c_int64]),
-        ("run_loop_free", None, [_loop_p])):
+        ("run_loop_free", None, [_loop_p]),
+        ("host_load_note", None, [ctypes.POINTER(HostLoad)]),
+        ("host_load_busy", ctypes.c_int, [ctypes.POINTER(HostLoad)]),
+        ("host_load_judge", ctypes.c_int, [ctypes.POINTER(HostLoad), ctypes.c_int64,
+                                           ctypes.c_int64, ctypes.c_int64])):
     _function = getattr(_lib, _name)
     _function.restype, _function.argtypes = _restype, _argtypes
 

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "apic_core.h"
+#include "host_load.h"
 
 enum { RUNNING, HALTED, WAIT_FOR_SIPI, SHUTDOWN };              /* cpu/vcpu.py's State */
 enum { STATUS_HALTED = 1, STATUS_TRIPLE_FAULT = 2, STATUS_PAUSE_EXIT = 4 };  /* engine.py */
@@ -112,6 +113,7 @@ struct run_loop {
     engine_since_fn queued_since;
     engine_reg_read_fn reg_read;
     int (*idle_help)(void);      /* host work an idle worker may do while it watches; NULL */
+    struct host_load load;       /* whether other work on the host wants its cores */
 };
 
 /* A slice of `index` starts (1) or ends (0): entry index * 2 + starts. */
@@ -352,13 +354,18 @@ static int turn_goes_on(struct run_loop *l, struct run_state *s, int status, int
 
 /* An idle worker watches for work this long before it sleeps (`mu` let go meanwhile): being
  * woken from a sleep took 20-30 µs on the development host, a random SSD read's round trip
- * between two CPUs twice over. */
+ * between two CPUs twice over. Not while other work on the host wants its cores
+ * (host_load.c): the watch would take their time from the vCPUs' threads. */
 #define POLL_NS 200000
 
 /* 1 if work was signalled within POLL_NS (`mu` held on entry and return; every signal is
  * given with `mu` held, so one given after the return finds this worker asleep). */
 static int poll_for_work(struct run_loop *l)
 {
+    host_load_note(&l->load);
+    if (host_load_busy(&l->load)) {
+        return 0;
+    }
     uint64_t seen = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST);
     int64_t until = clock_ns(CLOCK_MONOTONIC) + POLL_NS;
     pthread_mutex_unlock(&l->mu);
@@ -421,6 +428,7 @@ static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, in
         int64_t due = deadline_host_ns(l);
         status = l->run(s->uc, (uint64_t)slice_us, due && due < turn_end ? due : turn_end);
     } while (turn_goes_on(l, s, status, turn_end));
+    host_load_note(&l->load);                  /* how long this thread waited for a core */
     int64_t ended = clock_ns(CLOCK_MONOTONIC);
     int64_t overrun = ended - started - (int64_t)slice_us * 1000;
     int spinning = status >= 0 && (status & STATUS_PAUSE_EXIT);

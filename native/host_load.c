@@ -9,10 +9,10 @@
  * another program keeps a core busy, the watcher takes a share of the cores from the thread
  * running the vCPUs, and a thread that never sleeps gets none of the kernel's preference for
  * a thread waking from sleep. Measured on the 2-core development host with one busy loop
- * beside the machine (docs/PERFORMANCE.md): one random 4 KiB reader fell from 12-16k IOPS
- * to 2.8-3.1k with the watch and 5.0-6.4k without it; alone on the host it does 12-16k with
- * the watch and 5k without. So a worker watches only while the host is not busy, as KVM's
- * halt polling stops when another task is runnable on its core.
+ * beside the machine (docs/PERFORMANCE.md): one random 4 KiB reader did 2.5-3.8k IOPS with
+ * the watch and 5.9-6.3k without it; alone on the host, 11.8-16.5k with it and 5k without.
+ * So a worker watches only while the host is not busy, as KVM's halt polling stops when
+ * another task is runnable on its core.
  *
  * Judged per thread over windows of WINDOW_NS: one in which the thread waited for a core
  * more than BUSY_PERCENT of the time marks the host busy for HOLD_NS (no thread watches

@@ -362,13 +362,13 @@ static int turn_goes_on(struct run_loop *l, struct run_state *s, int status, int
  * given with `mu` held, so one given after the return finds this worker asleep). */
 static int poll_for_work(struct run_loop *l)
 {
-    host_load_note(&l->load);
-    if (host_load_busy(&l->load)) {
-        return 0;
-    }
     uint64_t seen = __atomic_load_n(&l->signals, __ATOMIC_SEQ_CST);
     int64_t until = clock_ns(CLOCK_MONOTONIC) + POLL_NS;
     pthread_mutex_unlock(&l->mu);
+    host_load_note(&l->load);                  /* now and then a file's read: not under `mu` */
+    if (host_load_busy(&l->load)) {
+        until = 0;                             /* no watch: straight to sleep */
+    }
     int signalled = 0;
     while (!signalled && clock_ns(CLOCK_MONOTONIC) < until) {
         if (l->idle_help != NULL && l->idle_help()) {
@@ -428,7 +428,6 @@ static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, in
         int64_t due = deadline_host_ns(l);
         status = l->run(s->uc, (uint64_t)slice_us, due && due < turn_end ? due : turn_end);
     } while (turn_goes_on(l, s, status, turn_end));
-    host_load_note(&l->load);                  /* how long this thread waited for a core */
     int64_t ended = clock_ns(CLOCK_MONOTONIC);
     int64_t overrun = ended - started - (int64_t)slice_us * 1000;
     int spinning = status >= 0 && (status & STATUS_PAUSE_EXIT);
@@ -436,6 +435,7 @@ static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, in
     int64_t queued = spinning ? l->queued_since(s->uc) : 0;
     int64_t cpu_ns = overrun > l->max_overrun_ns ?
         clock_ns(CLOCK_THREAD_CPUTIME_ID) - turn_cpu : 0;
+    host_load_note(&l->load);                  /* how long this thread waited for a core */
 
     pthread_mutex_lock(&l->mu);
     trace(l, s->index, 0);

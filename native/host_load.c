@@ -74,6 +74,13 @@ int host_load_judge(struct host_load *h, int64_t now_ns, int64_t wall_ns, int64_
     return 1;
 }
 
+/* Whether the calling thread's window is over (a clock read): host_load_note would read the
+ * run delay now. */
+int host_load_due(void)
+{
+    return !window_start || monotonic_ns() - window_start >= WINDOW_NS;
+}
+
 /* Any thread, often: when the calling thread's window is over, judge it and begin the next
  * (costs a clock read otherwise). */
 void host_load_note(struct host_load *h)

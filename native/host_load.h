@@ -12,6 +12,7 @@ struct host_load {
     uint64_t busy_windows;       /* windows in which a thread waited too long for a core */
 };
 
+int host_load_due(void);
 void host_load_note(struct host_load *h);
 int host_load_busy(const struct host_load *h);
 int host_load_judge(struct host_load *h, int64_t now_ns, int64_t wall_ns, int64_t delay_ns);

@@ -435,7 +435,6 @@ static int run_slice(struct run_loop *l, struct run_state *s, int64_t thread, in
     int64_t queued = spinning ? l->queued_since(s->uc) : 0;
     int64_t cpu_ns = overrun > l->max_overrun_ns ?
         clock_ns(CLOCK_THREAD_CPUTIME_ID) - turn_cpu : 0;
-    host_load_note(&l->load);                  /* how long this thread waited for a core */
 
     pthread_mutex_lock(&l->mu);
     trace(l, s->index, 0);
@@ -544,6 +543,13 @@ int run_loop_serve(struct run_loop *l, int64_t thread, int slice_us, int handed,
         }
         release(l, s);
         s = NULL;
+        if (host_load_due()) {
+            /* How long this thread waited for a core: a file's read, with no CPU held (a CPU
+             * held meanwhile would wait for it) and `mu` let go. */
+            pthread_mutex_unlock(&l->mu);
+            host_load_note(&l->load);
+            pthread_mutex_lock(&l->mu);
+        }
         if (apic_clock_now(l->clock) >= __atomic_load_n(&l->clock->next_timer_ns,
                                                          __ATOMIC_SEQ_CST)) {
             pthread_mutex_unlock(&l->mu);

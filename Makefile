@@ -25,14 +25,14 @@ $(ENGINE): third_party/unicorn/imacpro.patch $(wildcard third_party/unicorn/vect
 # The SSD store's data path: AES-XTS over runs of sectors through libgcrypt, read into and
 # written from a device's DMA pages (imacpro/t2/xts.py and storage.py say why).
 $(SSD): native/xts_sectors.c native/ssd_dma.c native/ssd_pool.c native/nvme_io.c \
-        native/nvme_doorbell.c native/ssd_dma.h native/ssd_pool.h native/nvme_io.h
+        native/nvme_doorbell.c native/ssd_dma.h native/ssd_pool.h native/nvme_io.h native/clock.h
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^) -l:libgcrypt.so.20
 
 # The local APIC's interrupt core: what every interrupt a CPU takes passes through
 # (imacpro/devices/apic_core.py says why it is C).
 $(APIC): native/apic_core.c native/run_loop.c native/freq_counters.c native/tsc_deadline.c \
-		native/host_load.c native/apic_core.h native/host_load.h
+		native/host_load.c native/apic_core.h native/host_load.h native/clock.h
 	@mkdir -p $(dir $@)
 	cc -O2 -Wall -shared -fPIC -pthread -o $@ $(filter %.c,$^)
 

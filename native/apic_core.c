@@ -31,6 +31,7 @@
  * looks at `halted`: one of the two sees the other's write, so no wake-up is lost.
  */
 #include "apic_core.h"
+#include "clock.h"
 
 enum { ID = 0x20, TPR = 0x80, PPR = 0xA0, EOI = 0xB0, ISR = 0x100, TMR = 0x180, IRR = 0x200,
        ICR_LOW = 0x300, ICR_HIGH = 0x310 };
@@ -43,10 +44,7 @@ int64_t apic_clock_now(const struct apic_clock *k)
     if (!k->realtime) {
         return __atomic_load_n(&k->virtual_ns, __ATOMIC_RELAXED);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec +
-           __atomic_load_n(&k->offset_ns, __ATOMIC_RELAXED);
+    return clock_ns(CLOCK_MONOTONIC) + __atomic_load_n(&k->offset_ns, __ATOMIC_RELAXED);
 }
 
 static int64_t guest_ns(const struct apic_core *c)

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "host_load.h"
 
 #define WINDOW_NS 20000000
@@ -36,13 +37,6 @@
 /* This thread's window: when it began and the run delay then (0: none yet). */
 static __thread int64_t window_start;
 static __thread int64_t window_delay;
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 /* The calling thread's run delay in ns so far; -1 if the kernel does not say. */
 static int64_t run_delay_ns(void)
@@ -74,19 +68,24 @@ int host_load_judge(struct host_load *h, int64_t now_ns, int64_t wall_ns, int64_
     return 1;
 }
 
+static int window_over(int64_t now)
+{
+    return !window_start || now - window_start >= WINDOW_NS;
+}
+
 /* Whether the calling thread's window is over (a clock read): host_load_note would read the
  * run delay now. */
 int host_load_due(void)
 {
-    return !window_start || monotonic_ns() - window_start >= WINDOW_NS;
+    return window_over(clock_ns(CLOCK_MONOTONIC));
 }
 
 /* Any thread, often: when the calling thread's window is over, judge it and begin the next
  * (costs a clock read otherwise). */
 void host_load_note(struct host_load *h)
 {
-    int64_t now = monotonic_ns();
-    if (window_start && now - window_start < WINDOW_NS) {
+    int64_t now = clock_ns(CLOCK_MONOTONIC);
+    if (!window_over(now)) {
         return;
     }
     int64_t delay = run_delay_ns();
@@ -102,5 +101,5 @@ void host_load_note(struct host_load *h)
 
 int host_load_busy(const struct host_load *h)
 {
-    return monotonic_ns() < __atomic_load_n(&h->busy_until, __ATOMIC_RELAXED);
+    return clock_ns(CLOCK_MONOTONIC) < __atomic_load_n(&h->busy_until, __ATOMIC_RELAXED);
 }

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "apic_core.h"
+#include "clock.h"
 #include "host_load.h"
 
 enum { RUNNING, HALTED, WAIT_FOR_SIPI, SHUTDOWN };              /* cpu/vcpu.py's State */
@@ -122,13 +123,6 @@ static void trace(struct run_loop *l, int index, int starts)
     if (l->trace != NULL && l->trace_length < l->trace_capacity) {
         l->trace[l->trace_length++] = index * 2 + starts;
     }
-}
-
-static int64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void push(struct queue *q, int index)

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ssd_pool.h"
 
 #define MAX_HELPERS 7
@@ -67,13 +68,6 @@ static int helper_count;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t pool_in_use = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* Parts of the current request, taken one at a time while any is left; `executor` says
  * which of the request's cipher contexts this thread uses. Only parts of request
  * `generation` when it is not 0: an outside helper's executor is its for that one request. */
@@ -110,12 +104,12 @@ static int take_parts(int executor, uint64_t generation)
  * every few hundred µs. */
 static void watch(const int *flag, int value, uint64_t ns)
 {
-    uint64_t until = now_ns() + ns;
+    int64_t until = clock_ns(CLOCK_MONOTONIC) + (int64_t)ns;
     while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) != value) {
         for (int i = 0; i < 64 && __atomic_load_n(flag, __ATOMIC_ACQUIRE) != value; i++) {
             __builtin_ia32_pause();
         }
-        if (now_ns() >= until) {
+        if (clock_ns(CLOCK_MONOTONIC) >= until) {
             return;
         }
         sched_yield();

@@ -78,7 +78,7 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
 
 Beside the entry points, the patch changes how translated code runs (docs/CPU.md has each
 change): a direct jump to another page, for one, is chained to the block it goes to and taken
-only while that page maps the same host page as when it was chained.
+only while the next-block lookup would find that same block.
 
 The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
 """

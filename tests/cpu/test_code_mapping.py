@@ -3,9 +3,10 @@
 The engine chains a translated block's direct jump to the block it jumps to. Within a page
 that is safe as it is; to another page it is safe only while that page maps the same physical
 page as when the jump was chained, for a guest may remap a page (a new PTE, then INVLPG) and
-keep the code that jumps there. The engine takes such a chained jump only while the target
-page's code TLB entry maps the same host page (docs/CPU.md, "Chained jumps to another page").
-These programs remap the page a `call` goes to, under the translated, chained call.
+keep the code that jumps there. The engine takes such a chained jump only while the jump
+cache's slot for the target holds the block it was chained to: a remapped page's slots are
+cleared with its TLB entries (docs/CPU.md's engine table). These programs remap the page a
+`call` goes to, under the translated, chained call.
 """
 
 from baremetal import run_program

@@ -107,3 +107,53 @@ def test_a_call_to_a_page_no_longer_mapped_faults():
     assert values["a"] == f"{100:016x}"
     assert values["unmapped"] == "000000000000000e"
     assert values["cr2"] == "0000000040000000"
+
+
+# A block that spans two pages: four NOPs at the end of V's page, then `mov $value, %eax; ret`
+# on the next page, which the program remaps (V + 4 KiB -> TAIL_A or TAIL_B). An INVLPG of the
+# second page must reach the chained call to the block, which starts on the first.
+SPANNING = TABLES + r"""
+.set HEAD, 0x413000
+.set TAIL_A, 0x414000
+.set TAIL_B, 0x415000
+.macro MAP_TAIL page
+    movq $\page + 3, PT + 8
+    mov $V + 0x1000, %rbx
+    invlpg (%rbx)
+.endm
+span_calls:                         # rax: the sum of what 100 calls of V + 0xffc returned
+    push %rcx
+    push %rdx
+    xor %edx, %edx
+    mov $100, %ecx
+1:  call V + 0xffc
+    add %rax, %rdx
+    loop 1b
+    mov %rdx, %rax
+    pop %rdx
+    pop %rcx
+    ret
+main:
+    call tables
+    movl $0x90909090, HEAD + 0xffc
+    mov $TAIL_A, %rdi
+    mov $1, %eax
+    call write_function
+    mov $TAIL_B, %rdi
+    mov $2, %eax
+    call write_function
+    MAP HEAD
+    MAP_TAIL TAIL_A
+    call span_calls
+    PRINT a
+    MAP_TAIL TAIL_B
+    call span_calls
+    PRINT b
+    jmp finish
+"""
+
+
+def test_a_call_to_a_block_across_a_remapped_page_runs_the_code_it_maps_now():
+    values, output, _, result = run_program(SPANNING)
+    assert "DONE" in output, (result, output)
+    assert (values["a"], values["b"]) == (f"{100:016x}", f"{200:016x}")

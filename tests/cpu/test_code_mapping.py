@@ -42,18 +42,21 @@ tables:
     mov %cr3, %rax
     mov %rax, %cr3
     ret
-calls:                              # rax: the sum of what 100 calls of V returned
+.macro CALLS name, target            # \name: rax = the sum of what 100 calls of target returned
+\name:
     push %rcx
     push %rdx
     xor %edx, %edx
     mov $100, %ecx
-1:  call V                          # a direct call to another page, chained after its first
+1:  call \target                     # a direct call to another page, chained after its first
     add %rax, %rdx
     loop 1b
     mov %rdx, %rax
     pop %rdx
     pop %rcx
     ret
+.endm
+    CALLS calls, V
 """ + WRITE_FUNCTION
 
 REMAP = TABLES + r"""
@@ -121,18 +124,7 @@ SPANNING = TABLES + r"""
     mov $V + 0x1000, %rbx
     invlpg (%rbx)
 .endm
-span_calls:                         # rax: the sum of what 100 calls of V + 0xffc returned
-    push %rcx
-    push %rdx
-    xor %edx, %edx
-    mov $100, %ecx
-1:  call V + 0xffc
-    add %rax, %rdx
-    loop 1b
-    mov %rdx, %rax
-    pop %rdx
-    pop %rcx
-    ret
+    CALLS span_calls, V + 0xffc
 main:
     call tables
     movl $0x90909090, HEAD + 0xffc

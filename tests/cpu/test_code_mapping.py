@@ -22,13 +22,13 @@ TABLES = r"""
 .set CODE_A, 0x411000
 .set CODE_B, 0x412000
 .set V, 0x40000000
-.macro MAP page                     # V -> page (0: not present), then INVLPG
+.macro MAP page, n=0                # V + n pages -> page (0: not present), then INVLPG
     movq $\page, %rax
     test %rax, %rax
     jz 92f
     or $3, %rax
-92: mov %rax, PT
-    mov $V, %rbx
+92: mov %rax, PT + 8 * \n
+    mov $V + 0x1000 * \n, %rbx
     invlpg (%rbx)
 .endm
 tables:
@@ -119,11 +119,6 @@ SPANNING = TABLES + r"""
 .set HEAD, 0x413000
 .set TAIL_A, 0x414000
 .set TAIL_B, 0x415000
-.macro MAP_TAIL page
-    movq $\page + 3, PT + 8
-    mov $V + 0x1000, %rbx
-    invlpg (%rbx)
-.endm
     CALLS span_calls, V + 0xffc
 main:
     call tables
@@ -135,10 +130,10 @@ main:
     mov $2, %eax
     call write_function
     MAP HEAD
-    MAP_TAIL TAIL_A
+    MAP TAIL_A, 1
     call span_calls
     PRINT a
-    MAP_TAIL TAIL_B
+    MAP TAIL_B, 1
     call span_calls
     PRINT b
     jmp finish

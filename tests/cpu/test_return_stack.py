@@ -1,0 +1,162 @@
+"""A return goes where its address says, in the flags it runs in, whatever the return stack says.
+
+The engine predicts a return in 64-bit code from the call that made it: the call pushes its
+return address and the block the return went to last time, and the return jumps straight to
+that block while the address, the caller's flags and the jump cache's slot all still agree
+(docs/CPU.md's engine table). These programs make a prediction hold a hundred times, then break
+each of the three: the page the return goes to is remapped, the return address on the stack is
+rewritten, and the callee returns with other flags (AC cleared under SMAP, so the caller's next
+instruction, a read of a user page, must fault).
+"""
+
+from baremetal import run_program
+
+# V (1 GiB) is one 4 KiB page of PT, which the program points at SITE_A or SITE_B: each holds
+# `call *%rsi; mov $value, %eax; ret` (value 1 and 2). The firmware's identity map has its page
+# directory for the second GiB at 0x4000; its first entry becomes PT.
+TABLES = r"""
+.set PD_GIB1, 0x4000
+.set PT, 0x410000
+.set SITE_A, 0x411000
+.set SITE_B, 0x412000
+.set V, 0x40000000
+.macro MAP page                     # V -> page, then INVLPG
+    movq $\page + 3, PT
+    mov $V, %rbx
+    invlpg (%rbx)
+.endm
+write_site:                         # rdi: where; eax: the value returned after the call
+    movw $0xd6ff, (%rdi)            # call *%rsi
+    movb $0xb8, 2(%rdi)             # mov $value, %eax
+    mov %eax, 3(%rdi)
+    movb $0xc3, 7(%rdi)             # ret
+    ret
+tables:
+    mov $SITE_A, %rdi
+    mov $1, %eax
+    call write_site
+    mov $SITE_B, %rdi
+    mov $2, %eax
+    call write_site
+    movq $PT + 3, PD_GIB1
+    mov %cr3, %rax
+    mov %rax, %cr3
+    ret
+.macro CALLS site, callee           # rax = the sum of what 100 calls of site returned
+    lea \callee(%rip), %rsi
+    xor %edx, %edx
+    mov $100, %ecx
+1:  call \site
+    add %rax, %rdx
+    loop 1b
+    mov %rdx, %rax
+.endm
+plain:
+    ret
+"""
+
+REMAPPED = TABLES + r"""
+remap_to_b:                         # V -> SITE_B under the call at V, then return into V
+    MAP SITE_B
+    ret
+main:
+    call tables
+    MAP SITE_A
+    CALLS V, plain
+    PRINT a
+    lea remap_to_b(%rip), %rsi
+    call V
+    PRINT b
+    CALLS V, plain
+    PRINT after
+    jmp finish
+"""
+
+
+def test_a_return_into_a_page_remapped_under_it_runs_the_code_it_maps_now():
+    values, output, _, result = run_program(REMAPPED)
+    assert "DONE" in output, (result, output)
+    assert (values["a"], values["b"], values["after"]) == \
+        (f"{100:016x}", f"{2:016x}", f"{200:016x}")
+
+
+REWRITTEN = TABLES + r"""
+site:
+    call *%rsi
+    mov $1, %eax
+    ret
+elsewhere:
+    mov $7, %eax
+    ret
+redirect:                           # return to elsewhere instead of into site
+    lea elsewhere(%rip), %rax
+    mov %rax, (%rsp)
+    ret
+main:
+    CALLS site, plain
+    PRINT a
+    lea redirect(%rip), %rsi
+    call site
+    PRINT b
+    CALLS site, plain
+    PRINT after
+    jmp finish
+"""
+
+
+def test_a_return_to_a_rewritten_address_goes_there():
+    values, output, _, result = run_program(REWRITTEN)
+    assert "DONE" in output, (result, output)
+    assert (values["a"], values["b"], values["after"]) == \
+        (f"{100:016x}", f"{7:016x}", f"{100:016x}")
+
+
+# A user page (V's PT entry with U, and U on the levels above it: PML4[0], PDPT[1], the page
+# directory's entry) read by supervisor code under SMAP: allowed with EFLAGS.AC set (STAC),
+# a #PF without. The caller sets AC and calls; a callee that clears it (CLAC) returns into the
+# caller's read, which must then fault, though the same call returned a hundred times with AC
+# set.
+SMAP = TABLES + r"""
+.set DATA, 0x413000
+site_ac:
+    stac
+    call *%rsi
+    mov V, %eax                     # AC as the callee left it
+    clac
+    ret
+clear_ac:
+    clac
+    ret
+main:
+    call setup_gdt
+    GATE 14, h14
+    movl $5, DATA
+    movq $PT + 7, PD_GIB1
+    movq $DATA + 7, PT
+    orq $4, 0x1000
+    orq $4, 0x2008
+    mov %cr4, %rax
+    bts $21, %rax                   # CR4.SMAP
+    mov %rax, %cr4
+    mov %cr3, %rax
+    mov %rax, %cr3
+    CALLS site_ac, plain
+    PRINT a
+    lea clear_ac(%rip), %rsi
+    TRY cleared, "call site_ac"
+    mov %cr2, %rax
+    PRINT cr2
+    jmp finish
+    RESUME_HANDLER 14, 1
+.data
+resume: .quad 0
+vector: .quad 0
+"""
+
+
+def test_a_return_in_other_flags_than_the_call_runs_in_them():
+    values, output, _, result = run_program(SMAP)
+    assert "DONE" in output, (result, output)
+    assert values["a"] == f"{500:016x}"
+    assert values["cleared"] == "000000000000000e"
+    assert values["cr2"] == "0000000040000000"

@@ -78,8 +78,7 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
 
 Beside the entry points, the patch changes how translated code runs (docs/CPU.md has each
 change): a direct jump to another page, for one, is chained to the block it goes to and taken
-only while the next-block lookup would find that same block, and a return goes straight to the
-block its call's return stack entry names under the same condition.
+only while the next-block lookup would find that same block.
 
 The ordinary `unicorn` wheel supplies the Python binding; LIBUNICORN_PATH points it at our build.
 """

@@ -13,14 +13,12 @@ from baremetal import run_program
 
 from test_code_coherence import WRITE_FUNCTION
 
-# V (1 GiB, within a call's reach of the program) is one 4 KiB page of PT, which the program
-# points at CODE_A or CODE_B: functions returning 1 and 2. The firmware's identity map has
-# its page directory for the second GiB at 0x4000; its first entry becomes PT.
-TABLES = r"""
+# V (1 GiB, within a call's reach of the program) is one 4 KiB page of PT, which a program
+# points at pages of its own (MAP). The firmware's identity map has its page directory for the
+# second GiB at 0x4000; `paging` makes PT its first entry.
+PAGING = r"""
 .set PD_GIB1, 0x4000
 .set PT, 0x410000
-.set CODE_A, 0x411000
-.set CODE_B, 0x412000
 .set V, 0x40000000
 .macro MAP page, n=0                # V + n pages -> page (0: not present), then INVLPG
     movq $\page, %rax
@@ -31,6 +29,17 @@ TABLES = r"""
     mov $V + 0x1000 * \n, %rbx
     invlpg (%rbx)
 .endm
+paging:
+    movq $PT + 3, PD_GIB1
+    mov %cr3, %rax
+    mov %rax, %cr3
+    ret
+"""
+
+# Here V is mapped to CODE_A or CODE_B: functions returning 1 and 2.
+TABLES = PAGING + r"""
+.set CODE_A, 0x411000
+.set CODE_B, 0x412000
 tables:
     mov $CODE_A, %rdi
     mov $1, %eax
@@ -38,10 +47,7 @@ tables:
     mov $CODE_B, %rdi
     mov $2, %eax
     call write_function
-    movq $PT + 3, PD_GIB1
-    mov %cr3, %rax
-    mov %rax, %cr3
-    ret
+    jmp paging
 .macro CALLS name, target            # \name: rax = the sum of what 100 calls of target returned
 \name:
     push %rcx

@@ -15,21 +15,13 @@ one of those forms with the compare that guards it taken out.
 from baremetal import run_program
 
 from test_code_coherence import WRITE_FUNCTION
+from test_code_mapping import PAGING
 
-# V (1 GiB) is one 4 KiB page of PT, which the program points at SITE_A or SITE_B: each holds
-# `call *%rsi; mov $value, %eax; ret` (value 1 and 2). The firmware's identity map has its page
-# directory for the second GiB at 0x4000; its first entry becomes PT.
-TABLES = r"""
-.set PD_GIB1, 0x4000
-.set PT, 0x410000
+# V (test_code_mapping's PAGING) is mapped to SITE_A or SITE_B: each holds
+# `call *%rsi; mov $value, %eax; ret` (value 1 and 2).
+TABLES = PAGING + r"""
 .set SITE_A, 0x411000
 .set SITE_B, 0x412000
-.set V, 0x40000000
-.macro MAP page                     # V -> page, then INVLPG
-    movq $\page + 3, PT
-    mov $V, %rbx
-    invlpg (%rbx)
-.endm
 write_site:                         # rdi: where; eax: the value returned after the call
     movw $0xd6ff, (%rdi)            # call *%rsi
     movb $0xb8, 2(%rdi)             # mov $value, %eax
@@ -43,10 +35,7 @@ tables:
     mov $SITE_B, %rdi
     mov $2, %eax
     call write_site
-    movq $PT + 3, PD_GIB1
-    mov %cr3, %rax
-    mov %rax, %cr3
-    ret
+    jmp paging
 .macro CALLS site, callee           # rax = the sum of what 100 calls of site returned
     lea \callee(%rip), %rsi
     xor %edx, %edx

@@ -101,7 +101,8 @@ def commands(cpus: int, mib: int) -> str:
 
 
 def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
-                host_threads: int | None) -> str:
+                host_threads: int | None, command: str | None = None) -> str:
+    """imacpro's console after the guest ran `command` (default: this benchmark's)."""
     config = configure(cpu=8, memory=qemu.MEMORY_GIB)
     identity = new_identity(config)
     sep = SecureEnclave.create(work / "t2", identity.t2_ecid)
@@ -111,19 +112,19 @@ def run_imacpro(guest, cpus: int, mib: int, work: Path, timeout_s: float,
                           ssd_serial=ssd_serial(identity.serial_number),
                           host_threads=host_threads)
         firmware.install(machine, identity, guest.kernel.read_bytes(), guest.initrd.read_bytes(),
-                         f"{guest.cmdline} {exec_option(commands(cpus, mib))}")
+                         f"{guest.cmdline} {exec_option(command or commands(cpus, mib))}")
         machine.run(timeout_s=timeout_s, stop=qemu.printed(serial, DONE))
     return serial.decode(errors="replace")
 
 
 def run_qemu(guest, cpus: int, mib: int, work: Path, timeout_s: float,
-             queue_pairs: int | None = None) -> str:
+             queue_pairs: int | None = None, command: str | None = None) -> str:
     """QEMU's NVMe; `queue_pairs`: its I/O queues (default: as many as Linux asks, one per
-    vCPU here)."""
+    vCPU here); `command` as run_imacpro's."""
     disk = work / "qemu-disk.raw"
     with open(disk, "wb") as f:
         f.truncate(DISK_BYTES)
-    append = f"{guest.cmdline} {exec_option(commands(cpus, mib))}"
+    append = f"{guest.cmdline} {exec_option(command or commands(cpus, mib))}"
     argv = qemu.command(guest, cpus, append,
                         "-drive", f"file={disk},if=none,id=ssd,format=raw",
                         "-device", "nvme,drive=ssd,serial=bench,logical_block_size=4096,"

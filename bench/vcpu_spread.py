@@ -34,6 +34,7 @@ import qemu  # noqa: E402
 DEVICE = "/dev/nvme0n1"
 SPAN_MIB = 256          # the reads fall within the first SPAN_MIB, written first
 SET = re.compile(r"^SET (\S+)$")
+QEMU, QEMU_ONE_QUEUE, IMACPRO = "QEMU", "QEMU, one I/O queue", "imacpro"   # the columns
 
 
 def cpu_sets(cpus: int) -> list[str]:
@@ -98,12 +99,12 @@ def main() -> None:
         work = Path(tmp)
         guest = nvme.with_randread(guest, work)
         consoles = {
-            "QEMU": nvme.run_qemu(guest, args.cpus, SPAN_MIB, work, args.timeout,
-                                  command=command),
-            "QEMU, one I/O queue": nvme.run_qemu(guest, args.cpus, SPAN_MIB, work,
-                                                 args.timeout, queue_pairs=1, command=command),
-            "imacpro": nvme.run_imacpro(guest, args.cpus, SPAN_MIB, work, args.timeout,
-                                        args.host_threads, command=command),
+            QEMU: nvme.run_qemu(guest, args.cpus, SPAN_MIB, work, args.timeout,
+                                command=command),
+            QEMU_ONE_QUEUE: nvme.run_qemu(guest, args.cpus, SPAN_MIB, work, args.timeout,
+                                          queue_pairs=1, command=command),
+            IMACPRO: nvme.run_imacpro(guest, args.cpus, SPAN_MIB, work, args.timeout,
+                                      args.host_threads, command=command),
         }
     found = {name: iops_by_set(console) for name, console in consoles.items()}
     for name, runs in found.items():
@@ -117,8 +118,9 @@ def main() -> None:
               "imacpro ÷ QEMU, one queue |")
         print("|---" * (len(names) + 3) + "|")
     for listed in sets:
-        ours = statistics.median(found["imacpro"][listed])
-        ratios = [ours / statistics.median(found[name][listed]) for name in names[:2]]
+        ours = statistics.median(found[IMACPRO][listed])
+        ratios = [ours / statistics.median(found[name][listed])
+                  for name in (QEMU, QEMU_ONE_QUEUE)]
         cells = [cell(found[name][listed]) for name in names]
         if args.markdown:
             print(f"| {listed} | " + " | ".join(cells) + " | "

@@ -51,19 +51,23 @@ treats SYSCALL as a no-op, has no interrupt pins and reads the host's TSC. The p
   uc_imacpro_set_cpu_state(uc, buf, size)     load it (breakpoints re-made from DR7, TLB
                                               flushed); refused unless of the same build
   uc_imacpro_codemap_new(host_base, size)     a code map for the engines sharing that RAM
-  uc_imacpro_codemap_join(uc, map)            this engine's translations join the map: a write
-                                              by any member to a page another member has
-                                              code from invalidates that code, and pages
-                                              without code are written at full speed; no
-                                              member touches another's translations or TLB
-                                              (it posts a note the other acts on before its
-                                              next translated block), so members may run on
+  uc_imacpro_codemap_join(uc, map)            this engine joins the map and uses the
+                                              machine's one set of translations (one code
+                                              buffer, hash table and page table of blocks,
+                                              as QEMU's vCPU threads share theirs): a write
+                                              by any member to a page with code invalidates
+                                              the code it changed, and pages without code
+                                              are written at full speed; no member touches
+                                              another's TLB or jump cache (it posts a note
+                                              the other acts on before its next translated
+                                              block), so members may run on
                                               threads of their own
   uc_imacpro_parallel(uc, on)                 the map's members run at the same time: guest
                                               atomics become host atomics (QEMU's
                                               CF_PARALLEL), and an instruction that cannot be
                                               one runs while every other member waits
                                               outside its translated code
+  uc_imacpro_blocks(uc)                       how many translated blocks its translations hold
   uc_imacpro_hold_code_writes(uc, ns)         tests: each write of this engine that may change
                                               code another member holds waits ns between
                                               its notes and its landing (a host that stops
@@ -170,6 +174,8 @@ uclib.uc_imacpro_parallel.argtypes = [ctypes.c_void_p, ctypes.c_bool]
 uclib.uc_imacpro_parallel.restype = ctypes.c_int
 uclib.uc_imacpro_hold_code_writes.argtypes = [ctypes.c_void_p, ctypes.c_int64]
 uclib.uc_imacpro_hold_code_writes.restype = ctypes.c_int
+uclib.uc_imacpro_blocks.argtypes = [ctypes.c_void_p]
+uclib.uc_imacpro_blocks.restype = ctypes.c_uint64
 uclib.uc_imacpro_dirtylog_new.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
 uclib.uc_imacpro_dirtylog_new.restype = ctypes.c_void_p
 uclib.uc_imacpro_dirtylog_join.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -310,8 +316,8 @@ class Engine:
         return uclib.uc_imacpro_queued_since(self._uch)
 
     def join_code_map(self, ram) -> None:
-        """Share code tracking with the other engines on `ram` (one map per RAM, freed by
-        the engine when its last member closes)."""
+        """Share code tracking and translations with the other engines on `ram` (one map
+        per RAM, freed by the engine when its last member closes)."""
         code_map = getattr(ram, "_code_map", None)
         if code_map is None:
             code_map = uclib.uc_imacpro_codemap_new(ram.host_address, ram.size)
@@ -328,6 +334,11 @@ class Engine:
         err = uclib.uc_imacpro_parallel(self._uch, on)
         if err:
             raise unicorn.UcError(err)
+
+    def blocks(self) -> int:
+        """How many translated blocks this engine's translations hold: the machine's, which
+        every engine of its code map shares."""
+        return uclib.uc_imacpro_blocks(self._uch)
 
     def hold_code_writes(self, ns: int) -> None:
         """Tests only: this engine's writes to code another engine holds wait `ns` (under a

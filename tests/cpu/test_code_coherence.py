@@ -1,9 +1,10 @@
 """Self-modifying and cross-modifying code: a write to code takes effect at the next fetch.
 
 Linux depends on it: text_poke writes kernel text through a temporary alias mapping, and
-text_poke_bp patches code other CPUs are running (int3 first, then the new bytes). Each vCPU's
-engine caches its own translations, so a write, by this CPU through any mapping or by another
-CPU, must drop the translations made from that page (the engine's shared code map).
+text_poke_bp patches code other CPUs are running (int3 first, then the new bytes). The vCPUs'
+engines share the machine's translations, so a write, by this CPU through any mapping or by
+another CPU, must drop the translations made from that page for all of them (the engine's
+shared code map).
 """
 
 from baremetal import run_program
@@ -115,8 +116,12 @@ CROSS_CPU = SMP.replace("main:\n", "main:\n    call alias_setup\n    mov $CODE, 
 
 
 def test_code_another_cpu_rewrites_runs_new():
-    values, output, _, result = run_program(CROSS_CPU.replace("EXPECTED_APS", "1"), cpus=2,
-                                            timeout_s=120)
+    values, output, machine, result = run_program(CROSS_CPU.replace("EXPECTED_APS", "1"),
+                                                  cpus=2, timeout_s=120)
     assert "DONE" in output, (result, output)
     assert values["before"] == "0000000000000001"
     assert values["after"] == "0000000000000002"
+    # One set of translations for the machine: each engine sees every block either CPU
+    # made (each engine its own, the AP's would hold only what the AP ran).
+    bsp, ap = (vcpu.engine.blocks() for vcpu in machine.vcpus)
+    assert bsp > 0 and bsp == ap

@@ -152,12 +152,15 @@ pair: .quad 0, 0
 
 
 def run_counting(program: str, loops: int, host_threads: int, keys: tuple[str, ...],
-                 timeout_s: float = 300) -> dict[str, int]:
-    """Run an every_cpu_counts program, each CPU `loops` times; the counts it reports."""
+                 timeout_s: float = 300, machines: list | None = None) -> dict[str, int]:
+    """Run an every_cpu_counts program, each CPU `loops` times; the counts it reports (and
+    the machine, appended to `machines`)."""
     program = program.replace("LOOP_COUNT", str(loops)).replace("CPUS", str(CPUS))
     values, output, machine, result = run_program(program, cpus=CPUS, timeout_s=timeout_s,
                                                   host_threads=host_threads)
     assert "DONE" in output, (result, output[-500:])
+    if machines is not None:
+        machines.append(machine)
     return {key: int(values[key], 16) for key in keys}
 
 
